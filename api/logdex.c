@@ -1,0 +1,570 @@
+/*
+ * logdex.c -- the command line: ingest, search, stats, verify, dump.
+ *
+ * api/ only translates: arguments and files in, calls into indexer/ and
+ * searcher/, JSON or NDJSON out.  No engine logic lives here.
+ */
+#define _GNU_SOURCE
+#include "indexer/idx.h"
+#include "searcher/srch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LINE (64u << 20)
+
+static const char *const usage_main =
+    "usage: logdex COMMAND [OPTIONS]\n"
+    "\n"
+    "A time-series log search engine: NDJSON events in, search over time-bucketed\n"
+    "immutable segments out.\n"
+    "\n"
+    "commands:\n"
+    "  ingest   load NDJSON files into an index\n"
+    "  search   print the events matching a query, newest first\n"
+    "  stats    print an index's event, segment, bucket and byte counts\n"
+    "  verify   check every checksum and structure of a data directory\n"
+    "  dump     describe the sections of one segment file\n"
+    "  serve    the HTTP server (not built yet: see README)\n"
+    "\n"
+    "'logdex COMMAND --help' describes each command's options.\n";
+
+static const char *const usage_ingest =
+    "usage: logdex ingest [--data DIR] [--index NAME] [FILE ...]\n"
+    "\n"
+    "Loads NDJSON (one JSON object a line; '-' or no FILE reads standard input)\n"
+    "into DIR/NAME.  The server must not be running on DIR.  Bad lines are\n"
+    "reported on standard error as FILE:LINE: reason; the others are stored.\n"
+    "Prints {\"accepted\":N,\"rejected\":M,\"duplicates\":D,\"bytes\":B,\"seconds\":S}.\n"
+    "\n"
+    "  --data DIR        data directory (default ./data)\n"
+    "  --index NAME      index name (default 'default'; [a-z0-9][a-z0-9_.-]{0,63})\n"
+    "  --bucket DUR      bucket width for a new index: 10m, 1h (default), 1d\n"
+    "  --buffer-mb N     flush segments every N MiB of events (default 64)\n"
+    "  --threads N       segment builders (default 2)\n"
+    "  --quiet           no progress bar\n";
+
+static const char *const usage_search =
+    "usage: logdex search [--data DIR] [--index NAME] [--start T] [--end T]\n"
+    "                     [--limit N] [--count] [--cursor C] QUERY\n"
+    "\n"
+    "Prints the matching events, newest first, one original JSON object a line.\n"
+    "QUERY uses the query language (docs/query-language.md); '' or '*' is all.\n"
+    "\n"
+    "  --start T, --end T  time range, start inclusive, end exclusive: RFC 3339,\n"
+    "                      epoch seconds or ms, now, now-15m (units s m h d)\n"
+    "  --limit N           at most N events (default 100; 0: all)\n"
+    "  --count             print only the number of matching events\n"
+    "  --cursor C          continue after a previous page (see --page-info)\n"
+    "  --page-info         also print {\"total\":N,\"cursor\":C} on standard error\n"
+    "  --threads N         search threads (default: one per core)\n";
+
+static const char *const usage_stats =
+    "usage: logdex stats [--data DIR] [--index NAME]\n"
+    "\n"
+    "Prints {\"events\":N,\"segments\":S,\"buckets\":K,\"bytes\":B}; bytes counts every\n"
+    "file the index keeps on disk.\n";
+
+static const char *const usage_verify =
+    "usage: logdex verify [--data DIR]\n"
+    "\n"
+    "Checks every manifest and every segment of every index in DIR: checksums,\n"
+    "structure, postings, columns and stored events.  Prints each problem with its\n"
+    "file; exits 0 only when everything is sound.\n";
+
+static const char *const usage_dump =
+    "usage: logdex dump FILE.seg\n"
+    "\n"
+    "Describes a segment: header, sections, fields and its first terms.\n";
+
+static int usage_err(const char *u)
+{
+    fputs(u, stderr);
+    return 2;
+}
+
+static int parse_duration(const char *s, int64_t *ns)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    int64_t unit = 0;
+    if (end == s || v <= 0 || end[0] == 0 || end[1] != 0)
+        return -1;
+    switch (*end) {
+    case 's': unit = 1000000000LL; break;
+    case 'm': unit = 60000000000LL; break;
+    case 'h': unit = 3600000000000LL; break;
+    case 'd': unit = 86400000000000LL; break;
+    default: return -1;
+    }
+    if (v > INT64_MAX / unit)
+        return -1;
+    *ns = v * unit;
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void print_err(const char *what, const seg_err *e)
+{
+    char buf[1024];
+    fprintf(stderr, "logdex %s: %s\n", what, seg_err_str(e, buf, sizeof buf));
+}
+
+/* ------------------------------------------------------------------ */
+/* ingest                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct ingest_ctx {
+    const char *file;
+    int progress;
+    double t0, last;
+    uint64_t bytes_read;
+} ingest_ctx;
+
+static void on_reject(void *ud, long line, const char *reason)
+{
+    ingest_ctx *c = ud;
+    fprintf(stderr, "%s:%ld: %s\n", c->file, line, reason);
+}
+
+static void progress(ingest_ctx *c, idx_writer *w, int final)
+{
+    double t = now_s();
+    if (!c->progress || (!final && t - c->last < 0.2))
+        return;
+    c->last = t;
+    const idx_counts *k = idx_get_counts(w);
+    double mb = (double)c->bytes_read / 1048576.0, dt = t - c->t0 > 1e-9 ? t - c->t0 : 1e-9;
+    fprintf(stderr, "\r%llu events, %.1f MB, %.1f MB/s%s", (unsigned long long)k->accepted, mb, mb / dt,
+            final ? "\n" : "   ");
+}
+
+static int ingest_fd(idx_writer *w, FILE *f, ingest_ctx *c, seg_err *e)
+{
+    size_t cap = 4u << 20, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    long lineno = 0;
+    int skipping = 0, rc = SEG_OK;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= MAX_LINE + (4u << 20)) {
+                /* a line longer than the limit: reject it, skip to its end */
+                char why[64];
+                snprintf(why, sizeof why, "line longer than %u bytes", MAX_LINE);
+                idx_reject(w, ++lineno, len, why, on_reject, c);
+                skipping = 1;
+                len = 0;
+            } else {
+                cap *= 2;
+                char *nb = realloc(buf, cap);
+                if (!nb) {
+                    rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+                    break;
+                }
+                buf = nb;
+            }
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        c->bytes_read += got;
+        int eof = got == 0;
+        if (eof && ferror(f)) {
+            rc = seg_err_set(e, SEG_EIO, c->file, "read: %s", strerror(errno));
+            break;
+        }
+        len += got;
+        size_t start = 0;
+        for (;;) {
+            char *nl = memchr(buf + start, '\n', len - start);
+            if (!nl)
+                break;
+            size_t end = (size_t)(nl - buf);
+            if (skipping) {
+                skipping = 0;
+            } else {
+                lineno++;
+                if ((rc = idx_add_line(w, buf + start, end - start, lineno, on_reject, c, e)))
+                    goto out;
+            }
+            start = end + 1;
+        }
+        if (eof) {
+            if (start < len && !skipping) {
+                lineno++;
+                rc = idx_add_line(w, buf + start, len - start, lineno, on_reject, c, e);
+            }
+            break;
+        }
+        memmove(buf, buf + start, len - start);
+        len -= start;
+        progress(c, w, 0);
+    }
+out:
+    free(buf);
+    return rc;
+}
+
+static int cmd_ingest(int argc, char **argv)
+{
+    const char *data = "./data", *index = "default";
+    idx_opts o;
+    idx_opts_default(&o);
+    int quiet = 0;
+    static const struct option opts[] = {{"data", 1, 0, 'd'},    {"index", 1, 0, 'i'},
+                                         {"bucket", 1, 0, 'b'},  {"buffer-mb", 1, 0, 'm'},
+                                         {"threads", 1, 0, 't'}, {"quiet", 0, 0, 'q'},
+                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': data = optarg; break;
+        case 'i': index = optarg; break;
+        case 'b':
+            if (parse_duration(optarg, &o.bucket_ns)) {
+                fprintf(stderr, "logdex ingest: bad --bucket '%s' (e.g. 10m, 1h, 1d)\n", optarg);
+                return 2;
+            }
+            break;
+        case 'm': o.buffer_bytes = (size_t)strtoull(optarg, NULL, 10) << 20; break;
+        case 't': o.threads = atoi(optarg); break;
+        case 'q': quiet = 1; break;
+        case 'h': fputs(usage_ingest, stdout); return 0;
+        default: return usage_err(usage_ingest);
+        }
+    }
+    if (o.buffer_bytes == 0)
+        o.buffer_bytes = 1u << 20;
+    seg_err e = {0};
+    idx_writer *w;
+    if (idx_open(data, index, &o, &w, &e)) {
+        print_err("ingest", &e);
+        return 1;
+    }
+    ingest_ctx c = {"-", !quiet && isatty(2), now_s(), 0, 0};
+    int rc = SEG_OK;
+    if (optind >= argc) {
+        rc = ingest_fd(w, stdin, &c, &e);
+    }
+    for (int i = optind; rc == SEG_OK && i < argc; i++) {
+        c.file = argv[i];
+        FILE *f = strcmp(argv[i], "-") ? fopen(argv[i], "rb") : stdin;
+        if (!f) {
+            rc = seg_err_set(&e, SEG_EIO, argv[i], "open: %s", strerror(errno));
+            break;
+        }
+        rc = ingest_fd(w, f, &c, &e);
+        if (f != stdin)
+            fclose(f);
+    }
+    idx_counts k = *idx_get_counts(w);
+    int crc = idx_close(w, rc ? NULL : &e);
+    if (!rc)
+        rc = crc;
+    if (rc) {
+        print_err("ingest", &e);
+        return 1;
+    }
+    if (c.progress)
+        fprintf(stderr, "\r%llu events, %.1f MB\n", (unsigned long long)k.accepted, (double)c.bytes_read / 1048576.0);
+    json_t *j = json_pack("{sIsIsIsIsf}", "accepted", (json_int_t)k.accepted, "rejected",
+                          (json_int_t)k.rejected, "duplicates", (json_int_t)k.duplicates, "bytes",
+                          (json_int_t)k.bytes, "seconds", now_s() - c.t0);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    puts(s);
+    free(s);
+    json_decref(j);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* search                                                               */
+/* ------------------------------------------------------------------ */
+
+static int cmd_search(int argc, char **argv)
+{
+    const char *data = "./data", *index = "default", *start = NULL, *end = NULL, *cursor = NULL;
+    long long limit = 100;
+    int count = 0, page_info = 0, threads = 0;
+    static const struct option opts[] = {
+        {"data", 1, 0, 'd'},  {"index", 1, 0, 'i'},  {"start", 1, 0, 's'},     {"end", 1, 0, 'e'},
+        {"limit", 1, 0, 'l'}, {"count", 0, 0, 'c'},  {"cursor", 1, 0, 'u'},    {"page-info", 0, 0, 'p'},
+        {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': data = optarg; break;
+        case 'i': index = optarg; break;
+        case 's': start = optarg; break;
+        case 'e': end = optarg; break;
+        case 'l': {
+            char *x;
+            limit = strtoll(optarg, &x, 10);
+            if (*x || limit < 0) {
+                fprintf(stderr, "logdex search: bad --limit '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        }
+        case 'c': count = 1; break;
+        case 'u': cursor = optarg; break;
+        case 'p': page_info = 1; break;
+        case 't': threads = atoi(optarg); break;
+        case 'h': fputs(usage_search, stdout); return 0;
+        default: return usage_err(usage_search);
+        }
+    }
+    /* the query is the remaining arguments joined by spaces */
+    seg_buf qb = {0};
+    for (int i = optind; i < argc; i++) {
+        if (i > optind)
+            seg_buf_put_u8(&qb, ' ');
+        seg_buf_put(&qb, argv[i], strlen(argv[i]));
+    }
+    seg_buf_put_u8(&qb, 0);
+    if (!idx_name_valid(index)) {
+        fprintf(stderr, "logdex search: invalid index name '%s'\n", index);
+        return 2;
+    }
+    seg_err e = {0};
+    seg_tok *tok = seg_tok_new();
+    srch_query *q = NULL;
+    srch_request rq;
+    memset(&rq, 0, sizeof rq);
+    int64_t now = seg_time_now();
+    if (!tok || srch_query_parse((const char *)qb.p, qb.n - 1, tok, &q, &e) ||
+        (start && srch_parse_time(start, now, &rq.start, &e)) ||
+        (end && srch_parse_time(end, now, &rq.end, &e))) {
+        if (!tok)
+            seg_err_set(&e, SEG_ENOMEM, NULL, "cannot start the tokenizer");
+        print_err("search", &e);
+        seg_tok_free(tok);
+        seg_buf_free(&qb);
+        return 2;
+    }
+    rq.has_start = start != NULL;
+    rq.has_end = end != NULL;
+    rq.q = q;
+    rq.limit = count ? 0 : (limit == 0 ? SIZE_MAX / 64 : (size_t)limit);
+    rq.count_only = count;
+    rq.cursor = cursor;
+    srch_pool *pool = srch_pool_new(threads);
+    srch_index *ix = NULL;
+    srch_result res;
+    int rc = srch_index_open(data, index, pool, &ix, &e);
+    if (rc == SEG_OK)
+        rc = srch_search(ix, &rq, &res, &e);
+    if (rc == SEG_OK) {
+        if (count) {
+            printf("%llu\n", (unsigned long long)res.total);
+        } else {
+            for (size_t i = 0; i < res.nhits; i++) {
+                fwrite(res.hits[i].json, 1, res.hits[i].json_len, stdout);
+                fputc('\n', stdout);
+            }
+        }
+        if (page_info)
+            fprintf(stderr, "{\"total\":%llu,\"cursor\":%s%s%s}\n", (unsigned long long)res.total,
+                    res.cursor ? "\"" : "", res.cursor ? res.cursor : "null", res.cursor ? "\"" : "");
+        srch_result_free(&res);
+    } else {
+        print_err("search", &e);
+    }
+    srch_index_close(ix);
+    srch_pool_free(pool);
+    srch_query_free(q);
+    seg_tok_free(tok);
+    seg_buf_free(&qb);
+    return rc == SEG_OK ? 0 : (rc == SEG_EQUERY ? 2 : 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* stats                                                                */
+/* ------------------------------------------------------------------ */
+
+static uint64_t dir_bytes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    uint64_t n = 0;
+    if (!d)
+        return 0;
+    struct dirent *de;
+    char p[4096 + 256];
+    while ((de = readdir(d))) {
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (de->d_name[0] != '.' && stat(p, &st) == 0 && S_ISREG(st.st_mode))
+            n += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return n;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+    const char *data = "./data", *index = "default";
+    static const struct option opts[] = {{"data", 1, 0, 'd'}, {"index", 1, 0, 'i'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': data = optarg; break;
+        case 'i': index = optarg; break;
+        case 'h': fputs(usage_stats, stdout); return 0;
+        default: return usage_err(usage_stats);
+        }
+    }
+    if (!idx_name_valid(index)) {
+        fprintf(stderr, "logdex stats: invalid index name '%s'\n", index);
+        return 2;
+    }
+    seg_err e = {0};
+    srch_index *ix;
+    if (srch_index_open(data, index, NULL, &ix, &e)) {
+        print_err("stats", &e);
+        return 1;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", data, index);
+    printf("{\"events\":%llu,\"segments\":%zu,\"buckets\":%zu,\"bytes\":%llu}\n",
+           (unsigned long long)srch_index_events(ix), srch_index_nsegments(ix), srch_index_nbuckets(ix),
+           (unsigned long long)dir_bytes(dir));
+    srch_index_close(ix);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* verify and dump                                                      */
+/* ------------------------------------------------------------------ */
+
+static void report(void *ud, const char *file, const char *problem)
+{
+    (void)ud;
+    printf("%s: %s\n", file, problem);
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    const char *data = "./data";
+    static const struct option opts[] = {{"data", 1, 0, 'd'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': data = optarg; break;
+        case 'h': fputs(usage_verify, stdout); return 0;
+        default: return usage_err(usage_verify);
+        }
+    }
+    DIR *d = opendir(data);
+    if (!d) {
+        fprintf(stderr, "logdex verify: %s: %s\n", data, strerror(errno));
+        return 1;
+    }
+    long problems = 0, segs = 0, indexes = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.' || !idx_name_valid(de->d_name))
+            continue;
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/%s", data, de->d_name);
+        struct stat st;
+        if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+            continue;
+        seg_manifest m;
+        int exists;
+        seg_err e = {0};
+        if (seg_manifest_load(dir, &m, &exists, &e)) {
+            char b[1024];
+            printf("%s\n", seg_err_str(&e, b, sizeof b));
+            problems++;
+            continue;
+        }
+        if (!exists) {
+            seg_manifest_free(&m);
+            continue;
+        }
+        indexes++;
+        for (size_t i = 0; i < m.n; i++) {
+            char p[4096 + 80];
+            snprintf(p, sizeof p, "%s/%s", dir, m.e[i].name);
+            long k = seg_reader_verify(p, report, NULL);
+            problems += k;
+            segs++;
+            if (k == 0) {
+                seg_reader *r;
+                if (seg_reader_open(p, &r, &e) == SEG_OK) {
+                    if (seg_reader_ndocs(r) != m.e[i].docs || seg_reader_min_time(r) != m.e[i].min_time ||
+                        seg_reader_max_time(r) != m.e[i].max_time) {
+                        printf("%s: does not match its manifest entry\n", p);
+                        problems++;
+                    }
+                    seg_reader_close(r);
+                }
+            }
+        }
+        seg_manifest_free(&m);
+    }
+    closedir(d);
+    if (problems) {
+        printf("%ld problem%s found\n", problems, problems == 1 ? "" : "s");
+        return 1;
+    }
+    printf("ok: %ld segment%s in %ld index%s verified\n", segs, segs == 1 ? "" : "s", indexes,
+           indexes == 1 ? "" : "es");
+    return 0;
+}
+
+static void dump_line(void *ud, const char *line)
+{
+    (void)ud;
+    puts(line);
+}
+
+static int cmd_dump(int argc, char **argv)
+{
+    if (argc != 2 || !strcmp(argv[1], "--help")) {
+        fputs(usage_dump, argc == 2 ? stdout : stderr);
+        return argc == 2 ? 0 : 2;
+    }
+    return seg_reader_dump(argv[1], dump_line, NULL) ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(usage_main, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    argv++;
+    argc--;
+    if (!strcmp(cmd, "ingest"))
+        return cmd_ingest(argc, argv);
+    if (!strcmp(cmd, "search"))
+        return cmd_search(argc, argv);
+    if (!strcmp(cmd, "stats"))
+        return cmd_stats(argc, argv);
+    if (!strcmp(cmd, "verify"))
+        return cmd_verify(argc, argv);
+    if (!strcmp(cmd, "dump"))
+        return cmd_dump(argc, argv);
+    if (!strcmp(cmd, "serve")) {
+        fprintf(stderr, "logdex serve: the HTTP server is not built yet (open issue: REST server)\n");
+        return 1;
+    }
+    fprintf(stderr, "logdex: unknown command '%s'\n\n%s", cmd, usage_main);
+    return 2;
+}

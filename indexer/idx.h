@@ -1,0 +1,60 @@
+/*
+ * idx.h -- the indexer layer: events in, segments out.  The one public
+ * header of indexer/.
+ *
+ * An idx_writer owns one index directory (DATA/INDEX/) for writing: it
+ * takes an exclusive lock (DATA/INDEX/lock, flock) so that one writer at a
+ * time changes an index.  Events are validated, given a time and an _id,
+ * de-duplicated by _id, and buffered per time bucket; a flush writes one
+ * segment per buffered bucket and then replaces the manifest.  Readers
+ * (searcher/) never take the lock: they read the manifest, and segments are
+ * immutable, so a reader sees either the old or the new list.
+ *
+ * Concurrency: an idx_writer is used by one thread.  idx_flush() builds the
+ * buckets' segments on up to `threads` threads of its own.
+ */
+#ifndef LOGDEX_IDX_H
+#define LOGDEX_IDX_H
+
+#include "segment/seg.h"
+
+typedef struct idx_writer idx_writer;
+
+typedef struct idx_opts {
+    int64_t bucket_ns;      /* bucket width for a new index (default 1 h) */
+    size_t buffer_bytes;    /* flush when buffered events exceed this */
+    int threads;            /* segment builders in a flush (default 2) */
+} idx_opts;
+
+typedef struct idx_counts {
+    uint64_t accepted, rejected, duplicates, bytes, lines;
+} idx_counts;
+
+/* Called for each rejected line, with its 1-based number and the reason. */
+typedef void (*idx_reject_fn)(void *ud, long line, const char *reason);
+
+/* Index names: [a-z0-9][a-z0-9_.-]{0,63}.  Returns 1 when valid. */
+int idx_name_valid(const char *name);
+
+void idx_opts_default(idx_opts *o);
+/* Opens (creating when needed) DATA/INDEX for writing.  Removes files left
+ * by an interrupted flush (temporary files, segments not in the manifest). */
+int idx_open(const char *datadir, const char *index, const idx_opts *o, idx_writer **out,
+             seg_err *e);
+/* Adds one NDJSON line (without its newline).  Blank lines are skipped.
+ * Returns SEG_OK; a bad line is counted as rejected and reported through
+ * reject(); a fatal error (I/O, memory) returns its code. */
+int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_reject_fn reject,
+                 void *ud, seg_err *e);
+/* Counts a line the caller could not even hand over (e.g. over the line
+ * length limit) as rejected, and reports it. */
+void idx_reject(idx_writer *w, long lineno, size_t bytes, const char *reason, idx_reject_fn reject,
+                void *ud);
+/* Writes every buffered bucket as a segment and replaces the manifest. */
+int idx_flush(idx_writer *w, seg_err *e);
+/* Flushes and closes; w is freed even on error.  NULL is accepted. */
+int idx_close(idx_writer *w, seg_err *e);
+const idx_counts *idx_get_counts(const idx_writer *w);
+size_t idx_buffered_bytes(const idx_writer *w);
+
+#endif

@@ -1,0 +1,580 @@
+/*
+ * idx_writer.c -- buffering events per time bucket and flushing segments.
+ *
+ * Directory layout of an index (docs/segment-format.md):
+ *   DATA/INDEX/lock          flock()ed by the one writer
+ *   DATA/INDEX/manifest      the live segments (seg_manifest.c)
+ *   DATA/INDEX/sSEQ.seg      segments, SEQ = 16 hex digits
+ *
+ * Crash safety of a flush: segments are written under temporary names,
+ * fsynced and renamed; only then is the manifest replaced (atomically).
+ * A crash before the manifest swap leaves segment files that no manifest
+ * lists: the next writer deletes them, and those events were never
+ * acknowledged as stored.
+ */
+#define _GNU_SOURCE
+#include "indexer/idx.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#define DEFAULT_BUCKET_NS (3600LL * 1000000000LL)
+
+typedef struct idslot {
+    uint64_t hash;
+    uint32_t off, len;      /* the id in the bucket's id arena */
+} idslot;
+
+typedef struct bucket {
+    int64_t start;
+    seg_builder *b;
+} bucket;
+
+/* The explicit _ids buffered since the last flush, exactly. */
+typedef struct idset {
+    seg_buf ids;
+    idslot *slots;
+    uint32_t n, mask;
+} idset;
+
+struct idx_writer {
+    char *dir;
+    int lockfd;
+    seg_manifest man;
+    idx_opts opts;
+    idx_counts counts;
+    bucket *buckets;
+    size_t nbuckets, capbuckets;
+    size_t buffered;
+    seg_json *js;
+    seg_tok *tok;
+    seg_store_cur *sc;
+    /* _id de-duplication across the whole index (docs/architecture.md):
+     * `pending` holds the buffered ids exactly; `stored` the XXH3 hashes of
+     * every stored explicit id (loaded from the segments' IDS sections at
+     * the first event with an _id); a hash hit is confirmed exactly in the
+     * segments (`readers`, parallel to man.e, opened on demand). */
+    idset pending;
+    uint64_t *stored;
+    size_t nstored, stored_mask;
+    int stored_loaded;
+    seg_reader **readers;
+    size_t nreaders;
+    uint64_t auto_seq;
+    int64_t auto_base;
+};
+
+int idx_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 1 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 (i > 0 && (c == '_' || c == '.' || c == '-'));
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+void idx_opts_default(idx_opts *o)
+{
+    o->bucket_ns = DEFAULT_BUCKET_NS;
+    o->buffer_bytes = 64u << 20;
+    o->threads = 2;
+}
+
+static void remove_orphans(idx_writer *w)
+{
+    DIR *d = opendir(w->dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    char path[4096];
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        int tmp = n > 4 && !strcmp(de->d_name + n - 4, ".tmp");
+        int seg = n > 4 && !strcmp(de->d_name + n - 4, ".seg");
+        if (!tmp && !seg)
+            continue;
+        int live = 0;
+        for (size_t i = 0; seg && i < w->man.n; i++)
+            if (!strcmp(w->man.e[i].name, de->d_name))
+                live = 1;
+        if (live)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", w->dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+int idx_open(const char *datadir, const char *index, const idx_opts *o, idx_writer **out, seg_err *e)
+{
+    *out = NULL;
+    if (!idx_name_valid(index))
+        return seg_err_set(e, SEG_EINVAL, NULL,
+                           "invalid index name '%s': use [a-z0-9][a-z0-9_.-]{0,63}", index);
+    idx_writer *w = seg_calloc(1, sizeof *w);
+    if (!w)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    w->lockfd = -1;
+    if (o)
+        w->opts = *o;
+    else
+        idx_opts_default(&w->opts);
+    if (w->opts.threads < 1)
+        w->opts.threads = 1;
+    size_t dl = strlen(datadir) + strlen(index) + 2;
+    w->dir = seg_malloc(dl);
+    w->js = seg_json_new();
+    w->tok = seg_tok_new();
+    w->sc = seg_store_cur_new();
+    int rc = SEG_OK;
+    if (!w->dir || !w->js || !w->tok || !w->sc) {
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory (or ICU failed to start)");
+        goto fail;
+    }
+    snprintf(w->dir, dl, "%s/%s", datadir, index);
+    if ((rc = seg_mkdir_p(w->dir, e)))
+        goto fail;
+    char lp[4096];
+    snprintf(lp, sizeof lp, "%s/lock", w->dir);
+    w->lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (w->lockfd < 0) {
+        rc = seg_err_set(e, SEG_EIO, lp, "open: %s", strerror(errno));
+        goto fail;
+    }
+    if (flock(w->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        rc = seg_err_set(e, SEG_ELOCKED, w->dir,
+                         "index is being written by another process (a running server?)");
+        goto fail;
+    }
+    int exists;
+    if ((rc = seg_manifest_load(w->dir, &w->man, &exists, e)))
+        goto fail;
+    if (!exists) {
+        w->man.bucket_ns = w->opts.bucket_ns > 0 ? w->opts.bucket_ns : DEFAULT_BUCKET_NS;
+        if ((rc = seg_manifest_save(w->dir, &w->man, e)))
+            goto fail;
+    }
+    remove_orphans(w);
+    w->auto_base = seg_time_now();
+    *out = w;
+    return SEG_OK;
+fail:
+    idx_close(w, NULL);
+    return rc;
+}
+
+static int64_t bucket_of(const idx_writer *w, int64_t t)
+{
+    int64_t b = w->man.bucket_ns;
+    int64_t q = t / b;
+    if (t % b < 0)
+        q--;
+    return q * b;
+}
+
+static bucket *bucket_get(idx_writer *w, int64_t start)
+{
+    for (size_t i = 0; i < w->nbuckets; i++)
+        if (w->buckets[i].start == start)
+            return &w->buckets[i];
+    if (w->nbuckets == w->capbuckets) {
+        size_t cap = w->capbuckets ? w->capbuckets * 2 : 16;
+        bucket *nb = seg_realloc(w->buckets, cap * sizeof *nb);
+        if (!nb)
+            return NULL;
+        w->buckets = nb;
+        w->capbuckets = cap;
+    }
+    bucket *b = &w->buckets[w->nbuckets];
+    memset(b, 0, sizeof *b);
+    b->start = start;
+    b->b = seg_builder_new();
+    if (!b->b)
+        return NULL;
+    w->nbuckets++;
+    return b;
+}
+
+static void bucket_free(bucket *b) { seg_builder_free(b->b); }
+
+static void idset_clear(idset *s)
+{
+    seg_buf_free(&s->ids);
+    seg_free(s->slots);
+    memset(s, 0, sizeof *s);
+}
+
+/* 1 if id is in the set; else inserts it (0); -1 out of memory */
+static int idset_seen(idset *s, const char *id, size_t n, uint64_t h)
+{
+    if (!s->slots) {
+        s->mask = 255;
+        s->slots = seg_calloc(256, sizeof *s->slots);
+        if (!s->slots)
+            return -1;
+    }
+    h |= 1; /* 0 marks an empty slot */
+    uint32_t i = (uint32_t)h & s->mask;
+    while (s->slots[i].hash) {
+        idslot *q = &s->slots[i];
+        if (q->hash == h && q->len == n && !memcmp(s->ids.p + q->off, id, n))
+            return 1;
+        i = (i + 1) & s->mask;
+    }
+    s->slots[i].hash = h;
+    s->slots[i].off = (uint32_t)s->ids.n;
+    s->slots[i].len = (uint32_t)n;
+    seg_buf_put(&s->ids, id, n);
+    if (s->ids.oom)
+        return -1;
+    if (++s->n * 2 > s->mask) {
+        uint32_t nm = s->mask * 2 + 1;
+        idslot *ns = seg_calloc((size_t)nm + 1, sizeof *ns);
+        if (!ns)
+            return -1;
+        for (uint32_t k = 0; k <= s->mask; k++) {
+            if (!s->slots[k].hash)
+                continue;
+            uint32_t j = (uint32_t)s->slots[k].hash & nm;
+            while (ns[j].hash)
+                j = (j + 1) & nm;
+            ns[j] = s->slots[k];
+        }
+        seg_free(s->slots);
+        s->slots = ns;
+        s->mask = nm;
+    }
+    return 0;
+}
+
+static int stored_add(idx_writer *w, uint64_t h)
+{
+    h |= 1;
+    if ((w->nstored + 1) * 2 > w->stored_mask) {
+        size_t nm = w->stored_mask ? w->stored_mask * 2 + 1 : 1023;
+        uint64_t *ns = seg_calloc(nm + 1, sizeof *ns);
+        if (!ns)
+            return -1;
+        for (size_t k = 0; w->stored && k <= w->stored_mask; k++) {
+            if (!w->stored[k])
+                continue;
+            size_t j = w->stored[k] & nm;
+            while (ns[j])
+                j = (j + 1) & nm;
+            ns[j] = w->stored[k];
+        }
+        seg_free(w->stored);
+        w->stored = ns;
+        w->stored_mask = nm;
+    }
+    size_t j = h & w->stored_mask;
+    while (w->stored[j]) {
+        if (w->stored[j] == h)
+            return 0;
+        j = (j + 1) & w->stored_mask;
+    }
+    w->stored[j] = h;
+    w->nstored++;
+    return 0;
+}
+
+static int stored_has(const idx_writer *w, uint64_t h)
+{
+    if (!w->stored)
+        return 0;
+    h |= 1;
+    for (size_t j = h & w->stored_mask; w->stored[j]; j = (j + 1) & w->stored_mask)
+        if (w->stored[j] == h)
+            return 1;
+    return 0;
+}
+
+/* Opens the reader of manifest entry i (cached). */
+static seg_reader *reader_at(idx_writer *w, size_t i, seg_err *e)
+{
+    if (w->nreaders < w->man.n) {
+        seg_reader **nr = seg_realloc(w->readers, w->man.n * sizeof *nr);
+        if (!nr) {
+            seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            return NULL;
+        }
+        memset(nr + w->nreaders, 0, (w->man.n - w->nreaders) * sizeof *nr);
+        w->readers = nr;
+        w->nreaders = w->man.n;
+    }
+    if (!w->readers[i]) {
+        char p[4096 + 80];
+        snprintf(p, sizeof p, "%s/%s", w->dir, w->man.e[i].name);
+        if (seg_reader_open(p, &w->readers[i], e))
+            return NULL;
+    }
+    return w->readers[i];
+}
+
+static int load_stored(idx_writer *w, seg_err *e)
+{
+    w->stored_loaded = 1;
+    for (size_t i = 0; i < w->man.n; i++) {
+        seg_reader *r = reader_at(w, i, e);
+        const uint8_t *recs;
+        uint32_t n;
+        if (!r || seg_reader_ids(r, &recs, &n, e))
+            return e->code ? e->code : SEG_ENOMEM;
+        for (uint32_t k = 0; k < n; k++)
+            if (stored_add(w, seg_rd_u64(recs + (size_t)k * 12)))
+                return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    }
+    return SEG_OK;
+}
+
+/* 1 when an event with this _id is already stored or buffered; 0 when new
+ * (and now remembered); <0 on error. */
+static int id_is_duplicate(idx_writer *w, const char *id, size_t n, seg_err *e)
+{
+    if (!w->stored_loaded && load_stored(w, e))
+        return -1;
+    uint64_t h = seg_hash64(id, n);
+    if (stored_has(w, h)) {
+        for (size_t i = 0; i < w->man.n; i++) {
+            uint32_t doc;
+            seg_reader *r = reader_at(w, i, e);
+            int rc = r ? seg_reader_id_find(r, w->sc, id, n, &doc, e) : -1;
+            if (rc != 0)
+                return rc;
+        }
+    }
+    int seen = idset_seen(&w->pending, id, n, h);
+    if (seen < 0)
+        seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    return seen;
+}
+
+int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_reject_fn reject,
+                 void *ud, seg_err *e)
+{
+    /* blank lines (only JSON whitespace) are skipped */
+    size_t k = 0;
+    while (k < n && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r'))
+        k++;
+    if (k == n)
+        return SEG_OK;
+    w->counts.lines++;
+    w->counts.bytes += n;
+    const seg_jval *v;
+    size_t nv;
+    seg_err je = {0};
+    int rc = seg_json_parse(w->js, line, n, &v, &nv, &je);
+    if (rc == SEG_ENOMEM)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    if (rc) {
+        w->counts.rejected++;
+        if (reject)
+            reject(ud, lineno, je.msg);
+        return SEG_OK;
+    }
+    int64_t t;
+    if (!seg_event_time(v, nv, &t))
+        t = seg_time_now();
+    const char *id;
+    size_t idlen;
+    char autoid[40];
+    int explicit_id = seg_event_id(v, nv, &id, &idlen);
+    bucket *b = bucket_get(w, bucket_of(w, t));
+    if (!b)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    if (explicit_id) {
+        int seen = id_is_duplicate(w, id, idlen, e);
+        if (seen < 0)
+            return e->code;
+        if (seen) {
+            w->counts.duplicates++;
+            return SEG_OK;
+        }
+    } else {
+        /* engine-assigned: writer start time (ms) and a sequence, in hex:
+         * unique per index as long as two writers never start in the same
+         * millisecond (the lock makes writers sequential). */
+        idlen = (size_t)snprintf(autoid, sizeof autoid, "%011llx%08llx",
+                                 (unsigned long long)(w->auto_base / 1000000),
+                                 (unsigned long long)w->auto_seq++);
+        id = autoid;
+    }
+    rc = seg_builder_add(b->b, line, n, t, id, idlen, explicit_id);
+    if (rc)
+        return seg_err_set(e, rc, NULL, "cannot buffer event: %s", seg_strerror(rc));
+    w->counts.accepted++;
+    w->buffered += n + idlen + 40;
+    if (w->buffered >= w->opts.buffer_bytes)
+        return idx_flush(w, e);
+    return SEG_OK;
+}
+
+void idx_reject(idx_writer *w, long lineno, size_t bytes, const char *reason, idx_reject_fn reject,
+                void *ud)
+{
+    w->counts.lines++;
+    w->counts.bytes += bytes;
+    w->counts.rejected++;
+    if (reject)
+        reject(ud, lineno, reason);
+}
+
+typedef struct flush_job {
+    idx_writer *w;
+    size_t next;            /* next bucket to build (atomic) */
+    seg_mentry *ents;
+    int *done;
+    seg_err err;
+    pthread_mutex_t lock;
+} flush_job;
+
+static void *flush_worker(void *arg)
+{
+    flush_job *j = arg;
+    idx_writer *w = j->w;
+    seg_tok *tok = seg_tok_new();
+    seg_json *js = seg_json_new();
+    for (;;) {
+        size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (i >= w->nbuckets)
+            break;
+        bucket *b = &w->buckets[i];
+        if (seg_builder_count(b->b) == 0)
+            continue;
+        seg_err e = {0};
+        seg_mentry *m = &j->ents[i];
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", w->dir, m->name);
+        uint64_t bytes = 0;
+        int rc = (!tok || !js) ? seg_err_set(&e, SEG_ENOMEM, NULL, "out of memory")
+                               : seg_builder_write(b->b, tok, js, path, &bytes, &e);
+        pthread_mutex_lock(&j->lock);
+        if (rc)
+            seg_err_set(&j->err, e.code, e.file[0] ? e.file : NULL, "%s", e.msg);
+        else {
+            m->bytes = bytes;
+            j->done[i] = 1;
+        }
+        pthread_mutex_unlock(&j->lock);
+    }
+    seg_tok_free(tok);
+    seg_json_free(js);
+    return NULL;
+}
+
+int idx_flush(idx_writer *w, seg_err *e)
+{
+    if (!w->nbuckets)
+        return SEG_OK;
+    flush_job j;
+    memset(&j, 0, sizeof j);
+    j.w = w;
+    j.ents = seg_calloc(w->nbuckets, sizeof *j.ents);
+    j.done = seg_calloc(w->nbuckets, sizeof *j.done);
+    pthread_mutex_init(&j.lock, NULL);
+    int rc = SEG_OK;
+    if (!j.ents || !j.done) {
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < w->nbuckets; i++) {
+        seg_mentry *m = &j.ents[i];
+        snprintf(m->name, sizeof m->name, "s%016llx.seg", (unsigned long long)w->man.next_seq++);
+        m->bucket = w->buckets[i].start;
+        m->docs = seg_builder_count(w->buckets[i].b);
+    }
+    int nt = w->opts.threads;
+    if ((size_t)nt > w->nbuckets)
+        nt = (int)w->nbuckets;
+    pthread_t th[64];
+    if (nt > 64)
+        nt = 64;
+    int started = 0;
+    for (int t = 1; t < nt; t++)
+        if (pthread_create(&th[started], NULL, flush_worker, &j) == 0)
+            started++;
+    flush_worker(&j);
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+    if (j.err.code) {
+        rc = seg_err_set(e, j.err.code, j.err.file[0] ? j.err.file : NULL, "%s", j.err.msg);
+        goto out;
+    }
+    /* times come from the built segments' headers */
+    for (size_t i = 0; i < w->nbuckets; i++) {
+        if (!j.done[i])
+            continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", w->dir, j.ents[i].name);
+        seg_reader *r;
+        if ((rc = seg_reader_open(p, &r, e)))
+            goto out;
+        j.ents[i].min_time = seg_reader_min_time(r);
+        j.ents[i].max_time = seg_reader_max_time(r);
+        seg_reader_close(r);
+        if (seg_manifest_add(&w->man, &j.ents[i])) {
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            goto out;
+        }
+    }
+    if ((rc = seg_manifest_save(w->dir, &w->man, e)))
+        goto out;
+    /* the buffered ids are stored now */
+    for (uint32_t k = 0; w->stored_loaded && w->pending.slots && k <= w->pending.mask; k++)
+        if (w->pending.slots[k].hash && stored_add(w, w->pending.slots[k].hash)) {
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            goto out;
+        }
+    idset_clear(&w->pending);
+    for (size_t i = 0; i < w->nbuckets; i++)
+        bucket_free(&w->buckets[i]);
+    w->nbuckets = 0;
+    w->buffered = 0;
+out:
+    pthread_mutex_destroy(&j.lock);
+    seg_free(j.ents);
+    seg_free(j.done);
+    return rc;
+}
+
+int idx_close(idx_writer *w, seg_err *e)
+{
+    if (!w)
+        return SEG_OK;
+    int rc = SEG_OK;
+    if (w->lockfd >= 0 && w->nbuckets && w->man.bucket_ns)
+        rc = idx_flush(w, e);
+    for (size_t i = 0; i < w->nbuckets; i++)
+        bucket_free(&w->buckets[i]);
+    seg_free(w->buckets);
+    idset_clear(&w->pending);
+    seg_free(w->stored);
+    for (size_t i = 0; i < w->nreaders; i++)
+        seg_reader_close(w->readers[i]);
+    seg_free(w->readers);
+    seg_manifest_free(&w->man);
+    seg_json_free(w->js);
+    seg_tok_free(w->tok);
+    seg_store_cur_free(w->sc);
+    if (w->lockfd >= 0)
+        close(w->lockfd);
+    seg_free(w->dir);
+    seg_free(w);
+    return rc;
+}
+
+const idx_counts *idx_get_counts(const idx_writer *w) { return &w->counts; }
+size_t idx_buffered_bytes(const idx_writer *w) { return w->buffered; }

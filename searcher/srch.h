@@ -1,0 +1,83 @@
+/*
+ * srch.h -- the searcher layer: queries in, results out.  The one public
+ * header of searcher/.  searcher/ reads segments through segment/ and never
+ * includes indexer/.
+ *
+ * Concurrency model: an srch_index is a snapshot of one index (its manifest
+ * and open segment readers) taken at srch_index_open(); segments are
+ * immutable, so any number of threads may search one snapshot at once
+ * without locks.  A search runs its segments on the srch_pool's threads;
+ * each task has its own iterators and store cursor.  The pool's job queue
+ * is guarded by its mutex.
+ */
+#ifndef LOGDEX_SRCH_H
+#define LOGDEX_SRCH_H
+
+#include "segment/seg.h"
+
+/* ---- thread pool ---- */
+typedef struct srch_pool srch_pool;
+/* threads <= 0: one per core. */
+srch_pool *srch_pool_new(int threads);
+void srch_pool_free(srch_pool *p);
+/* Runs fn(arg, i) for i in [0, n) on the pool and the calling thread;
+ * returns when all are done. */
+void srch_pool_run(srch_pool *p, size_t n, void (*fn)(void *arg, size_t i), void *arg);
+
+/* ---- queries ---- */
+typedef struct srch_query srch_query;
+/* Parses the query language (docs/query-language.md).  On error returns
+ * SEG_EQUERY with e->pos the 1-based byte position and e->msg the reason.
+ * tok is the calling thread's tokenizer. */
+int srch_query_parse(const char *q, size_t n, seg_tok *tok, srch_query **out, seg_err *e);
+void srch_query_free(srch_query *q);
+/* A canonical rendering of the parsed tree, for tests and debugging. */
+void srch_query_dump(const srch_query *q, seg_buf *out);
+
+/* Time parameters: RFC 3339, epoch seconds or milliseconds, "now",
+ * "now-15m" (units s m h d).  Returns SEG_EQUERY on a bad value. */
+int srch_parse_time(const char *s, int64_t now, int64_t *out, seg_err *e);
+
+/* ---- searching ---- */
+typedef struct srch_index srch_index;
+int srch_index_open(const char *datadir, const char *index, srch_pool *pool, srch_index **out,
+                    seg_err *e);
+void srch_index_close(srch_index *ix);
+size_t srch_index_nsegments(const srch_index *ix);
+uint64_t srch_index_events(const srch_index *ix);
+uint64_t srch_index_bytes(const srch_index *ix);
+size_t srch_index_nbuckets(const srch_index *ix);
+
+typedef struct srch_request {
+    const srch_query *q;
+    int has_start, has_end;
+    int64_t start, end;        /* ns; start inclusive, end exclusive */
+    size_t limit;              /* hits to return (0 with count_only) */
+    const char *cursor;        /* from a previous result, or NULL */
+    int count_only;
+} srch_request;
+
+typedef struct srch_hit {
+    int64_t time;
+    char *id;
+    size_t id_len;
+    char *json;
+    size_t json_len;
+} srch_hit;
+
+typedef struct srch_stats {
+    size_t segments_total, segments_pruned, segments_searched;
+} srch_stats;
+
+typedef struct srch_result {
+    uint64_t total;            /* exact number of matches in the range */
+    srch_hit *hits;            /* newest first */
+    size_t nhits;
+    char *cursor;              /* next page, or NULL when none */
+    srch_stats stats;
+} srch_result;
+
+int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_err *e);
+void srch_result_free(srch_result *r);
+
+#endif

@@ -1,0 +1,901 @@
+/*
+ * srch_exec.c -- evaluates a query tree over one segment.
+ *
+ * A query becomes a tree of iterators over doc ids, each with next() and
+ * seek(target) (advance to the first doc >= target):
+ *   post     one term's postings (seek skips whole 128-doc blocks)
+ *   list     a sorted doc array (numeric ranges, wide prefix unions)
+ *   all      every doc
+ *   or       union of children
+ *   and      intersection: leapfrog from the cheapest child, plus
+ *            "excluded" children (NOT) that must not hold the doc
+ *   phrase   intersection whose positions must follow each other
+ * Pruning happens while building: a field the segment lacks, or a range
+ * outside the field's min/max, gives the empty iterator, and empties fold
+ * away (AND with empty is empty, OR drops them).
+ */
+#include "searcher/srch_int.h"
+#include "searcher/srch_exec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define END SEG_DOC_END
+#define PREFIX_MAX_TERMS 100000
+#define PREFIX_INLINE 16
+
+typedef struct it it;
+typedef struct it_ops {
+    uint32_t (*next)(it *);
+    uint32_t (*seek)(it *, uint32_t);
+    void (*free)(it *);
+    int (*positions)(it *, const uint32_t **, uint32_t *);
+} it_ops;
+
+struct it {
+    const it_ops *ops;
+    uint32_t doc;
+    uint64_t cost;
+    int empty;       /* the empty iterator */
+    int all;         /* matches every doc */
+};
+
+static void it_free(it *i)
+{
+    if (i)
+        i->ops->free(i);
+}
+
+static int no_positions(it *i, const uint32_t **p, uint32_t *n)
+{
+    (void)i;
+    (void)p;
+    *n = 0;
+    return 0;
+}
+
+/* ---- empty ---- */
+static uint32_t none_next(it *i) { return i->doc = END; }
+static uint32_t none_seek(it *i, uint32_t t)
+{
+    (void)t;
+    return i->doc = END;
+}
+static void plain_free(it *i) { seg_free(i); }
+static const it_ops none_ops = {none_next, none_seek, plain_free, no_positions};
+
+static it *it_none(void)
+{
+    it *i = seg_calloc(1, sizeof *i);
+    if (i) {
+        i->ops = &none_ops;
+        i->doc = END;
+        i->empty = 1;
+    }
+    return i;
+}
+
+/* ---- all ---- */
+typedef struct it_all_t {
+    it b;
+    uint32_t n;
+} it_all_t;
+static uint32_t all_next(it *i)
+{
+    it_all_t *a = (it_all_t *)i;
+    return i->doc = (i->doc + 1 < a->n) ? i->doc + 1 : END;
+}
+static uint32_t all_seek(it *i, uint32_t t)
+{
+    it_all_t *a = (it_all_t *)i;
+    if (i->doc != END && i->doc < t)
+        i->doc = t < a->n ? t : END;
+    return i->doc;
+}
+static const it_ops all_ops = {all_next, all_seek, plain_free, no_positions};
+
+static it *it_all(uint32_t n)
+{
+    it_all_t *a = seg_calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->b.ops = &all_ops;
+    a->n = n;
+    a->b.doc = n ? 0 : END;
+    a->b.cost = n;
+    a->b.all = 1;
+    return &a->b;
+}
+
+/* ---- postings ---- */
+typedef struct it_post_t {
+    it b;
+    seg_post *p;
+} it_post_t;
+static uint32_t post_next(it *i) { return i->doc = seg_post_next(((it_post_t *)i)->p); }
+static uint32_t post_seek(it *i, uint32_t t) { return i->doc = seg_post_seek(((it_post_t *)i)->p, t); }
+static void post_free(it *i)
+{
+    seg_post_free(((it_post_t *)i)->p);
+    seg_free(i);
+}
+static int post_positions(it *i, const uint32_t **p, uint32_t *n) { return seg_post_positions(((it_post_t *)i)->p, p, n); }
+static const it_ops post_ops = {post_next, post_seek, post_free, post_positions};
+
+static it *it_post(seg_reader *r, const seg_term *t, seg_err *e)
+{
+    seg_post *p;
+    if (seg_post_open(r, t, &p, e))
+        return NULL;
+    it_post_t *i = seg_calloc(1, sizeof *i);
+    if (!i) {
+        seg_post_free(p);
+        seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    i->b.ops = &post_ops;
+    i->p = p;
+    i->b.doc = seg_post_doc(p);
+    i->b.cost = t->df;
+    return &i->b;
+}
+
+/* ---- sorted list ---- */
+typedef struct it_list_t {
+    it b;
+    uint32_t *d;
+    size_t n, k;
+} it_list_t;
+static uint32_t list_next(it *i)
+{
+    it_list_t *l = (it_list_t *)i;
+    if (i->doc == END)
+        return END;
+    l->k++;
+    return i->doc = l->k < l->n ? l->d[l->k] : END;
+}
+static uint32_t list_seek(it *i, uint32_t t)
+{
+    it_list_t *l = (it_list_t *)i;
+    if (i->doc == END || i->doc >= t)
+        return i->doc;
+    /* galloping search forward */
+    size_t lo = l->k, step = 1, hi;
+    while (lo + step < l->n && l->d[lo + step] < t)
+        step *= 2;
+    hi = lo + step < l->n ? lo + step : l->n;
+    while (lo < hi) {
+        size_t m = (lo + hi) / 2;
+        if (l->d[m] < t)
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    l->k = lo;
+    return i->doc = lo < l->n ? l->d[lo] : END;
+}
+static void list_free(it *i)
+{
+    seg_free(((it_list_t *)i)->d);
+    seg_free(i);
+}
+static const it_ops list_ops = {list_next, list_seek, list_free, no_positions};
+
+/* Takes a bitmap of ndocs bits (freed here) and makes a list iterator. */
+static it *it_from_bitmap(uint64_t *bm, uint32_t ndocs, seg_err *e)
+{
+    size_t cnt = 0, words = ((size_t)ndocs + 63) / 64;
+    for (size_t w = 0; w < words; w++)
+        cnt += (size_t)__builtin_popcountll(bm[w]);
+    if (cnt == 0) {
+        seg_free(bm);
+        return it_none();
+    }
+    it_list_t *l = seg_calloc(1, sizeof *l);
+    uint32_t *d = seg_malloc(cnt * sizeof *d);
+    if (!l || !d) {
+        seg_free(l);
+        seg_free(d);
+        seg_free(bm);
+        seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    size_t k = 0;
+    for (size_t w = 0; w < words; w++)
+        for (uint64_t x = bm[w]; x; x &= x - 1)
+            d[k++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(x));
+    seg_free(bm);
+    l->b.ops = &list_ops;
+    l->d = d;
+    l->n = cnt;
+    l->b.doc = d[0];
+    l->b.cost = cnt;
+    return &l->b;
+}
+
+/* ---- union ---- */
+typedef struct it_or_t {
+    it b;
+    it **k;
+    size_t n;
+    uint32_t *pos;
+    size_t poscap;
+} it_or_t;
+static uint32_t or_min(it_or_t *o)
+{
+    uint32_t m = END;
+    for (size_t i = 0; i < o->n; i++)
+        if (o->k[i]->doc < m)
+            m = o->k[i]->doc;
+    return o->b.doc = m;
+}
+static uint32_t or_next(it *i)
+{
+    it_or_t *o = (it_or_t *)i;
+    uint32_t cur = i->doc;
+    if (cur == END)
+        return END;
+    for (size_t j = 0; j < o->n; j++)
+        if (o->k[j]->doc == cur)
+            o->k[j]->ops->next(o->k[j]);
+    return or_min(o);
+}
+static uint32_t or_seek(it *i, uint32_t t)
+{
+    it_or_t *o = (it_or_t *)i;
+    if (i->doc == END || i->doc >= t)
+        return i->doc;
+    for (size_t j = 0; j < o->n; j++)
+        o->k[j]->ops->seek(o->k[j], t);
+    return or_min(o);
+}
+static void or_free(it *i)
+{
+    it_or_t *o = (it_or_t *)i;
+    for (size_t j = 0; j < o->n; j++)
+        it_free(o->k[j]);
+    seg_free(o->k);
+    seg_free(o->pos);
+    seg_free(o);
+}
+static int u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+static int or_positions(it *i, const uint32_t **p, uint32_t *n)
+{
+    it_or_t *o = (it_or_t *)i;
+    size_t cnt = 0;
+    for (size_t j = 0; j < o->n; j++) {
+        if (o->k[j]->doc != i->doc)
+            continue;
+        const uint32_t *kp;
+        uint32_t kn;
+        int rc = o->k[j]->ops->positions(o->k[j], &kp, &kn);
+        if (rc)
+            return rc;
+        if (cnt + kn > o->poscap) {
+            size_t cap = (cnt + kn) * 2;
+            uint32_t *q = seg_realloc(o->pos, cap * sizeof *q);
+            if (!q)
+                return SEG_ENOMEM;
+            o->pos = q;
+            o->poscap = cap;
+        }
+        memcpy(o->pos + cnt, kp, kn * sizeof *kp);
+        cnt += kn;
+    }
+    qsort(o->pos, cnt, sizeof *o->pos, u32_cmp);
+    *p = o->pos;
+    *n = (uint32_t)cnt;
+    return 0;
+}
+static const it_ops or_ops = {or_next, or_seek, or_free, or_positions};
+
+/* Takes ownership of the kids array; drops empty kids. */
+static it *it_or(it **k, size_t n, seg_err *e)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k[i]->empty)
+            it_free(k[i]);
+        else
+            k[m++] = k[i];
+    }
+    if (m == 0) {
+        seg_free(k);
+        return it_none();
+    }
+    if (m == 1) {
+        it *x = k[0];
+        seg_free(k);
+        return x;
+    }
+    for (size_t i = 0; i < m; i++)
+        if (k[i]->all) {
+            /* OR with everything: keep only the "all" iterator */
+            it *x = k[i];
+            for (size_t j = 0; j < m; j++)
+                if (j != i)
+                    it_free(k[j]);
+            seg_free(k);
+            return x;
+        }
+    it_or_t *o = seg_calloc(1, sizeof *o);
+    if (!o) {
+        for (size_t i = 0; i < m; i++)
+            it_free(k[i]);
+        seg_free(k);
+        seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    o->b.ops = &or_ops;
+    o->k = k;
+    o->n = m;
+    for (size_t i = 0; i < m; i++)
+        o->b.cost += k[i]->cost;
+    or_min(o);
+    return &o->b;
+}
+
+/* ---- intersection (with exclusions) and phrase ---- */
+typedef struct it_and_t {
+    it b;
+    it **k;
+    size_t n;
+    it **x;
+    size_t nx;
+    int phrase;          /* kids are the phrase's tokens in order */
+    uint32_t **pp;       /* phrase: positions per kid */
+    uint32_t *pn;
+} it_and_t;
+
+static int phrase_match(it_and_t *a)
+{
+    const uint32_t *p0;
+    uint32_t n0;
+    if (a->k[0]->ops->positions(a->k[0], &p0, &n0))
+        return -1;
+    /* every kid owns its position buffer (one iterator per phrase token) */
+    for (size_t j = 1; j < a->n; j++) {
+        const uint32_t *pj;
+        uint32_t nj;
+        if (a->k[j]->ops->positions(a->k[j], &pj, &nj))
+            return -1;
+        a->pp[j] = (uint32_t *)pj;
+        a->pn[j] = nj;
+    }
+    for (uint32_t s = 0; s < n0; s++) {
+        uint32_t base = p0[s];
+        size_t j;
+        for (j = 1; j < a->n; j++) {
+            uint32_t want = base + (uint32_t)j;
+            const uint32_t *pj = a->pp[j];
+            uint32_t lo = 0, hi = a->pn[j];
+            while (lo < hi) {
+                uint32_t m = (lo + hi) / 2;
+                if (pj[m] < want)
+                    lo = m + 1;
+                else
+                    hi = m;
+            }
+            if (lo >= a->pn[j] || pj[lo] != want)
+                break;
+        }
+        if (j == a->n)
+            return 1;
+    }
+    return 0;
+}
+
+static uint32_t and_align(it_and_t *a, uint32_t target)
+{
+    for (;;) {
+        uint32_t d = a->k[0]->ops->seek(a->k[0], target);
+        if (d == END)
+            return a->b.doc = END;
+        int ok = 1;
+        for (size_t j = 1; j < a->n; j++) {
+            uint32_t dj = a->k[j]->ops->seek(a->k[j], d);
+            if (dj == END)
+                return a->b.doc = END;
+            if (dj > d) {
+                target = dj;
+                ok = 0;
+                break;
+            }
+        }
+        if (!ok)
+            continue;
+        for (size_t j = 0; j < a->nx && ok; j++)
+            if (a->x[j]->ops->seek(a->x[j], d) == d)
+                ok = 0;
+        if (ok && a->phrase) {
+            int m = phrase_match(a);
+            if (m < 0)
+                return a->b.doc = END;
+            ok = m;
+        }
+        if (ok)
+            return a->b.doc = d;
+        if (d == END - 1)
+            return a->b.doc = END;
+        target = d + 1;
+    }
+}
+static uint32_t and_next(it *i)
+{
+    if (i->doc == END)
+        return END;
+    return and_align((it_and_t *)i, i->doc + 1);
+}
+static uint32_t and_seek(it *i, uint32_t t)
+{
+    if (i->doc == END || i->doc >= t)
+        return i->doc;
+    return and_align((it_and_t *)i, t);
+}
+static void and_free(it *i)
+{
+    it_and_t *a = (it_and_t *)i;
+    for (size_t j = 0; j < a->n; j++)
+        it_free(a->k[j]);
+    for (size_t j = 0; j < a->nx; j++)
+        it_free(a->x[j]);
+    seg_free(a->k);
+    seg_free(a->x);
+    seg_free(a->pp);
+    seg_free(a->pn);
+    seg_free(a);
+}
+static const it_ops and_ops = {and_next, and_seek, and_free, no_positions};
+
+static int cost_cmp(const void *pa, const void *pb)
+{
+    const it *a = *(it *const *)pa, *b = *(it *const *)pb;
+    return a->cost < b->cost ? -1 : a->cost > b->cost;
+}
+
+/* Takes ownership of k[] and x[].  phrase: keep order, check positions. */
+static it *it_and(it **k, size_t n, it **x, size_t nx, int phrase, seg_err *e)
+{
+    int empty = 0;
+    for (size_t i = 0; i < n; i++)
+        empty |= k[i]->empty;
+    for (size_t i = 0; i < nx; i++)
+        empty |= x[i]->all;
+    /* drop excluded empties */
+    size_t mx = 0;
+    for (size_t i = 0; i < nx; i++) {
+        if (x[i]->empty)
+            it_free(x[i]);
+        else
+            x[mx++] = x[i];
+    }
+    nx = mx;
+    if (empty) {
+        for (size_t i = 0; i < n; i++)
+            it_free(k[i]);
+        for (size_t i = 0; i < nx; i++)
+            it_free(x[i]);
+        seg_free(k);
+        seg_free(x);
+        return it_none();
+    }
+    if (!phrase && n > 1) {
+        /* "all" kids add nothing to an intersection: keep one only if alone */
+        size_t m = 0;
+        it *keep_all = NULL;
+        for (size_t i = 0; i < n; i++) {
+            if (!k[i]->all)
+                k[m++] = k[i];
+            else if (!keep_all)
+                keep_all = k[i];
+            else
+                it_free(k[i]);
+        }
+        if (m == 0)
+            k[m++] = keep_all;
+        else
+            it_free(keep_all);
+        n = m;
+    }
+    if (n == 1 && nx == 0) {
+        it *r = k[0];
+        seg_free(k);
+        seg_free(x);
+        return r;
+    }
+    it_and_t *a = seg_calloc(1, sizeof *a);
+    if (a && phrase) {
+        a->pp = seg_calloc(n, sizeof *a->pp);
+        a->pn = seg_calloc(n, sizeof *a->pn);
+    }
+    if (!a || (phrase && (!a->pp || !a->pn))) {
+        if (a) {
+            seg_free(a->pp);
+            seg_free(a->pn);
+            seg_free(a);
+        }
+        for (size_t i = 0; i < n; i++)
+            it_free(k[i]);
+        for (size_t i = 0; i < nx; i++)
+            it_free(x[i]);
+        seg_free(k);
+        seg_free(x);
+        seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    a->b.ops = &and_ops;
+    a->k = k;
+    a->n = n;
+    a->x = x;
+    a->nx = nx;
+    a->phrase = phrase;
+    if (!phrase)
+        qsort(k, n, sizeof *k, cost_cmp);
+    a->b.cost = k[0]->cost;
+    for (size_t i = 1; i < n; i++)
+        if (k[i]->cost < a->b.cost)
+            a->b.cost = k[i]->cost;
+    a->b.doc = 0;
+    and_align(a, 0);
+    return &a->b;
+}
+
+/* ------------------------------------------------------------------ */
+/* Compiling a query tree for one segment                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct cx {
+    seg_reader *r;
+    seg_err *e;
+} cx;
+
+static int push(it ***arr, size_t *n, size_t *cap, it *x)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 4;
+        it **a = seg_realloc(*arr, c * sizeof *a);
+        if (!a)
+            return -1;
+        *arr = a;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = x;
+    return 0;
+}
+
+static void free_arr(it **a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        it_free(a[i]);
+    seg_free(a);
+}
+
+/* The field's id in this segment, -1 if absent. */
+static int fid_of(cx *c, const qnode *q)
+{
+    return seg_reader_field_find(c->r, q->field, q->field_len);
+}
+
+/* Iterator for one exact key. */
+static it *key_iter(cx *c, const char *tok, size_t n, uint16_t f, uint8_t kind)
+{
+    uint8_t key[SEG_TOK_MAX + 8];
+    if (n > SEG_TOK_MAX)
+        return it_none();
+    size_t kn = seg_key_make(key, tok, n, f, kind);
+    seg_term t;
+    int rc = seg_dict_get(c->r, key, kn, &t, c->e);
+    if (rc < 0)
+        return NULL;
+    if (rc == 0)
+        return it_none();
+    t.kind = kind;
+    return it_post(c->r, &t, c->e);
+}
+
+/* One token, in field f (>= 0) or in any field (f < 0). */
+static it *token_iter(cx *c, const char *tok, size_t n, int f)
+{
+    if (f >= 0)
+        return key_iter(c, tok, n, (uint16_t)f, SEG_K_TEXT);
+    uint8_t from[SEG_TOK_MAX + 8];
+    if (n > SEG_TOK_MAX)
+        return it_none();
+    memcpy(from, tok, n);
+    from[n] = 0;
+    seg_dict_iter *di;
+    if (seg_dict_iter_open(c->r, from, n + 1, &di, c->e))
+        return NULL;
+    it **k = NULL;
+    size_t nk = 0, cap = 0;
+    seg_term t;
+    int rc;
+    while ((rc = seg_dict_iter_next(di, &t, c->e)) == 1) {
+        if (t.key_len != n + 4 || memcmp(t.key, from, n + 1))
+            break;
+        if (t.kind != SEG_K_TEXT)
+            continue;
+        it *x = it_post(c->r, &t, c->e);
+        if (!x || push(&k, &nk, &cap, x)) {
+            it_free(x);
+            rc = -1;
+            break;
+        }
+    }
+    seg_dict_iter_free(di);
+    if (rc < 0) {
+        free_arr(k, nk);
+        if (!c->e->code)
+            seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    return it_or(k, nk, c->e);
+}
+
+static it *text_iter(cx *c, const qnode *q)
+{
+    int f = -1;
+    if (q->field) {
+        f = fid_of(c, q);
+        if (f < 0)
+            return it_none();
+    }
+    it *txt;
+    if (q->ntoks == 0) {
+        txt = it_none();
+    } else if (q->ntoks == 1) {
+        txt = token_iter(c, q->toks[0], q->tok_lens[0], f);
+    } else {
+        it **k = seg_calloc(q->ntoks, sizeof *k);
+        if (!k)
+            return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), NULL;
+        for (size_t i = 0; i < q->ntoks; i++) {
+            k[i] = token_iter(c, q->toks[i], q->tok_lens[i], f);
+            if (!k[i]) {
+                free_arr(k, i);
+                return NULL;
+            }
+        }
+        txt = it_and(k, q->ntoks, NULL, 0, 1, c->e);
+    }
+    if (!txt || !q->vkey)
+        return txt;
+    it *val = key_iter(c, q->vkey, q->vkey_len, (uint16_t)f, SEG_K_VALUE);
+    if (!val) {
+        it_free(txt);
+        return NULL;
+    }
+    it **k = seg_malloc(2 * sizeof *k);
+    if (!k) {
+        it_free(txt);
+        it_free(val);
+        return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), NULL;
+    }
+    k[0] = txt;
+    k[1] = val;
+    return it_or(k, 2, c->e);
+}
+
+static it *prefix_iter(cx *c, const qnode *q)
+{
+    int f = -1;
+    if (q->field) {
+        f = fid_of(c, q);
+        if (f < 0)
+            return it_none();
+    }
+    const char *pre = q->toks[0];
+    size_t pn = q->tok_lens[0];
+    seg_dict_iter *di;
+    if (seg_dict_iter_open(c->r, (const uint8_t *)pre, pn, &di, c->e))
+        return NULL;
+    it **k = NULL;
+    size_t nk = 0, cap = 0, nterms = 0;
+    uint32_t nd = seg_reader_ndocs(c->r);
+    uint64_t *bm = NULL;
+    seg_term t;
+    int rc;
+    while ((rc = seg_dict_iter_next(di, &t, c->e)) == 1) {
+        if (t.key_len < pn + 4 || memcmp(t.key, pre, pn))
+            break;
+        if (t.kind != SEG_K_TEXT)
+            continue;
+        if (f >= 0 && (t.key[t.key_len - 3] << 8 | t.key[t.key_len - 2]) != f)
+            continue;
+        if (++nterms > PREFIX_MAX_TERMS) {
+            seg_err_set(c->e, SEG_ELIMIT, NULL, "prefix '%.*s*' matches more than %d terms in %s; make it longer",
+                        (int)pn, pre, PREFIX_MAX_TERMS, seg_reader_path(c->r));
+            rc = -1;
+            break;
+        }
+        it *x = it_post(c->r, &t, c->e);
+        if (!x) {
+            rc = -1;
+            break;
+        }
+        if (nk < PREFIX_INLINE) {
+            if (push(&k, &nk, &cap, x)) {
+                it_free(x);
+                rc = -1;
+                break;
+            }
+            continue;
+        }
+        /* many terms: fold them into a bitmap */
+        if (!bm) {
+            bm = seg_calloc(((size_t)nd + 63) / 64, 8);
+            if (!bm) {
+                it_free(x);
+                rc = -1;
+                break;
+            }
+            for (size_t i = 0; i < nk; i++)
+                for (uint32_t d = k[i]->doc; d != END; d = k[i]->ops->next(k[i]))
+                    bm[d / 64] |= 1ull << (d % 64);
+            free_arr(k, nk);
+            k = NULL;
+            nk = cap = 0;
+            nk = PREFIX_INLINE; /* stay in bitmap mode */
+        }
+        for (uint32_t d = x->doc; d != END; d = x->ops->next(x))
+            bm[d / 64] |= 1ull << (d % 64);
+        it_free(x);
+    }
+    seg_dict_iter_free(di);
+    if (rc < 0) {
+        if (!bm)
+            free_arr(k, nk);
+        seg_free(bm);
+        if (!c->e->code)
+            seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    if (bm)
+        return it_from_bitmap(bm, nd, c->e);
+    return it_or(k, nk, c->e);
+}
+
+static void set_bit(void *ud, uint32_t doc, double v)
+{
+    (void)v;
+    uint64_t *bm = ud;
+    bm[doc / 64] |= 1ull << (doc % 64);
+}
+
+static it *range_iter(cx *c, const qnode *q)
+{
+    int f = fid_of(c, q);
+    if (f < 0)
+        return it_none();
+    const seg_field *fi = seg_reader_field(c->r, (uint32_t)f);
+    if (!fi->nnum || fi->num_max < q->lo || (fi->num_max == q->lo && !q->lo_incl) ||
+        fi->num_min > q->hi || (fi->num_min == q->hi && !q->hi_incl))
+        return it_none();
+    uint32_t nd = seg_reader_ndocs(c->r);
+    uint64_t *bm = seg_calloc(((size_t)nd + 63) / 64, 8);
+    if (!bm)
+        return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), NULL;
+    if (seg_reader_num_scan(c->r, (uint32_t)f, q->lo, q->lo_incl, q->hi, q->hi_incl, set_bit, bm, c->e)) {
+        seg_free(bm);
+        return NULL;
+    }
+    return it_from_bitmap(bm, nd, c->e);
+}
+
+static it *compile(cx *c, const qnode *q);
+
+static it *compile_bool(cx *c, const qnode *q)
+{
+    it **k = NULL, **x = NULL;
+    size_t nk = 0, ck = 0, nx = 0, cxp = 0;
+    for (size_t i = 0; i < q->nkids; i++) {
+        const qnode *kid = q->kids[i];
+        int excl = q->type == Q_AND && kid->type == Q_NOT;
+        it *ii = compile(c, excl ? kid->kids[0] : kid);
+        if (!ii || (excl ? push(&x, &nx, &cxp, ii) : push(&k, &nk, &ck, ii))) {
+            it_free(ii);
+            free_arr(k, nk);
+            free_arr(x, nx);
+            if (!c->e->code)
+                seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+            return NULL;
+        }
+    }
+    if (q->type == Q_OR)
+        return it_or(k, nk, c->e);
+    if (nk == 0) {
+        it *all = it_all(seg_reader_ndocs(c->r));
+        if (!all || push(&k, &nk, &ck, all)) {
+            it_free(all);
+            free_arr(x, nx);
+            return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), NULL;
+        }
+    }
+    return it_and(k, nk, x, nx, 0, c->e);
+}
+
+static it *compile(cx *c, const qnode *q)
+{
+    switch (q->type) {
+    case Q_ALL:
+        return it_all(seg_reader_ndocs(c->r));
+    case Q_NONE:
+        return it_none();
+    case Q_TEXT:
+        return text_iter(c, q);
+    case Q_PREFIX:
+        return prefix_iter(c, q);
+    case Q_RANGE:
+        return range_iter(c, q);
+    case Q_EXISTS: {
+        int f = fid_of(c, q);
+        if (f < 0)
+            return it_none();
+        return key_iter(c, "", 0, (uint16_t)f, SEG_K_EXISTS);
+    }
+    case Q_AND:
+    case Q_OR:
+        return compile_bool(c, q);
+    case Q_NOT: {
+        it *inner = compile(c, q->kids[0]);
+        if (!inner)
+            return NULL;
+        it **k = seg_malloc(sizeof *k), **x = seg_malloc(sizeof *x);
+        it *all = it_all(seg_reader_ndocs(c->r));
+        if (!k || !x || !all) {
+            seg_free(k);
+            seg_free(x);
+            it_free(all);
+            it_free(inner);
+            return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), NULL;
+        }
+        k[0] = all;
+        x[0] = inner;
+        return it_and(k, 1, x, 1, 0, c->e);
+    }
+    }
+    seg_err_set(c->e, SEG_EINVAL, NULL, "unknown query node %d", q->type);
+    return NULL;
+}
+
+int srch_exec_segment(seg_reader *r, const srch_query *q, uint32_t lo, uint32_t hi, uint32_t from,
+                      size_t limit, srch_seg_out *out, seg_err *e)
+{
+    memset(out, 0, sizeof *out);
+    cx c = {r, e};
+    it *i = compile(&c, q->root);
+    if (!i)
+        return e->code ? e->code : SEG_ENOMEM;
+    if (limit) {
+        out->docs = seg_malloc(limit * sizeof *out->docs);
+        if (!out->docs) {
+            it_free(i);
+            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        }
+    }
+    if (i->all) {
+        /* every doc in [lo, hi) */
+        out->total = hi > lo ? hi - lo : 0;
+        uint32_t s = from > lo ? from : lo;
+        out->after = hi > s ? hi - s : 0;
+        for (uint32_t d = s; d < hi && out->nhits < limit; d++)
+            out->docs[out->nhits++] = d;
+    } else {
+        for (uint32_t d = i->ops->seek(i, lo); d < hi; d = i->ops->next(i)) {
+            out->total++;
+            if (d >= from) {
+                out->after++;
+                if (out->nhits < limit)
+                    out->docs[out->nhits++] = d;
+            }
+        }
+    }
+    it_free(i);
+    if (seg_reader_failed(r, e))
+        return SEG_ECORRUPT;
+    return SEG_OK;
+}

@@ -1,0 +1,45 @@
+/*
+ * srch_int.h -- internal to searcher/: the query tree shared by the parser
+ * (srch_query.c) and the executor (srch_exec.c).
+ */
+#ifndef LOGDEX_SRCH_INT_H
+#define LOGDEX_SRCH_INT_H
+
+#include "searcher/srch.h"
+
+enum {
+    Q_ALL = 1,     /* every event */
+    Q_NONE,        /* no event (internal) */
+    Q_TEXT,        /* toks[0..ntoks): one token, or a phrase; field optional;
+                      with a field, vkey (number canon / true / false) also
+                      matches as a value */
+    Q_PREFIX,      /* toks[0] is a prefix of a token; field optional */
+    Q_RANGE,       /* numeric range over field */
+    Q_EXISTS,      /* field has a value */
+    Q_AND,
+    Q_OR,
+    Q_NOT,
+};
+
+typedef struct qnode qnode;
+struct qnode {
+    int type;
+    int pos;                   /* 1-based position in the query text */
+    char *field;               /* NULL: any field */
+    size_t field_len;
+    char **toks;
+    size_t *tok_lens;
+    size_t ntoks;
+    char *vkey;                /* value term text, or NULL */
+    size_t vkey_len;
+    double lo, hi;
+    int lo_incl, hi_incl;
+    qnode **kids;
+    size_t nkids;
+};
+
+struct srch_query {
+    qnode *root;
+};
+
+#endif

@@ -1,0 +1,722 @@
+/*
+ * srch_query.c -- the query language parser (docs/query-language.md).
+ *
+ * Grammar (precedence NOT > AND > OR; juxtaposition is AND):
+ *   query   := ws* [ or ] ws*
+ *   or      := and ( "OR" and )*
+ *   and     := unary ( ["AND"] unary )*
+ *   unary   := "NOT" unary | "-" unary | primary
+ *   primary := "(" or ")" | term
+ *   term    := "*" | '"' phrase '"' | word | word "*"
+ *            | field ":" ( '"' phrase '"' | word | word "*" | "*"
+ *                        | ("["|"{") num "TO" num ("]"|"}")
+ *                        | (">"|">="|"<"|"<=") num )
+ *   field   := [letters digits _ . - @]+ (bytes >= 0x80 count as letters)
+ *   num     := a JSON number, or "*" for an open end (in ranges)
+ * Keywords AND OR NOT are upper case.  A word is a run of bytes up to
+ * white space or a parenthesis.  Errors carry the 1-based byte position.
+ */
+#include "searcher/srch_int.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdio.h>
+#include <strings.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+#define MAX_QUERY 65536
+
+typedef struct P {
+    const char *s;
+    size_t n, i;
+    seg_tok *tok;
+    seg_err *e;
+    int depth;
+} P;
+
+static qnode *node_new(int type, size_t pos)
+{
+    qnode *q = seg_calloc(1, sizeof *q);
+    if (q) {
+        q->type = type;
+        q->pos = (int)pos + 1;
+    }
+    return q;
+}
+
+static void node_free(qnode *q)
+{
+    if (!q)
+        return;
+    for (size_t i = 0; i < q->ntoks; i++)
+        seg_free(q->toks[i]);
+    seg_free(q->toks);
+    seg_free(q->tok_lens);
+    seg_free(q->field);
+    seg_free(q->vkey);
+    for (size_t i = 0; i < q->nkids; i++)
+        node_free(q->kids[i]);
+    seg_free(q->kids);
+    seg_free(q);
+}
+
+void srch_query_free(srch_query *q)
+{
+    if (!q)
+        return;
+    node_free(q->root);
+    seg_free(q);
+}
+
+static qnode *perr(P *p, size_t at, const char *fmt, const char *arg)
+{
+    if (p->e && !p->e->code) {
+        seg_err_set(p->e, SEG_EQUERY, NULL, fmt, arg);
+        p->e->pos = (long)at + 1;
+        char tail[64];
+        snprintf(tail, sizeof tail, " at position %zu", at + 1);
+        size_t l = strlen(p->e->msg);
+        snprintf(p->e->msg + l, sizeof p->e->msg - l, "%s", tail);
+    }
+    return NULL;
+}
+
+static qnode *oom(P *p)
+{
+    if (p->e && !p->e->code)
+        seg_err_set(p->e, SEG_ENOMEM, NULL, "out of memory");
+    return NULL;
+}
+
+static int add_kid(qnode *q, qnode *k)
+{
+    qnode **nk = seg_realloc(q->kids, (q->nkids + 1) * sizeof *nk);
+    if (!nk)
+        return -1;
+    q->kids = nk;
+    q->kids[q->nkids++] = k;
+    return 0;
+}
+
+static void skip_ws(P *p)
+{
+    while (p->i < p->n && isspace((unsigned char)p->s[p->i]))
+        p->i++;
+}
+
+static int is_delim(P *p, size_t j)
+{
+    return j >= p->n || isspace((unsigned char)p->s[j]) || p->s[j] == '(' || p->s[j] == ')';
+}
+
+static int is_field_char(unsigned char c)
+{
+    return isalnum(c) || c == '_' || c == '.' || c == '-' || c == '@' || c >= 0x80;
+}
+
+static int keyword(P *p, const char *kw)
+{
+    size_t l = strlen(kw);
+    return p->i + l <= p->n && !memcmp(p->s + p->i, kw, l) && is_delim(p, p->i + l) ? (int)l : 0;
+}
+
+/* strict JSON number syntax, then strtod */
+static int parse_num(const char *s, size_t n, double *out, int *is_int, int64_t *iv)
+{
+    size_t i = 0;
+    if (i < n && s[i] == '-')
+        i++;
+    size_t d0 = i;
+    while (i < n && isdigit((unsigned char)s[i]))
+        i++;
+    if (i == d0)
+        return -1;
+    int frac = 0;
+    if (i < n && s[i] == '.') {
+        i++;
+        size_t f0 = i;
+        while (i < n && isdigit((unsigned char)s[i]))
+            i++;
+        if (i == f0)
+            return -1;
+        frac = 1;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        size_t e0 = i;
+        while (i < n && isdigit((unsigned char)s[i]))
+            i++;
+        if (i == e0)
+            return -1;
+        frac = 1;
+    }
+    if (i != n || n > 400)
+        return -1;
+    char buf[512];
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    *out = strtod(buf, NULL);
+    if (!isfinite(*out))
+        return -1;
+    *is_int = 0;
+    if (!frac) {
+        char *end;
+        long long v = strtoll(buf, &end, 10);
+        if (*end == 0 && !(v == LLONG_MAX || v == LLONG_MIN)) {
+            *is_int = 1;
+            *iv = v;
+        } else if (*end == 0) {
+            /* at the limits strtoll saturates: re-check exactly */
+            int neg = buf[0] == '-';
+            const char *lim = neg ? "-9223372036854775808" : "9223372036854775807";
+            if (!strcmp(buf, lim)) {
+                *is_int = 1;
+                *iv = v;
+            }
+        }
+    }
+    return 0;
+}
+
+typedef struct tokacc {
+    qnode *q;
+    int oom;
+} tokacc;
+
+static void on_tok(void *ud, const char *t, size_t n)
+{
+    tokacc *a = ud;
+    qnode *q = a->q;
+    char **nt = seg_realloc(q->toks, (q->ntoks + 1) * sizeof *nt);
+    size_t *nl = nt ? seg_realloc(q->tok_lens, (q->ntoks + 1) * sizeof *nl) : NULL;
+    if (nt)
+        q->toks = nt;
+    if (!nt || !nl) {
+        a->oom = 1;
+        return;
+    }
+    q->tok_lens = nl;
+    q->toks[q->ntoks] = seg_strndup(t, n);
+    if (!q->toks[q->ntoks]) {
+        a->oom = 1;
+        return;
+    }
+    q->tok_lens[q->ntoks++] = n;
+}
+
+static int tokenize_into(P *p, qnode *q, const char *s, size_t n)
+{
+    tokacc a = {q, 0};
+    if (seg_tok_run(p->tok, s, n, on_tok, &a) < 0 || a.oom)
+        return -1;
+    return 0;
+}
+
+static int set_field(qnode *q, const char *f, size_t n)
+{
+    if (!f)
+        return 0;
+    q->field = seg_strndup(f, n);
+    q->field_len = n;
+    return q->field ? 0 : -1;
+}
+
+/* A text value (word or phrase), with value matching for fielded words. */
+static qnode *text_node(P *p, size_t at, const char *field, size_t flen, const char *s, size_t n,
+                        int quoted)
+{
+    qnode *q = node_new(Q_TEXT, at);
+    if (!q || set_field(q, field, flen) || tokenize_into(p, q, s, n)) {
+        node_free(q);
+        return oom(p);
+    }
+    if (field && !quoted) {
+        double d;
+        int isint;
+        int64_t iv;
+        char canon[40];
+        size_t cl = 0;
+        if (parse_num(s, n, &d, &isint, &iv) == 0)
+            cl = isint ? seg_num_canon_int(iv, canon) : seg_num_canon_real(d, canon);
+        else if (n == 4 && !strncasecmp(s, "true", 4))
+            cl = (size_t)snprintf(canon, sizeof canon, "true");
+        else if (n == 5 && !strncasecmp(s, "false", 5))
+            cl = (size_t)snprintf(canon, sizeof canon, "false");
+        if (cl) {
+            q->vkey = seg_strndup(canon, cl);
+            q->vkey_len = cl;
+            if (!q->vkey) {
+                node_free(q);
+                return oom(p);
+            }
+        }
+    }
+    if (q->ntoks == 0 && !q->vkey) {
+        char w[80];
+        snprintf(w, sizeof w, "%.*s", (int)(n < 60 ? n : 60), s);
+        node_free(q);
+        return perr(p, at, "'%s' has no searchable characters (letters or digits)", w);
+    }
+    return q;
+}
+
+static qnode *prefix_node(P *p, size_t at, const char *field, size_t flen, const char *s, size_t n)
+{
+    qnode *q = node_new(Q_PREFIX, at);
+    if (!q || set_field(q, field, flen) || tokenize_into(p, q, s, n)) {
+        node_free(q);
+        return oom(p);
+    }
+    if (q->ntoks != 1) {
+        node_free(q);
+        return perr(p, at, "a prefix query must be a single token before '*'%s", "");
+    }
+    return q;
+}
+
+/* Reads a quoted string starting at p->i (on '"'); returns the content
+ * (escapes \" and \\ resolved) in a new buffer. */
+static char *quoted(P *p, size_t *len)
+{
+    size_t at = p->i++;
+    seg_buf b = {0};
+    while (p->i < p->n && p->s[p->i] != '"') {
+        if (p->s[p->i] == '\\' && p->i + 1 < p->n && (p->s[p->i + 1] == '"' || p->s[p->i + 1] == '\\'))
+            p->i++;
+        seg_buf_put_u8(&b, (uint8_t)p->s[p->i++]);
+    }
+    if (p->i >= p->n) {
+        seg_buf_free(&b);
+        perr(p, at, "unterminated quoted phrase%s", "");
+        return NULL;
+    }
+    p->i++;
+    seg_buf_put_u8(&b, 0);
+    if (b.oom) {
+        seg_buf_free(&b);
+        oom(p);
+        return NULL;
+    }
+    *len = b.n - 1;
+    return (char *)b.p;
+}
+
+static qnode *range_value(P *p, size_t at, const char *s, size_t n, double *v, int *open)
+{
+    double d;
+    int isint;
+    int64_t iv;
+    if (n == 1 && s[0] == '*') {
+        *open = 1;
+        return (qnode *)1;
+    }
+    *open = 0;
+    if (parse_num(s, n, &d, &isint, &iv)) {
+        char w[80];
+        snprintf(w, sizeof w, "%.*s", (int)(n < 60 ? n : 60), s);
+        return perr(p, at, "'%s' is not a number", w);
+    }
+    *v = d;
+    return (qnode *)1;
+}
+
+static qnode *range_node(P *p, size_t at, const char *field, size_t flen)
+{
+    char open_c = p->s[p->i++];
+    size_t a0, a1, b0, b1;
+    skip_ws(p);
+    a0 = p->i;
+    while (p->i < p->n && !isspace((unsigned char)p->s[p->i]) && p->s[p->i] != ']' && p->s[p->i] != '}')
+        p->i++;
+    a1 = p->i;
+    skip_ws(p);
+    if (!(p->i + 2 <= p->n && !memcmp(p->s + p->i, "TO", 2) &&
+          (p->i + 2 == p->n || isspace((unsigned char)p->s[p->i + 2]) || p->s[p->i + 2] == ']' ||
+           p->s[p->i + 2] == '}')))
+        return perr(p, p->i, "expected 'TO' in range%s", "");
+    p->i += 2;
+    skip_ws(p);
+    b0 = p->i;
+    while (p->i < p->n && !isspace((unsigned char)p->s[p->i]) && p->s[p->i] != ']' && p->s[p->i] != '}')
+        p->i++;
+    b1 = p->i;
+    skip_ws(p);
+    if (p->i >= p->n || (p->s[p->i] != ']' && p->s[p->i] != '}'))
+        return perr(p, p->i, "expected ']' or '}' to close the range%s", "");
+    if (a0 == a1)
+        return perr(p, a0, "expected a lower bound in the range%s", "");
+    if (b0 == b1)
+        return perr(p, b0, "expected an upper bound after TO%s", "");
+    char close_c = p->s[p->i++];
+    qnode *q = node_new(Q_RANGE, at);
+    if (!q || set_field(q, field, flen)) {
+        node_free(q);
+        return oom(p);
+    }
+    int lo_open, hi_open;
+    if (!range_value(p, a0, p->s + a0, a1 - a0, &q->lo, &lo_open) ||
+        !range_value(p, b0, p->s + b0, b1 - b0, &q->hi, &hi_open)) {
+        node_free(q);
+        return NULL;
+    }
+    q->lo_incl = open_c == '[';
+    q->hi_incl = close_c == ']';
+    if (lo_open) {
+        q->lo = -INFINITY;
+        q->lo_incl = 1;
+    }
+    if (hi_open) {
+        q->hi = INFINITY;
+        q->hi_incl = 1;
+    }
+    return q;
+}
+
+static qnode *compare_node(P *p, size_t at, const char *field, size_t flen)
+{
+    int lt = p->s[p->i] == '<';
+    p->i++;
+    int eq = 0;
+    if (p->i < p->n && p->s[p->i] == '=') {
+        eq = 1;
+        p->i++;
+    }
+    size_t v0 = p->i;
+    while (!is_delim(p, p->i))
+        p->i++;
+    double v;
+    int open;
+    if (v0 == p->i)
+        return perr(p, v0, "expected a number after the comparison%s", "");
+    if (!range_value(p, v0, p->s + v0, p->i - v0, &v, &open))
+        return NULL;
+    if (open)
+        return perr(p, v0, "a comparison needs a number, not '*'%s", "");
+    qnode *q = node_new(Q_RANGE, at);
+    if (!q || set_field(q, field, flen)) {
+        node_free(q);
+        return oom(p);
+    }
+    if (lt) {
+        q->lo = -INFINITY;
+        q->lo_incl = 1;
+        q->hi = v;
+        q->hi_incl = eq;
+    } else {
+        q->lo = v;
+        q->lo_incl = eq;
+        q->hi = INFINITY;
+        q->hi_incl = 1;
+    }
+    return q;
+}
+
+static qnode *parse_term(P *p)
+{
+    size_t at = p->i;
+    if (p->s[p->i] == '"') {
+        size_t len;
+        char *s = quoted(p, &len);
+        if (!s)
+            return NULL;
+        qnode *q = text_node(p, at, NULL, 0, s, len, 1);
+        seg_free(s);
+        return q;
+    }
+    size_t j = p->i;
+    while (j < p->n && is_field_char((unsigned char)p->s[j]))
+        j++;
+    if (j > p->i && j < p->n && p->s[j] == ':') {
+        const char *field = p->s + p->i;
+        size_t flen = j - p->i;
+        p->i = j + 1;
+        if (is_delim(p, p->i))
+            return perr(p, p->i, "missing value after '%s:'", "field");
+        char c = p->s[p->i];
+        if (c == '"') {
+            size_t len;
+            char *s = quoted(p, &len);
+            if (!s)
+                return NULL;
+            qnode *q = text_node(p, at, field, flen, s, len, 1);
+            seg_free(s);
+            return q;
+        }
+        if (c == '[' || c == '{')
+            return range_node(p, at, field, flen);
+        if (c == '>' || c == '<')
+            return compare_node(p, at, field, flen);
+        size_t v0 = p->i;
+        while (!is_delim(p, p->i))
+            p->i++;
+        size_t vn = p->i - v0;
+        if (vn == 1 && p->s[v0] == '*') {
+            qnode *q = node_new(Q_EXISTS, at);
+            if (!q || set_field(q, field, flen)) {
+                node_free(q);
+                return oom(p);
+            }
+            return q;
+        }
+        if (vn > 1 && p->s[v0 + vn - 1] == '*')
+            return prefix_node(p, at, field, flen, p->s + v0, vn - 1);
+        return text_node(p, at, field, flen, p->s + v0, vn, 0);
+    }
+    size_t w0 = p->i;
+    while (!is_delim(p, p->i))
+        p->i++;
+    size_t wn = p->i - w0;
+    if (wn == 1 && p->s[w0] == '*')
+        return node_new(Q_ALL, at);
+    if (wn > 1 && p->s[w0 + wn - 1] == '*')
+        return prefix_node(p, at, NULL, 0, p->s + w0, wn - 1);
+    return text_node(p, at, NULL, 0, p->s + w0, wn, 0);
+}
+
+static qnode *parse_or(P *p);
+
+static qnode *parse_unary(P *p)
+{
+    skip_ws(p);
+    size_t at = p->i;
+    if (p->i >= p->n)
+        return perr(p, at, "expected a term%s", "");
+    int kl = keyword(p, "NOT");
+    /* "-" directly before a term or "(" negates it */
+    int minus = !kl && p->s[p->i] == '-' &&
+                (!is_delim(p, p->i + 1) || (p->i + 1 < p->n && p->s[p->i + 1] == '('));
+    if (kl || minus) {
+        p->i += kl ? (size_t)kl : 1;
+        if (++p->depth > MAX_DEPTH)
+            return perr(p, at, "query nested too deeply%s", "");
+        qnode *k = parse_unary(p);
+        p->depth--;
+        if (!k)
+            return NULL;
+        qnode *q = node_new(Q_NOT, at);
+        if (!q || add_kid(q, k)) {
+            node_free(q);
+            node_free(k);
+            return oom(p);
+        }
+        return q;
+    }
+    if (p->s[p->i] == '(') {
+        p->i++;
+        if (++p->depth > MAX_DEPTH)
+            return perr(p, at, "query nested too deeply%s", "");
+        skip_ws(p);
+        if (p->i < p->n && p->s[p->i] == ')')
+            return perr(p, at, "empty parentheses%s", "");
+        qnode *q = parse_or(p);
+        p->depth--;
+        if (!q)
+            return NULL;
+        skip_ws(p);
+        if (p->i >= p->n || p->s[p->i] != ')') {
+            node_free(q);
+            return perr(p, at, "unbalanced '('%s", "");
+        }
+        p->i++;
+        return q;
+    }
+    if (p->s[p->i] == ')')
+        return perr(p, at, "unexpected ')'%s", "");
+    if (keyword(p, "AND") || keyword(p, "OR"))
+        return perr(p, at, "expected a term before the operator%s", "");
+    return parse_term(p);
+}
+
+static qnode *combine(P *p, int type, qnode *a, qnode *b, size_t at)
+{
+    if (a->type == type) {
+        if (add_kid(a, b)) {
+            node_free(a);
+            node_free(b);
+            return oom(p);
+        }
+        return a;
+    }
+    qnode *q = node_new(type, at);
+    if (!q || add_kid(q, a) || add_kid(q, b)) {
+        if (q && q->nkids == 1)
+            q->nkids = 0;
+        node_free(q);
+        node_free(a);
+        node_free(b);
+        return oom(p);
+    }
+    return q;
+}
+
+static qnode *parse_and(P *p)
+{
+    size_t at = p->i;
+    qnode *a = parse_unary(p);
+    while (a) {
+        skip_ws(p);
+        if (p->i >= p->n || p->s[p->i] == ')' || keyword(p, "OR"))
+            break;
+        int kl = keyword(p, "AND");
+        if (kl) {
+            p->i += (size_t)kl;
+            skip_ws(p);
+            if (p->i >= p->n) {
+                node_free(a);
+                return perr(p, p->i, "expected a term after AND%s", "");
+            }
+        }
+        qnode *b = parse_unary(p);
+        if (!b) {
+            node_free(a);
+            return NULL;
+        }
+        a = combine(p, Q_AND, a, b, at);
+    }
+    return a;
+}
+
+static qnode *parse_or(P *p)
+{
+    size_t at = p->i;
+    qnode *a = parse_and(p);
+    while (a) {
+        skip_ws(p);
+        int kl = keyword(p, "OR");
+        if (!kl)
+            break;
+        p->i += (size_t)kl;
+        skip_ws(p);
+        if (p->i >= p->n) {
+            node_free(a);
+            return perr(p, p->i, "expected a term after OR%s", "");
+        }
+        qnode *b = parse_and(p);
+        if (!b) {
+            node_free(a);
+            return NULL;
+        }
+        a = combine(p, Q_OR, a, b, at);
+    }
+    return a;
+}
+
+int srch_query_parse(const char *q, size_t n, seg_tok *tok, srch_query **out, seg_err *e)
+{
+    *out = NULL;
+    P p = {q, n, 0, tok, e, 0};
+    if (n > MAX_QUERY) {
+        seg_err_set(e, SEG_EQUERY, NULL, "query longer than %d bytes", MAX_QUERY);
+        e->pos = MAX_QUERY;
+        return SEG_EQUERY;
+    }
+    srch_query *r = seg_calloc(1, sizeof *r);
+    if (!r)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    skip_ws(&p);
+    if (p.i >= n) {
+        r->root = node_new(Q_ALL, 0);
+    } else {
+        r->root = parse_or(&p);
+        if (r->root) {
+            skip_ws(&p);
+            if (p.i < n) {
+                perr(&p, p.i, "unexpected '%s'", p.s[p.i] == ')' ? ")" : "text");
+                node_free(r->root);
+                r->root = NULL;
+            }
+        }
+    }
+    if (!r->root) {
+        seg_free(r);
+        if (!e->code)
+            seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        return e->code;
+    }
+    *out = r;
+    return SEG_OK;
+}
+
+static void dump(const qnode *q, seg_buf *o)
+{
+    static const char *const names[] = {"", "ALL", "NONE", "TEXT", "PREFIX", "RANGE", "EXISTS", "AND", "OR", "NOT"};
+    seg_buf_put_u8(o, '(');
+    seg_buf_put(o, names[q->type], strlen(names[q->type]));
+    if (q->field) {
+        seg_buf_put(o, " @", 2);
+        seg_buf_put(o, q->field, q->field_len);
+    }
+    for (size_t i = 0; i < q->ntoks; i++) {
+        seg_buf_put(o, " ", 1);
+        seg_buf_put(o, q->toks[i], q->tok_lens[i]);
+    }
+    if (q->vkey) {
+        seg_buf_put(o, " =", 2);
+        seg_buf_put(o, q->vkey, q->vkey_len);
+    }
+    if (q->type == Q_RANGE) {
+        char b[128];
+        int k = snprintf(b, sizeof b, " %c%g,%g%c", q->lo_incl ? '[' : '{', q->lo, q->hi, q->hi_incl ? ']' : '}');
+        seg_buf_put(o, b, (size_t)k);
+    }
+    for (size_t i = 0; i < q->nkids; i++) {
+        seg_buf_put_u8(o, ' ');
+        dump(q->kids[i], o);
+    }
+    seg_buf_put_u8(o, ')');
+}
+
+void srch_query_dump(const srch_query *q, seg_buf *out) { dump(q->root, out); }
+
+int srch_parse_time(const char *s, int64_t now, int64_t *out, seg_err *e)
+{
+    size_t n = strlen(s);
+    if (n >= 3 && !strncmp(s, "now", 3)) {
+        if (n == 3) {
+            *out = now;
+            return SEG_OK;
+        }
+        if (s[3] == '-' || s[3] == '+') {
+            char *end;
+            long long k = strtoll(s + 4, &end, 10);
+            int64_t unit = 0;
+            if (end > s + 4 && end[0] && !end[1]) {
+                switch (end[0]) {
+                case 's': unit = 1000000000LL; break;
+                case 'm': unit = 60LL * 1000000000LL; break;
+                case 'h': unit = 3600LL * 1000000000LL; break;
+                case 'd': unit = 86400LL * 1000000000LL; break;
+                }
+            }
+            if (unit && k >= 0 && k <= 100000LL * 365) {
+                int64_t d = (int64_t)k * unit;
+                if (d / unit == k) {
+                    *out = s[3] == '-' ? now - d : now + d;
+                    return SEG_OK;
+                }
+            }
+        }
+        return seg_err_set(e, SEG_EQUERY, NULL,
+                           "bad time '%.64s': use now, now-15m (units s m h d), RFC 3339 or epoch", s);
+    }
+    double d;
+    int isint;
+    int64_t iv;
+    if (parse_num(s, n, &d, &isint, &iv) == 0) {
+        int64_t ns;
+        int rc = isint ? seg_time_from_int(iv, &ns) : seg_time_from_number(d, &ns);
+        if (rc == 0) {
+            *out = ns;
+            return SEG_OK;
+        }
+    } else if (seg_time_parse_rfc3339(s, n, out) == 0) {
+        return SEG_OK;
+    }
+    return seg_err_set(e, SEG_EQUERY, NULL,
+                       "bad time '%.64s': use now, now-15m (units s m h d), RFC 3339 or epoch", s);
+}

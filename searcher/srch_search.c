@@ -1,0 +1,503 @@
+/*
+ * srch_search.c -- searching an index: snapshot, parallel segments, merge.
+ *
+ * Order of hits: event time descending, then _id ascending (bytewise).
+ * Every segment stores its events in that order, so a segment's first k
+ * matching docs are its k best, and the global answer is a merge.
+ *
+ * Cursor: "c1" + 16 hex digits (the last hit's time as u64) + the hex of
+ * its _id.  The next page is every match strictly after that (time, _id)
+ * in the order above; it does not depend on which segments hold the
+ * events, so pages stay exact when segments change between requests.
+ */
+#define _GNU_SOURCE
+#include "searcher/srch_exec.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ */
+/* Thread pool                                                          */
+/* ------------------------------------------------------------------ */
+
+struct srch_pool {
+    pthread_mutex_t mu;        /* guards everything below */
+    pthread_cond_t work, done;
+    pthread_mutex_t run_mu;    /* one job at a time */
+    pthread_t *th;
+    int nth;
+    int stop;
+    uint64_t gen;              /* job generation */
+    void (*fn)(void *, size_t);
+    void *arg;
+    size_t n, next, finished;
+};
+
+static void pool_work(srch_pool *p)
+{
+    /* called with p->mu held */
+    while (p->next < p->n) {
+        size_t i = p->next++;
+        void (*fn)(void *, size_t) = p->fn;
+        void *arg = p->arg;
+        pthread_mutex_unlock(&p->mu);
+        fn(arg, i);
+        pthread_mutex_lock(&p->mu);
+        if (++p->finished == p->n)
+            pthread_cond_broadcast(&p->done);
+    }
+}
+
+static void *pool_main(void *arg)
+{
+    srch_pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    uint64_t seen = 0;
+    while (!p->stop) {
+        if (p->gen != seen && p->next < p->n) {
+            pool_work(p);
+            seen = p->gen;
+            continue;
+        }
+        seen = p->gen;
+        pthread_cond_wait(&p->work, &p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+srch_pool *srch_pool_new(int threads)
+{
+    if (threads <= 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = nc > 0 ? (int)nc : 1;
+    }
+    srch_pool *p = seg_calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->run_mu, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->done, NULL);
+    /* the caller's thread works too: start threads - 1 helpers */
+    p->th = seg_calloc((size_t)threads, sizeof *p->th);
+    if (!p->th) {
+        seg_free(p);
+        return NULL;
+    }
+    for (int i = 0; i < threads - 1; i++)
+        if (pthread_create(&p->th[p->nth], NULL, pool_main, p) == 0)
+            p->nth++;
+    return p;
+}
+
+void srch_pool_free(srch_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nth; i++)
+        pthread_join(p->th[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->run_mu);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->done);
+    seg_free(p->th);
+    seg_free(p);
+}
+
+void srch_pool_run(srch_pool *p, size_t n, void (*fn)(void *arg, size_t i), void *arg)
+{
+    if (n == 0)
+        return;
+    if (!p || p->nth == 0 || n == 1) {
+        for (size_t i = 0; i < n; i++)
+            fn(arg, i);
+        return;
+    }
+    pthread_mutex_lock(&p->run_mu);
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->arg = arg;
+    p->n = n;
+    p->next = 0;
+    p->finished = 0;
+    p->gen++;
+    pthread_cond_broadcast(&p->work);
+    pool_work(p);
+    while (p->finished < p->n)
+        pthread_cond_wait(&p->done, &p->mu);
+    p->n = 0;
+    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->run_mu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Index snapshot                                                       */
+/* ------------------------------------------------------------------ */
+
+struct srch_index {
+    seg_manifest man;
+    seg_reader **segs;         /* sorted by max time, newest first */
+    size_t nsegs;
+    srch_pool *pool;
+};
+
+static int seg_newer(const void *a, const void *b)
+{
+    const seg_reader *x = *(seg_reader *const *)a, *y = *(seg_reader *const *)b;
+    int64_t tx = seg_reader_max_time(x), ty = seg_reader_max_time(y);
+    return tx > ty ? -1 : tx < ty;
+}
+
+int srch_index_open(const char *datadir, const char *index, srch_pool *pool, srch_index **out,
+                    seg_err *e)
+{
+    *out = NULL;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", datadir, index);
+    srch_index *ix = seg_calloc(1, sizeof *ix);
+    if (!ix)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    ix->pool = pool;
+    int exists, rc = seg_manifest_load(dir, &ix->man, &exists, e);
+    if (rc == SEG_OK && !exists)
+        rc = seg_err_set(e, SEG_ENOENT, NULL, "no such index: %s", index);
+    if (rc == SEG_OK && ix->man.n) {
+        ix->segs = seg_calloc(ix->man.n, sizeof *ix->segs);
+        if (!ix->segs)
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    }
+    for (size_t i = 0; rc == SEG_OK && i < ix->man.n; i++) {
+        char p[4096 + 80];
+        snprintf(p, sizeof p, "%s/%s", dir, ix->man.e[i].name);
+        rc = seg_reader_open(p, &ix->segs[ix->nsegs], e);
+        if (rc == SEG_OK)
+            ix->nsegs++;
+    }
+    if (rc) {
+        srch_index_close(ix);
+        return rc;
+    }
+    if (ix->nsegs > 1)
+        qsort(ix->segs, ix->nsegs, sizeof *ix->segs, seg_newer);
+    *out = ix;
+    return SEG_OK;
+}
+
+void srch_index_close(srch_index *ix)
+{
+    if (!ix)
+        return;
+    for (size_t i = 0; i < ix->nsegs; i++)
+        seg_reader_close(ix->segs[i]);
+    seg_free(ix->segs);
+    seg_manifest_free(&ix->man);
+    seg_free(ix);
+}
+
+size_t srch_index_nsegments(const srch_index *ix) { return ix->nsegs; }
+
+uint64_t srch_index_events(const srch_index *ix)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < ix->nsegs; i++)
+        n += seg_reader_ndocs(ix->segs[i]);
+    return n;
+}
+
+uint64_t srch_index_bytes(const srch_index *ix)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < ix->nsegs; i++)
+        n += seg_reader_bytes(ix->segs[i]);
+    return n;
+}
+
+size_t srch_index_nbuckets(const srch_index *ix)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < ix->man.n; i++) {
+        int dup = 0;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = ix->man.e[j].bucket == ix->man.e[i].bucket;
+        k += !dup;
+    }
+    return k;
+}
+
+/* ------------------------------------------------------------------ */
+/* Cursor                                                               */
+/* ------------------------------------------------------------------ */
+
+static char *cursor_make(int64_t t, const char *id, size_t n)
+{
+    char *c = seg_malloc(2 + 16 + 2 * n + 1);
+    if (!c)
+        return NULL;
+    int k = sprintf(c, "c1%016llx", (unsigned long long)t);
+    for (size_t i = 0; i < n; i++)
+        k += sprintf(c + k, "%02x", (unsigned char)id[i]);
+    return c;
+}
+
+static int hexv(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static int cursor_parse(const char *c, int64_t *t, char **id, size_t *n, seg_err *e)
+{
+    size_t l = strlen(c);
+    if (l < 18 || c[0] != 'c' || c[1] != '1' || (l - 18) % 2 || l > 18 + 2 * 4096)
+        return seg_err_set(e, SEG_EQUERY, NULL, "malformed cursor");
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        int h = hexv(c[2 + i]);
+        if (h < 0)
+            return seg_err_set(e, SEG_EQUERY, NULL, "malformed cursor");
+        v = v << 4 | (uint64_t)h;
+    }
+    *t = (int64_t)v;
+    *n = (l - 18) / 2;
+    *id = seg_malloc(*n + 1);
+    if (!*id)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < *n; i++) {
+        int a = hexv(c[18 + 2 * i]), b = hexv(c[19 + 2 * i]);
+        if (a < 0 || b < 0) {
+            seg_free(*id);
+            *id = NULL;
+            return seg_err_set(e, SEG_EQUERY, NULL, "malformed cursor");
+        }
+        (*id)[i] = (char)(a << 4 | b);
+    }
+    return SEG_OK;
+}
+
+static int id_cmp(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn;
+    int c = memcmp(a, b, n);
+    if (c)
+        return c;
+    return an < bn ? -1 : an > bn;
+}
+
+/* ------------------------------------------------------------------ */
+/* Search                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct task {
+    seg_reader *r;
+    int skip;
+    srch_seg_out out;
+    srch_hit *hits;
+    seg_err e;
+    int rc;
+} task;
+
+typedef struct job {
+    const srch_request *rq;
+    task *t;
+    int has_cursor;
+    int64_t ct;
+    const char *cid;
+    size_t cidlen;
+} job;
+
+static int cursor_from(job *j, seg_reader *r, seg_store_cur *sc, uint32_t lo, uint32_t hi,
+                       uint32_t *from, seg_err *e)
+{
+    if (!j->has_cursor) {
+        *from = lo;
+        return SEG_OK;
+    }
+    uint32_t d;
+    if (seg_reader_time_seek_le(r, j->ct, &d, e))
+        return e->code;
+    while (d < hi) {
+        int64_t t;
+        if (seg_reader_time(r, d, &t, e))
+            return e->code;
+        if (t != j->ct)
+            break;
+        const char *id;
+        size_t il;
+        if (seg_reader_doc(r, sc, d, &id, &il, NULL, NULL, e))
+            return e->code;
+        if (id_cmp(id, il, j->cid, j->cidlen) > 0)
+            break;
+        d++;
+    }
+    *from = d > lo ? d : lo;
+    return SEG_OK;
+}
+
+static void run_task(void *arg, size_t i)
+{
+    job *j = arg;
+    task *t = &j->t[i];
+    const srch_request *rq = j->rq;
+    seg_reader *r = t->r;
+    seg_err *e = &t->e;
+    uint32_t n = seg_reader_ndocs(r), lo = 0, hi = n, from = 0;
+    seg_store_cur *sc = seg_store_cur_new();
+    if (!sc) {
+        t->rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        return;
+    }
+    if (rq->has_end && (t->rc = seg_reader_time_seek_lt(r, rq->end, &lo, e)))
+        goto out;
+    if (rq->has_start && (t->rc = seg_reader_time_seek_lt(r, rq->start, &hi, e)))
+        goto out;
+    if ((t->rc = cursor_from(j, r, sc, lo, hi, &from, e)))
+        goto out;
+    size_t limit = rq->count_only ? 0 : rq->limit;
+    if ((t->rc = srch_exec_segment(r, rq->q, lo, hi, from, limit, &t->out, e)))
+        goto out;
+    if (t->out.nhits) {
+        t->hits = seg_calloc(t->out.nhits, sizeof *t->hits);
+        if (!t->hits) {
+            t->rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            goto out;
+        }
+    }
+    for (size_t k = 0; k < t->out.nhits; k++) {
+        srch_hit *h = &t->hits[k];
+        const char *id, *js;
+        size_t il, jl;
+        uint32_t d = t->out.docs[k];
+        if ((t->rc = seg_reader_time(r, d, &h->time, e)) ||
+            (t->rc = seg_reader_doc(r, sc, d, &id, &il, &js, &jl, e)))
+            goto out;
+        h->id = seg_strndup(id, il);
+        h->id_len = il;
+        h->json = seg_strndup(js, jl);
+        h->json_len = jl;
+        if (!h->id || !h->json) {
+            t->rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            goto out;
+        }
+    }
+out:
+    seg_store_cur_free(sc);
+}
+
+static int hit_cmp(const void *pa, const void *pb)
+{
+    const srch_hit *a = pa, *b = pb;
+    if (a->time != b->time)
+        return a->time > b->time ? -1 : 1;
+    return id_cmp(a->id, a->id_len, b->id, b->id_len);
+}
+
+static void hit_free(srch_hit *h)
+{
+    seg_free(h->id);
+    seg_free(h->json);
+}
+
+void srch_result_free(srch_result *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nhits; i++)
+        hit_free(&r->hits[i]);
+    seg_free(r->hits);
+    seg_free(r->cursor);
+    memset(r, 0, sizeof *r);
+}
+
+int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_err *e)
+{
+    memset(out, 0, sizeof *out);
+    job j = {rq, NULL, 0, 0, NULL, 0};
+    char *cid = NULL;
+    int rc = SEG_OK;
+    if (rq->cursor && rq->cursor[0]) {
+        if ((rc = cursor_parse(rq->cursor, &j.ct, &cid, &j.cidlen, e)))
+            return rc;
+        j.has_cursor = 1;
+        j.cid = cid;
+    }
+    out->stats.segments_total = ix->nsegs;
+    task *t = seg_calloc(ix->nsegs ? ix->nsegs : 1, sizeof *t);
+    if (!t) {
+        seg_free(cid);
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    }
+    size_t nt = 0;
+    for (size_t i = 0; i < ix->nsegs; i++) {
+        seg_reader *r = ix->segs[i];
+        if ((rq->has_end && seg_reader_min_time(r) >= rq->end) ||
+            (rq->has_start && seg_reader_max_time(r) < rq->start) ||
+            (rq->has_start && rq->has_end && rq->start >= rq->end)) {
+            out->stats.segments_pruned++;
+            continue;
+        }
+        t[nt++].r = r;
+    }
+    out->stats.segments_searched = nt;
+    j.t = t;
+    srch_pool_run(ix->pool, nt, run_task, &j);
+    uint64_t after = 0;
+    size_t cand = 0;
+    for (size_t i = 0; i < nt; i++) {
+        if (t[i].rc && !rc) {
+            rc = seg_err_set(e, t[i].e.code, t[i].e.file[0] ? t[i].e.file : NULL, "%s", t[i].e.msg);
+        }
+        out->total += t[i].out.total;
+        after += t[i].out.after;
+        cand += t[i].out.nhits;
+    }
+    if (rc == SEG_OK && cand) {
+        out->hits = seg_malloc(cand * sizeof *out->hits);
+        if (!out->hits)
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    }
+    if (rc == SEG_OK) {
+        for (size_t i = 0; i < nt; i++) {
+            if (!t[i].hits)
+                continue;
+            memcpy(out->hits + out->nhits, t[i].hits, t[i].out.nhits * sizeof *t[i].hits);
+            out->nhits += t[i].out.nhits;
+            seg_free(t[i].hits);
+            t[i].hits = NULL;
+        }
+        qsort(out->hits, out->nhits, sizeof *out->hits, hit_cmp);
+        size_t keep = out->nhits < rq->limit ? out->nhits : rq->limit;
+        for (size_t k = keep; k < out->nhits; k++)
+            hit_free(&out->hits[k]);
+        out->nhits = keep;
+        if (!rq->count_only && after > keep && keep > 0) {
+            srch_hit *last = &out->hits[keep - 1];
+            out->cursor = cursor_make(last->time, last->id, last->id_len);
+            if (!out->cursor)
+                rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        }
+    }
+    for (size_t i = 0; i < nt; i++) {
+        if (t[i].hits) {
+            for (size_t k = 0; k < t[i].out.nhits; k++)
+                hit_free(&t[i].hits[k]);
+            seg_free(t[i].hits);
+        }
+        seg_free(t[i].out.docs);
+    }
+    seg_free(t);
+    seg_free(cid);
+    if (rc)
+        srch_result_free(out);
+    return rc;
+}

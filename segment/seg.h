@@ -1,0 +1,352 @@
+/*
+ * seg.h -- the segment layer of logdex: the one public header of segment/.
+ *
+ * segment/ knows the on-disk format and nothing of HTTP, the command line,
+ * the indexer or the searcher.  It provides:
+ *   - errors: integer codes from one table, seg_strerror(), and a detail
+ *     object (seg_err) that carries file, line and position;
+ *   - byte helpers: varints and fixed-width little-endian integers
+ *     (segment/seg_util.c is the only place that encodes bytes);
+ *   - the tokenizer (seg_tok_*), shared by indexing and querying;
+ *   - the NDJSON event scanner (seg_json_*): validates one line exactly as
+ *     jansson would and hands out flattened field/value spans;
+ *   - event time parsing (seg_time_*);
+ *   - the segment writer (seg_builder_*) and reader (seg_reader_*);
+ *   - the per-index manifest (seg_manifest_*).
+ *
+ * The byte-by-byte format is described in segment/seg_format.h and
+ * docs/segment-format.md.  Ownership: every *_new/_open returns an object
+ * the caller frees with the matching *_free/_close; all free functions
+ * accept NULL.  Pointers returned by readers point into the mmap and live
+ * as long as the reader.
+ */
+#ifndef LOGDEX_SEG_H
+#define LOGDEX_SEG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+enum {
+    SEG_OK = 0,
+    SEG_ENOMEM,     /* out of memory */
+    SEG_EIO,        /* an operating-system call failed (errno in detail) */
+    SEG_ECORRUPT,   /* a file failed a checksum or a structural check */
+    SEG_EVERSION,   /* a file has an unknown magic or version */
+    SEG_EINVAL,     /* bad argument from the caller */
+    SEG_EJSON,      /* an input line is not valid JSON / not an object */
+    SEG_EQUERY,     /* a malformed query or parameter */
+    SEG_ENOENT,     /* no such index or file */
+    SEG_ELOCKED,    /* the data directory is locked by another writer */
+    SEG_ELIMIT,     /* an input exceeded a documented limit */
+    SEG_NCODES
+};
+
+/* The detail of an error.  The first error set wins: later calls to
+ * seg_err_set() on an error that is already set do nothing. */
+typedef struct seg_err {
+    int code;            /* SEG_OK when no error */
+    char file[256];      /* file concerned, "" if none */
+    long line;           /* 1-based input line, 0 if none */
+    long pos;            /* 1-based position in a query, 0 if none */
+    char msg[512];       /* human-readable reason */
+} seg_err;
+
+const char *seg_strerror(int code);
+void seg_err_clear(seg_err *e);
+/* Sets e (if not already set) and returns code.  file may be NULL. */
+int seg_err_set(seg_err *e, int code, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Formats "file: msg" etc. into buf. */
+const char *seg_err_str(const seg_err *e, char *buf, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Memory: one allocation wrapper; aborts never, returns NULL.         */
+/* ------------------------------------------------------------------ */
+void *seg_malloc(size_t n);
+void *seg_calloc(size_t n, size_t m);
+void *seg_realloc(void *p, size_t n);
+void seg_free(void *p);
+char *seg_strndup(const char *s, size_t n);
+/* Test hook: fail the Nth allocation from now (0 = never). */
+void seg_fault_inject(unsigned long nth);
+
+/* Growable byte buffer.  Sticky error: after a failed allocation every
+ * append is a no-op and .oom is set. */
+typedef struct seg_buf {
+    uint8_t *p;
+    size_t n, cap;
+    int oom;
+} seg_buf;
+void seg_buf_free(seg_buf *b);
+int seg_buf_reserve(seg_buf *b, size_t extra);
+void seg_buf_put(seg_buf *b, const void *p, size_t n);
+void seg_buf_put_u8(seg_buf *b, uint8_t v);
+void seg_buf_put_u16(seg_buf *b, uint16_t v);
+void seg_buf_put_u32(seg_buf *b, uint32_t v);
+void seg_buf_put_u64(seg_buf *b, uint64_t v);
+void seg_buf_put_f64(seg_buf *b, double v);
+void seg_buf_put_varint(seg_buf *b, uint64_t v);
+
+/* Decoding helpers.  A seg_cur reads bytes within [p, end); any read past
+ * the end sets .bad and returns 0, never touches memory outside. */
+typedef struct seg_cur {
+    const uint8_t *p, *end;
+    int bad;
+} seg_cur;
+uint8_t seg_get_u8(seg_cur *c);
+uint16_t seg_get_u16(seg_cur *c);
+uint32_t seg_get_u32(seg_cur *c);
+uint64_t seg_get_u64(seg_cur *c);
+double seg_get_f64(seg_cur *c);
+uint64_t seg_get_varint(seg_cur *c);
+const uint8_t *seg_get_bytes(seg_cur *c, size_t n);
+static inline uint64_t seg_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+static inline int64_t seg_unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
+uint32_t seg_rd_u32(const uint8_t *p);
+uint64_t seg_rd_u64(const uint8_t *p);
+void seg_wr_u32(uint8_t *p, uint32_t v);
+void seg_wr_u64(uint8_t *p, uint64_t v);
+
+uint64_t seg_hash64(const void *p, size_t n); /* XXH3 64-bit */
+
+/* Files: write to a temporary name, fsync, rename, fsync the directory. */
+int seg_fsync_dir(const char *dir, seg_err *e);
+int seg_write_file_atomic(const char *path, const void *p, size_t n, seg_err *e);
+int seg_mkdir_p(const char *path, seg_err *e);
+
+/* ------------------------------------------------------------------ */
+/* Tokenizer                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Longest token kept, in bytes of folded UTF-8; longer tokens are cut at
+ * a character boundary at this length, on both the index and query side. */
+#define SEG_TOK_MAX 255
+
+typedef struct seg_tok seg_tok;        /* one per thread: holds ICU state */
+typedef void (*seg_tok_fn)(void *ud, const char *tok, size_t len);
+
+seg_tok *seg_tok_new(void);
+void seg_tok_free(seg_tok *t);
+/* For tests: 0 disables the ASCII fast path (every run goes through ICU). */
+void seg_tok_set_fastpath(seg_tok *t, int on);
+/* Tokenizes UTF-8 text s[0..n) (invalid sequences are separators) and
+ * calls fn for every token in order.  Returns the number of tokens, or -1
+ * on an ICU failure. */
+long seg_tok_run(seg_tok *t, const char *s, size_t n, seg_tok_fn fn, void *ud);
+
+/* ------------------------------------------------------------------ */
+/* Event scanner                                                       */
+/* ------------------------------------------------------------------ */
+
+enum { SEG_JV_STRING = 1, SEG_JV_INT, SEG_JV_REAL, SEG_JV_TRUE, SEG_JV_FALSE };
+
+/* Limits applied to events on top of JSON validity. */
+#define SEG_JSON_MAX_DEPTH 2048      /* same as jansson's parser */
+#define SEG_FIELD_MAX 1024           /* longest dotted field path, bytes */
+
+/* One value of a flattened event.  path is the dotted path of keys (array
+ * levels add nothing); str is the decoded string for SEG_JV_STRING.
+ * top is 1 for a value directly under a top-level key (not in an array). */
+typedef struct seg_jval {
+    const char *path;
+    uint32_t path_len;
+    uint8_t type;
+    uint8_t top;
+    const char *str;
+    uint32_t str_len;
+    int64_t i;
+    double d;
+} seg_jval;
+
+typedef struct seg_json seg_json;     /* reusable parser state (per thread) */
+seg_json *seg_json_new(void);
+void seg_json_free(seg_json *j);
+/* Parses one line.  Returns SEG_OK and fills *vals and *nvals (valid until the
+ * next call), or SEG_EJSON / SEG_ELIMIT with a reason in e->msg.
+ * A document that is not an object is an error.  Duplicate keys keep the
+ * last value, as jansson does. */
+int seg_json_parse(seg_json *j, const char *s, size_t n,
+                   const seg_jval **vals, size_t *nvals, seg_err *e);
+
+/* ------------------------------------------------------------------ */
+/* Time                                                                */
+/* ------------------------------------------------------------------ */
+
+/* Parses an RFC 3339 timestamp into ns since the epoch.  Returns 0 ok. */
+int seg_time_parse_rfc3339(const char *s, size_t n, int64_t *ns);
+/* Epoch seconds / ms / us / ns told apart by magnitude. */
+int seg_time_from_number(double v, int64_t *ns);
+int seg_time_from_int(int64_t v, int64_t *ns);
+/* Formats ns as "2024-01-02T03:04:05.678Z" (millisecond precision). */
+void seg_time_format(int64_t ns, char out[40]);
+int64_t seg_time_now(void);
+/* Event time rule: the first of @timestamp, timestamp, time, ts that is a
+ * top-level value and parses.  Returns 1 and *ns if found, 0 otherwise. */
+int seg_event_time(const seg_jval *v, size_t n, int64_t *ns);
+/* The event's string "_id" at top level, if any. */
+int seg_event_id(const seg_jval *v, size_t n, const char **id, size_t *len);
+
+/* Canonical text of a number for the numeric-equality terms. */
+size_t seg_num_canon_int(int64_t v, char out[32]);
+size_t seg_num_canon_real(double v, char out[40]);
+
+/* ------------------------------------------------------------------ */
+/* Segment writer                                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct seg_builder seg_builder;
+
+seg_builder *seg_builder_new(void);
+void seg_builder_free(seg_builder *b);
+/* Adds an event (copied).  explicit_id: 1 when id came from the event's
+ * "_id" field (enters the id index used for de-duplication). */
+int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns,
+                    const char *id, size_t idlen, int explicit_id);
+uint32_t seg_builder_count(const seg_builder *b);
+size_t seg_builder_bytes(const seg_builder *b);
+/* Sorts, indexes and writes the segment to path (temp name, fsync,
+ * rename, directory fsync).  tok and js are the calling thread's. */
+int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js,
+                      const char *path, uint64_t *bytes_out, seg_err *e);
+
+/* ------------------------------------------------------------------ */
+/* Segment reader                                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct seg_reader seg_reader;
+
+/* Field statistics (the FIELDS section). */
+enum { SEG_F_STRING = 1, SEG_F_INT = 2, SEG_F_REAL = 4, SEG_F_BOOL = 8 };
+typedef struct seg_field {
+    const char *name;
+    uint32_t name_len;
+    uint8_t flags;          /* SEG_F_* */
+    uint32_t docs;          /* events in which the field has a value */
+    uint32_t nnum;          /* numeric values */
+    double num_min, num_max;
+} seg_field;
+
+/* Term key kinds (last byte of every key). */
+enum { SEG_K_TEXT = 0, SEG_K_VALUE = 1, SEG_K_EXISTS = 2 };
+
+int seg_reader_open(const char *path, seg_reader **out, seg_err *e);
+void seg_reader_close(seg_reader *r);
+const char *seg_reader_path(const seg_reader *r);
+uint32_t seg_reader_ndocs(const seg_reader *r);
+int64_t seg_reader_min_time(const seg_reader *r);
+int64_t seg_reader_max_time(const seg_reader *r);
+uint64_t seg_reader_bytes(const seg_reader *r);
+uint32_t seg_reader_nfields(const seg_reader *r);
+const seg_field *seg_reader_field(const seg_reader *r, uint32_t id);
+int seg_reader_field_find(seg_reader *r, const char *name, size_t n); /* -1 */
+/* Sticky: once a section failed its check, the reader reports it. */
+int seg_reader_failed(const seg_reader *r, seg_err *e);
+
+/* Times: doc ids are in (time desc, id asc) order. */
+int seg_reader_time(seg_reader *r, uint32_t doc, int64_t *t, seg_err *e);
+/* First doc whose time is <= t (i.e. at or older than t); ndocs if none. */
+int seg_reader_time_seek_le(seg_reader *r, int64_t t, uint32_t *doc, seg_err *e);
+/* First doc whose time is < t; ndocs if none. */
+int seg_reader_time_seek_lt(seg_reader *r, int64_t t, uint32_t *doc, seg_err *e);
+
+/* Term dictionary.  Keys are token bytes, 0x00, field id (u16 BE), kind. */
+size_t seg_key_make(uint8_t *out, const char *tok, size_t toklen, uint16_t field, uint8_t kind);
+typedef struct seg_term {
+    const uint8_t *key;   /* valid until the next call on the iterator */
+    uint32_t key_len;
+    uint8_t kind;         /* SEG_K_*: the key's last byte */
+    uint32_t df;
+    uint64_t post_off, post_len;
+} seg_term;
+typedef struct seg_dict_iter seg_dict_iter;
+/* Iterates keys >= from (all keys if from_len==0) in order. */
+int seg_dict_iter_open(seg_reader *r, const uint8_t *from, size_t from_len,
+                       seg_dict_iter **out, seg_err *e);
+/* 1 = a term in *t, 0 = end, <0 = error (in e). */
+int seg_dict_iter_next(seg_dict_iter *it, seg_term *t, seg_err *e);
+void seg_dict_iter_free(seg_dict_iter *it);
+/* Exact lookup: 1 found, 0 not found, <0 error. */
+int seg_dict_get(seg_reader *r, const uint8_t *key, size_t n, seg_term *t, seg_err *e);
+
+/* Postings of one term. */
+typedef struct seg_post seg_post;
+#define SEG_DOC_END UINT32_MAX
+/* Opens the postings of t (from the dictionary; t->kind says whether the
+ * postings carry positions). */
+int seg_post_open(seg_reader *r, const seg_term *t, seg_post **out, seg_err *e);
+void seg_post_free(seg_post *p);
+/* Current doc (SEG_DOC_END when exhausted). */
+uint32_t seg_post_doc(const seg_post *p);
+/* Advance to the next doc; returns the new doc. */
+uint32_t seg_post_next(seg_post *p);
+/* Advance to the first doc >= target (skipping whole blocks). */
+uint32_t seg_post_seek(seg_post *p, uint32_t target);
+/* Positions of the current doc (sorted). */
+int seg_post_positions(seg_post *p, const uint32_t **pos, uint32_t *n);
+/* Non-zero when decoding hit corrupt bytes (then the doc is END). */
+int seg_post_error(const seg_post *p);
+uint32_t seg_post_df(const seg_post *p);
+
+/* Numeric columns: calls fn(ud, doc, value) for every value in
+ * [lo, hi] (with the bounds' inclusivity), skipping blocks by min/max. */
+typedef void (*seg_num_fn)(void *ud, uint32_t doc, double v);
+int seg_reader_num_scan(seg_reader *r, uint32_t field, double lo, int lo_incl,
+                        double hi, int hi_incl, seg_num_fn fn, void *ud, seg_err *e);
+
+/* Stored events.  A seg_store_cur caches one decompressed block; one per
+ * thread.  *json and *id stay valid until the next read on the cursor. */
+typedef struct seg_store_cur seg_store_cur;
+seg_store_cur *seg_store_cur_new(void);
+void seg_store_cur_free(seg_store_cur *c);
+int seg_reader_doc(seg_reader *r, seg_store_cur *c, uint32_t doc,
+                   const char **id, size_t *idlen, const char **json, size_t *jlen,
+                   seg_err *e);
+
+/* Explicit _id index: 1 and *doc when an event with this id is stored. */
+int seg_reader_id_find(seg_reader *r, seg_store_cur *c, const char *id, size_t n,
+                       uint32_t *doc, seg_err *e);
+
+/* The explicit-id index: *recs points to n records of 12 bytes
+ * (u64 hash, u32 doc), sorted by hash. */
+int seg_reader_ids(seg_reader *r, const uint8_t **recs, uint32_t *n, seg_err *e);
+
+/* Full check of every section's checksum and structure.  Calls report()
+ * for each problem; returns the number of problems. */
+typedef void (*seg_report_fn)(void *ud, const char *file, const char *problem);
+long seg_reader_verify(const char *path, seg_report_fn report, void *ud);
+
+/* Dump a human-readable description of the sections (for `logdex dump`). */
+int seg_reader_dump(const char *path, void (*out)(void *ud, const char *line), void *ud);
+
+/* ------------------------------------------------------------------ */
+/* Manifest: the live segments of one index                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct seg_mentry {
+    char name[64];        /* file name within the index directory */
+    int64_t bucket;       /* bucket start, ns */
+    uint32_t docs;
+    int64_t min_time, max_time;
+    uint64_t bytes;
+} seg_mentry;
+
+typedef struct seg_manifest {
+    uint64_t next_seq;
+    int64_t bucket_ns;
+    seg_mentry *e;
+    size_t n, cap;
+} seg_manifest;
+
+/* Loads dir/manifest; a missing file gives an empty manifest (exists=0). */
+int seg_manifest_load(const char *dir, seg_manifest *m, int *exists, seg_err *e);
+/* Replaces dir/manifest atomically. */
+int seg_manifest_save(const char *dir, const seg_manifest *m, seg_err *e);
+int seg_manifest_add(seg_manifest *m, const seg_mentry *ent);
+void seg_manifest_free(seg_manifest *m);
+
+#endif

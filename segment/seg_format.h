@@ -1,0 +1,114 @@
+/*
+ * seg_format.h -- the segment file format (internal to segment/).
+ *
+ * A segment holds the events of one time bucket.  It is written once
+ * (to "NAME.tmp", fsynced, renamed, directory fsynced) and never changed.
+ * docs/segment-format.md is the same description for readers of the
+ * project; keep both in step.
+ *
+ * Conventions: fixed-width integers are little-endian; "varint" is
+ * unsigned LEB128 (at most 10 bytes); "zigzag" maps signed to unsigned as
+ * (v << 1) ^ (v >> 63).  Checksums are XXH3-64 (seed 0).  Offsets are
+ * from the start of the file unless said otherwise.
+ *
+ * Doc ids are 0..ndocs-1 in the segment's event order: event time
+ * descending, then _id ascending (bytewise).  Doc 0 is the newest event.
+ *
+ * HEADER (64 bytes at offset 0)
+ *   0   8  magic "LOGDXSEG"
+ *   8   4  version (SEG_VERSION)
+ *   12  4  flags (0)
+ *   16  4  ndocs
+ *   20  4  nsections
+ *   24  8  min event time, ns since the epoch (i64)
+ *   32  8  max event time (i64)
+ *   40  8  offset of the section directory
+ *   48  8  checksum of the directory (nsections * 32 bytes)
+ *   56  8  checksum of header bytes 0..55
+ *
+ * SECTION DIRECTORY: nsections entries of 32 bytes
+ *   0  4  kind (SEG_S_*)
+ *   4  4  arg (field id for per-field sections, else 0)
+ *   8  8  offset of the section
+ *   16 8  length in bytes
+ *   24 8  checksum of the section's bytes
+ * A section's checksum is verified the first time the section is used.
+ *
+ * FIELDS (kind 1): u32 nfields, then per field id 0..nfields-1:
+ *   u16 name length, name bytes (the dotted path), u8 flags (1 string,
+ *   2 integer, 4 real, 8 boolean), u32 docs with a value, u32 numeric
+ *   values, f64 numeric min, f64 numeric max (0 when no numeric value).
+ *
+ * TIMES (kind 2): u32 ndocs, u32 nblocks; nblocks * {i64 first time,
+ *   u32 offset into the data}; data: per block of 128 docs, (count - 1)
+ *   varints of (previous time - time), which are >= 0 since times descend.
+ *
+ * TERMDICT (kind 3): u32 nterms, u32 nblocks, nblocks * u32 offset (from
+ *   the start of the block area, which follows the offsets); blocks of up
+ *   to 32 terms in key order; a term: varint shared prefix length with the
+ *   previous key of the block (0 for the first), varint suffix length,
+ *   suffix bytes, varint df, varint postings offset (within POSTINGS),
+ *   varint postings length.
+ *   A key is: token bytes (folded UTF-8), 0x00, field id (u16 big-endian),
+ *   kind (1 byte).  Keys sort bytewise, so all fields of one token are
+ *   adjacent and a prefix query is a range scan.  Kinds:
+ *     0 TEXT    a token of a string value; postings carry positions;
+ *     1 VALUE   a number (canonical text, see seg_num_canon_*) or "true"/
+ *               "false" for booleans; no positions;
+ *     2 EXISTS  token "" : the events in which the field has a value.
+ *
+ * POSTINGS (kind 4): for each term, blocks of up to 128 docs:
+ *   varint last doc of the block, varint docs length, varint positions
+ *   length; docs: per doc varint (doc - previous doc - 1) with previous =
+ *   -1 at the start of the term (it carries across blocks), and for TEXT
+ *   terms a varint tf; positions (TEXT only): per doc, tf varints: the
+ *   first position, then differences.  Positions number the tokens of an
+ *   event across all its string values in order; each value starts one
+ *   position after the previous value's last token + 1, so no phrase can
+ *   span two values.
+ *
+ * NUMCOL (kind 5, arg = field id): u32 nvalues, u8 type (0 integers,
+ *   1 reals), u32 nblocks, nblocks * {f64 min, f64 max, u32 first doc,
+ *   u32 offset into the data}; data: per block of up to 128 values, in
+ *   doc order: varint (doc - previous doc; previous = first doc at the
+ *   block start), then the value: type 0 zigzag varint of (value -
+ *   previous value; previous = 0 at the block start), type 1 an f64.
+ *
+ * STORE (kind 6): u32 ndocs, u32 nblocks, nblocks * {u32 first doc,
+ *   u32 raw length, u64 offset into the data, u32 compressed length,
+ *   u32 reserved 0}; data: LZ4 blocks (raw ~64 KiB); raw: per doc varint
+ *   id length, id bytes, varint JSON length, the original JSON bytes.
+ *
+ * IDS (kind 7): u32 n, n * {u64 XXH3 of the _id, u32 doc} sorted by hash
+ *   then doc: the events whose _id came from the event (for de-dupe).
+ */
+#ifndef LOGDEX_SEG_FORMAT_H
+#define LOGDEX_SEG_FORMAT_H
+
+#define SEG_MAGIC "LOGDXSEG"
+/* Bump SEG_VERSION on any change to the bytes above; readers refuse
+ * versions they do not know.  Keep a golden file of every released
+ * version in tests/golden/. */
+#define SEG_VERSION 1u
+#define SEG_HEADER_SIZE 64
+#define SEG_DIRENT_SIZE 32
+
+enum {
+    SEG_S_FIELDS = 1,
+    SEG_S_TIMES = 2,
+    SEG_S_TERMDICT = 3,
+    SEG_S_POSTINGS = 4,
+    SEG_S_NUMCOL = 5,
+    SEG_S_STORE = 6,
+    SEG_S_IDS = 7,
+};
+
+#define SEG_TIME_BLOCK 128
+#define SEG_DICT_BLOCK 32
+#define SEG_POST_BLOCK 128
+#define SEG_NUM_BLOCK 128
+#define SEG_STORE_BLOCK (64 * 1024)
+#define SEG_MAX_FIELDS 65535
+#define SEG_MAX_KEY (SEG_TOK_MAX + 4)
+
+#endif

@@ -1,0 +1,164 @@
+/*
+ * seg_manifest.c -- the list of live segments of one index.
+ *
+ * File INDEXDIR/manifest, text, replaced atomically (write "manifest.tmp",
+ * fsync, rename, fsync the directory).  Lines:
+ *
+ *   logdex-manifest 1                      magic and version
+ *   next SEQ                               next segment sequence number
+ *   bucket NS                              bucket width in ns
+ *   seg NAME BUCKET DOCS MIN MAX BYTES     one per live segment
+ *   end XXH3                               16 hex digits: XXH3-64 of all
+ *                                          bytes before this line
+ *
+ * Numbers are decimal (times in ns since the epoch).  A reader refuses a
+ * file whose magic, version or checksum is wrong.  Bump the version on any
+ * change; readers refuse versions they do not know.
+ */
+#include "seg.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MANIFEST_MAGIC "logdex-manifest 1\n"
+
+void seg_manifest_free(seg_manifest *m)
+{
+    if (!m)
+        return;
+    seg_free(m->e);
+    memset(m, 0, sizeof *m);
+}
+
+int seg_manifest_add(seg_manifest *m, const seg_mentry *ent)
+{
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 16;
+        seg_mentry *e = seg_realloc(m->e, cap * sizeof *e);
+        if (!e)
+            return SEG_ENOMEM;
+        m->e = e;
+        m->cap = cap;
+    }
+    m->e[m->n++] = *ent;
+    return SEG_OK;
+}
+
+int seg_manifest_load(const char *dir, seg_manifest *m, int *exists, seg_err *e)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/manifest", dir);
+    memset(m, 0, sizeof *m);
+    m->next_seq = 1;
+    *exists = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT)
+            return SEG_OK;
+        return seg_err_set(e, SEG_EIO, path, "open: %s", strerror(errno));
+    }
+    seg_buf b = {0};
+    char chunk[65536];
+    size_t k;
+    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0)
+        seg_buf_put(&b, chunk, k);
+    int ioerr = ferror(f);
+    fclose(f);
+    if (ioerr || b.oom) {
+        seg_buf_free(&b);
+        return seg_err_set(e, ioerr ? SEG_EIO : SEG_ENOMEM, path, "read failed");
+    }
+    seg_buf_put_u8(&b, 0);
+    char *s = (char *)b.p;
+    size_t len = b.n - 1;
+    int rc = SEG_OK;
+    if (len < strlen(MANIFEST_MAGIC) || memcmp(s, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC))) {
+        rc = seg_err_set(e, SEG_EVERSION, path, "not a logdex manifest, or an unknown version");
+        goto out;
+    }
+    /* the end line is the last line */
+    char *endl = NULL;
+    for (char *q = s + len - 1; q > s && !endl; q--)
+        if (*q == '\n' && q < s + len - 1 && !strncmp(q, "\nend ", 5))
+            endl = q;
+    if (!endl) {
+        rc = seg_err_set(e, SEG_ECORRUPT, path, "manifest has no end line (torn write?)");
+        goto out;
+    }
+    endl++;
+    uint64_t want = strtoull(endl + 4, NULL, 16);
+    if (seg_hash64(s, (size_t)(endl - s)) != want) {
+        rc = seg_err_set(e, SEG_ECORRUPT, path, "manifest checksum mismatch");
+        goto out;
+    }
+    char *line = s + strlen(MANIFEST_MAGIC);
+    while (line < endl) {
+        char *nl = strchr(line, '\n');
+        if (!nl)
+            break;
+        *nl = 0;
+        seg_mentry ent;
+        memset(&ent, 0, sizeof ent);
+        unsigned long long nx;
+        long long bn;
+        if (sscanf(line, "next %llu", &nx) == 1) {
+            m->next_seq = nx;
+        } else if (sscanf(line, "bucket %lld", &bn) == 1) {
+            m->bucket_ns = bn;
+        } else if (sscanf(line, "seg %63s %" SCNd64 " %" SCNu32 " %" SCNd64 " %" SCNd64 " %" SCNu64,
+                          ent.name, &ent.bucket, &ent.docs, &ent.min_time, &ent.max_time,
+                          &ent.bytes) == 6) {
+            if (strchr(ent.name, '/') || ent.name[0] == '.') {
+                rc = seg_err_set(e, SEG_ECORRUPT, path, "bad segment name in manifest");
+                goto out;
+            }
+            if (seg_manifest_add(m, &ent)) {
+                rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
+                goto out;
+            }
+        } else {
+            rc = seg_err_set(e, SEG_ECORRUPT, path, "bad manifest line: %.80s", line);
+            goto out;
+        }
+        line = nl + 1;
+    }
+    if (m->bucket_ns <= 0)
+        rc = seg_err_set(e, SEG_ECORRUPT, path, "manifest has no bucket width");
+    *exists = 1;
+out:
+    if (rc)
+        seg_manifest_free(m);
+    seg_buf_free(&b);
+    return rc;
+}
+
+int seg_manifest_save(const char *dir, const seg_manifest *m, seg_err *e)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/manifest", dir);
+    seg_buf b = {0};
+    char line[512];
+    seg_buf_put(&b, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC));
+    int k = snprintf(line, sizeof line, "next %llu\nbucket %lld\n", (unsigned long long)m->next_seq,
+                     (long long)m->bucket_ns);
+    seg_buf_put(&b, line, (size_t)k);
+    for (size_t i = 0; i < m->n; i++) {
+        const seg_mentry *s = &m->e[i];
+        k = snprintf(line, sizeof line, "seg %s %" PRId64 " %" PRIu32 " %" PRId64 " %" PRId64 " %" PRIu64 "\n",
+                     s->name, s->bucket, s->docs, s->min_time, s->max_time, s->bytes);
+        seg_buf_put(&b, line, (size_t)k);
+    }
+    if (b.oom) {
+        seg_buf_free(&b);
+        return seg_err_set(e, SEG_ENOMEM, path, "out of memory");
+    }
+    k = snprintf(line, sizeof line, "end %016llx\n", (unsigned long long)seg_hash64(b.p, b.n));
+    seg_buf_put(&b, line, (size_t)k);
+    int rc = b.oom ? seg_err_set(e, SEG_ENOMEM, path, "out of memory")
+                   : seg_write_file_atomic(path, b.p, b.n, e);
+    seg_buf_free(&b);
+    return rc;
+}

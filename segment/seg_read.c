@@ -1,0 +1,1141 @@
+/*
+ * seg_read.c -- reads segment files (format: seg_format.h).
+ *
+ * A reader mmaps the whole file.  At open it checks the header's magic,
+ * version and checksum, and the directory's checksum and bounds.  Each
+ * section's checksum is verified the first time the section is used; a
+ * mismatch marks the reader failed (sticky) and every later use returns
+ * SEG_ECORRUPT naming the file.  Every offset and length read from the file
+ * is bounds-checked before use: hostile bytes give errors, never crashes.
+ *
+ * Concurrency: a reader is immutable after open except for the per-section
+ * "verified" states, which are set with atomic operations; any number of
+ * threads may use one reader at once.  Iterators and store cursors belong
+ * to one thread.
+ */
+#define _GNU_SOURCE
+#include "seg.h"
+#include "seg_format.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lz4.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct section {
+    uint32_t kind, arg;
+    uint64_t off, len, sum;
+    int state;                 /* 0 unchecked, 1 good, 2 bad (atomic) */
+} section;
+
+struct seg_reader {
+    char *path;
+    const uint8_t *map;
+    size_t size;
+    uint64_t gen;              /* unique id for cursor caches */
+    uint32_t ndocs;
+    int64_t min_time, max_time;
+    section *sec;
+    uint32_t nsec;
+    int s_fields, s_times, s_dict, s_post, s_store, s_ids;  /* index or -1 */
+    int *s_num;                /* per field: NUMCOL section index or -1 */
+    seg_field *fields;
+    uint32_t nfields;
+    uint32_t *fslot;
+    uint32_t fmask;
+    int failed;
+    char failmsg[256];
+};
+
+static uint64_t reader_gen;
+
+#define CORRUPT(r, e, ...) seg_err_set((e), SEG_ECORRUPT, (r)->path, __VA_ARGS__)
+
+static void mark_failed(seg_reader *r, const char *msg)
+{
+    if (!__atomic_exchange_n(&r->failed, 1, __ATOMIC_ACQ_REL))
+        snprintf(r->failmsg, sizeof r->failmsg, "%s", msg);
+}
+
+int seg_reader_failed(const seg_reader *r, seg_err *e)
+{
+    if (!__atomic_load_n(&r->failed, __ATOMIC_ACQUIRE))
+        return 0;
+    seg_err_set(e, SEG_ECORRUPT, r->path, "%s", r->failmsg);
+    return 1;
+}
+
+/* Returns the bytes of section i after verifying its checksum once. */
+static int sec_get(seg_reader *r, int i, seg_cur *c, seg_err *e)
+{
+    if (i < 0) {
+        mark_failed(r, "a required section is missing");
+        return CORRUPT(r, e, "a required section is missing");
+    }
+    section *s = &r->sec[i];
+    int st = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+    if (st == 0) {
+        st = seg_hash64(r->map + s->off, s->len) == s->sum ? 1 : 2;
+        __atomic_store_n(&s->state, st, __ATOMIC_RELEASE);
+        if (st == 2) {
+            char m[128];
+            snprintf(m, sizeof m, "checksum mismatch in section %u (kind %u)", (unsigned)i, s->kind);
+            mark_failed(r, m);
+        }
+    }
+    if (st == 2)
+        return CORRUPT(r, e, "checksum mismatch in section %u (kind %u)", (unsigned)i, s->kind);
+    c->p = r->map + s->off;
+    c->end = c->p + s->len;
+    c->bad = 0;
+    return SEG_OK;
+}
+
+static int parse_fields(seg_reader *r, seg_err *e)
+{
+    seg_cur c;
+    int rc = sec_get(r, r->s_fields, &c, e);
+    if (rc)
+        return rc;
+    uint32_t n = seg_get_u32(&c);
+    if (c.bad || n > SEG_MAX_FIELDS || (uint64_t)n * 27 > (uint64_t)(c.end - c.p))
+        return CORRUPT(r, e, "bad field count");
+    r->fields = seg_calloc(n ? n : 1, sizeof *r->fields);
+    uint32_t cap = 16;
+    while (cap < n * 2)
+        cap *= 2;
+    r->fslot = seg_calloc(cap, sizeof *r->fslot);
+    r->s_num = seg_malloc((n ? n : 1) * sizeof(int));
+    if (!r->fields || !r->fslot || !r->s_num)
+        return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
+    r->fmask = cap - 1;
+    for (uint32_t f = 0; f < n; f++) {
+        seg_field *fi = &r->fields[f];
+        fi->name_len = seg_get_u16(&c);
+        fi->name = (const char *)seg_get_bytes(&c, fi->name_len);
+        fi->flags = seg_get_u8(&c);
+        fi->docs = seg_get_u32(&c);
+        fi->nnum = seg_get_u32(&c);
+        fi->num_min = seg_get_f64(&c);
+        fi->num_max = seg_get_f64(&c);
+        if (c.bad || fi->docs > r->ndocs)
+            return CORRUPT(r, e, "bad field entry %u", f);
+        r->s_num[f] = -1;
+        uint32_t j = (uint32_t)seg_hash64(fi->name, fi->name_len) & r->fmask;
+        while (r->fslot[j])
+            j = (j + 1) & r->fmask;
+        r->fslot[j] = f + 1;
+    }
+    r->nfields = n;
+    return SEG_OK;
+}
+
+int seg_reader_open(const char *path, seg_reader **out, seg_err *e)
+{
+    *out = NULL;
+    seg_reader *r = seg_calloc(1, sizeof *r);
+    if (!r)
+        return seg_err_set(e, SEG_ENOMEM, path, "out of memory");
+    r->path = seg_strndup(path, strlen(path));
+    r->s_fields = r->s_times = r->s_dict = r->s_post = r->s_store = r->s_ids = -1;
+    r->gen = __atomic_add_fetch(&reader_gen, 1, __ATOMIC_RELAXED);
+    int rc = SEG_OK;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = seg_err_set(e, errno == ENOENT ? SEG_ENOENT : SEG_EIO, path, "open: %s", strerror(errno));
+        goto fail;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = seg_err_set(e, SEG_EIO, path, "stat: %s", strerror(errno));
+        close(fd);
+        goto fail;
+    }
+    r->size = (size_t)st.st_size;
+    if (r->size < SEG_HEADER_SIZE) {
+        close(fd);
+        rc = CORRUPT(r, e, "file too short for a segment header (%zu bytes)", r->size);
+        goto fail;
+    }
+    void *m = mmap(NULL, r->size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) {
+        rc = seg_err_set(e, SEG_EIO, path, "mmap: %s", strerror(errno));
+        goto fail;
+    }
+    r->map = m;
+    const uint8_t *h = r->map;
+    if (memcmp(h, SEG_MAGIC, 8) != 0) {
+        rc = seg_err_set(e, SEG_EVERSION, path, "not a logdex segment (bad magic)");
+        goto fail;
+    }
+    if (seg_hash64(h, 56) != seg_rd_u64(h + 56)) {
+        rc = CORRUPT(r, e, "header checksum mismatch");
+        goto fail;
+    }
+    uint32_t ver = seg_rd_u32(h + 8);
+    if (ver != SEG_VERSION) {
+        rc = seg_err_set(e, SEG_EVERSION, path, "segment version %u, this build reads %u", ver,
+                         SEG_VERSION);
+        goto fail;
+    }
+    r->ndocs = seg_rd_u32(h + 16);
+    r->nsec = seg_rd_u32(h + 20);
+    r->min_time = (int64_t)seg_rd_u64(h + 24);
+    r->max_time = (int64_t)seg_rd_u64(h + 32);
+    uint64_t diroff = seg_rd_u64(h + 40);
+    if (r->nsec > 1u << 20 || diroff > r->size ||
+        (uint64_t)r->nsec * SEG_DIRENT_SIZE > r->size - diroff) {
+        rc = CORRUPT(r, e, "section directory out of bounds");
+        goto fail;
+    }
+    if (seg_hash64(r->map + diroff, (size_t)r->nsec * SEG_DIRENT_SIZE) != seg_rd_u64(h + 48)) {
+        rc = CORRUPT(r, e, "section directory checksum mismatch");
+        goto fail;
+    }
+    r->sec = seg_calloc(r->nsec ? r->nsec : 1, sizeof *r->sec);
+    if (!r->sec) {
+        rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
+        goto fail;
+    }
+    for (uint32_t i = 0; i < r->nsec; i++) {
+        const uint8_t *d = r->map + diroff + (size_t)i * SEG_DIRENT_SIZE;
+        section *s = &r->sec[i];
+        s->kind = seg_rd_u32(d);
+        s->arg = seg_rd_u32(d + 4);
+        s->off = seg_rd_u64(d + 8);
+        s->len = seg_rd_u64(d + 16);
+        s->sum = seg_rd_u64(d + 24);
+        if (s->off > r->size || s->len > r->size - s->off) {
+            rc = CORRUPT(r, e, "section %u out of bounds", i);
+            goto fail;
+        }
+        int *slot = NULL;
+        switch (s->kind) {
+        case SEG_S_FIELDS: slot = &r->s_fields; break;
+        case SEG_S_TIMES: slot = &r->s_times; break;
+        case SEG_S_TERMDICT: slot = &r->s_dict; break;
+        case SEG_S_POSTINGS: slot = &r->s_post; break;
+        case SEG_S_STORE: slot = &r->s_store; break;
+        case SEG_S_IDS: slot = &r->s_ids; break;
+        default: break;
+        }
+        if (slot)
+            *slot = (int)i;
+    }
+    if (r->ndocs == 0 || r->min_time > r->max_time) {
+        rc = CORRUPT(r, e, "bad header: %u events, time range inverted", r->ndocs);
+        goto fail;
+    }
+    if ((rc = parse_fields(r, e)))
+        goto fail;
+    for (uint32_t i = 0; i < r->nsec; i++)
+        if (r->sec[i].kind == SEG_S_NUMCOL) {
+            if (r->sec[i].arg >= r->nfields) {
+                rc = CORRUPT(r, e, "numeric column for unknown field %u", r->sec[i].arg);
+                goto fail;
+            }
+            r->s_num[r->sec[i].arg] = (int)i;
+        }
+    *out = r;
+    return SEG_OK;
+fail:
+    seg_reader_close(r);
+    return rc;
+}
+
+void seg_reader_close(seg_reader *r)
+{
+    if (!r)
+        return;
+    if (r->map)
+        munmap((void *)r->map, r->size);
+    seg_free(r->path);
+    seg_free(r->sec);
+    seg_free(r->fields);
+    seg_free(r->fslot);
+    seg_free(r->s_num);
+    seg_free(r);
+}
+
+const char *seg_reader_path(const seg_reader *r) { return r->path; }
+uint32_t seg_reader_ndocs(const seg_reader *r) { return r->ndocs; }
+int64_t seg_reader_min_time(const seg_reader *r) { return r->min_time; }
+int64_t seg_reader_max_time(const seg_reader *r) { return r->max_time; }
+uint64_t seg_reader_bytes(const seg_reader *r) { return r->size; }
+uint32_t seg_reader_nfields(const seg_reader *r) { return r->nfields; }
+const seg_field *seg_reader_field(const seg_reader *r, uint32_t id) { return id < r->nfields ? &r->fields[id] : NULL; }
+
+int seg_reader_field_find(seg_reader *r, const char *name, size_t n)
+{
+    uint32_t j = (uint32_t)seg_hash64(name, n) & r->fmask;
+    while (r->fslot[j]) {
+        const seg_field *f = &r->fields[r->fslot[j] - 1];
+        if (f->name_len == n && !memcmp(f->name, name, n))
+            return (int)(r->fslot[j] - 1);
+        j = (j + 1) & r->fmask;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Times                                                                */
+/* ------------------------------------------------------------------ */
+
+/* Decodes time block blk into t[] (up to 128); returns count or -1. */
+static int time_block(seg_reader *r, uint32_t blk, int64_t *t, seg_err *e)
+{
+    seg_cur c;
+    if (sec_get(r, r->s_times, &c, e))
+        return -1;
+    uint32_t n = seg_get_u32(&c), nb = seg_get_u32(&c);
+    if (c.bad || n != r->ndocs || nb != (n + SEG_TIME_BLOCK - 1) / SEG_TIME_BLOCK ||
+        (uint64_t)nb * 12 > (uint64_t)(c.end - c.p) || blk >= nb) {
+        mark_failed(r, "bad time column");
+        return CORRUPT(r, e, "bad time column"), -1;
+    }
+    const uint8_t *ix = c.p + (size_t)blk * 12;
+    const uint8_t *data = c.p + (size_t)nb * 12;
+    uint32_t off = seg_rd_u32(ix + 8);
+    if (off > (size_t)(c.end - data)) {
+        mark_failed(r, "bad time block offset");
+        return CORRUPT(r, e, "bad time block offset"), -1;
+    }
+    seg_cur d = {data + off, c.end, 0};
+    uint32_t cnt = n - blk * SEG_TIME_BLOCK < SEG_TIME_BLOCK ? n - blk * SEG_TIME_BLOCK : SEG_TIME_BLOCK;
+    t[0] = (int64_t)seg_rd_u64(ix);
+    for (uint32_t k = 1; k < cnt; k++)
+        t[k] = t[k - 1] - (int64_t)seg_get_varint(&d);
+    if (d.bad) {
+        mark_failed(r, "truncated time block");
+        return CORRUPT(r, e, "truncated time block"), -1;
+    }
+    return (int)cnt;
+}
+
+int seg_reader_time(seg_reader *r, uint32_t doc, int64_t *t, seg_err *e)
+{
+    int64_t buf[SEG_TIME_BLOCK];
+    if (doc >= r->ndocs)
+        return seg_err_set(e, SEG_EINVAL, r->path, "doc %u out of range", doc);
+    if (time_block(r, doc / SEG_TIME_BLOCK, buf, e) < 0)
+        return SEG_ECORRUPT;
+    *t = buf[doc % SEG_TIME_BLOCK];
+    return SEG_OK;
+}
+
+/* First doc whose time satisfies time <= t (strict: time < t). */
+static int time_seek(seg_reader *r, int64_t t, int strict, uint32_t *doc, seg_err *e)
+{
+    seg_cur c;
+    if (sec_get(r, r->s_times, &c, e))
+        return SEG_ECORRUPT;
+    uint32_t n = seg_get_u32(&c), nb = seg_get_u32(&c);
+    if (c.bad || nb == 0 || (uint64_t)nb * 12 > (uint64_t)(c.end - c.p))
+        return CORRUPT(r, e, "bad time column");
+#define OK_T(x) (strict ? (x) < t : (x) <= t)
+    /* first block whose first time satisfies; the answer is in the block before or at its start */
+    uint32_t lo = 0, hi = nb;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        int64_t ft = (int64_t)seg_rd_u64(c.p + (size_t)mid * 12);
+        if (OK_T(ft))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (lo == 0) {
+        *doc = 0;
+        return SEG_OK;
+    }
+    int64_t buf[SEG_TIME_BLOCK];
+    int cnt = time_block(r, lo - 1, buf, e);
+    if (cnt < 0)
+        return SEG_ECORRUPT;
+    for (int k = 0; k < cnt; k++)
+        if (OK_T(buf[k])) {
+            *doc = (lo - 1) * SEG_TIME_BLOCK + (uint32_t)k;
+            return SEG_OK;
+        }
+    *doc = lo < nb ? lo * SEG_TIME_BLOCK : n;
+#undef OK_T
+    return SEG_OK;
+}
+
+int seg_reader_time_seek_le(seg_reader *r, int64_t t, uint32_t *doc, seg_err *e) { return time_seek(r, t, 0, doc, e); }
+int seg_reader_time_seek_lt(seg_reader *r, int64_t t, uint32_t *doc, seg_err *e) { return time_seek(r, t, 1, doc, e); }
+
+/* ------------------------------------------------------------------ */
+/* Term dictionary                                                      */
+/* ------------------------------------------------------------------ */
+
+struct seg_dict_iter {
+    seg_reader *r;
+    const uint8_t *blocks, *end;
+    const uint8_t *offs;
+    uint32_t nterms, nblocks;
+    uint32_t blk, in_blk;      /* current block, entries consumed in it */
+    seg_cur c;
+    uint8_t key[SEG_MAX_KEY + 16];
+    uint32_t key_len;
+    const uint8_t *from;
+    size_t from_len;
+    int done;
+};
+
+static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn;
+    int c = memcmp(a, b, n);
+    if (c)
+        return c;
+    return an < bn ? -1 : an > bn;
+}
+
+static int dict_open_block(seg_dict_iter *it, uint32_t blk)
+{
+    uint32_t off = seg_rd_u32(it->offs + (size_t)blk * 4);
+    if (off > (size_t)(it->end - it->blocks))
+        return -1;
+    it->blk = blk;
+    it->in_blk = 0;
+    it->c.p = it->blocks + off;
+    it->c.end = it->end;
+    it->c.bad = 0;
+    return 0;
+}
+
+/* Reads the next entry into it->key and *t.  1 ok, 0 end, -1 corrupt. */
+static int dict_read(seg_dict_iter *it, seg_term *t)
+{
+    uint32_t per = SEG_DICT_BLOCK;
+    uint64_t index = (uint64_t)it->blk * per + it->in_blk;
+    if (index >= it->nterms)
+        return 0;
+    if (it->in_blk == per) {
+        if (it->blk + 1 >= it->nblocks || dict_open_block(it, it->blk + 1))
+            return -1;
+    }
+    seg_cur *c = &it->c;
+    uint64_t shared = seg_get_varint(c), suf = seg_get_varint(c);
+    if (c->bad || shared > it->key_len || (it->in_blk == 0 && shared) ||
+        shared + suf > SEG_MAX_KEY + 8 || shared + suf < 4)
+        return -1;
+    const uint8_t *s = seg_get_bytes(c, suf);
+    if (!s)
+        return -1;
+    memcpy(it->key + shared, s, suf);
+    it->key_len = (uint32_t)(shared + suf);
+    t->df = (uint32_t)seg_get_varint(c);
+    t->post_off = seg_get_varint(c);
+    t->post_len = seg_get_varint(c);
+    if (c->bad)
+        return -1;
+    t->key = it->key;
+    t->key_len = it->key_len;
+    t->kind = it->key[it->key_len - 1];
+    it->in_blk++;
+    return 1;
+}
+
+int seg_dict_iter_open(seg_reader *r, const uint8_t *from, size_t from_len, seg_dict_iter **out,
+                       seg_err *e)
+{
+    *out = NULL;
+    seg_cur c;
+    if (sec_get(r, r->s_dict, &c, e))
+        return SEG_ECORRUPT;
+    seg_dict_iter *it = seg_calloc(1, sizeof *it);
+    if (!it)
+        return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
+    it->r = r;
+    it->nterms = seg_get_u32(&c);
+    it->nblocks = seg_get_u32(&c);
+    if (c.bad || it->nblocks != (it->nterms + SEG_DICT_BLOCK - 1) / SEG_DICT_BLOCK ||
+        (uint64_t)it->nblocks * 4 > (uint64_t)(c.end - c.p)) {
+        seg_free(it);
+        mark_failed(r, "bad term dictionary header");
+        return CORRUPT(r, e, "bad term dictionary header");
+    }
+    it->offs = c.p;
+    it->blocks = c.p + (size_t)it->nblocks * 4;
+    it->end = c.end;
+    it->from = from;
+    it->from_len = from_len;
+    if (it->nterms == 0) {
+        it->done = 1;
+        *out = it;
+        return SEG_OK;
+    }
+    /* binary search: last block whose first key <= from */
+    uint32_t lo = 0, hi = it->nblocks;
+    if (from_len) {
+        while (hi - lo > 1) {
+            uint32_t mid = (lo + hi) / 2;
+            seg_term t;
+            if (dict_open_block(it, mid) || dict_read(it, &t) != 1) {
+                seg_free(it);
+                mark_failed(r, "corrupt term dictionary block");
+                return CORRUPT(r, e, "corrupt term dictionary block");
+            }
+            if (key_cmp(t.key, t.key_len, from, from_len) <= 0)
+                lo = mid;
+            else
+                hi = mid;
+        }
+    }
+    if (dict_open_block(it, lo)) {
+        seg_free(it);
+        mark_failed(r, "corrupt term dictionary block");
+        return CORRUPT(r, e, "corrupt term dictionary block");
+    }
+    *out = it;
+    return SEG_OK;
+}
+
+int seg_dict_iter_next(seg_dict_iter *it, seg_term *t, seg_err *e)
+{
+    if (it->done)
+        return 0;
+    for (;;) {
+        int rc = dict_read(it, t);
+        if (rc == 0) {
+            it->done = 1;
+            return 0;
+        }
+        if (rc < 0) {
+            it->done = 1;
+            mark_failed(it->r, "corrupt term dictionary entry");
+            CORRUPT(it->r, e, "corrupt term dictionary entry");
+            return -1;
+        }
+        if (it->from_len && key_cmp(t->key, t->key_len, it->from, it->from_len) < 0)
+            continue;
+        it->from_len = 0;
+        return 1;
+    }
+}
+
+void seg_dict_iter_free(seg_dict_iter *it) { seg_free(it); }
+
+int seg_dict_get(seg_reader *r, const uint8_t *key, size_t n, seg_term *t, seg_err *e)
+{
+    seg_dict_iter *it;
+    if (seg_dict_iter_open(r, key, n, &it, e))
+        return -1;
+    int rc = seg_dict_iter_next(it, t, e);
+    if (rc == 1 && key_cmp(t->key, t->key_len, key, n) != 0)
+        rc = 0;
+    if (rc == 1) {
+        /* t->key points into the iterator: callers only need the numbers */
+        t->key = NULL;
+    }
+    seg_dict_iter_free(it);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Postings                                                             */
+/* ------------------------------------------------------------------ */
+
+struct seg_post {
+    seg_reader *r;
+    const uint8_t *next, *end;     /* next block header, end of the term */
+    int text;
+    uint32_t df, remaining;        /* docs in blocks not yet loaded */
+    uint32_t ndocs;
+    int64_t base;                  /* last doc decoded or skipped */
+    uint32_t blk_last, blk_n, blk_i;
+    seg_cur dc, pc;
+    uint32_t doc, tf;
+    uint32_t pos_skip;             /* position varints before the current doc's */
+    int pos_read;
+    uint32_t *pos;
+    uint32_t poscap;
+    int err;
+};
+
+static void post_corrupt(seg_post *p)
+{
+    p->err = 1;
+    p->doc = SEG_DOC_END;
+    mark_failed(p->r, "corrupt postings");
+}
+
+static int post_load_block(seg_post *p)
+{
+    if (p->remaining == 0) {
+        p->doc = SEG_DOC_END;
+        return 0;
+    }
+    seg_cur c = {p->next, p->end, 0};
+    uint64_t last = seg_get_varint(&c), dl = seg_get_varint(&c), pl = seg_get_varint(&c);
+    if (c.bad || last >= p->ndocs || (int64_t)last <= p->base || dl > (uint64_t)(c.end - c.p) ||
+        pl > (uint64_t)(c.end - c.p) - dl) {
+        post_corrupt(p);
+        return -1;
+    }
+    p->blk_last = (uint32_t)last;
+    p->blk_n = p->remaining < SEG_POST_BLOCK ? p->remaining : SEG_POST_BLOCK;
+    p->blk_i = 0;
+    p->remaining -= p->blk_n;
+    p->dc = (seg_cur){c.p, c.p + dl, 0};
+    p->pc = (seg_cur){c.p + dl, c.p + dl + pl, 0};
+    p->next = c.p + dl + pl;
+    p->pos_skip = 0;
+    p->pos_read = 1; /* nothing pending */
+    p->tf = 0;
+    return 0;
+}
+
+/* Decodes the next doc of the loaded block. */
+static uint32_t post_decode(seg_post *p)
+{
+    if (!p->pos_read)
+        p->pos_skip += p->tf;
+    uint64_t gap = seg_get_varint(&p->dc);
+    int64_t d = p->base + 1 + (int64_t)gap;
+    p->tf = p->text ? (uint32_t)seg_get_varint(&p->dc) : 0;
+    p->blk_i++;
+    if (p->dc.bad || d > p->blk_last || (p->blk_i == p->blk_n && d != p->blk_last) ||
+        (p->text && p->tf == 0)) {
+        post_corrupt(p);
+        return SEG_DOC_END;
+    }
+    p->base = d;
+    p->doc = (uint32_t)d;
+    p->pos_read = 0;
+    return p->doc;
+}
+
+int seg_post_open(seg_reader *r, const seg_term *t, seg_post **out, seg_err *e)
+{
+    *out = NULL;
+    seg_cur c;
+    if (sec_get(r, r->s_post, &c, e))
+        return SEG_ECORRUPT;
+    if (t->post_off > (uint64_t)(c.end - c.p) || t->post_len > (uint64_t)(c.end - c.p) - t->post_off ||
+        t->df == 0 || t->df > r->ndocs) {
+        mark_failed(r, "postings out of bounds");
+        return CORRUPT(r, e, "postings out of bounds");
+    }
+    seg_post *p = seg_calloc(1, sizeof *p);
+    if (!p)
+        return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
+    p->r = r;
+    p->next = c.p + t->post_off;
+    p->end = p->next + t->post_len;
+    p->text = t->kind == SEG_K_TEXT;
+    p->df = p->remaining = t->df;
+    p->ndocs = r->ndocs;
+    p->base = -1;
+    if (post_load_block(p) == 0)
+        post_decode(p);
+    if (p->err) {
+        seg_post_free(p);
+        return CORRUPT(r, e, "corrupt postings");
+    }
+    *out = p;
+    return SEG_OK;
+}
+
+void seg_post_free(seg_post *p)
+{
+    if (!p)
+        return;
+    seg_free(p->pos);
+    seg_free(p);
+}
+
+uint32_t seg_post_doc(const seg_post *p) { return p->doc; }
+uint32_t seg_post_df(const seg_post *p) { return p->df; }
+int seg_post_error(const seg_post *p) { return p->err; }
+
+uint32_t seg_post_next(seg_post *p)
+{
+    if (p->doc == SEG_DOC_END)
+        return p->doc;
+    if (p->blk_i == p->blk_n) {
+        if (post_load_block(p))
+            return SEG_DOC_END;
+        if (p->doc == SEG_DOC_END)
+            return p->doc;
+    }
+    return post_decode(p);
+}
+
+uint32_t seg_post_seek(seg_post *p, uint32_t target)
+{
+    if (p->doc == SEG_DOC_END || p->doc >= target)
+        return p->doc;
+    while (p->blk_last < target) {
+        /* skip the rest of this block without decoding */
+        p->base = p->blk_last;
+        if (post_load_block(p))
+            return SEG_DOC_END;
+        if (p->doc == SEG_DOC_END)
+            return p->doc;
+    }
+    /* the block holds a doc >= target; post_decode gives END on corruption */
+    while (post_decode(p) < target)
+        ;
+    return p->doc;
+}
+
+int seg_post_positions(seg_post *p, const uint32_t **pos, uint32_t *n)
+{
+    if (p->doc == SEG_DOC_END || !p->text) {
+        *n = 0;
+        return 0;
+    }
+    if (p->tf > p->poscap) {
+        uint32_t cap = p->tf < 64 ? 64 : p->tf;
+        uint32_t *q = seg_realloc(p->pos, (size_t)cap * sizeof *q);
+        if (!q)
+            return SEG_ENOMEM;
+        p->pos = q;
+        p->poscap = cap;
+    }
+    if (!p->pos_read) {
+        for (; p->pos_skip; p->pos_skip--)
+            seg_get_varint(&p->pc);
+        uint32_t prev = 0;
+        for (uint32_t k = 0; k < p->tf; k++) {
+            uint64_t d = seg_get_varint(&p->pc);
+            prev = k == 0 ? (uint32_t)d : prev + (uint32_t)d;
+            if (k && d == 0)
+                p->pc.bad = 1;
+            p->pos[k] = prev;
+        }
+        p->pos_read = 1;
+        if (p->pc.bad) {
+            post_corrupt(p);
+            *n = 0;
+            return SEG_ECORRUPT;
+        }
+    }
+    *pos = p->pos;
+    *n = p->tf;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Numeric columns                                                      */
+/* ------------------------------------------------------------------ */
+
+int seg_reader_num_scan(seg_reader *r, uint32_t field, double lo, int lo_incl, double hi,
+                        int hi_incl, seg_num_fn fn, void *ud, seg_err *e)
+{
+    if (field >= r->nfields || r->s_num[field] < 0)
+        return SEG_OK;
+    seg_cur c;
+    if (sec_get(r, r->s_num[field], &c, e))
+        return SEG_ECORRUPT;
+    uint32_t n = seg_get_u32(&c);
+    uint8_t type = seg_get_u8(&c);
+    uint32_t nb = seg_get_u32(&c);
+    if (c.bad || type > 1 || nb != (n + SEG_NUM_BLOCK - 1) / SEG_NUM_BLOCK ||
+        (uint64_t)nb * 24 > (uint64_t)(c.end - c.p)) {
+        mark_failed(r, "bad numeric column");
+        return CORRUPT(r, e, "bad numeric column for field %u", field);
+    }
+    const uint8_t *ix = c.p, *data = c.p + (size_t)nb * 24;
+    for (uint32_t b = 0; b < nb; b++) {
+        const uint8_t *ie = ix + (size_t)b * 24;
+        double mn, mx;
+        uint64_t u = seg_rd_u64(ie);
+        memcpy(&mn, &u, 8);
+        u = seg_rd_u64(ie + 8);
+        memcpy(&mx, &u, 8);
+        if (mx < lo || (mx == lo && !lo_incl) || mn > hi || (mn == hi && !hi_incl))
+            continue;
+        uint32_t doc = seg_rd_u32(ie + 16), off = seg_rd_u32(ie + 20);
+        if (off > (size_t)(c.end - data)) {
+            mark_failed(r, "bad numeric block");
+            return CORRUPT(r, e, "bad numeric block offset");
+        }
+        seg_cur d = {data + off, c.end, 0};
+        uint32_t cnt = n - b * SEG_NUM_BLOCK < SEG_NUM_BLOCK ? n - b * SEG_NUM_BLOCK : SEG_NUM_BLOCK;
+        int64_t prev = 0;
+        for (uint32_t k = 0; k < cnt; k++) {
+            doc += (uint32_t)seg_get_varint(&d);
+            double v;
+            if (type == 0) {
+                prev = (int64_t)((uint64_t)prev + (uint64_t)seg_unzigzag(seg_get_varint(&d)));
+                v = (double)prev;
+            } else {
+                v = seg_get_f64(&d);
+            }
+            if (d.bad || doc >= r->ndocs) {
+                mark_failed(r, "bad numeric block");
+                return CORRUPT(r, e, "corrupt numeric block for field %u", field);
+            }
+            if ((v > lo || (v == lo && lo_incl)) && (v < hi || (v == hi && hi_incl)))
+                fn(ud, doc, v);
+        }
+    }
+    return SEG_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Stored events                                                        */
+/* ------------------------------------------------------------------ */
+
+struct seg_store_cur {
+    uint64_t gen;
+    uint32_t blk;
+    uint32_t first;
+    char *raw;
+    size_t rawcap, rawlen;
+};
+
+seg_store_cur *seg_store_cur_new(void) { return seg_calloc(1, sizeof(seg_store_cur)); }
+
+void seg_store_cur_free(seg_store_cur *c)
+{
+    if (!c)
+        return;
+    seg_free(c->raw);
+    seg_free(c);
+}
+
+static int store_block(seg_reader *r, seg_store_cur *sc, uint32_t doc, seg_err *e)
+{
+    seg_cur c;
+    if (sec_get(r, r->s_store, &c, e))
+        return SEG_ECORRUPT;
+    uint32_t n = seg_get_u32(&c), nb = seg_get_u32(&c);
+    if (c.bad || n != r->ndocs || nb == 0 || (uint64_t)nb * 24 > (uint64_t)(c.end - c.p)) {
+        mark_failed(r, "bad event store");
+        return CORRUPT(r, e, "bad event store header");
+    }
+    const uint8_t *ix = c.p, *data = c.p + (size_t)nb * 24;
+    uint32_t lo = 0, hi = nb;
+    while (hi - lo > 1) {
+        uint32_t mid = (lo + hi) / 2;
+        if (seg_rd_u32(ix + (size_t)mid * 24) <= doc)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    if (sc->gen == r->gen && sc->blk == lo)
+        return SEG_OK;
+    const uint8_t *ie = ix + (size_t)lo * 24;
+    uint32_t first = seg_rd_u32(ie), rawlen = seg_rd_u32(ie + 4), clen = seg_rd_u32(ie + 16);
+    uint64_t off = seg_rd_u64(ie + 8);
+    if (first > doc || off > (uint64_t)(c.end - data) || clen > (uint64_t)(c.end - data) - off ||
+        rawlen > (1u << 30)) {
+        mark_failed(r, "bad event store block");
+        return CORRUPT(r, e, "bad event store block %u", lo);
+    }
+    if (rawlen > sc->rawcap) {
+        char *p = seg_realloc(sc->raw, rawlen);
+        if (!p)
+            return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
+        sc->raw = p;
+        sc->rawcap = rawlen;
+    }
+    sc->gen = 0;
+    int got = LZ4_decompress_safe((const char *)data + off, sc->raw, (int)clen, (int)rawlen);
+    if (got != (int)rawlen) {
+        mark_failed(r, "event store block does not decompress");
+        return CORRUPT(r, e, "event store block %u does not decompress", lo);
+    }
+    sc->gen = r->gen;
+    sc->blk = lo;
+    sc->first = first;
+    sc->rawlen = rawlen;
+    return SEG_OK;
+}
+
+int seg_reader_doc(seg_reader *r, seg_store_cur *sc, uint32_t doc, const char **id, size_t *idlen,
+                   const char **json, size_t *jlen, seg_err *e)
+{
+    if (doc >= r->ndocs)
+        return seg_err_set(e, SEG_EINVAL, r->path, "doc %u out of range", doc);
+    int rc = store_block(r, sc, doc, e);
+    if (rc)
+        return rc;
+    seg_cur c = {(const uint8_t *)sc->raw, (const uint8_t *)sc->raw + sc->rawlen, 0};
+    for (uint32_t d = sc->first;; d++) {
+        uint64_t il = seg_get_varint(&c);
+        const uint8_t *ip = seg_get_bytes(&c, il);
+        uint64_t jl = seg_get_varint(&c);
+        const uint8_t *jp = seg_get_bytes(&c, jl);
+        if (c.bad) {
+            sc->gen = 0;
+            mark_failed(r, "corrupt event record");
+            return CORRUPT(r, e, "corrupt event record in store");
+        }
+        if (d == doc) {
+            if (id) {
+                *id = (const char *)ip;
+                *idlen = il;
+            }
+            if (json) {
+                *json = (const char *)jp;
+                *jlen = jl;
+            }
+            return SEG_OK;
+        }
+    }
+}
+
+int seg_reader_ids(seg_reader *r, const uint8_t **recs, uint32_t *n, seg_err *e)
+{
+    seg_cur c;
+    if (sec_get(r, r->s_ids, &c, e))
+        return SEG_ECORRUPT;
+    uint32_t cnt = seg_get_u32(&c);
+    if (c.bad || (uint64_t)cnt * 12 > (uint64_t)(c.end - c.p)) {
+        mark_failed(r, "bad id index");
+        return CORRUPT(r, e, "bad id index");
+    }
+    *recs = c.p;
+    *n = cnt;
+    return SEG_OK;
+}
+
+int seg_reader_id_find(seg_reader *r, seg_store_cur *sc, const char *id, size_t n, uint32_t *doc,
+                       seg_err *e)
+{
+    const uint8_t *p;
+    uint32_t cnt;
+    if (seg_reader_ids(r, &p, &cnt, e))
+        return -1;
+    uint64_t h = seg_hash64(id, n);
+    uint32_t lo = 0, hi = cnt;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (seg_rd_u64(p + (size_t)mid * 12) < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < cnt && seg_rd_u64(p + (size_t)lo * 12) == h; lo++) {
+        uint32_t d = seg_rd_u32(p + (size_t)lo * 12 + 8);
+        const char *sid;
+        size_t sl;
+        if (seg_reader_doc(r, sc, d, &sid, &sl, NULL, NULL, e))
+            return -1;
+        if (sl == n && !memcmp(sid, id, n)) {
+            *doc = d;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* verify and dump                                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct vctx {
+    seg_report_fn report;
+    void *ud;
+    const char *path;
+    long problems;
+} vctx;
+
+static void vproblem(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void vproblem(vctx *v, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    v->problems++;
+    if (v->report)
+        v->report(v->ud, v->path, buf);
+}
+
+static void verify_postings(seg_reader *r, vctx *v, const seg_term *t, uint64_t *occ)
+{
+    seg_err e = {0};
+    seg_post *p;
+    if (seg_post_open(r, t, &p, &e)) {
+        vproblem(v, "%s", e.msg);
+        return;
+    }
+    uint32_t cnt = 0, prev = 0;
+    for (uint32_t d = seg_post_doc(p); d != SEG_DOC_END; d = seg_post_next(p)) {
+        if (cnt && d <= prev) {
+            vproblem(v, "postings not increasing");
+            break;
+        }
+        prev = d;
+        cnt++;
+        const uint32_t *pos;
+        uint32_t np;
+        if (seg_post_positions(p, &pos, &np)) {
+            vproblem(v, "corrupt positions");
+            break;
+        }
+        *occ += np;
+    }
+    if (seg_post_error(p))
+        vproblem(v, "corrupt postings (df %u)", t->df);
+    else if (cnt != t->df)
+        vproblem(v, "postings hold %u docs, dictionary says %u", cnt, t->df);
+    if (p->next != p->end && !seg_post_error(p))
+        vproblem(v, "postings have %zu trailing bytes", (size_t)(p->end - p->next));
+    seg_post_free(p);
+}
+
+static void noop_num(void *ud, uint32_t doc, double v)
+{
+    (void)ud;
+    (void)doc;
+    (void)v;
+}
+
+long seg_reader_verify(const char *path, seg_report_fn report, void *ud)
+{
+    vctx v = {report, ud, path, 0};
+    seg_err e = {0};
+    seg_reader *r;
+    if (seg_reader_open(path, &r, &e)) {
+        vproblem(&v, "%s", e.msg);
+        return v.problems;
+    }
+    for (uint32_t i = 0; i < r->nsec; i++) {
+        seg_cur c;
+        seg_err se = {0};
+        if (sec_get(r, (int)i, &c, &se))
+            vproblem(&v, "%s", se.msg);
+    }
+    if (v.problems)
+        goto out;
+    /* times: descending, within the header's range */
+    int64_t buf[SEG_TIME_BLOCK], prev = INT64_MAX;
+    for (uint32_t b = 0; b * SEG_TIME_BLOCK < r->ndocs; b++) {
+        int cnt = time_block(r, b, buf, &e);
+        if (cnt < 0) {
+            vproblem(&v, "%s", e.msg);
+            break;
+        }
+        for (int k = 0; k < cnt; k++) {
+            if (buf[k] > prev || buf[k] < r->min_time || buf[k] > r->max_time) {
+                vproblem(&v, "event times out of order or out of the header's range at doc %u",
+                         b * SEG_TIME_BLOCK + (uint32_t)k);
+                b = UINT32_MAX / SEG_TIME_BLOCK;
+                break;
+            }
+            prev = buf[k];
+        }
+    }
+    /* dictionary order and every posting list */
+    seg_dict_iter *it;
+    if (seg_dict_iter_open(r, NULL, 0, &it, &e) == SEG_OK) {
+        seg_term t;
+        uint8_t last[SEG_MAX_KEY + 16];
+        uint32_t lastlen = 0, nterms = 0;
+        uint64_t occ = 0;
+        int rc;
+        while ((rc = seg_dict_iter_next(it, &t, &e)) == 1) {
+            if (nterms && key_cmp(last, lastlen, t.key, t.key_len) >= 0) {
+                vproblem(&v, "term dictionary out of order at term %u", nterms);
+                break;
+            }
+            uint8_t kind = t.key[t.key_len - 1];
+            uint16_t fid = (uint16_t)(t.key[t.key_len - 3] << 8 | t.key[t.key_len - 2]);
+            if (kind > SEG_K_EXISTS || fid >= r->nfields || t.key[t.key_len - 4] != 0) {
+                vproblem(&v, "bad term key at term %u", nterms);
+                break;
+            }
+            memcpy(last, t.key, t.key_len);
+            lastlen = t.key_len;
+            verify_postings(r, &v, &t, &occ);
+            nterms++;
+        }
+        if (rc < 0)
+            vproblem(&v, "%s", e.msg);
+        else if (nterms != it->nterms)
+            vproblem(&v, "dictionary holds %u terms, header says %u", nterms, it->nterms);
+        seg_dict_iter_free(it);
+    } else {
+        vproblem(&v, "%s", e.msg);
+    }
+    /* numeric columns */
+    for (uint32_t f = 0; f < r->nfields; f++) {
+        if (r->s_num[f] < 0)
+            continue;
+        seg_err ne = {0};
+        if (seg_reader_num_scan(r, f, -1.0 / 0.0, 1, 1.0 / 0.0, 1, noop_num, NULL, &ne) == SEG_OK)
+            continue;
+        vproblem(&v, "%s", ne.msg);
+    }
+    /* every stored event */
+    seg_store_cur *sc = seg_store_cur_new();
+    for (uint32_t d = 0; sc && d < r->ndocs; d++) {
+        const char *id, *js;
+        size_t il, jl;
+        seg_err de = {0};
+        if (seg_reader_doc(r, sc, d, &id, &il, &js, &jl, &de)) {
+            vproblem(&v, "%s", de.msg);
+            break;
+        }
+    }
+    seg_store_cur_free(sc);
+out:
+    seg_reader_close(r);
+    return v.problems;
+}
+
+int seg_reader_dump(const char *path, void (*out)(void *ud, const char *line), void *ud)
+{
+    seg_err e = {0};
+    seg_reader *r;
+    char line[1024];
+    if (seg_reader_open(path, &r, &e)) {
+        snprintf(line, sizeof line, "error: %s", e.msg);
+        out(ud, line);
+        return e.code;
+    }
+    char a[40], b[40];
+    seg_time_format(r->min_time, a);
+    seg_time_format(r->max_time, b);
+    snprintf(line, sizeof line, "segment %s: version %u, %u events, %s .. %s, %zu bytes", path,
+             SEG_VERSION, r->ndocs, a, b, r->size);
+    out(ud, line);
+    static const char *const names[] = {"?", "FIELDS", "TIMES", "TERMDICT", "POSTINGS", "NUMCOL", "STORE", "IDS"};
+    for (uint32_t i = 0; i < r->nsec; i++) {
+        section *s = &r->sec[i];
+        snprintf(line, sizeof line, "section %u: %s arg %u offset %llu length %llu checksum %016llx", i,
+                 s->kind < 8 ? names[s->kind] : "?", s->arg, (unsigned long long)s->off,
+                 (unsigned long long)s->len, (unsigned long long)s->sum);
+        out(ud, line);
+    }
+    for (uint32_t f = 0; f < r->nfields; f++) {
+        seg_field *fi = &r->fields[f];
+        snprintf(line, sizeof line, "field %u: %.*s flags %s%s%s%s docs %u numbers %u [%g, %g]", f,
+                 (int)fi->name_len, fi->name, fi->flags & SEG_F_STRING ? "s" : "",
+                 fi->flags & SEG_F_INT ? "i" : "", fi->flags & SEG_F_REAL ? "r" : "",
+                 fi->flags & SEG_F_BOOL ? "b" : "", fi->docs, fi->nnum, fi->num_min, fi->num_max);
+        out(ud, line);
+    }
+    seg_dict_iter *it;
+    if (seg_dict_iter_open(r, NULL, 0, &it, &e) == SEG_OK) {
+        seg_term t;
+        unsigned shown = 0;
+        while (shown < 50 && seg_dict_iter_next(it, &t, &e) == 1) {
+            uint16_t fid = (uint16_t)(t.key[t.key_len - 3] << 8 | t.key[t.key_len - 2]);
+            snprintf(line, sizeof line, "term %.*s field %u kind %u df %u postings %llu+%llu",
+                     (int)(t.key_len - 4), (const char *)t.key, fid, t.key[t.key_len - 1], t.df,
+                     (unsigned long long)t.post_off, (unsigned long long)t.post_len);
+            out(ud, line);
+            shown++;
+        }
+        snprintf(line, sizeof line, "(%u terms in all; first %u shown)", it->nterms, shown);
+        out(ud, line);
+        seg_dict_iter_free(it);
+    }
+    seg_reader_close(r);
+    return 0;
+}

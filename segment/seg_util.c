@@ -1,0 +1,339 @@
+/*
+ * seg_util.c -- errors, allocation, byte encoding helpers and file helpers.
+ *
+ * Every integer that logdex writes to disk goes through the helpers here:
+ * fixed-width integers are little-endian; varints are unsigned LEB128
+ * (7 bits a byte, low group first, high bit = more follows, at most 10
+ * bytes); signed values are zigzag-mapped before varint encoding.
+ */
+#define _GNU_SOURCE
+#include "seg.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+static const char *const seg_codes[SEG_NCODES] = {
+    [SEG_OK] = "ok",
+    [SEG_ENOMEM] = "out of memory",
+    [SEG_EIO] = "I/O error",
+    [SEG_ECORRUPT] = "corrupt file",
+    [SEG_EVERSION] = "unknown file format or version",
+    [SEG_EINVAL] = "invalid argument",
+    [SEG_EJSON] = "invalid event",
+    [SEG_EQUERY] = "invalid query",
+    [SEG_ENOENT] = "not found",
+    [SEG_ELOCKED] = "locked by another writer",
+    [SEG_ELIMIT] = "limit exceeded",
+};
+
+const char *seg_strerror(int code)
+{
+    if (code < 0 || code >= SEG_NCODES)
+        return "unknown error";
+    return seg_codes[code];
+}
+
+void seg_err_clear(seg_err *e)
+{
+    if (e)
+        memset(e, 0, sizeof *e);
+}
+
+int seg_err_set(seg_err *e, int code, const char *file, const char *fmt, ...)
+{
+    if (!e || e->code != SEG_OK)
+        return code;
+    e->code = code;
+    if (file)
+        snprintf(e->file, sizeof e->file, "%s", file);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *seg_err_str(const seg_err *e, char *buf, size_t n)
+{
+    if (e->file[0])
+        snprintf(buf, n, "%s: %s", e->file, e->msg[0] ? e->msg : seg_strerror(e->code));
+    else
+        snprintf(buf, n, "%s", e->msg[0] ? e->msg : seg_strerror(e->code));
+    return buf;
+}
+
+/* ---- allocation ---- */
+
+static unsigned long fault_countdown;
+
+void seg_fault_inject(unsigned long nth) { __atomic_store_n(&fault_countdown, nth, __ATOMIC_RELAXED); }
+
+static int fault_now(void)
+{
+    unsigned long c = __atomic_load_n(&fault_countdown, __ATOMIC_RELAXED);
+    if (c == 0)
+        return 0;
+    if (__atomic_sub_fetch(&fault_countdown, 1, __ATOMIC_RELAXED) == 0)
+        return 1;
+    return 0;
+}
+
+void *seg_malloc(size_t n) { return fault_now() ? NULL : malloc(n ? n : 1); }
+void *seg_calloc(size_t n, size_t m) { return fault_now() ? NULL : calloc(n ? n : 1, m ? m : 1); }
+void *seg_realloc(void *p, size_t n) { return fault_now() ? NULL : realloc(p, n ? n : 1); }
+void seg_free(void *p) { free(p); }
+
+char *seg_strndup(const char *s, size_t n)
+{
+    char *d = seg_malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+/* ---- growable buffer ---- */
+
+void seg_buf_free(seg_buf *b)
+{
+    if (!b)
+        return;
+    seg_free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+int seg_buf_reserve(seg_buf *b, size_t extra)
+{
+    if (b->oom)
+        return -1;
+    if (b->n + extra <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->n + extra)
+        cap *= 2;
+    uint8_t *p = seg_realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void seg_buf_put(seg_buf *b, const void *p, size_t n)
+{
+    if (n == 0 || seg_buf_reserve(b, n))
+        return;
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+void seg_buf_put_u8(seg_buf *b, uint8_t v) { seg_buf_put(b, &v, 1); }
+
+void seg_buf_put_u16(seg_buf *b, uint16_t v)
+{
+    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    seg_buf_put(b, x, 2);
+}
+
+void seg_wr_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+void seg_wr_u64(uint8_t *p, uint64_t v)
+{
+    seg_wr_u32(p, (uint32_t)v);
+    seg_wr_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+uint32_t seg_rd_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+uint64_t seg_rd_u64(const uint8_t *p) { return (uint64_t)seg_rd_u32(p) | (uint64_t)seg_rd_u32(p + 4) << 32; }
+
+void seg_buf_put_u32(seg_buf *b, uint32_t v)
+{
+    uint8_t x[4];
+    seg_wr_u32(x, v);
+    seg_buf_put(b, x, 4);
+}
+
+void seg_buf_put_u64(seg_buf *b, uint64_t v)
+{
+    uint8_t x[8];
+    seg_wr_u64(x, v);
+    seg_buf_put(b, x, 8);
+}
+
+void seg_buf_put_f64(seg_buf *b, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    seg_buf_put_u64(b, u);
+}
+
+void seg_buf_put_varint(seg_buf *b, uint64_t v)
+{
+    uint8_t x[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        x[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    x[n++] = (uint8_t)v;
+    seg_buf_put(b, x, n);
+}
+
+/* ---- bounds-checked decoding ---- */
+
+const uint8_t *seg_get_bytes(seg_cur *c, size_t n)
+{
+    if (c->bad || (size_t)(c->end - c->p) < n) {
+        c->bad = 1;
+        return NULL;
+    }
+    const uint8_t *r = c->p;
+    c->p += n;
+    return r;
+}
+
+uint8_t seg_get_u8(seg_cur *c)
+{
+    const uint8_t *p = seg_get_bytes(c, 1);
+    return p ? p[0] : 0;
+}
+
+uint16_t seg_get_u16(seg_cur *c)
+{
+    const uint8_t *p = seg_get_bytes(c, 2);
+    return p ? (uint16_t)(p[0] | p[1] << 8) : 0;
+}
+
+uint32_t seg_get_u32(seg_cur *c)
+{
+    const uint8_t *p = seg_get_bytes(c, 4);
+    return p ? seg_rd_u32(p) : 0;
+}
+
+uint64_t seg_get_u64(seg_cur *c)
+{
+    const uint8_t *p = seg_get_bytes(c, 8);
+    return p ? seg_rd_u64(p) : 0;
+}
+
+double seg_get_f64(seg_cur *c)
+{
+    uint64_t u = seg_get_u64(c);
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+uint64_t seg_get_varint(seg_cur *c)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (c->bad || c->p >= c->end) {
+            c->bad = 1;
+            return 0;
+        }
+        uint8_t b = *c->p++;
+        if (shift == 63 && b > 1) {
+            c->bad = 1;
+            return 0;
+        }
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return v;
+    }
+    c->bad = 1;
+    return 0;
+}
+
+uint64_t seg_hash64(const void *p, size_t n) { return XXH3_64bits(p, n); }
+
+/* ---- files ---- */
+
+int seg_fsync_dir(const char *dir, seg_err *e)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return seg_err_set(e, SEG_EIO, dir, "open directory: %s", strerror(errno));
+    if (fsync(fd) != 0) {
+        int err = errno;
+        close(fd);
+        return seg_err_set(e, SEG_EIO, dir, "fsync directory: %s", strerror(err));
+    }
+    close(fd);
+    return SEG_OK;
+}
+
+int seg_write_file_atomic(const char *path, const void *p, size_t n, seg_err *e)
+{
+    char tmp[4096], dir[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return seg_err_set(e, SEG_EIO, tmp, "create: %s", strerror(errno));
+    const uint8_t *q = p;
+    size_t left = n;
+    while (left) {
+        ssize_t w = write(fd, q, left);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            int err = errno;
+            close(fd);
+            unlink(tmp);
+            return seg_err_set(e, SEG_EIO, tmp, "write: %s", strerror(err));
+        }
+        q += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        unlink(tmp);
+        return seg_err_set(e, SEG_EIO, tmp, "fsync: %s", strerror(errno));
+    }
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        return seg_err_set(e, SEG_EIO, path, "rename: %s", strerror(errno));
+    }
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    else
+        strcpy(dir, ".");
+    return seg_fsync_dir(dir, e);
+}
+
+int seg_mkdir_p(const char *path, seg_err *e)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *s = buf + 1; *s; s++) {
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return seg_err_set(e, SEG_EIO, buf, "mkdir: %s", strerror(errno));
+            *s = '/';
+        }
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return seg_err_set(e, SEG_EIO, buf, "mkdir: %s", strerror(errno));
+    return SEG_OK;
+}

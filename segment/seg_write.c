@@ -1,0 +1,899 @@
+/*
+ * seg_write.c -- builds one segment from a set of events and writes it.
+ *
+ * The builder keeps the events' raw bytes; seg_builder_write() sorts them
+ * (time descending, then _id ascending), re-scans each event, tokenizes its
+ * string values into an in-memory term table, collects numeric columns and
+ * field statistics, then writes the sections described in seg_format.h.
+ *
+ * Memory: the raw events, plus the term table (key bytes and one growing
+ * posting stream per term), plus the numeric columns.  One builder is used
+ * by one thread at a time.
+ */
+#define _GNU_SOURCE
+#include "seg.h"
+#include "seg_format.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lz4.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct ev {
+    uint64_t off;          /* JSON bytes in arena */
+    uint32_t len;
+    uint32_t id_len;
+    uint64_t id_off;
+    int64_t time;
+    uint8_t explicit_id;
+} ev;
+
+struct seg_builder {
+    seg_buf arena;
+    ev *ev;
+    uint32_t n, cap;
+};
+
+seg_builder *seg_builder_new(void) { return seg_calloc(1, sizeof(seg_builder)); }
+
+void seg_builder_free(seg_builder *b)
+{
+    if (!b)
+        return;
+    seg_buf_free(&b->arena);
+    seg_free(b->ev);
+    seg_free(b);
+}
+
+uint32_t seg_builder_count(const seg_builder *b) { return b->n; }
+size_t seg_builder_bytes(const seg_builder *b) { return b->arena.n + (size_t)b->n * sizeof(ev); }
+
+int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
+                    size_t idlen, int explicit_id)
+{
+    if (b->n == UINT32_MAX - 1 || n > UINT32_MAX || idlen > UINT32_MAX)
+        return SEG_ELIMIT;
+    if (b->n == b->cap) {
+        uint32_t cap = b->cap ? b->cap * 2 : 1024;
+        ev *e = seg_realloc(b->ev, (size_t)cap * sizeof *e);
+        if (!e)
+            return SEG_ENOMEM;
+        b->ev = e;
+        b->cap = cap;
+    }
+    ev *e = &b->ev[b->n];
+    e->off = b->arena.n;
+    e->len = (uint32_t)n;
+    seg_buf_put(&b->arena, json, n);
+    e->id_off = b->arena.n;
+    e->id_len = (uint32_t)idlen;
+    seg_buf_put(&b->arena, id, idlen);
+    if (b->arena.oom)
+        return SEG_ENOMEM;
+    e->time = time_ns;
+    e->explicit_id = (uint8_t)(explicit_id != 0);
+    b->n++;
+    return SEG_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Term table                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct term {
+    uint64_t key_off;
+    uint32_t key_len;
+    uint32_t df;
+    int64_t last_doc;
+    seg_buf data;      /* per doc: varint gap, [varint tf, positions] */
+} term;
+
+typedef struct fieldinfo {
+    uint64_t name_off;
+    uint32_t name_len;
+    uint8_t flags;
+    uint32_t docs;
+    int64_t last_doc;
+    uint32_t nnum;
+    double min, max;
+    int all_int;
+    seg_buf nums;      /* (u32 doc, u8 isint, 8 bytes value) records */
+} fieldinfo;
+
+typedef struct occ {
+    uint32_t term;
+    uint32_t pos;
+} occ;
+
+typedef struct build {
+    seg_builder *b;
+    seg_tok *tok;
+    seg_buf keys;          /* key bytes of terms and field names */
+    term *terms;
+    uint32_t nterms, capterms;
+    uint32_t *tslot;       /* hash slots -> term index + 1 */
+    uint32_t tmask;
+    fieldinfo *fields;
+    uint32_t nfields, capfields;
+    uint32_t *fslot;
+    uint32_t fmask;
+    occ *occ;
+    size_t nocc, capocc;
+    /* per token callback */
+    uint32_t cur_field;
+    uint32_t pos;
+    int oom;
+    uint32_t unindexed_fields;
+} build;
+
+static uint32_t term_get(build *x, const uint8_t *key, size_t n)
+{
+    uint64_t h = seg_hash64(key, n);
+    uint32_t i = (uint32_t)h & x->tmask;
+    for (;;) {
+        uint32_t s = x->tslot[i];
+        if (!s)
+            break;
+        term *t = &x->terms[s - 1];
+        if (t->key_len == n && !memcmp(x->keys.p + t->key_off, key, n))
+            return s - 1;
+        i = (i + 1) & x->tmask;
+    }
+    if (x->nterms == x->capterms) {
+        uint32_t cap = x->capterms ? x->capterms * 2 : 4096;
+        term *t = seg_realloc(x->terms, (size_t)cap * sizeof *t);
+        if (!t) {
+            x->oom = 1;
+            return UINT32_MAX;
+        }
+        x->terms = t;
+        x->capterms = cap;
+    }
+    term *t = &x->terms[x->nterms];
+    memset(t, 0, sizeof *t);
+    t->key_off = x->keys.n;
+    t->key_len = (uint32_t)n;
+    t->last_doc = -1;
+    seg_buf_put(&x->keys, key, n);
+    x->tslot[i] = ++x->nterms;
+    if (x->nterms * 2 > x->tmask) {
+        uint32_t nmask = x->tmask * 2 + 1;
+        uint32_t *ns = seg_calloc((size_t)nmask + 1, sizeof *ns);
+        if (!ns) {
+            x->oom = 1;
+            return x->nterms - 1;
+        }
+        for (uint32_t k = 0; k < x->nterms; k++) {
+            term *q = &x->terms[k];
+            uint32_t j = (uint32_t)seg_hash64(x->keys.p + q->key_off, q->key_len) & nmask;
+            while (ns[j])
+                j = (j + 1) & nmask;
+            ns[j] = k + 1;
+        }
+        seg_free(x->tslot);
+        x->tslot = ns;
+        x->tmask = nmask;
+    }
+    return x->nterms - 1;
+}
+
+static uint32_t field_get(build *x, const char *name, size_t n)
+{
+    uint64_t h = seg_hash64(name, n);
+    uint32_t i = (uint32_t)h & x->fmask;
+    for (;;) {
+        uint32_t s = x->fslot[i];
+        if (!s)
+            break;
+        fieldinfo *f = &x->fields[s - 1];
+        if (f->name_len == n && !memcmp(x->keys.p + f->name_off, name, n))
+            return s - 1;
+        i = (i + 1) & x->fmask;
+    }
+    if (x->nfields >= SEG_MAX_FIELDS) {
+        x->unindexed_fields++;
+        return UINT32_MAX;
+    }
+    if (x->nfields == x->capfields) {
+        uint32_t cap = x->capfields ? x->capfields * 2 : 64;
+        fieldinfo *f = seg_realloc(x->fields, (size_t)cap * sizeof *f);
+        if (!f) {
+            x->oom = 1;
+            return UINT32_MAX;
+        }
+        x->fields = f;
+        x->capfields = cap;
+    }
+    fieldinfo *f = &x->fields[x->nfields];
+    memset(f, 0, sizeof *f);
+    f->name_off = x->keys.n;
+    f->name_len = (uint32_t)n;
+    f->last_doc = -1;
+    f->all_int = 1;
+    seg_buf_put(&x->keys, name, n);
+    x->fslot[i] = ++x->nfields;
+    if (x->nfields * 2 > x->fmask) {
+        uint32_t nmask = x->fmask * 2 + 1;
+        uint32_t *ns = seg_calloc((size_t)nmask + 1, sizeof *ns);
+        if (!ns) {
+            x->oom = 1;
+            return x->nfields - 1;
+        }
+        for (uint32_t k = 0; k < x->nfields; k++) {
+            fieldinfo *q = &x->fields[k];
+            uint32_t j = (uint32_t)seg_hash64(x->keys.p + q->name_off, q->name_len) & nmask;
+            while (ns[j])
+                j = (j + 1) & nmask;
+            ns[j] = k + 1;
+        }
+        seg_free(x->fslot);
+        x->fslot = ns;
+        x->fmask = nmask;
+    }
+    return x->nfields - 1;
+}
+
+size_t seg_key_make(uint8_t *out, const char *tok, size_t toklen, uint16_t field, uint8_t kind)
+{
+    memcpy(out, tok, toklen);
+    out[toklen] = 0;
+    out[toklen + 1] = (uint8_t)(field >> 8);
+    out[toklen + 2] = (uint8_t)field;
+    out[toklen + 3] = kind;
+    return toklen + 4;
+}
+
+static void add_occ(build *x, uint32_t term, uint32_t pos)
+{
+    if (term == UINT32_MAX)
+        return;
+    if (x->nocc == x->capocc) {
+        size_t cap = x->capocc ? x->capocc * 2 : 1024;
+        occ *o = seg_realloc(x->occ, cap * sizeof *o);
+        if (!o) {
+            x->oom = 1;
+            return;
+        }
+        x->occ = o;
+        x->capocc = cap;
+    }
+    x->occ[x->nocc].term = term;
+    x->occ[x->nocc].pos = pos;
+    x->nocc++;
+}
+
+static void on_token(void *ud, const char *tok, size_t len)
+{
+    build *x = ud;
+    uint8_t key[SEG_MAX_KEY];
+    size_t n = seg_key_make(key, tok, len, (uint16_t)x->cur_field, SEG_K_TEXT);
+    add_occ(x, term_get(x, key, n), x->pos++);
+}
+
+static void add_value_term(build *x, uint32_t f, const char *txt, size_t len)
+{
+    uint8_t key[SEG_MAX_KEY];
+    size_t n = seg_key_make(key, txt, len, (uint16_t)f, SEG_K_VALUE);
+    add_occ(x, term_get(x, key, n), 0);
+}
+
+static void add_num(build *x, uint32_t doc, uint32_t f, int isint, int64_t i, double d)
+{
+    fieldinfo *fi = &x->fields[f];
+    double v = isint ? (double)i : d;
+    if (fi->nnum == 0 || v < fi->min)
+        fi->min = v;
+    if (fi->nnum == 0 || v > fi->max)
+        fi->max = v;
+    fi->nnum++;
+    if (!isint)
+        fi->all_int = 0;
+    uint8_t rec[13];
+    seg_wr_u32(rec, doc);
+    rec[4] = (uint8_t)isint;
+    uint64_t u;
+    if (isint)
+        u = (uint64_t)i;
+    else
+        memcpy(&u, &d, 8);
+    seg_wr_u64(rec + 5, u);
+    seg_buf_put(&fi->nums, rec, 13);
+}
+
+static int occ_cmp(const void *a, const void *b)
+{
+    const occ *x = a, *y = b;
+    if (x->term != y->term)
+        return x->term < y->term ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Indexes one event as doc `doc`. */
+static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, size_t len, seg_err *e)
+{
+    const seg_jval *v;
+    size_t nv;
+    seg_err je = {0};
+    if (seg_json_parse(js, json, len, &v, &nv, &je) != SEG_OK) {
+        /* events were validated on the way in; a failure here is ours */
+        return seg_err_set(e, je.code == SEG_ENOMEM ? SEG_ENOMEM : SEG_EINVAL, NULL,
+                           "stored event %u no longer parses: %s", doc, je.msg);
+    }
+    x->nocc = 0;
+    x->pos = 0;
+    for (size_t i = 0; i < nv; i++) {
+        uint32_t f = field_get(x, v[i].path, v[i].path_len);
+        if (f == UINT32_MAX)
+            continue;
+        fieldinfo *fi = &x->fields[f];
+        if (fi->last_doc != doc) {
+            fi->last_doc = doc;
+            fi->docs++;
+            uint8_t key[8];
+            size_t kn = seg_key_make(key, "", 0, (uint16_t)f, SEG_K_EXISTS);
+            add_occ(x, term_get(x, key, kn), 0);
+        }
+        char canon[40];
+        size_t cl;
+        switch (v[i].type) {
+        case SEG_JV_STRING:
+            fi->flags |= SEG_F_STRING;
+            x->cur_field = f;
+            if (seg_tok_run(x->tok, v[i].str, v[i].str_len, on_token, x) < 0)
+                return seg_err_set(e, SEG_EINVAL, NULL, "tokenizer failed on event %u", doc);
+            x->pos++; /* gap: no phrase across two values */
+            break;
+        case SEG_JV_INT:
+            fi->flags |= SEG_F_INT;
+            cl = seg_num_canon_int(v[i].i, canon);
+            add_value_term(x, f, canon, cl);
+            add_num(x, doc, f, 1, v[i].i, 0);
+            break;
+        case SEG_JV_REAL:
+            fi->flags |= SEG_F_REAL;
+            cl = seg_num_canon_real(v[i].d, canon);
+            add_value_term(x, f, canon, cl);
+            add_num(x, doc, f, 0, 0, v[i].d);
+            break;
+        case SEG_JV_TRUE:
+        case SEG_JV_FALSE:
+            fi->flags |= SEG_F_BOOL;
+            add_value_term(x, f, v[i].type == SEG_JV_TRUE ? "true" : "false",
+                           v[i].type == SEG_JV_TRUE ? 4 : 5);
+            break;
+        }
+    }
+    if (x->oom)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory while indexing");
+    /* group this doc's occurrences by term and append to each stream */
+    if (x->nocc > 1)
+        qsort(x->occ, x->nocc, sizeof(occ), occ_cmp);
+    for (size_t i = 0; i < x->nocc;) {
+        size_t j = i;
+        while (j < x->nocc && x->occ[j].term == x->occ[i].term)
+            j++;
+        term *t = &x->terms[x->occ[i].term];
+        const uint8_t kind = x->keys.p[t->key_off + t->key_len - 1];
+        seg_buf_put_varint(&t->data, (uint64_t)((int64_t)doc - t->last_doc - 1));
+        t->last_doc = doc;
+        t->df++;
+        if (kind == SEG_K_TEXT) {
+            seg_buf_put_varint(&t->data, j - i);
+            uint32_t prev = 0;
+            for (size_t k = i; k < j; k++) {
+                seg_buf_put_varint(&t->data, x->occ[k].pos - prev);
+                prev = x->occ[k].pos;
+            }
+        }
+        if (t->data.oom)
+            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory while indexing");
+        i = j;
+    }
+    return SEG_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sorting                                                              */
+/* ------------------------------------------------------------------ */
+
+static int ev_cmp(const void *pa, const void *pb, void *ctx)
+{
+    const seg_builder *sort_b = ctx;
+    const ev *a = &sort_b->ev[*(const uint32_t *)pa], *b = &sort_b->ev[*(const uint32_t *)pb];
+    if (a->time != b->time)
+        return a->time > b->time ? -1 : 1;
+    size_t n = a->id_len < b->id_len ? a->id_len : b->id_len;
+    int c = memcmp(sort_b->arena.p + a->id_off, sort_b->arena.p + b->id_off, n);
+    if (c)
+        return c;
+    return a->id_len < b->id_len ? -1 : a->id_len > b->id_len;
+}
+
+static int key_cmp(const void *pa, const void *pb, void *ctx)
+{
+    const build *sort_x = ctx;
+    const term *a = &sort_x->terms[*(const uint32_t *)pa], *b = &sort_x->terms[*(const uint32_t *)pb];
+    size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int c = memcmp(sort_x->keys.p + a->key_off, sort_x->keys.p + b->key_off, n);
+    if (c)
+        return c;
+    return a->key_len < b->key_len ? -1 : a->key_len > b->key_len;
+}
+
+typedef struct idrec {
+    uint64_t h;
+    uint32_t doc;
+} idrec;
+
+static int id_cmp(const void *pa, const void *pb)
+{
+    const idrec *a = pa, *b = pb;
+    if (a->h != b->h)
+        return a->h < b->h ? -1 : 1;
+    return a->doc < b->doc ? -1 : a->doc > b->doc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Section encoders                                                     */
+/* ------------------------------------------------------------------ */
+
+static void enc_fields(build *x, seg_buf *o)
+{
+    seg_buf_put_u32(o, x->nfields);
+    for (uint32_t f = 0; f < x->nfields; f++) {
+        fieldinfo *fi = &x->fields[f];
+        seg_buf_put_u16(o, (uint16_t)fi->name_len);
+        seg_buf_put(o, x->keys.p + fi->name_off, fi->name_len);
+        seg_buf_put_u8(o, fi->flags);
+        seg_buf_put_u32(o, fi->docs);
+        seg_buf_put_u32(o, fi->nnum);
+        seg_buf_put_f64(o, fi->nnum ? fi->min : 0);
+        seg_buf_put_f64(o, fi->nnum ? fi->max : 0);
+    }
+}
+
+static void enc_times(const seg_builder *b, const uint32_t *order, seg_buf *o)
+{
+    uint32_t n = b->n, nb = (n + SEG_TIME_BLOCK - 1) / SEG_TIME_BLOCK;
+    seg_buf_put_u32(o, n);
+    seg_buf_put_u32(o, nb);
+    size_t idx = o->n;
+    seg_buf_reserve(o, (size_t)nb * 12);
+    if (o->oom)
+        return;
+    o->n += (size_t)nb * 12;
+    size_t data0 = o->n;
+    for (uint32_t blk = 0; blk < nb; blk++) {
+        uint32_t s = blk * SEG_TIME_BLOCK, e = s + SEG_TIME_BLOCK < n ? s + SEG_TIME_BLOCK : n;
+        int64_t first = b->ev[order[s]].time;
+        uint32_t off = (uint32_t)(o->n - data0);
+        for (uint32_t d = s + 1; d < e; d++)
+            seg_buf_put_varint(o, (uint64_t)(b->ev[order[d - 1]].time - b->ev[order[d]].time));
+        if (o->oom)
+            return;
+        seg_wr_u64(o->p + idx + (size_t)blk * 12, (uint64_t)first);
+        seg_wr_u32(o->p + idx + (size_t)blk * 12 + 8, off);
+    }
+}
+
+/* Re-encodes one term's stream into blocks; appends to post. */
+static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, seg_buf *pos)
+{
+    seg_cur c = {t->data.p, t->data.p + t->data.n, 0};
+    int64_t doc = -1;
+    uint32_t left = t->df;
+    while (left) {
+        uint32_t cnt = left < SEG_POST_BLOCK ? left : SEG_POST_BLOCK;
+        docs->n = pos->n = 0;
+        int64_t last = doc;
+        for (uint32_t k = 0; k < cnt; k++) {
+            uint64_t gap = seg_get_varint(&c);
+            last = last + 1 + (int64_t)gap;
+            seg_buf_put_varint(docs, gap);
+            if (text) {
+                uint64_t tf = seg_get_varint(&c);
+                seg_buf_put_varint(docs, tf);
+                for (uint64_t q = 0; q < tf; q++)
+                    seg_buf_put_varint(pos, seg_get_varint(&c));
+            }
+        }
+        if (c.bad)
+            return -1;
+        seg_buf_put_varint(post, (uint64_t)last);
+        seg_buf_put_varint(post, docs->n);
+        seg_buf_put_varint(post, pos->n);
+        seg_buf_put(post, docs->p, docs->n);
+        seg_buf_put(post, pos->p, pos->n);
+        doc = last;
+        left -= cnt;
+    }
+    return 0;
+}
+
+static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict, seg_buf *post)
+{
+    uint32_t n = x->nterms, nb = (n + SEG_DICT_BLOCK - 1) / SEG_DICT_BLOCK;
+    seg_buf docs = {0}, pos = {0}, blocks = {0};
+    seg_buf_put_u32(dict, n);
+    seg_buf_put_u32(dict, nb);
+    const uint8_t *prev = NULL;
+    uint32_t prevlen = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const term *t = &x->terms[order[i]];
+        const uint8_t *key = x->keys.p + t->key_off;
+        if (i % SEG_DICT_BLOCK == 0) {
+            seg_buf_put_u32(dict, (uint32_t)blocks.n);
+            prev = NULL;
+            prevlen = 0;
+        }
+        uint32_t shared = 0;
+        if (prev)
+            while (shared < prevlen && shared < t->key_len && prev[shared] == key[shared])
+                shared++;
+        uint64_t off = post->n;
+        if (enc_postings(t, key[t->key_len - 1] == SEG_K_TEXT, post, &docs, &pos))
+            post->oom = 1;
+        seg_buf_put_varint(&blocks, shared);
+        seg_buf_put_varint(&blocks, t->key_len - shared);
+        seg_buf_put(&blocks, key + shared, t->key_len - shared);
+        seg_buf_put_varint(&blocks, t->df);
+        seg_buf_put_varint(&blocks, off);
+        seg_buf_put_varint(&blocks, post->n - off);
+        prev = key;
+        prevlen = t->key_len;
+    }
+    seg_buf_put(dict, blocks.p, blocks.n);
+    if (blocks.oom)
+        dict->oom = 1;
+    seg_buf_free(&docs);
+    seg_buf_free(&pos);
+    seg_buf_free(&blocks);
+}
+
+static void enc_numcol(fieldinfo *fi, seg_buf *o)
+{
+    uint32_t n = fi->nnum, nb = (n + SEG_NUM_BLOCK - 1) / SEG_NUM_BLOCK;
+    int type = fi->all_int ? 0 : 1;
+    seg_buf_put_u32(o, n);
+    seg_buf_put_u8(o, (uint8_t)type);
+    seg_buf_put_u32(o, nb);
+    size_t idx = o->n;
+    seg_buf_reserve(o, (size_t)nb * 24);
+    if (o->oom)
+        return;
+    o->n += (size_t)nb * 24;
+    size_t data0 = o->n;
+    const uint8_t *r = fi->nums.p;
+    for (uint32_t blk = 0; blk < nb; blk++) {
+        uint32_t s = blk * SEG_NUM_BLOCK, e = s + SEG_NUM_BLOCK < n ? s + SEG_NUM_BLOCK : n;
+        uint32_t first = seg_rd_u32(r + (size_t)s * 13), prevdoc = first;
+        int64_t previ = 0;
+        double mn = 0, mx = 0;
+        uint32_t off = (uint32_t)(o->n - data0);
+        for (uint32_t k = s; k < e; k++) {
+            const uint8_t *q = r + (size_t)k * 13;
+            uint32_t doc = seg_rd_u32(q);
+            uint64_t u = seg_rd_u64(q + 5);
+            double v;
+            seg_buf_put_varint(o, doc - prevdoc);
+            prevdoc = doc;
+            if (type == 0) {
+                int64_t iv = (int64_t)u;
+                seg_buf_put_varint(o, seg_zigzag((int64_t)((uint64_t)iv - (uint64_t)previ)));
+                previ = iv;
+                v = (double)iv;
+            } else {
+                if (q[4]) {
+                    v = (double)(int64_t)u;
+                } else {
+                    memcpy(&v, &u, 8);
+                }
+                seg_buf_put_f64(o, v);
+            }
+            if (k == s || v < mn)
+                mn = v;
+            if (k == s || v > mx)
+                mx = v;
+        }
+        if (o->oom)
+            return;
+        uint8_t *ie = o->p + idx + (size_t)blk * 24;
+        uint64_t u;
+        memcpy(&u, &mn, 8);
+        seg_wr_u64(ie, u);
+        memcpy(&u, &mx, 8);
+        seg_wr_u64(ie + 8, u);
+        seg_wr_u32(ie + 16, first);
+        seg_wr_u32(ie + 20, off);
+    }
+}
+
+static int enc_store(const seg_builder *b, const uint32_t *order, seg_buf *o)
+{
+    uint32_t n = b->n;
+    seg_buf raw = {0}, idx = {0}, data = {0};
+    uint32_t nb = 0, first = 0;
+    char *cbuf = NULL;
+    int cap = 0, rc = 0;
+    for (uint32_t d = 0; d <= n; d++) {
+        if (d == n || raw.n >= SEG_STORE_BLOCK) {
+            if (raw.n) {
+                int need = LZ4_compressBound((int)raw.n);
+                if (need <= 0) {
+                    rc = -1;
+                    break;
+                }
+                if (need > cap) {
+                    char *c = seg_realloc(cbuf, (size_t)need);
+                    if (!c) {
+                        rc = -1;
+                        break;
+                    }
+                    cbuf = c;
+                    cap = need;
+                }
+                int cl = LZ4_compress_default((const char *)raw.p, cbuf, (int)raw.n, cap);
+                if (cl <= 0) {
+                    rc = -1;
+                    break;
+                }
+                seg_buf_put_u32(&idx, first);
+                seg_buf_put_u32(&idx, (uint32_t)raw.n);
+                seg_buf_put_u64(&idx, data.n);
+                seg_buf_put_u32(&idx, (uint32_t)cl);
+                seg_buf_put_u32(&idx, 0);
+                seg_buf_put(&data, cbuf, (size_t)cl);
+                nb++;
+                raw.n = 0;
+            }
+            first = d;
+            if (d == n)
+                break;
+        }
+        const ev *e = &b->ev[order[d]];
+        seg_buf_put_varint(&raw, e->id_len);
+        seg_buf_put(&raw, b->arena.p + e->id_off, e->id_len);
+        seg_buf_put_varint(&raw, e->len);
+        seg_buf_put(&raw, b->arena.p + e->off, e->len);
+        if (raw.oom) {
+            rc = -1;
+            break;
+        }
+    }
+    seg_buf_put_u32(o, n);
+    seg_buf_put_u32(o, nb);
+    seg_buf_put(o, idx.p, idx.n);
+    seg_buf_put(o, data.p, data.n);
+    if (idx.oom || data.oom)
+        rc = -1;
+    seg_buf_free(&raw);
+    seg_buf_free(&idx);
+    seg_buf_free(&data);
+    seg_free(cbuf);
+    return rc;
+}
+
+static void enc_ids(const seg_builder *b, const uint32_t *order, seg_buf *o)
+{
+    uint32_t cnt = 0;
+    for (uint32_t d = 0; d < b->n; d++)
+        cnt += b->ev[order[d]].explicit_id;
+    idrec *r = seg_malloc((size_t)cnt * sizeof *r);
+    if (!r) {
+        o->oom = 1;
+        return;
+    }
+    uint32_t k = 0;
+    for (uint32_t d = 0; d < b->n; d++) {
+        const ev *e = &b->ev[order[d]];
+        if (e->explicit_id) {
+            r[k].h = seg_hash64(b->arena.p + e->id_off, e->id_len);
+            r[k].doc = d;
+            k++;
+        }
+    }
+    qsort(r, cnt, sizeof *r, id_cmp);
+    seg_buf_put_u32(o, cnt);
+    for (uint32_t i = 0; i < cnt; i++) {
+        seg_buf_put_u64(o, r[i].h);
+        seg_buf_put_u32(o, r[i].doc);
+    }
+    seg_free(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* Writing the file                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct wfile {
+    int fd;
+    uint64_t off;
+    seg_buf dir;
+    uint32_t nsec;
+    const char *path;
+    seg_err *e;
+} wfile;
+
+static int wr_all(wfile *w, const void *p, size_t n)
+{
+    const uint8_t *q = p;
+    while (n) {
+        ssize_t k = write(w->fd, q, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return seg_err_set(w->e, SEG_EIO, w->path, "write: %s", strerror(errno));
+        }
+        q += k;
+        n -= (size_t)k;
+        w->off += (uint64_t)k;
+    }
+    return SEG_OK;
+}
+
+static int wr_section(wfile *w, uint32_t kind, uint32_t arg, seg_buf *s)
+{
+    if (s->oom)
+        return seg_err_set(w->e, SEG_ENOMEM, w->path, "out of memory building section %u", kind);
+    seg_buf_put_u32(&w->dir, kind);
+    seg_buf_put_u32(&w->dir, arg);
+    seg_buf_put_u64(&w->dir, w->off);
+    seg_buf_put_u64(&w->dir, s->n);
+    seg_buf_put_u64(&w->dir, seg_hash64(s->p, s->n));
+    w->nsec++;
+    int rc = wr_all(w, s->p, s->n);
+    seg_buf_free(s);
+    return rc;
+}
+
+int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *path,
+                      uint64_t *bytes_out, seg_err *e)
+{
+    int rc = SEG_OK;
+    build x;
+    memset(&x, 0, sizeof x);
+    x.b = b;
+    x.tok = tok;
+    uint32_t *order = NULL, *torder = NULL;
+    seg_buf sec = {0}, post = {0};
+    char tmp[4096];
+    wfile w = {.fd = -1, .path = path, .e = e};
+
+    if (b->n == 0)
+        return seg_err_set(e, SEG_EINVAL, path, "empty segment");
+    order = seg_malloc((size_t)b->n * sizeof *order);
+    x.tmask = 4095;
+    x.tslot = seg_calloc(4096, sizeof *x.tslot);
+    x.fmask = 63;
+    x.fslot = seg_calloc(64, sizeof *x.fslot);
+    if (!order || !x.tslot || !x.fslot) {
+        rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
+        goto out;
+    }
+    for (uint32_t i = 0; i < b->n; i++)
+        order[i] = i;
+    qsort_r(order, b->n, sizeof *order, ev_cmp, b);
+    for (uint32_t d = 0; d < b->n; d++) {
+        const ev *ev = &b->ev[order[d]];
+        rc = index_doc(&x, js, d, (const char *)b->arena.p + ev->off, ev->len, e);
+        if (rc)
+            goto out;
+    }
+    torder = seg_malloc((size_t)(x.nterms ? x.nterms : 1) * sizeof *torder);
+    if (!torder || x.keys.oom) {
+        rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
+        goto out;
+    }
+    for (uint32_t i = 0; i < x.nterms; i++)
+        torder[i] = i;
+    qsort_r(torder, x.nterms, sizeof *torder, key_cmp, &x);
+
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (w.fd < 0) {
+        rc = seg_err_set(e, SEG_EIO, tmp, "create: %s", strerror(errno));
+        goto out;
+    }
+    w.path = tmp;
+    uint8_t hdr[SEG_HEADER_SIZE] = {0};
+    if ((rc = wr_all(&w, hdr, sizeof hdr)))
+        goto out;
+
+    enc_fields(&x, &sec);
+    if ((rc = wr_section(&w, SEG_S_FIELDS, 0, &sec)))
+        goto out;
+    enc_times(b, order, &sec);
+    if ((rc = wr_section(&w, SEG_S_TIMES, 0, &sec)))
+        goto out;
+    enc_dict_and_postings(&x, torder, &sec, &post);
+    if ((rc = wr_section(&w, SEG_S_TERMDICT, 0, &sec)))
+        goto out;
+    if ((rc = wr_section(&w, SEG_S_POSTINGS, 0, &post)))
+        goto out;
+    for (uint32_t f = 0; f < x.nfields; f++) {
+        if (!x.fields[f].nnum)
+            continue;
+        enc_numcol(&x.fields[f], &sec);
+        if ((rc = wr_section(&w, SEG_S_NUMCOL, f, &sec)))
+            goto out;
+    }
+    if (enc_store(b, order, &sec)) {
+        rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory compressing events");
+        goto out;
+    }
+    if ((rc = wr_section(&w, SEG_S_STORE, 0, &sec)))
+        goto out;
+    enc_ids(b, order, &sec);
+    if ((rc = wr_section(&w, SEG_S_IDS, 0, &sec)))
+        goto out;
+
+    /* directory, then the header in place */
+    uint64_t diroff = w.off;
+    if (w.dir.oom) {
+        rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
+        goto out;
+    }
+    if ((rc = wr_all(&w, w.dir.p, w.dir.n)))
+        goto out;
+    memcpy(hdr, SEG_MAGIC, 8);
+    seg_wr_u32(hdr + 8, SEG_VERSION);
+    seg_wr_u32(hdr + 12, 0);
+    seg_wr_u32(hdr + 16, b->n);
+    seg_wr_u32(hdr + 20, w.nsec);
+    seg_wr_u64(hdr + 24, (uint64_t)b->ev[order[b->n - 1]].time);
+    seg_wr_u64(hdr + 32, (uint64_t)b->ev[order[0]].time);
+    seg_wr_u64(hdr + 40, diroff);
+    seg_wr_u64(hdr + 48, seg_hash64(w.dir.p, w.dir.n));
+    seg_wr_u64(hdr + 56, seg_hash64(hdr, 56));
+    if (pwrite(w.fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr) {
+        rc = seg_err_set(e, SEG_EIO, tmp, "write header: %s", strerror(errno));
+        goto out;
+    }
+    if (fsync(w.fd) != 0) {
+        rc = seg_err_set(e, SEG_EIO, tmp, "fsync: %s", strerror(errno));
+        goto out;
+    }
+    close(w.fd);
+    w.fd = -1;
+    if (rename(tmp, path) != 0) {
+        rc = seg_err_set(e, SEG_EIO, path, "rename: %s", strerror(errno));
+        goto out;
+    }
+    {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *sl = strrchr(dir, '/');
+        if (sl)
+            *sl = 0;
+        else
+            strcpy(dir, ".");
+        if ((rc = seg_fsync_dir(dir, e)))
+            goto out;
+    }
+    if (bytes_out)
+        *bytes_out = w.off;
+out:
+    if (w.fd >= 0) {
+        close(w.fd);
+        unlink(tmp);
+    }
+    seg_buf_free(&sec);
+    seg_buf_free(&post);
+    seg_buf_free(&w.dir);
+    seg_free(order);
+    seg_free(torder);
+    for (uint32_t i = 0; i < x.nterms; i++)
+        seg_buf_free(&x.terms[i].data);
+    seg_free(x.terms);
+    seg_free(x.tslot);
+    for (uint32_t f = 0; f < x.nfields; f++)
+        seg_buf_free(&x.fields[f].nums);
+    seg_free(x.fields);
+    seg_free(x.fslot);
+    seg_free(x.occ);
+    seg_buf_free(&x.keys);
+    return rc;
+}

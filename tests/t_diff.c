@@ -1,0 +1,800 @@
+/*
+ * t_diff.c -- the differential test: the engine against the brute-force
+ * model (tests/model.c) on every query form.
+ *
+ * 1. Generated corpus: events over 6 hours (several 1-hour buckets), a small
+ *    flush buffer so that each bucket holds several segments, two ingest
+ *    runs (the second resends ids of the first), late events, equal times,
+ *    fields that are numbers in some events and strings in others, nested
+ *    objects, arrays of strings and of objects, null/[]/{} values, several
+ *    languages.  Random queries of every form, with and without time
+ *    ranges, compared on: total, the first page in order, and (for some)
+ *    every page walked through the cursor.
+ * 2. Real logs from ../shared/data when present (skipped otherwise): counts
+ *    and hit sets of queries made from the data's own tokens and fields.
+ * After each ingest every segment is verified.
+ */
+#include "indexer/idx.h"
+#include "searcher/srch.h"
+#include "tests/model.h"
+#include "tests/tap.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static unsigned long long rs = 0x9E3779B97F4A7C15ULL;
+static unsigned rnd(unsigned n)
+{
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return n ? (unsigned)(rs % n) : 0;
+}
+
+static const char *const words[] = {
+    "error", "request", "user", "login", "failed", "timeout", "connection", "database", "server", "started",
+    "stopped", "GET", "POST", "cache", "miss", "hit", "disk", "full", "retry", "upstream", "refused", "token",
+    "expired", "payment", "order", "created", "deleted", "queue", "worker", "panic", "null", "true", "500",
+    "404", "v2", "api", "東京", "café", "Straße", "안녕", "naïve", "データ", "ERROR", "Timeout", "db-01",
+    "x86_64", "error42", "reset", "peer", "slow"};
+#define NWORDS (sizeof words / sizeof *words)
+
+static const char *zipf_word(void)
+{
+    /* roughly Zipf: small indexes much more often */
+    unsigned a = rnd(NWORDS), b = rnd(NWORDS);
+    return words[a < b ? a : b];
+}
+
+static void put_str(seg_buf *b, const char *s) { seg_buf_put(b, s, strlen(s)); }
+
+static void json_str(seg_buf *b, const char *s)
+{
+    seg_buf_put_u8(b, '"');
+    put_str(b, s);
+    seg_buf_put_u8(b, '"');
+}
+
+#define T0 1709251200000000000LL /* 2024-03-01T00:00:00Z */
+#define SPAN (6LL * 3600 * 1000000000LL)
+
+typedef struct gen_ev {
+    char *line;
+    int64_t time;
+} gen_ev;
+
+static void fmt_time(seg_buf *b, int64_t t, int style)
+{
+    char buf[64];
+    if (style == 0) {
+        char tb[40];
+        seg_time_format(t, tb);
+        /* seg_time_format gives ms: write the full ns fraction ourselves */
+        snprintf(buf, sizeof buf, "\"%.19s.%09lldZ\"", tb, (long long)(t % 1000000000LL));
+    } else if (style == 1) {
+        /* +02:00 offset */
+        char tb[40];
+        seg_time_format(t + 7200000000000LL, tb);
+        snprintf(buf, sizeof buf, "\"%.19s.%09lld+02:00\"", tb, (long long)(t % 1000000000LL));
+    } else {
+        snprintf(buf, sizeof buf, "%lld", (long long)(t / 1000000)); /* epoch ms */
+    }
+    put_str(b, buf);
+}
+
+/* One generated event.  id < 0: no _id (then the time is unique). */
+static char *gen_line(long id, int64_t t, int time_style)
+{
+    seg_buf b = {0};
+    char num[64];
+    put_str(&b, "{");
+    if (time_style == 2) {
+        put_str(&b, "\"ts\":");
+    } else {
+        put_str(&b, "\"@timestamp\":");
+    }
+    fmt_time(&b, t, time_style);
+    if (id >= 0) {
+        snprintf(num, sizeof num, ",\"_id\":\"id-%ld\"", id);
+        put_str(&b, num);
+    }
+    put_str(&b, ",\"msg\":\"");
+    int nw = 3 + (int)rnd(8);
+    for (int i = 0; i < nw; i++) {
+        if (i)
+            put_str(&b, rnd(5) ? " " : ", ");
+        put_str(&b, zipf_word());
+    }
+    put_str(&b, "\"");
+    static const char *const levels[] = {"info", "warn", "error", "debug"};
+    put_str(&b, ",\"level\":");
+    json_str(&b, levels[rnd(4)]);
+    static const char *const svc[] = {"api", "db", "web-01", "auth-service"};
+    put_str(&b, ",\"service\":");
+    json_str(&b, svc[rnd(4)]);
+    snprintf(num, sizeof num, ",\"host\":{\"name\":\"web-%u\",\"ip\":\"10.0.0.%u\"}", 1 + rnd(5), rnd(256));
+    put_str(&b, num);
+    static const int st[] = {200, 201, 301, 404, 500, 503};
+    snprintf(num, sizeof num, ",\"status\":%d", st[rnd(6)]);
+    put_str(&b, num);
+    if (rnd(3))
+        snprintf(num, sizeof num, ",\"latency\":%u.%u", rnd(1000), rnd(10));
+    else
+        snprintf(num, sizeof num, ",\"latency\":%u", rnd(1000));
+    put_str(&b, num);
+    if (rnd(4)) {
+        put_str(&b, ",\"tags\":[");
+        int nt = (int)rnd(4);
+        for (int i = 0; i < nt; i++) {
+            if (i)
+                put_str(&b, ",");
+            json_str(&b, zipf_word());
+        }
+        put_str(&b, "]");
+    }
+    put_str(&b, rnd(2) ? ",\"ok\":true" : ",\"ok\":false");
+    switch (rnd(4)) { /* a field that is a number here and a string there */
+    case 0: snprintf(num, sizeof num, ",\"user\":%u", rnd(100)); break;
+    case 1: snprintf(num, sizeof num, ",\"user\":\"user%u\"", rnd(100)); break;
+    case 2: snprintf(num, sizeof num, ",\"user\":\"%u\"", rnd(100)); break;
+    default: num[0] = 0;
+    }
+    put_str(&b, num);
+    switch (rnd(5)) {
+    case 0: put_str(&b, ",\"code\":500"); break;
+    case 1: put_str(&b, ",\"code\":\"E500\""); break;
+    case 2: put_str(&b, ",\"code\":-12.5"); break;
+    default: break;
+    }
+    switch (rnd(6)) {
+    case 0: put_str(&b, ",\"extra\":null"); break;
+    case 1: put_str(&b, ",\"extra\":[]"); break;
+    case 2: put_str(&b, ",\"extra\":{}"); break;
+    case 3: put_str(&b, ",\"extra\":\"\""); break;
+    default: break;
+    }
+    if (!rnd(3)) {
+        put_str(&b, ",\"nested\":{\"a\":{\"b\":");
+        json_str(&b, zipf_word());
+        put_str(&b, "}}");
+    }
+    if (!rnd(4)) {
+        put_str(&b, ",\"arr\":[{\"k\":");
+        json_str(&b, zipf_word());
+        put_str(&b, "},{\"k\":");
+        json_str(&b, zipf_word());
+        put_str(&b, ",\"n\":");
+        snprintf(num, sizeof num, "%u", rnd(50));
+        put_str(&b, num);
+        put_str(&b, "}]");
+    }
+    put_str(&b, "}");
+    seg_buf_put_u8(&b, 0);
+    return (char *)b.p;
+}
+
+/* ---- query generation ---- */
+
+static const char *const text_fields[] = {"msg", "level", "service", "host.name", "tags", "user", "code",
+                                          "nested.a.b", "arr.k", "host.ip"};
+static const char *const num_fields[] = {"status", "latency", "user", "code", "arr.n"};
+static const char *const all_fields[] = {"msg", "user", "code", "extra", "nested.a.b", "tags", "arr.n",
+                                         "nested", "missing", "ok", "latency"};
+
+static model *M;
+
+static void set_text(mq *q, const char *s) { snprintf(q->text, sizeof q->text, "%s", s); }
+
+/* a word safe to write bare in a query */
+static const char *bare_word(void)
+{
+    for (;;) {
+        const char *w = zipf_word();
+        if (strcmp(w, "null") && strcmp(w, "true"))
+            return w;
+    }
+}
+
+/* two consecutive words of some event's msg (so phrases have hits) */
+static void phrase_from_data(mq *q)
+{
+    size_t i = rnd((unsigned)model_count(M));
+    for (size_t j = 0; j < model_nvalues(M, i); j++) {
+        const char *path, *str;
+        size_t sl;
+        int isn, isb;
+        double num;
+        model_value(M, i, j, &path, &str, &sl, &isn, &num, &isb);
+        if (!str || strcmp(path, "msg"))
+            continue;
+        /* take a word boundary window of the raw string */
+        char tmp[256];
+        snprintf(tmp, sizeof tmp, "%.*s", (int)(sl < 255 ? sl : 255), str);
+        char *save, *w1 = strtok_r(tmp, " ,", &save);
+        int skip = (int)rnd(3);
+        while (w1 && skip--)
+            w1 = strtok_r(NULL, " ,", &save);
+        char *w2 = w1 ? strtok_r(NULL, " ,", &save) : NULL;
+        if (w1 && w2) {
+            snprintf(q->text, sizeof q->text, "%s %s", w1, w2);
+            return;
+        }
+    }
+    snprintf(q->text, sizeof q->text, "%s %s", bare_word(), bare_word());
+}
+
+static mq *gen_leaf(void)
+{
+    mq *q;
+    switch (rnd(12)) {
+    case 0:
+    case 1:
+        q = mq_new(M_WORD);
+        set_text(q, bare_word());
+        return q;
+    case 2:
+        q = mq_new(M_PHRASE);
+        phrase_from_data(q);
+        return q;
+    case 3: /* a phrase across array elements must not match */
+        q = mq_new(M_PHRASE);
+        snprintf(q->field, sizeof q->field, "%s", rnd(2) ? "tags" : "");
+        snprintf(q->text, sizeof q->text, "%s %s", bare_word(), bare_word());
+        return q;
+    case 4:
+        q = mq_new(M_WORD);
+        snprintf(q->field, sizeof q->field, "%s", text_fields[rnd(sizeof text_fields / sizeof *text_fields)]);
+        if (!strcmp(q->field, "host.name"))
+            snprintf(q->text, sizeof q->text, "web-%u", 1 + rnd(5));
+        else if (!strcmp(q->field, "user"))
+            snprintf(q->text, sizeof q->text, rnd(2) ? "%u" : "user%u", rnd(100));
+        else if (!strcmp(q->field, "code"))
+            set_text(q, rnd(2) ? "500" : (rnd(2) ? "E500" : "-12.5"));
+        else if (!strcmp(q->field, "level"))
+            set_text(q, rnd(2) ? "error" : "INFO");
+        else if (!strcmp(q->field, "service"))
+            set_text(q, rnd(2) ? "web-01" : "auth");
+        else
+            set_text(q, bare_word());
+        return q;
+    case 5: {
+        q = mq_new(M_WORD);
+        static const char *const nv[] = {"status:500", "status:404", "latency:12", "ok:true", "ok:false",
+                                         "status:5e2", "arr.n:7", "user:42"};
+        const char *s = nv[rnd(sizeof nv / sizeof *nv)];
+        const char *c = strchr(s, ':');
+        snprintf(q->field, sizeof q->field, "%.*s", (int)(c - s), s);
+        set_text(q, c + 1);
+        return q;
+    }
+    case 6: {
+        q = mq_new(M_PREFIX);
+        const char *w = bare_word();
+        size_t l = strlen(w);
+        /* one token: stop at a separator; ASCII words are cut to 2-4 chars */
+        int ascii = 1;
+        size_t cut = l;
+        for (size_t i = 0; i < l; i++) {
+            ascii &= (unsigned char)w[i] < 0x80;
+            if ((w[i] == '-' || w[i] == '_') && cut == l)
+                cut = i;
+        }
+        if (ascii && cut > 2)
+            cut = 2 + rnd(3) < cut ? 2 + rnd(3) : cut;
+        snprintf(q->text, sizeof q->text, "%.*s", (int)cut, w);
+        if (!rnd(3))
+            snprintf(q->field, sizeof q->field, "%s", rnd(2) ? "msg" : "tags");
+        return q;
+    }
+    case 7:
+    case 8: {
+        q = mq_new(M_RANGE);
+        snprintf(q->field, sizeof q->field, "%s", num_fields[rnd(sizeof num_fields / sizeof *num_fields)]);
+        double a = (double)rnd(600) - 20, b = a + rnd(400);
+        if (!strcmp(q->field, "latency") && rnd(2)) {
+            a += 0.5;
+            b += 0.5;
+        }
+        q->form = (int)rnd(5);
+        q->lo = a;
+        q->hi = b;
+        switch (q->form) {
+        case R_GT: q->hi_open = 1; break;
+        case R_GE: q->lo_incl = 1; q->hi_open = 1; break;
+        case R_LT: q->lo_open = 1; break;
+        case R_LE: q->lo_open = 1; q->hi_incl = 1; break;
+        default:
+            q->lo_incl = (int)rnd(2);
+            q->hi_incl = (int)rnd(2);
+            q->lo_open = !rnd(5);
+            q->hi_open = !q->lo_open && !rnd(5);
+            if (q->lo_open)
+                q->lo_incl = 1;
+            if (q->hi_open)
+                q->hi_incl = 1;
+        }
+        return q;
+    }
+    case 9:
+        q = mq_new(M_EXISTS);
+        snprintf(q->field, sizeof q->field, "%s", all_fields[rnd(sizeof all_fields / sizeof *all_fields)]);
+        return q;
+    case 10:
+        q = mq_new(M_ALL);
+        return q;
+    default:
+        q = mq_new(M_WORD);
+        set_text(q, rnd(2) ? "zzzunknown" : "db-01");
+        return q;
+    }
+}
+
+static mq *gen_query(int depth)
+{
+    if (depth >= 3 || rnd(3) == 0)
+        return gen_leaf();
+    unsigned k = rnd(5);
+    if (k == 0) {
+        mq *q = mq_new(M_NOT);
+        q->minus = (int)rnd(2);
+        q->k[q->nk++] = gen_query(depth + 1);
+        return q;
+    }
+    mq *q = mq_new(k <= 2 ? M_AND : M_OR);
+    q->implicit = (int)rnd(2);
+    int n = 2 + (int)rnd(2);
+    for (int i = 0; i < n; i++)
+        q->k[q->nk++] = gen_query(depth + 1);
+    return q;
+}
+
+/* ---- comparing ---- */
+
+typedef struct mhit {
+    int64_t t;
+    const char *id;
+    const char *json;
+    size_t len;
+} mhit;
+
+static int mhit_cmp(const void *pa, const void *pb)
+{
+    const mhit *a = pa, *b = pb;
+    if (a->t != b->t)
+        return a->t > b->t ? -1 : 1;
+    if (a->id && b->id)
+        return strcmp(a->id, b->id);
+    return 0;
+}
+
+static int json_cmp(const void *pa, const void *pb)
+{
+    const mhit *a = pa, *b = pb;
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->json, b->json, n);
+    return c ? c : (a->len < b->len ? -1 : a->len > b->len);
+}
+
+static seg_tok *TOK;
+static srch_pool *POOL;
+
+/* Runs the engine; returns its hits in *hits (order kept). */
+static int engine(srch_index *ix, const char *qs, int has_s, int64_t s, int has_e, int64_t e, size_t limit,
+                  const char *cursor, srch_result *res, char *err, size_t errn)
+{
+    srch_query *q;
+    seg_err se = {0};
+    if (srch_query_parse(qs, strlen(qs), TOK, &q, &se)) {
+        snprintf(err, errn, "parse: %s", se.msg);
+        return -1;
+    }
+    srch_request rq = {q, has_s, has_e, s, e, limit, cursor, 0};
+    int rc = srch_search(ix, &rq, res, &se);
+    srch_query_free(q);
+    if (rc)
+        snprintf(err, errn, "search: %s", se.msg);
+    return rc;
+}
+
+static int check_generated(srch_index *ix, int nq)
+{
+    long bad = 0, walked = 0, nonempty = 0;
+    mhit *exp = malloc(model_count(M) * sizeof *exp);
+    for (int qi = 0; qi < nq; qi++) {
+        mq *q = gen_query(0);
+        char qs[8192];
+        snprintf(qs, sizeof qs, "%s", mq_render(q));
+        int has_s = 0, has_e = 0;
+        int64_t s = 0, e = 0;
+        if (rnd(3) == 0) {
+            has_s = (int)rnd(2);
+            has_e = !has_s || rnd(2);
+            s = T0 + (int64_t)rnd(6 * 60) * 60000000000LL;
+            e = s + (int64_t)(1 + rnd(180)) * 60000000000LL;
+        }
+        size_t ne = 0;
+        for (size_t i = 0; i < model_count(M); i++) {
+            int64_t t = model_time(M, i);
+            if ((has_s && t < s) || (has_e && t >= e) || !model_match(M, i, q))
+                continue;
+            exp[ne].t = t;
+            exp[ne].id = model_id(M, i);
+            exp[ne].json = model_json(M, i, &exp[ne].len);
+            ne++;
+        }
+        qsort(exp, ne, sizeof *exp, mhit_cmp);
+        nonempty += ne > 0;
+        srch_result res;
+        char err[1024];
+        size_t limit = 10;
+        if (engine(ix, qs, has_s, s, has_e, e, limit, NULL, &res, err, sizeof err)) {
+            if (bad++ < 10)
+                tap_diag("query '%s': %s", qs, err);
+            mq_free(q);
+            continue;
+        }
+        int good = res.total == ne && res.nhits == (ne < limit ? ne : limit);
+        for (size_t k = 0; good && k < res.nhits; k++)
+            good = res.hits[k].json_len == exp[k].len && !memcmp(res.hits[k].json, exp[k].json, exp[k].len);
+        good = good && ((ne > limit) == (res.cursor != NULL));
+        if (!good && bad++ < 10)
+            tap_diag("query '%s' [%s%lld,%s%lld): engine total %llu (%zu hits), model %zu", qs, has_s ? "" : "-",
+                     (long long)(has_s ? (s - T0) / 60000000000LL : 0), has_e ? "" : "+",
+                     (long long)(has_e ? (e - T0) / 60000000000LL : 0), (unsigned long long)res.total, res.nhits, ne);
+        /* walk every page for some queries */
+        if (good && rnd(3) == 0 && ne > 0 && ne <= 300) {
+            walked++;
+            size_t seen = 0;
+            char *cur = res.cursor ? strdup(res.cursor) : NULL;
+            seen = res.nhits;
+            while (cur && good) {
+                srch_result page;
+                if (engine(ix, qs, has_s, s, has_e, e, 7, cur, &page, err, sizeof err)) {
+                    good = 0;
+                    break;
+                }
+                for (size_t k = 0; good && k < page.nhits; k++, seen++)
+                    good = seen < ne && page.hits[k].json_len == exp[seen].len &&
+                           !memcmp(page.hits[k].json, exp[seen].json, exp[seen].len);
+                free(cur);
+                cur = page.cursor ? strdup(page.cursor) : NULL;
+                good = good && page.total == ne && page.nhits > 0;
+                srch_result_free(&page);
+            }
+            free(cur);
+            if (!(good && seen == ne)) {
+                if (bad++ < 10)
+                    tap_diag("query '%s': walking pages gave %zu of %zu in order", qs, seen, ne);
+            }
+        }
+        srch_result_free(&res);
+        mq_free(q);
+    }
+    free(exp);
+    tap_diag("%d generated queries, %ld with matches, %ld walked through every page", nq, nonempty, walked);
+    return (int)bad;
+}
+
+static long verify_dir(const char *dir)
+{
+    seg_manifest m;
+    int exists;
+    seg_err e = {0};
+    if (seg_manifest_load(dir, &m, &exists, &e) || !exists)
+        return 1;
+    long problems = 0;
+    for (size_t i = 0; i < m.n; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, m.e[i].name);
+        problems += seg_reader_verify(p, NULL, NULL);
+    }
+    seg_manifest_free(&m);
+    return problems;
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        tap_diag("could not remove %s", dir);
+}
+
+static void on_reject(void *ud, long line, const char *reason)
+{
+    (void)ud;
+    tap_diag("unexpected reject at line %ld: %s", line, reason);
+}
+
+static void test_generated(void)
+{
+    char dir[] = "/tmp/logdex-t-diff-XXXXXX";
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    idx_opts o;
+    idx_opts_default(&o);
+    o.buffer_bytes = 96 << 10; /* many small segments */
+    M = model_new(TOK);
+    const int N = 4000;
+    long dups_expected = 0;
+    int64_t prev_t = T0;
+    for (int run = 0; run < 2; run++) {
+        seg_err e = {0};
+        idx_writer *w;
+        if (!ok(idx_open(dir, "gen", &o, &w, &e) == SEG_OK, "open writer (run %d) %s", run, e.msg))
+            return;
+        for (int i = 0; i < N / 2; i++) {
+            long gi = run * (N / 2) + i;
+            int64_t t;
+            long id = gi;
+            if (gi % 10 == 9) {
+                id = -1; /* no _id: a unique time (an odd microsecond) */
+                t = T0 + (int64_t)rnd(SPAN / 1000000000LL) * 1000000000LL + (gi * 2 + 1) * 1000;
+            } else if (gi % 7 == 3) {
+                t = prev_t; /* equal times: ties broken by _id */
+            } else {
+                t = T0 + (int64_t)rnd(SPAN / 1000000LL) * 1000000LL;
+            }
+            if (run == 1 && i % 25 == 0) {
+                id = rnd(N / 2); /* resend an id of the first run */
+            }
+            prev_t = t;
+            int style = id < 0 ? (int)rnd(2) : (int)rnd(3);
+            if (id >= 0 && style == 2)
+                t -= t % 1000000; /* epoch ms has ms precision */
+            char *line = gen_line(id, t, style);
+            int dup = model_add(M, line, strlen(line), t);
+            dups_expected += dup == 1;
+            if (idx_add_line(w, line, strlen(line), i + 1, on_reject, NULL, &e) != SEG_OK)
+                tap_diag("add failed: %s", e.msg);
+            free(line);
+        }
+        idx_counts k = *idx_get_counts(w);
+        ok(idx_close(w, &e) == SEG_OK, "close writer (run %d)", run);
+        ok(k.rejected == 0, "no line rejected (run %d)", run);
+        char ixdir[4096];
+        snprintf(ixdir, sizeof ixdir, "%s/gen", dir);
+        is_int(verify_dir(ixdir), 0, "verify passes after ingest run");
+    }
+    srch_index *ix;
+    seg_err e = {0};
+    if (!ok(srch_index_open(dir, "gen", POOL, &ix, &e) == SEG_OK, "open index"))
+        return;
+    tap_diag("%zu segments in %zu buckets; %zu events; %ld duplicates resent", srch_index_nsegments(ix),
+             srch_index_nbuckets(ix), model_count(M), dups_expected);
+    ok(srch_index_nbuckets(ix) >= 6 && srch_index_nsegments(ix) > srch_index_nbuckets(ix),
+       "several buckets, several segments per bucket");
+    is_int(srch_index_events(ix), model_count(M), "duplicates stored once: event count equals the model's");
+
+    /* round trip: every event comes back byte-identical */
+    srch_result all;
+    char err[1024];
+    int rt = engine(ix, "*", 0, 0, 0, 0, model_count(M) + 10, NULL, &all, err, sizeof err) == 0;
+    if (rt) {
+        mhit *a = malloc(all.nhits * sizeof *a), *b = malloc(model_count(M) * sizeof *b);
+        for (size_t i = 0; i < all.nhits; i++) {
+            a[i].json = all.hits[i].json;
+            a[i].len = all.hits[i].json_len;
+        }
+        for (size_t i = 0; i < model_count(M); i++)
+            b[i].json = model_json(M, i, &b[i].len);
+        qsort(a, all.nhits, sizeof *a, json_cmp);
+        qsort(b, model_count(M), sizeof *b, json_cmp);
+        rt = all.nhits == model_count(M);
+        for (size_t i = 0; rt && i < all.nhits; i++)
+            rt = a[i].len == b[i].len && !memcmp(a[i].json, b[i].json, a[i].len);
+        free(a);
+        free(b);
+        srch_result_free(&all);
+    }
+    ok(rt, "every stored event comes back byte-identical");
+
+    is_int(check_generated(ix, 1500), 0, "1500 generated queries agree with the model");
+    srch_index_close(ix);
+    model_free(M);
+    M = NULL;
+    rm_rf(dir);
+}
+
+/* ---- real data ---- */
+
+static int real_queries(srch_index *ix, const char *name, int nq)
+{
+    long bad = 0, nonempty = 0;
+    size_t n = model_count(M);
+    mhit *exp = malloc(n * sizeof *exp);
+    for (int qi = 0; qi < nq; qi++) {
+        size_t i = rnd((unsigned)n);
+        size_t nv = model_nvalues(M, i);
+        if (!nv)
+            continue;
+        size_t j = rnd((unsigned)nv);
+        const char *path, *str;
+        size_t sl;
+        int isn, isb;
+        double num;
+        model_value(M, i, j, &path, &str, &sl, &isn, &num, &isb);
+        int fieldok = strlen(path) < 60;
+        for (const char *c = path; *c && fieldok; c++)
+            fieldok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                      *c == '_' || *c == '.' || *c == '-' || *c == '@';
+        mq *q;
+        unsigned kind = rnd(6);
+        if (isn && fieldok) {
+            q = mq_new(M_RANGE);
+            snprintf(q->field, sizeof q->field, "%s", path);
+            q->form = R_BRACKETS;
+            q->lo = num - rnd(10);
+            q->hi = num + rnd(10);
+            q->lo_incl = q->hi_incl = 1;
+        } else if (!str || kind == 5) {
+            q = mq_new(fieldok ? M_EXISTS : M_ALL);
+            snprintf(q->field, sizeof q->field, "%s", path);
+        } else {
+            /* a token window from this string value */
+            typedef struct {
+                char t[20][128];
+                int n;
+            } toks_t;
+            static toks_t tt;
+            tt.n = 0;
+            char buf[1024];
+            snprintf(buf, sizeof buf, "%.*s", (int)(sl < 1000 ? sl : 1000), str);
+            struct cb {
+                toks_t *t;
+            } c = {&tt};
+            (void)c;
+            /* tokenize through the model's tokenizer by querying a phrase */
+            q = mq_new(kind < 2 ? M_WORD : (kind < 4 ? M_PHRASE : M_PREFIX));
+            if (fieldok && rnd(2))
+                snprintf(q->field, sizeof q->field, "%s", path);
+            /* pick 1-2 alphanumeric ASCII runs from the value */
+            char *p = buf, *runs[64];
+            int nr = 0;
+            while (*p && nr < 64) {
+                while (*p && !((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+                    p++;
+                if (!*p)
+                    break;
+                runs[nr++] = p;
+                while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))
+                    p++;
+                if (*p)
+                    *p++ = 0;
+            }
+            if (nr == 0) {
+                mq_free(q);
+                continue;
+            }
+            int s = (int)rnd((unsigned)nr);
+            if (q->type == M_PHRASE && s + 1 < nr && runs[s + 1] - runs[s] < 100 && strlen(runs[s]) + strlen(runs[s + 1]) < 100)
+                snprintf(q->text, sizeof q->text, "%s %s", runs[s], runs[s + 1]);
+            else if (q->type == M_PREFIX)
+                snprintf(q->text, sizeof q->text, "%.*s", (int)(strlen(runs[s]) > 3 ? 3 : strlen(runs[s])), runs[s]);
+            else
+                snprintf(q->text, sizeof q->text, "%.100s", runs[s]);
+            if (q->type == M_WORD && (!strcmp(q->text, "AND") || !strcmp(q->text, "OR") || !strcmp(q->text, "NOT")))
+                q->type = M_PHRASE;
+        }
+        if (rnd(4) == 0) { /* combine with NOT or OR */
+            mq *o = mq_new(rnd(2) ? M_OR : M_AND);
+            o->k[o->nk++] = q;
+            mq *nq2 = mq_new(M_NOT);
+            nq2->k[nq2->nk++] = mq_new(M_EXISTS);
+            snprintf(nq2->k[0]->field, sizeof nq2->k[0]->field, "%s", fieldok ? path : "missing");
+            o->k[o->nk++] = nq2;
+            q = o;
+        }
+        const char *qs = mq_render(q);
+        size_t ne = 0;
+        for (size_t k = 0; k < n; k++)
+            if (model_match(M, k, q)) {
+                exp[ne].json = model_json(M, k, &exp[ne].len);
+                ne++;
+            }
+        nonempty += ne > 0;
+        srch_result res;
+        char err[1024];
+        if (engine(ix, qs, 0, 0, 0, 0, n + 1, NULL, &res, err, sizeof err)) {
+            if (bad++ < 10)
+                tap_diag("%s: query '%s': %s", name, qs, err);
+            mq_free(q);
+            continue;
+        }
+        int good = res.total == ne && res.nhits == ne;
+        if (good) {
+            mhit *got = malloc((res.nhits + 1) * sizeof *got);
+            for (size_t k = 0; k < res.nhits; k++) {
+                got[k].json = res.hits[k].json;
+                got[k].len = res.hits[k].json_len;
+                if (k && res.hits[k].time > res.hits[k - 1].time)
+                    good = 0; /* newest first */
+            }
+            qsort(got, res.nhits, sizeof *got, json_cmp);
+            qsort(exp, ne, sizeof *exp, json_cmp);
+            for (size_t k = 0; good && k < ne; k++)
+                good = got[k].len == exp[k].len && !memcmp(got[k].json, exp[k].json, exp[k].len);
+            free(got);
+        }
+        if (!good && bad++ < 10)
+            tap_diag("%s: query '%s': engine %llu, model %zu", name, qs, (unsigned long long)res.total, ne);
+        srch_result_free(&res);
+        mq_free(q);
+    }
+    free(exp);
+    tap_diag("%s: %d queries, %ld with matches", name, nq, nonempty);
+    return (int)bad;
+}
+
+static void test_real(const char *path, const char *name, size_t max_lines)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        printf("ok %d - # SKIP %s not present (../shared/data is outside the project)\n", ++tap_n, path);
+        return;
+    }
+    char dir[] = "/tmp/logdex-t-real-XXXXXX";
+    if (!mkdtemp(dir)) {
+        fclose(f);
+        return;
+    }
+    M = model_new(TOK);
+    idx_opts o;
+    idx_opts_default(&o);
+    o.buffer_bytes = 256 << 10;
+    seg_err e = {0};
+    idx_writer *w;
+    if (idx_open(dir, "real", &o, &w, &e)) {
+        fclose(f);
+        ok(0, "open writer for %s: %s", name, e.msg);
+        return;
+    }
+    char *line = NULL;
+    size_t cap = 0, lines = 0;
+    ssize_t len;
+    while (lines < max_lines && (len = getline(&line, &cap, f)) > 0) {
+        if (line[len - 1] == '\n')
+            len--;
+        if (len == 0)
+            continue;
+        lines++;
+        /* the model needs the time only for ordering, not checked here */
+        model_add(M, line, (size_t)len, 0);
+        idx_add_line(w, line, (size_t)len, (long)lines, NULL, NULL, &e);
+    }
+    free(line);
+    fclose(f);
+    idx_counts k = *idx_get_counts(w);
+    idx_close(w, &e);
+    char ixdir[4200];
+    snprintf(ixdir, sizeof ixdir, "%s/real", dir);
+    is_int(verify_dir(ixdir), 0, "verify passes after loading real data");
+    is_int(k.accepted, model_count(M), "real data: every line the model accepts is stored");
+    srch_index *ix;
+    if (srch_index_open(dir, "real", POOL, &ix, &e) == SEG_OK) {
+        is_int(real_queries(ix, name, 300), 0, "real data: 300 queries from its own values agree with the model");
+        srch_index_close(ix);
+    }
+    model_free(M);
+    M = NULL;
+    rm_rf(dir);
+}
+
+int main(void)
+{
+    TOK = seg_tok_new();
+    POOL = srch_pool_new(2);
+    test_generated();
+    const char *top = getenv("top_srcdir");
+    char p[4096];
+    snprintf(p, sizeof p, "%s/../shared/data/hdfs-logs-quickwit-format/hdfs_with_array.json", top ? top : ".");
+    test_real(p, "hdfs", 10000);
+    snprintf(p, sizeof p, "%s/../shared/data/gharchive-tantivy/gh.json", top ? top : ".");
+    test_real(p, "gharchive", 1000);
+    snprintf(p, sizeof p, "%s/../shared/data/elastic-examples/nginx_json_plus_logs/nginxplus_json_logs", top ? top : ".");
+    test_real(p, "nginx", 500);
+    srch_pool_free(POOL);
+    seg_tok_free(TOK);
+    return tap_done();
+}

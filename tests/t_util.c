@@ -1,0 +1,112 @@
+/* t_util.c -- byte helpers, errors, time parsing and the manifest. */
+#include "segment/seg.h"
+#include "tests/tap.h"
+
+#include <math.h>
+#include <unistd.h>
+
+static void test_varint(void)
+{
+    static const uint64_t vals[] = {0, 1, 127, 128, 300, 16383, 16384, UINT32_MAX, (uint64_t)1 << 63, UINT64_MAX};
+    seg_buf b = {0};
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++)
+        seg_buf_put_varint(&b, vals[i]);
+    seg_cur c = {b.p, b.p + b.n, 0};
+    int good = 1;
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++)
+        good &= seg_get_varint(&c) == vals[i];
+    ok(good && !c.bad && c.p == c.end, "varints round-trip");
+    seg_get_varint(&c);
+    ok(c.bad, "reading past the end sets bad, touches nothing");
+    uint8_t over[11] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0};
+    seg_cur o = {over, over + 11, 0};
+    seg_get_varint(&o);
+    ok(o.bad, "an over-long varint is refused");
+    int zz = 1;
+    for (int64_t v = -1000; v <= 1000; v++)
+        zz &= seg_unzigzag(seg_zigzag(v)) == v;
+    zz &= seg_unzigzag(seg_zigzag(INT64_MIN)) == INT64_MIN && seg_unzigzag(seg_zigzag(INT64_MAX)) == INT64_MAX;
+    ok(zz, "zigzag round-trips");
+    seg_buf_free(&b);
+}
+
+static void test_err(void)
+{
+    seg_err e = {0};
+    seg_err_set(&e, SEG_ECORRUPT, "a.seg", "first %d", 1);
+    seg_err_set(&e, SEG_EIO, "b.seg", "second");
+    is_int(e.code, SEG_ECORRUPT, "the first error wins");
+    is_str(e.msg, "first 1", "its message is kept");
+    char b[600];
+    is_str(seg_err_str(&e, b, sizeof b), "a.seg: first 1", "error string names the file");
+    ok(strcmp(seg_strerror(SEG_ECORRUPT), "corrupt file") == 0 && seg_strerror(999), "strerror");
+}
+
+static void test_time(void)
+{
+    int64_t t;
+    ok(seg_time_parse_rfc3339("2024-01-02T03:04:05.678Z", 24, &t) == 0 && t == 1704164645678000000LL, "RFC 3339 with ms");
+    ok(seg_time_parse_rfc3339("2024-01-02T05:04:05+02:00", 25, &t) == 0 && t == 1704164645000000000LL, "offset");
+    ok(seg_time_parse_rfc3339("2024-01-02t03:04:05.123456789z", 30, &t) == 0 && t == 1704164645123456789LL, "ns fraction, lower case");
+    ok(seg_time_parse_rfc3339("1969-12-31T23:59:59Z", 20, &t) == 0 && t == -1000000000LL, "before the epoch");
+    ok(seg_time_parse_rfc3339("2023-02-29T00:00:00Z", 20, &t) != 0, "no Feb 29 in 2023");
+    ok(seg_time_parse_rfc3339("2024-01-02T03:04:05", 19, &t) != 0, "an offset is required");
+    ok(seg_time_parse_rfc3339("2024-01-02T03:04:05.Z", 21, &t) != 0, "empty fraction refused");
+    ok(seg_time_from_int(1704164645, &t) == 0 && t == 1704164645000000000LL, "epoch seconds");
+    ok(seg_time_from_int(1704164645678LL, &t) == 0 && t == 1704164645678000000LL, "epoch ms");
+    ok(seg_time_from_int(1704164645678901LL, &t) == 0 && t == 1704164645678901000LL, "epoch us");
+    ok(seg_time_from_int(1704164645678901234LL, &t) == 0 && t == 1704164645678901234LL, "epoch ns");
+    ok(seg_time_from_number(1704164645.5, &t) == 0 && t == 1704164645500000000LL, "fractional seconds");
+    ok(seg_time_from_number(NAN, &t) != 0, "NaN refused");
+    char out[40];
+    seg_time_format(1704164645678000000LL, out);
+    is_str(out, "2024-01-02T03:04:05.678Z", "format");
+    seg_time_format(-1, out);
+    is_str(out, "1969-12-31T23:59:59.999Z", "format before the epoch");
+    char c[40];
+    seg_num_canon_real(500.0, c);
+    is_str(c, "500", "500.0 is canonically 500");
+    seg_num_canon_real(0.1, c);
+    is_str(c, "0.10000000000000001", "0.1 keeps 17 digits");
+    seg_num_canon_real(-0.0, c);
+    is_str(c, "0", "-0 is 0");
+}
+
+static void test_manifest(void)
+{
+    char dir[] = "/tmp/logdex-t-util-XXXXXX";
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    seg_manifest m = {0}, l;
+    m.next_seq = 7;
+    m.bucket_ns = 3600000000000LL;
+    seg_mentry e1 = {"s0000000000000001.seg", 0, 10, -5, 99, 1234};
+    seg_manifest_add(&m, &e1);
+    seg_err e = {0};
+    int exists;
+    ok(seg_manifest_save(dir, &m, &e) == SEG_OK, "manifest saved");
+    ok(seg_manifest_load(dir, &l, &exists, &e) == SEG_OK && exists, "manifest loaded");
+    ok(l.n == 1 && l.next_seq == 7 && l.bucket_ns == m.bucket_ns && l.e[0].docs == 10 &&
+           l.e[0].min_time == -5 && !strcmp(l.e[0].name, e1.name),
+       "manifest round-trips");
+    seg_manifest_free(&l);
+    char p[512];
+    snprintf(p, sizeof p, "%s/manifest", dir);
+    FILE *f = fopen(p, "r+");
+    fseek(f, 25, SEEK_SET);
+    fputc('9', f);
+    fclose(f);
+    seg_err e2 = {0};
+    ok(seg_manifest_load(dir, &l, &exists, &e2) == SEG_ECORRUPT, "a changed manifest fails its checksum");
+    seg_manifest_free(&m);
+    unlink(p);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    test_varint();
+    test_err();
+    test_time();
+    test_manifest();
+    return tap_done();
+}
