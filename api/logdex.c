@@ -283,7 +283,7 @@ static int cmd_ingest(int argc, char **argv)
         fprintf(stderr, "\r%llu events, %.1f MB\n", (unsigned long long)k.accepted, (double)c.bytes_read / 1048576.0);
     json_t *j = json_pack("{sIsIsIsIsf}", "accepted", (json_int_t)k.accepted, "rejected",
                           (json_int_t)k.rejected, "duplicates", (json_int_t)k.duplicates, "bytes",
-                          (json_int_t)k.bytes, "seconds", now_s() - c.t0);
+                          (json_int_t)c.bytes_read, "seconds", now_s() - c.t0);
     char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     puts(s);
     free(s);

@@ -862,6 +862,20 @@ static it *compile(cx *c, const qnode *q)
     return NULL;
 }
 
+static int add_hit(srch_seg_out *out, size_t *cap, uint32_t d)
+{
+    if (out->nhits == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        uint32_t *n = seg_realloc(out->docs, c * sizeof *n);
+        if (!n)
+            return SEG_ENOMEM;
+        out->docs = n;
+        *cap = c;
+    }
+    out->docs[out->nhits++] = d;
+    return SEG_OK;
+}
+
 int srch_exec_segment(seg_reader *r, const srch_query *q, uint32_t lo, uint32_t hi, uint32_t from,
                       size_t limit, srch_seg_out *out, seg_err *e)
 {
@@ -870,31 +884,28 @@ int srch_exec_segment(seg_reader *r, const srch_query *q, uint32_t lo, uint32_t 
     it *i = compile(&c, q->root);
     if (!i)
         return e->code ? e->code : SEG_ENOMEM;
-    if (limit) {
-        out->docs = seg_malloc(limit * sizeof *out->docs);
-        if (!out->docs) {
-            it_free(i);
-            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-        }
-    }
+    size_t cap = 0;
+    int rc = SEG_OK;
     if (i->all) {
         /* every doc in [lo, hi) */
         out->total = hi > lo ? hi - lo : 0;
         uint32_t s = from > lo ? from : lo;
         out->after = hi > s ? hi - s : 0;
-        for (uint32_t d = s; d < hi && out->nhits < limit; d++)
-            out->docs[out->nhits++] = d;
+        for (uint32_t d = s; d < hi && out->nhits < limit && rc == SEG_OK; d++)
+            rc = add_hit(out, &cap, d);
     } else {
-        for (uint32_t d = i->ops->seek(i, lo); d < hi; d = i->ops->next(i)) {
+        for (uint32_t d = i->ops->seek(i, lo); d < hi && rc == SEG_OK; d = i->ops->next(i)) {
             out->total++;
             if (d >= from) {
                 out->after++;
                 if (out->nhits < limit)
-                    out->docs[out->nhits++] = d;
+                    rc = add_hit(out, &cap, d);
             }
         }
     }
     it_free(i);
+    if (rc)
+        return seg_err_set(e, rc, NULL, "out of memory");
     if (seg_reader_failed(r, e))
         return SEG_ECORRUPT;
     return SEG_OK;

@@ -1,0 +1,95 @@
+#!/bin/sh
+# t_cli.sh -- black-box tests of the logdex binary (TAP).
+top_builddir=${top_builddir:-.}
+LOGDEX="$top_builddir/logdex"
+T=$(mktemp -d /tmp/logdex-t-cli-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+n=0
+failed=0
+ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+is() { n=$((n + 1)); if [ "$1" = "$2" ]; then echo "ok $n - $3"; else echo "not ok $n - $3"; echo "# got:      $1"; echo "# expected: $2"; failed=$((failed + 1)); fi; }
+
+"$LOGDEX" --help >/dev/null; ok $? "logdex --help"
+for c in ingest search stats verify dump; do "$LOGDEX" $c --help >/dev/null; ok $? "logdex $c --help"; done
+"$LOGDEX" nosuch >/dev/null 2>&1; is $? 2 "unknown command exits 2"
+
+# a batch with bad lines, a blank line, a duplicate, a final line without newline
+printf '%s\n' \
+  '{"@timestamp":"2024-01-02T03:04:05.678Z","_id":"a","msg":"disk full on web-1","status":500}' \
+  '{"@timestamp":"2024-01-02T03:05:00+01:00","_id":"b","msg":"user login failed","status":401,"ok":false}' \
+  'this is not json' \
+  '' \
+  '{"@timestamp":"2024-01-02T05:00:00Z","_id":"a","msg":"resent"}' \
+  '[1,2,3]' \
+  '{"ts":1704164645,"msg":"東京のサーバー error","tags":["x y","z"]}' > "$T/in.ndjson"
+printf '%s' '{"timestamp":1704171845000,"msg":"last line without newline","latency":12.5}' >> "$T/in.ndjson"
+
+out=$("$LOGDEX" ingest --data "$T/d" "$T/in.ndjson" 2>"$T/err")
+ok $? "ingest exits 0 despite bad lines"
+is "$(echo "$out" | sed 's/"seconds":[0-9.e+-]*/"seconds":S/')" '{"accepted":4,"rejected":2,"duplicates":1,"bytes":'"$(wc -c < "$T/in.ndjson" | tr -d ' ')"',"seconds":S}' "ingest summary line"
+is "$(cat "$T/err")" "$T/in.ndjson:3: not a JSON object near byte 1
+$T/in.ndjson:6: not a JSON object near byte 1" "rejected lines reported with their line numbers"
+
+is "$("$LOGDEX" search --data "$T/d" --count '*')" 4 "count of all"
+is "$("$LOGDEX" search --data "$T/d" --count error)" 1 "error (non-ASCII neighbours)"
+is "$("$LOGDEX" search --data "$T/d" 'status:>=401' | head -1)" '{"@timestamp":"2024-01-02T03:04:05.678Z","_id":"a","msg":"disk full on web-1","status":500}' "range query prints the original event"
+is "$("$LOGDEX" search --data "$T/d" --count 'tags:"y z"')" 0 "no phrase across array elements"
+is "$("$LOGDEX" search --data "$T/d" --count 'tags:"x y"')" 1 "phrase within one element"
+is "$("$LOGDEX" search --data "$T/d" --count -- '-error')" 3 "a negated query after --"
+is "$("$LOGDEX" search --data "$T/d" --count '東京')" 1 "Japanese word"
+is "$("$LOGDEX" search --data "$T/d" --count 'ok:false')" 1 "boolean through a field"
+is "$("$LOGDEX" search --data "$T/d" --count 'false')" 0 "booleans are not words"
+is "$("$LOGDEX" search --data "$T/d" --limit 2 '*' | wc -l)" 2 "--limit"
+first=$("$LOGDEX" search --data "$T/d" --limit 1 '*')
+is "$first" '{"timestamp":1704171845000,"msg":"last line without newline","latency":12.5}' "newest first (final line without newline counted)"
+is "$("$LOGDEX" search --data "$T/d" --count --start 2024-01-02T03:00:00Z --end 2024-01-02T03:05:00Z '*')" 2 "time range: start inclusive, end exclusive"
+is "$("$LOGDEX" search --data "$T/d" --count --start 1704164700 '*')" 1 "epoch seconds start"
+
+"$LOGDEX" search --data "$T/d" 'a AND' >/dev/null 2>"$T/qerr"; is $? 2 "a malformed query exits 2"
+is "$(cat "$T/qerr")" "logdex search: expected a term after AND at position 6" "and names the position"
+"$LOGDEX" search --data "$T/d" --start yesterday x >/dev/null 2>&1; is $? 2 "a bad time exits 2"
+"$LOGDEX" search --data "$T/d" --index nope x >/dev/null 2>&1; is $? 1 "an unknown index is an error"
+"$LOGDEX" ingest --data "$T/d" --index BAD </dev/null >/dev/null 2>&1; is $? 1 "an invalid index name is refused"
+
+# paging through the cursor
+"$LOGDEX" search --data "$T/d" --limit 3 --page-info '*' >/dev/null 2>"$T/page"
+cur=$(sed 's/.*"cursor":"\([^"]*\)".*/\1/' "$T/page")
+is "$("$LOGDEX" search --data "$T/d" --limit 3 --cursor "$cur" '*' | wc -l)" 1 "the next page holds the rest"
+
+stats=$("$LOGDEX" stats --data "$T/d")
+is "$(echo "$stats" | sed 's/"bytes":[0-9]*/"bytes":B/')" '{"events":4,"segments":3,"buckets":3,"bytes":B}' "stats (02:05, 03:04 and 05:04 are three hours)"
+
+# standard input, and the same ids again: all duplicates
+out=$(grep '_id' "$T/in.ndjson" | "$LOGDEX" ingest --data "$T/d" - 2>/dev/null | sed 's/,"bytes".*//')
+is "$out" '{"accepted":0,"rejected":0,"duplicates":3' "resent ids are duplicates (standard input)"
+
+"$LOGDEX" verify --data "$T/d" >/dev/null; ok $? "verify passes"
+
+# the writer lock
+if command -v flock >/dev/null 2>&1; then
+  flock "$T/d/default/lock" sleep 3 &
+  sleep 0.5
+  "$LOGDEX" ingest --data "$T/d" "$T/in.ndjson" >/dev/null 2>"$T/lockerr"; is $? 1 "a second writer is refused"
+  ok "$(grep -c 'another process' "$T/lockerr" | tr -d ' ' | sed 's/^1$/0/')" "with a clear reason"
+  wait
+fi
+
+# round trip: every accepted event comes back byte-identical
+gen_lines() { i=0; while [ $i -lt 300 ]; do printf '{"ts":%d,"i":%d,"msg":"line %d \\u00e9 \\"q\\"","v":[%d,{"k":null}]}\n' $((1704164645 + i * 37)) $i $i $i; i=$((i + 1)); done; }
+gen_lines > "$T/rt.ndjson"
+"$LOGDEX" ingest --data "$T/rt" "$T/rt.ndjson" >/dev/null
+"$LOGDEX" search --data "$T/rt" --limit 0 '*' | sort > "$T/rt.out"
+sort "$T/rt.ndjson" > "$T/rt.in"
+cmp -s "$T/rt.in" "$T/rt.out"; ok $? "300 events round-trip byte-identical"
+
+# a corrupted segment is named by verify and search fails cleanly
+seg=$(ls "$T/rt/default/"*.seg | head -1)
+size=$(stat -c %s "$seg")
+printf 'X' | dd of="$seg" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+"$LOGDEX" verify --data "$T/rt" > "$T/verr"; is $? 1 "verify fails on a corrupt segment"
+ok "$(grep -c "$seg" "$T/verr" | sed 's/^[1-9][0-9]*$/0/')" "and names the file"
+"$LOGDEX" search --data "$T/rt" --count '*' >/dev/null 2>&1
+rc=$?; [ $rc -le 2 ]; ok $? "search over it exits cleanly (status $rc)"
+
+echo "1..$n"
+[ $failed -eq 0 ]

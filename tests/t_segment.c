@@ -1,0 +1,169 @@
+/* t_segment.c -- the segment writer and reader, section by section. */
+#include "segment/seg.h"
+#include "tests/tap.h"
+
+#include <unistd.h>
+
+#define N 1000
+#define T0 1714557600000000000LL /* 2024-05-01T10:00:00Z */
+
+static void dump_line(void *ud, const char *line)
+{
+    (*(int *)ud)++;
+    (void)line;
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/logdex-t-seg-XXXXXX";
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/s1.seg", dir);
+    seg_builder *b = seg_builder_new();
+    char line[512], id[32];
+    for (int i = 0; i < N; i++) {
+        /* every 3rd event says "alpha beta", every event has n = i; equal
+         * times for pairs (i, i^1) to exercise the id tie-break */
+        int64_t t = T0 + (int64_t)(i / 2) * 1000000000LL;
+        snprintf(line, sizeof line, "{\"i\":%d,\"msg\":\"%s word%d\",\"n\":%d,\"r\":%d.25,\"arr\":[\"x y\",\"z\"]}",
+                 i, i % 3 == 0 ? "alpha beta" : "gamma", i, i, i);
+        snprintf(id, sizeof id, "id%04d", i);
+        seg_builder_add(b, line, strlen(line), t, id, strlen(id), i % 2);
+    }
+    seg_tok *tok = seg_tok_new();
+    seg_json *js = seg_json_new();
+    seg_err e = {0};
+    uint64_t bytes;
+    ok(seg_builder_write(b, tok, js, path, &bytes, &e) == SEG_OK, "segment written (%s)", e.msg);
+    ok(access(path, F_OK) == 0, "renamed into place");
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    ok(access(tmp, F_OK) != 0, "no temporary file left");
+
+    seg_reader *r;
+    ok(seg_reader_open(path, &r, &e) == SEG_OK, "opened");
+    is_int(seg_reader_ndocs(r), N, "event count");
+    is_int(seg_reader_max_time(r), T0 + (N / 2 - 1) * 1000000000LL, "max time");
+    is_int(seg_reader_min_time(r), T0, "min time");
+    is_int(seg_reader_bytes(r), bytes, "size matches what was written");
+
+    /* order: newest first, then id ascending: doc 0 is id0998, doc 1 id0999 */
+    seg_store_cur *sc = seg_store_cur_new();
+    const char *sid, *sjs;
+    size_t sl, jl;
+    ok(seg_reader_doc(r, sc, 0, &sid, &sl, &sjs, &jl, &e) == SEG_OK && sl == 6 && !memcmp(sid, "id0998", 6),
+       "doc 0 is the newest, lowest id");
+    ok(seg_reader_doc(r, sc, 1, &sid, &sl, &sjs, &jl, &e) == SEG_OK && !memcmp(sid, "id0999", 6), "doc 1 ties on time, next id");
+    ok(seg_reader_doc(r, sc, N - 1, &sid, &sl, &sjs, &jl, &e) == SEG_OK && !memcmp(sid, "id0001", 6), "last doc is the oldest");
+    snprintf(line, sizeof line, "{\"i\":%d,\"msg\":\"%s word%d\",\"n\":%d,\"r\":%d.25,\"arr\":[\"x y\",\"z\"]}", 1, "gamma", 1, 1, 1);
+    ok(jl == strlen(line) && !memcmp(sjs, line, jl), "stored event is byte-identical");
+
+    /* time seeks */
+    uint32_t d;
+    ok(seg_reader_time_seek_le(r, T0 + 10 * 1000000000LL, &d, &e) == SEG_OK && d == N - 22, "seek_le finds the first doc at or before t");
+    ok(seg_reader_time_seek_lt(r, T0 + 10 * 1000000000LL, &d, &e) == SEG_OK && d == N - 20, "seek_lt finds the first doc before t");
+    ok(seg_reader_time_seek_lt(r, T0, &d, &e) == SEG_OK && d == N, "nothing before the oldest");
+    ok(seg_reader_time_seek_le(r, T0 + 999999999999LL, &d, &e) == SEG_OK && d == 0, "everything at or before the future");
+    int64_t t;
+    ok(seg_reader_time(r, 500, &t, &e) == SEG_OK && t == T0 + (int64_t)((N - 1 - 500) / 2) * 1000000000LL, "time of doc 500");
+
+    /* a term over many postings blocks: "alpha" in msg */
+    int f = seg_reader_field_find(r, "msg", 3);
+    ok(f >= 0, "field msg found");
+    uint8_t key[64];
+    size_t kn = seg_key_make(key, "alpha", 5, (uint16_t)f, SEG_K_TEXT);
+    seg_term term;
+    ok(seg_dict_get(r, key, kn, &term, &e) == 1, "term alpha found");
+    is_int(term.df, (N + 2) / 3, "df of alpha");
+    seg_post *p;
+    ok(seg_post_open(r, &term, &p, &e) == SEG_OK, "postings open");
+    uint32_t cnt = 0, prev = 0;
+    int order = 1;
+    for (uint32_t x = seg_post_doc(p); x != SEG_DOC_END; x = seg_post_next(p), cnt++) {
+        if (cnt && x <= prev)
+            order = 0;
+        prev = x;
+    }
+    ok(order && cnt == term.df && !seg_post_error(p), "iterating yields df increasing docs");
+    seg_post_free(p);
+    seg_post_open(r, &term, &p, &e);
+    uint32_t s1 = seg_post_seek(p, 700);
+    const uint32_t *pos;
+    uint32_t np;
+    seg_post_positions(p, &pos, &np);
+    /* doc d holds event i = 998 - 2 * (d / 2) + d % 2; alpha is in i % 3 == 0 */
+    uint32_t want = 700;
+    while ((998 - 2 * (want / 2) + want % 2) % 3)
+        want++;
+    ok(s1 == want && np == 1 && pos[0] == 0, "seek skips blocks and lands on doc %u; positions are right", want);
+    ok(seg_post_seek(p, N + 5) == SEG_DOC_END, "seek past the end is END");
+    seg_post_free(p);
+
+    /* phrase positions: "x y" inside one array element, "y z" across two */
+    int fa = seg_reader_field_find(r, "arr", 3);
+    kn = seg_key_make(key, "z", 1, (uint16_t)fa, SEG_K_TEXT);
+    ok(seg_dict_get(r, key, kn, &term, &e) == 1 && seg_post_open(r, &term, &p, &e) == SEG_OK, "term z");
+    seg_post_positions(p, &pos, &np);
+    uint32_t zpos = pos[0];
+    seg_post_free(p);
+    kn = seg_key_make(key, "y", 1, (uint16_t)fa, SEG_K_TEXT);
+    seg_dict_get(r, key, kn, &term, &e);
+    seg_post_open(r, &term, &p, &e);
+    seg_post_positions(p, &pos, &np);
+    ok(zpos > pos[0] + 1, "a gap separates two array elements (y at %u, z at %u)", pos[0], zpos);
+    seg_post_free(p);
+
+    /* numeric column */
+    int fn = seg_reader_field_find(r, "n", 1);
+    const seg_field *fi = seg_reader_field(r, (uint32_t)fn);
+    ok(fi->flags == SEG_F_INT && fi->nnum == N && fi->num_min == 0 && fi->num_max == N - 1, "field stats of n");
+    /* count values in [100, 200) */
+    struct counter {
+        long n;
+    } c = {0};
+    void on_num(void *ud, uint32_t doc, double v);
+    ok(seg_reader_num_scan(r, (uint32_t)fn, 100, 1, 200, 0, on_num, &c, &e) == SEG_OK && c.n == 100, "range scan [100, 200) finds 100 values");
+    int fr = seg_reader_field_find(r, "r", 1);
+    c.n = 0;
+    ok(seg_reader_num_scan(r, (uint32_t)fr, 10.25, 0, 12.25, 1, on_num, &c, &e) == SEG_OK && c.n == 2, "real column, exclusive low end");
+
+    /* value terms and existence */
+    kn = seg_key_make(key, "42", 2, (uint16_t)fn, SEG_K_VALUE);
+    ok(seg_dict_get(r, key, kn, &term, &e) == 1 && term.df == 1, "numeric equality term n=42");
+    kn = seg_key_make(key, "", 0, (uint16_t)fn, SEG_K_EXISTS);
+    ok(seg_dict_get(r, key, kn, &term, &e) == 1 && term.df == N, "existence postings of n");
+
+    /* explicit ids only (odd i) are in the id index */
+    ok(seg_reader_id_find(r, sc, "id0007", 6, &d, &e) == 1, "explicit id found");
+    ok(seg_reader_id_find(r, sc, "id0008", 6, &d, &e) == 0, "engine-assigned ids are not in the id index");
+    ok(seg_reader_id_find(r, sc, "nope", 4, &d, &e) == 0, "unknown id not found");
+
+    /* dictionary range scan from a prefix */
+    seg_dict_iter *it;
+    ok(seg_dict_iter_open(r, (const uint8_t *)"word1", 5, &it, &e) == SEG_OK, "dict iterator from 'word1'");
+    int words = 0, rc;
+    while ((rc = seg_dict_iter_next(it, &term, &e)) == 1 && term.key_len >= 9 && !memcmp(term.key, "word1", 5))
+        words++;
+    seg_dict_iter_free(it);
+    is_int(words, 111, "111 terms start with word1 (word1, word10-19, word100-199)");
+
+    int lines = 0;
+    ok(seg_reader_dump(path, dump_line, &lines) == 0 && lines > 10, "dump describes the segment (%d lines)", lines);
+    ok(seg_reader_verify(path, NULL, NULL) == 0, "verify passes");
+
+    seg_store_cur_free(sc);
+    seg_reader_close(r);
+    seg_builder_free(b);
+    seg_json_free(js);
+    seg_tok_free(tok);
+    unlink(path);
+    rmdir(dir);
+    return tap_done();
+}
+
+void on_num(void *ud, uint32_t doc, double v)
+{
+    (void)doc;
+    (void)v;
+    ((long *)ud)[0]++;
+}
