@@ -283,10 +283,12 @@ static int or_positions(it *i, const uint32_t **p, uint32_t *n)
             o->pos = q;
             o->poscap = cap;
         }
-        memcpy(o->pos + cnt, kp, kn * sizeof *kp);
+        if (kn)
+            memcpy(o->pos + cnt, kp, kn * sizeof *kp);
         cnt += kn;
     }
-    qsort(o->pos, cnt, sizeof *o->pos, u32_cmp);
+    if (cnt > 1)
+        qsort(o->pos, cnt, sizeof *o->pos, u32_cmp);
     *p = o->pos;
     *n = (uint32_t)cnt;
     return 0;

@@ -475,7 +475,8 @@ int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_er
             seg_free(t[i].hits);
             t[i].hits = NULL;
         }
-        qsort(out->hits, out->nhits, sizeof *out->hits, hit_cmp);
+        if (out->nhits > 1)
+            qsort(out->hits, out->nhits, sizeof *out->hits, hit_cmp);
         size_t keep = out->nhits < rq->limit ? out->nhits : rq->limit;
         for (size_t k = keep; k < out->nhits; k++)
             hit_free(&out->hits[k]);

@@ -410,7 +410,8 @@ static int fix_duplicates(seg_json *j, size_t mbase, size_t vbase)
         for (size_t v = m[last].vstart; v < m[last].vend; v++)
             out[o++] = j->raw[v];
     }
-    memcpy(j->raw + vbase, out, o * sizeof(jv_raw));
+    if (o)
+        memcpy(j->raw + vbase, out, o * sizeof(jv_raw));
     j->nraw = vbase + o;
     return 0;
 }

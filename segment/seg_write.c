@@ -695,7 +695,8 @@ static void enc_ids(const seg_builder *b, const uint32_t *order, seg_buf *o)
             k++;
         }
     }
-    qsort(r, cnt, sizeof *r, id_cmp);
+    if (cnt > 1)
+        qsort(r, cnt, sizeof *r, id_cmp);
     seg_buf_put_u32(o, cnt);
     for (uint32_t i = 0; i < cnt; i++) {
         seg_buf_put_u64(o, r[i].h);
@@ -789,7 +790,8 @@ int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *pa
     }
     for (uint32_t i = 0; i < x.nterms; i++)
         torder[i] = i;
-    qsort_r(torder, x.nterms, sizeof *torder, key_cmp, &x);
+    if (x.nterms > 1)
+        qsort_r(torder, x.nterms, sizeof *torder, key_cmp, &x);
 
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -786,13 +786,19 @@ int main(void)
     TOK = seg_tok_new();
     POOL = srch_pool_new(2);
     test_generated();
-    const char *top = getenv("top_srcdir");
-    char p[4096];
-    snprintf(p, sizeof p, "%s/../shared/data/hdfs-logs-quickwit-format/hdfs_with_array.json", top ? top : ".");
+    /* real samples live outside the project: LOGDEX_SHARED_DATA, or
+     * ../shared/data beside the source tree */
+    const char *top = getenv("top_srcdir"), *sd = getenv("LOGDEX_SHARED_DATA");
+    char base[4096], p[4600];
+    if (sd && *sd)
+        snprintf(base, sizeof base, "%s", sd);
+    else
+        snprintf(base, sizeof base, "%s/../shared/data", top ? top : ".");
+    snprintf(p, sizeof p, "%s/hdfs-logs-quickwit-format/hdfs_with_array.json", base);
     test_real(p, "hdfs", 10000);
-    snprintf(p, sizeof p, "%s/../shared/data/gharchive-tantivy/gh.json", top ? top : ".");
+    snprintf(p, sizeof p, "%s/gharchive-tantivy/gh.json", base);
     test_real(p, "gharchive", 1000);
-    snprintf(p, sizeof p, "%s/../shared/data/elastic-examples/nginx_json_plus_logs/nginxplus_json_logs", top ? top : ".");
+    snprintf(p, sizeof p, "%s/elastic-examples/nginx_json_plus_logs/nginxplus_json_logs", base);
     test_real(p, "nginx", 500);
     srch_pool_free(POOL);
     seg_tok_free(TOK);
