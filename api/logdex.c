@@ -352,6 +352,7 @@ static int cmd_search(int argc, char **argv)
         if (!tok)
             seg_err_set(&e, SEG_ENOMEM, NULL, "cannot start the tokenizer");
         print_err("search", &e);
+        srch_query_free(q);
         seg_tok_free(tok);
         seg_buf_free(&qb);
         return 2;
