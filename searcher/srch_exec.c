@@ -638,6 +638,32 @@ static it *token_iter(cx *c, const char *tok, size_t n, int f)
     return it_or(k, nk, c->e);
 }
 
+static void set_bit(void *ud, uint32_t doc, double v)
+{
+    (void)v;
+    uint64_t *bm = ud;
+    bm[doc / 64] |= 1ull << (doc % 64);
+}
+
+/* Docs with a numeric value of field f in the range (pruned by the field's
+ * min/max, then by each column block's min/max). */
+static it *num_iter(cx *c, int f, double lo, int lo_incl, double hi, int hi_incl)
+{
+    const seg_field *fi = seg_reader_field(c->r, (uint32_t)f);
+    if (!fi->nnum || fi->num_max < lo || (fi->num_max == lo && !lo_incl) || fi->num_min > hi ||
+        (fi->num_min == hi && !hi_incl))
+        return it_none();
+    uint32_t nd = seg_reader_ndocs(c->r);
+    uint64_t *bm = seg_calloc(((size_t)nd + 63) / 64, 8);
+    if (!bm)
+        return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), NULL;
+    if (seg_reader_num_scan(c->r, (uint32_t)f, lo, lo_incl, hi, hi_incl, set_bit, bm, c->e)) {
+        seg_free(bm);
+        return NULL;
+    }
+    return it_from_bitmap(bm, nd, c->e);
+}
+
 static it *text_iter(cx *c, const qnode *q)
 {
     int f = -1;
@@ -664,9 +690,10 @@ static it *text_iter(cx *c, const qnode *q)
         }
         txt = it_and(k, q->ntoks, NULL, 0, 1, c->e);
     }
-    if (!txt || !q->vkey)
+    if (!txt || (!q->vkey && !q->has_num))
         return txt;
-    it *val = key_iter(c, q->vkey, q->vkey_len, (uint16_t)f, SEG_K_VALUE);
+    it *val = q->vkey ? key_iter(c, q->vkey, q->vkey_len, (uint16_t)f, SEG_K_VALUE)
+                      : num_iter(c, f, q->num, 1, q->num, 1);
     if (!val) {
         it_free(txt);
         return NULL;
@@ -761,31 +788,12 @@ static it *prefix_iter(cx *c, const qnode *q)
     return it_or(k, nk, c->e);
 }
 
-static void set_bit(void *ud, uint32_t doc, double v)
-{
-    (void)v;
-    uint64_t *bm = ud;
-    bm[doc / 64] |= 1ull << (doc % 64);
-}
-
 static it *range_iter(cx *c, const qnode *q)
 {
     int f = fid_of(c, q);
     if (f < 0)
         return it_none();
-    const seg_field *fi = seg_reader_field(c->r, (uint32_t)f);
-    if (!fi->nnum || fi->num_max < q->lo || (fi->num_max == q->lo && !q->lo_incl) ||
-        fi->num_min > q->hi || (fi->num_min == q->hi && !q->hi_incl))
-        return it_none();
-    uint32_t nd = seg_reader_ndocs(c->r);
-    uint64_t *bm = seg_calloc(((size_t)nd + 63) / 64, 8);
-    if (!bm)
-        return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), NULL;
-    if (seg_reader_num_scan(c->r, (uint32_t)f, q->lo, q->lo_incl, q->hi, q->hi_incl, set_bit, bm, c->e)) {
-        seg_free(bm);
-        return NULL;
-    }
-    return it_from_bitmap(bm, nd, c->e);
+    return num_iter(c, f, q->lo, q->lo_incl, q->hi, q->hi_incl);
 }
 
 static it *compile(cx *c, const qnode *q);

@@ -11,8 +11,8 @@ enum {
     Q_ALL = 1,     /* every event */
     Q_NONE,        /* no event (internal) */
     Q_TEXT,        /* toks[0..ntoks): one token, or a phrase; field optional;
-                      with a field, vkey (number canon / true / false) also
-                      matches as a value */
+                      with a field, a number (has_num: num) also matches a
+                      numeric value and vkey ("true"/"false") a boolean */
     Q_PREFIX,      /* toks[0] is a prefix of a token; field optional */
     Q_RANGE,       /* numeric range over field */
     Q_EXISTS,      /* field has a value */
@@ -30,8 +30,10 @@ struct qnode {
     char **toks;
     size_t *tok_lens;
     size_t ntoks;
-    char *vkey;                /* value term text, or NULL */
+    char *vkey;                /* boolean value term, or NULL */
     size_t vkey_len;
+    int has_num;               /* the word is a number: equality on columns */
+    double num;
     double lo, hi;
     int lo_incl, hi_incl;
     qnode **kids;

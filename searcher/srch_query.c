@@ -241,9 +241,10 @@ static qnode *text_node(P *p, size_t at, const char *field, size_t flen, const c
         int64_t iv;
         char canon[40];
         size_t cl = 0;
-        if (parse_num(s, n, &d, &isint, &iv) == 0)
-            cl = isint ? seg_num_canon_int(iv, canon) : seg_num_canon_real(d, canon);
-        else if (n == 4 && !strncasecmp(s, "true", 4))
+        if (parse_num(s, n, &d, &isint, &iv) == 0) {
+            q->has_num = 1;
+            q->num = isint ? (double)iv : d;
+        } else if (n == 4 && !strncasecmp(s, "true", 4))
             cl = (size_t)snprintf(canon, sizeof canon, "true");
         else if (n == 5 && !strncasecmp(s, "false", 5))
             cl = (size_t)snprintf(canon, sizeof canon, "false");
@@ -256,7 +257,7 @@ static qnode *text_node(P *p, size_t at, const char *field, size_t flen, const c
             }
         }
     }
-    if (q->ntoks == 0 && !q->vkey) {
+    if (q->ntoks == 0 && !q->vkey && !q->has_num) {
         char w[80];
         snprintf(w, sizeof w, "%.*s", (int)(n < 60 ? n : 60), s);
         node_free(q);
@@ -658,6 +659,12 @@ static void dump(const qnode *q, seg_buf *o)
     if (q->vkey) {
         seg_buf_put(o, " =", 2);
         seg_buf_put(o, q->vkey, q->vkey_len);
+    }
+    if (q->has_num) {
+        char c[40];
+        size_t cl = seg_num_canon_real(q->num, c);
+        seg_buf_put(o, " =", 2);
+        seg_buf_put(o, c, cl);
     }
     if (q->type == Q_RANGE) {
         char b[128];

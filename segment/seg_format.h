@@ -53,8 +53,8 @@
  *   kind (1 byte).  Keys sort bytewise, so all fields of one token are
  *   adjacent and a prefix query is a range scan.  Kinds:
  *     0 TEXT    a token of a string value; postings carry positions;
- *     1 VALUE   a number (canonical text, see seg_num_canon_*) or "true"/
- *               "false" for booleans; no positions;
+ *     1 VALUE   "true"/"false" for booleans; no positions (numbers
+ *               are in NUMCOL only: equality is a one-value range);
  *     2 EXISTS  token "" : the events in which the field has a value.
  *
  * POSTINGS (kind 4): for each term, blocks of up to 128 docs:
@@ -76,7 +76,8 @@
  *
  * STORE (kind 6): u32 ndocs, u32 nblocks, nblocks * {u32 first doc,
  *   u32 raw length, u64 offset into the data, u32 compressed length,
- *   u32 reserved 0}; data: LZ4 blocks (raw ~64 KiB); raw: per doc varint
+ *   u32 reserved 0}; data: LZ4 blocks (raw ~64 KiB, written with the HC
+ *   encoder); raw: per doc varint
  *   id length, id bytes, varint JSON length, the original JSON bytes.
  *
  * IDS (kind 7): u32 n, n * {u64 XXH3 of the _id, u32 doc} sorted by hash
@@ -108,6 +109,7 @@ enum {
 #define SEG_POST_BLOCK 128
 #define SEG_NUM_BLOCK 128
 #define SEG_STORE_BLOCK (64 * 1024)
+#define SEG_STORE_LZ4HC_LEVEL 3
 #define SEG_MAX_FIELDS 65535
 #define SEG_MAX_KEY (SEG_TOK_MAX + 4)
 

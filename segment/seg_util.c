@@ -188,6 +188,16 @@ void seg_buf_put_f64(seg_buf *b, double v)
 
 void seg_buf_put_varint(seg_buf *b, uint64_t v)
 {
+    if (b->cap - b->n >= 10) {
+        uint8_t *p = b->p + b->n;
+        while (v >= 0x80) {
+            *p++ = (uint8_t)(v | 0x80);
+            v >>= 7;
+        }
+        *p++ = (uint8_t)v;
+        b->n = (size_t)(p - b->p);
+        return;
+    }
     uint8_t x[10];
     size_t n = 0;
     while (v >= 0x80) {

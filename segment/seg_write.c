@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lz4.h>
+#include <lz4hc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,12 +84,18 @@ int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns,
 /* Term table                                                           */
 /* ------------------------------------------------------------------ */
 
+/* A term while building.  Its postings stream, in memory only: per doc a
+ * varint gap (doc - previous doc - 1), then for TEXT terms the positions as
+ * varints (first: pos + 1, then pos - previous pos; never 0), ended by a 0
+ * when the term's next doc starts (or by the end of the stream). */
 typedef struct term {
     uint64_t key_off;
     uint32_t key_len;
     uint32_t df;
     int64_t last_doc;
-    seg_buf data;      /* per doc: varint gap, [varint tf, positions] */
+    int64_t last_pos;
+    uint8_t kind;
+    seg_buf data;
 } term;
 
 typedef struct fieldinfo {
@@ -103,11 +110,6 @@ typedef struct fieldinfo {
     seg_buf nums;      /* (u32 doc, u8 isint, 8 bytes value) records */
 } fieldinfo;
 
-typedef struct occ {
-    uint32_t term;
-    uint32_t pos;
-} occ;
-
 typedef struct build {
     seg_builder *b;
     seg_tok *tok;
@@ -120,9 +122,8 @@ typedef struct build {
     uint32_t nfields, capfields;
     uint32_t *fslot;
     uint32_t fmask;
-    occ *occ;
-    size_t nocc, capocc;
     /* per token callback */
+    uint32_t cur_doc;
     uint32_t cur_field;
     uint32_t pos;
     int oom;
@@ -157,6 +158,7 @@ static uint32_t term_get(build *x, const uint8_t *key, size_t n)
     t->key_off = x->keys.n;
     t->key_len = (uint32_t)n;
     t->last_doc = -1;
+    t->kind = key[n - 1];
     seg_buf_put(&x->keys, key, n);
     x->tslot[i] = ++x->nterms;
     if (x->nterms * 2 > x->tmask) {
@@ -246,23 +248,29 @@ size_t seg_key_make(uint8_t *out, const char *tok, size_t toklen, uint16_t field
     return toklen + 4;
 }
 
-static void add_occ(build *x, uint32_t term, uint32_t pos)
+/* Records that term ti occurs in the current doc (at pos, for TEXT). */
+static void add_occ(build *x, uint32_t ti, uint32_t pos)
 {
-    if (term == UINT32_MAX)
+    if (ti == UINT32_MAX)
         return;
-    if (x->nocc == x->capocc) {
-        size_t cap = x->capocc ? x->capocc * 2 : 1024;
-        occ *o = seg_realloc(x->occ, cap * sizeof *o);
-        if (!o) {
-            x->oom = 1;
-            return;
-        }
-        x->occ = o;
-        x->capocc = cap;
+    term *t = &x->terms[ti];
+    uint32_t doc = x->cur_doc;
+    if (t->last_doc != (int64_t)doc) {
+        if (t->kind == SEG_K_TEXT && t->last_doc >= 0)
+            seg_buf_put_u8(&t->data, 0);
+        seg_buf_put_varint(&t->data, (uint64_t)((int64_t)doc - t->last_doc - 1));
+        t->last_doc = doc;
+        t->last_pos = -1;
+        t->df++;
+    } else if (t->kind != SEG_K_TEXT) {
+        return;
     }
-    x->occ[x->nocc].term = term;
-    x->occ[x->nocc].pos = pos;
-    x->nocc++;
+    if (t->kind == SEG_K_TEXT) {
+        seg_buf_put_varint(&t->data, (uint64_t)((int64_t)pos - t->last_pos));
+        t->last_pos = pos;
+    }
+    if (t->data.oom)
+        x->oom = 1;
 }
 
 static void on_token(void *ud, const char *tok, size_t len)
@@ -303,14 +311,6 @@ static void add_num(build *x, uint32_t doc, uint32_t f, int isint, int64_t i, do
     seg_buf_put(&fi->nums, rec, 13);
 }
 
-static int occ_cmp(const void *a, const void *b)
-{
-    const occ *x = a, *y = b;
-    if (x->term != y->term)
-        return x->term < y->term ? -1 : 1;
-    return x->pos < y->pos ? -1 : x->pos > y->pos;
-}
-
 /* Indexes one event as doc `doc`. */
 static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, size_t len, seg_err *e)
 {
@@ -322,7 +322,7 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, siz
         return seg_err_set(e, je.code == SEG_ENOMEM ? SEG_ENOMEM : SEG_EINVAL, NULL,
                            "stored event %u no longer parses: %s", doc, je.msg);
     }
-    x->nocc = 0;
+    x->cur_doc = doc;
     x->pos = 0;
     for (size_t i = 0; i < nv; i++) {
         uint32_t f = field_get(x, v[i].path, v[i].path_len);
@@ -336,8 +336,6 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, siz
             size_t kn = seg_key_make(key, "", 0, (uint16_t)f, SEG_K_EXISTS);
             add_occ(x, term_get(x, key, kn), 0);
         }
-        char canon[40];
-        size_t cl;
         switch (v[i].type) {
         case SEG_JV_STRING:
             fi->flags |= SEG_F_STRING;
@@ -346,16 +344,12 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, siz
                 return seg_err_set(e, SEG_EINVAL, NULL, "tokenizer failed on event %u", doc);
             x->pos++; /* gap: no phrase across two values */
             break;
-        case SEG_JV_INT:
+        case SEG_JV_INT: /* numbers go to the column only: equality is a range */
             fi->flags |= SEG_F_INT;
-            cl = seg_num_canon_int(v[i].i, canon);
-            add_value_term(x, f, canon, cl);
             add_num(x, doc, f, 1, v[i].i, 0);
             break;
         case SEG_JV_REAL:
             fi->flags |= SEG_F_REAL;
-            cl = seg_num_canon_real(v[i].d, canon);
-            add_value_term(x, f, canon, cl);
             add_num(x, doc, f, 0, 0, v[i].d);
             break;
         case SEG_JV_TRUE:
@@ -366,32 +360,8 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, siz
             break;
         }
     }
-    if (x->oom)
+    if (x->oom || x->keys.oom)
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory while indexing");
-    /* group this doc's occurrences by term and append to each stream */
-    if (x->nocc > 1)
-        qsort(x->occ, x->nocc, sizeof(occ), occ_cmp);
-    for (size_t i = 0; i < x->nocc;) {
-        size_t j = i;
-        while (j < x->nocc && x->occ[j].term == x->occ[i].term)
-            j++;
-        term *t = &x->terms[x->occ[i].term];
-        const uint8_t kind = x->keys.p[t->key_off + t->key_len - 1];
-        seg_buf_put_varint(&t->data, (uint64_t)((int64_t)doc - t->last_doc - 1));
-        t->last_doc = doc;
-        t->df++;
-        if (kind == SEG_K_TEXT) {
-            seg_buf_put_varint(&t->data, j - i);
-            uint32_t prev = 0;
-            for (size_t k = i; k < j; k++) {
-                seg_buf_put_varint(&t->data, x->occ[k].pos - prev);
-                prev = x->occ[k].pos;
-            }
-        }
-        if (t->data.oom)
-            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory while indexing");
-        i = j;
-    }
     return SEG_OK;
 }
 
@@ -479,7 +449,7 @@ static void enc_times(const seg_builder *b, const uint32_t *order, seg_buf *o)
     }
 }
 
-/* Re-encodes one term's stream into blocks; appends to post. */
+/* Re-encodes one term's in-memory stream into blocks; appends to post. */
 static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, seg_buf *pos)
 {
     seg_cur c = {t->data.p, t->data.p + t->data.n, 0};
@@ -494,10 +464,20 @@ static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, s
             last = last + 1 + (int64_t)gap;
             seg_buf_put_varint(docs, gap);
             if (text) {
-                uint64_t tf = seg_get_varint(&c);
+                /* positions until a 0 or the end; the first is pos + 1 */
+                size_t mark = pos->n;
+                uint64_t tf = 0;
+                while (c.p < c.end && *c.p != 0) {
+                    uint64_t d = seg_get_varint(&c);
+                    seg_buf_put_varint(pos, tf == 0 ? d - 1 : d);
+                    tf++;
+                }
+                if (c.p < c.end)
+                    c.p++; /* the 0 */
+                if (tf == 0)
+                    return -1;
+                (void)mark;
                 seg_buf_put_varint(docs, tf);
-                for (uint64_t q = 0; q < tf; q++)
-                    seg_buf_put_varint(pos, seg_get_varint(&c));
             }
         }
         if (c.bad)
@@ -635,7 +615,8 @@ static int enc_store(const seg_builder *b, const uint32_t *order, seg_buf *o)
                     cbuf = c;
                     cap = need;
                 }
-                int cl = LZ4_compress_default((const char *)raw.p, cbuf, (int)raw.n, cap);
+                /* LZ4 block format, HC encoder at level 3 (readers see plain LZ4) */
+                int cl = LZ4_compress_HC((const char *)raw.p, cbuf, (int)raw.n, cap, SEG_STORE_LZ4HC_LEVEL);
                 if (cl <= 0) {
                     rc = -1;
                     break;
@@ -895,7 +876,6 @@ out:
         seg_buf_free(&x.fields[f].nums);
     seg_free(x.fields);
     seg_free(x.fslot);
-    seg_free(x.occ);
     seg_buf_free(&x.keys);
     return rc;
 }

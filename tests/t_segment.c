@@ -129,7 +129,9 @@ int main(void)
 
     /* value terms and existence */
     kn = seg_key_make(key, "42", 2, (uint16_t)fn, SEG_K_VALUE);
-    ok(seg_dict_get(r, key, kn, &term, &e) == 1 && term.df == 1, "numeric equality term n=42");
+    ok(seg_dict_get(r, key, kn, &term, &e) == 0, "numbers are not dictionary terms (equality reads the column)");
+    c.n = 0;
+    ok(seg_reader_num_scan(r, (uint32_t)fn, 42, 1, 42, 1, on_num, &c, &e) == SEG_OK && c.n == 1, "n = 42 through the column");
     kn = seg_key_make(key, "", 0, (uint16_t)fn, SEG_K_EXISTS);
     ok(seg_dict_get(r, key, kn, &term, &e) == 1 && term.df == N, "existence postings of n");
 
