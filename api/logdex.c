@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,6 +250,11 @@ static int cmd_ingest(int argc, char **argv)
     }
     if (o.buffer_bytes == 0)
         o.buffer_bytes = 1u << 20;
+    /* Segment builds allocate and free large buffers at every flush: keep
+     * them in the heap instead of returning them to the kernel each time
+     * (measured: 13% of ingest time went to page faults). */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     seg_err e = {0};
     idx_writer *w;
     if (idx_open(data, index, &o, &w, &e)) {

@@ -62,6 +62,7 @@ struct idx_writer {
      * the first event with an _id); a hash hit is confirmed exactly in the
      * segments (`readers`, parallel to man.e, opened on demand). */
     idset pending;
+    struct flush_batch *inflight;   /* the flush in the background, or NULL */
     uint64_t *stored;
     size_t nstored, stored_mask;
     int stored_loaded;
@@ -260,6 +261,20 @@ static int idset_seen(idset *s, const char *id, size_t n, uint64_t h)
     return 0;
 }
 
+/* 1 if id is in the set (no insertion) */
+static int idset_has(const idset *s, const char *id, size_t n, uint64_t h)
+{
+    if (!s->slots)
+        return 0;
+    h |= 1;
+    for (uint32_t i = (uint32_t)h & s->mask; s->slots[i].hash; i = (i + 1) & s->mask) {
+        const idslot *q = &s->slots[i];
+        if (q->hash == h && q->len == n && !memcmp(s->ids.p + q->off, id, n))
+            return 1;
+    }
+    return 0;
+}
+
 static int stored_add(idx_writer *w, uint64_t h)
 {
     h |= 1;
@@ -340,6 +355,9 @@ static int load_stored(idx_writer *w, seg_err *e)
     return SEG_OK;
 }
 
+static int inflight_has(const idx_writer *w, const char *id, size_t n, uint64_t h);
+static int flush_start(idx_writer *w, seg_err *e);
+
 /* 1 when an event with this _id is already stored or buffered; 0 when new
  * (and now remembered); <0 on error. */
 static int id_is_duplicate(idx_writer *w, const char *id, size_t n, seg_err *e)
@@ -356,6 +374,8 @@ static int id_is_duplicate(idx_writer *w, const char *id, size_t n, seg_err *e)
                 return rc;
         }
     }
+    if (inflight_has(w, id, n, h))
+        return 1;
     int seen = idset_seen(&w->pending, id, n, h);
     if (seen < 0)
         seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
@@ -392,9 +412,6 @@ int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_rej
     size_t idlen;
     char autoid[40];
     int explicit_id = seg_event_id(v, nv, &id, &idlen);
-    bucket *b = bucket_get(w, bucket_of(w, t));
-    if (!b)
-        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     if (explicit_id) {
         int seen = id_is_duplicate(w, id, idlen, e);
         if (seen < 0)
@@ -412,13 +429,16 @@ int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_rej
                                  (unsigned long long)w->auto_seq++);
         id = autoid;
     }
+    bucket *b = bucket_get(w, bucket_of(w, t));
+    if (!b)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     rc = seg_builder_add(b->b, line, n, t, id, idlen, explicit_id);
     if (rc)
         return seg_err_set(e, rc, NULL, "cannot buffer event: %s", seg_strerror(rc));
     w->counts.accepted++;
     w->buffered += n + idlen + 40;
     if (w->buffered >= w->opts.buffer_bytes)
-        return idx_flush(w, e);
+        return flush_start(w, e);
     return SEG_OK;
 }
 
@@ -432,35 +452,65 @@ void idx_reject(idx_writer *w, long lineno, size_t bytes, const char *reason, id
         reject(ud, lineno, reason);
 }
 
-typedef struct flush_job {
-    idx_writer *w;
-    size_t next;            /* next bucket to build (atomic) */
+/* ------------------------------------------------------------------ */
+/* Flushing, pipelined                                                   */
+/*                                                                      */
+/* A full buffer becomes a flush batch: the buffered buckets, the ids    */
+/* buffered with them, and a name for each segment.  A background thread */
+/* (plus threads - 1 helpers) builds and writes the batch's segments      */
+/* while the writer's thread goes on filling a new buffer.  At most one  */
+/* batch is in flight; the writer's thread joins it before starting the  */
+/* next one, and only then adds its segments to the manifest and swaps    */
+/* the manifest (so the manifest is only ever changed by one thread).    */
+/* ------------------------------------------------------------------ */
+
+typedef struct flush_batch {
+    char *dir;
+    bucket *buckets;
+    size_t n;
     seg_mentry *ents;
     int *done;
+    idset ids;              /* explicit ids of the batch's events */
+    int threads;
+    size_t next;            /* next bucket to build (atomic) */
+    pthread_mutex_t lock;   /* guards err and done */
     seg_err err;
-    pthread_mutex_t lock;
-} flush_job;
+    pthread_t th;
+    int ran_inline;
+} flush_batch;
 
 static void *flush_worker(void *arg)
 {
-    flush_job *j = arg;
-    idx_writer *w = j->w;
+    flush_batch *j = arg;
     seg_tok *tok = seg_tok_new();
     seg_json *js = seg_json_new();
     for (;;) {
         size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
-        if (i >= w->nbuckets)
+        if (i >= j->n)
             break;
-        bucket *b = &w->buckets[i];
+        bucket *b = &j->buckets[i];
         if (seg_builder_count(b->b) == 0)
-            continue;
+            continue; /* nothing to write (not an error) */
         seg_err e = {0};
         seg_mentry *m = &j->ents[i];
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", w->dir, m->name);
+        snprintf(path, sizeof path, "%s/%s", j->dir, m->name);
         uint64_t bytes = 0;
         int rc = (!tok || !js) ? seg_err_set(&e, SEG_ENOMEM, NULL, "out of memory")
                                : seg_builder_write(b->b, tok, js, path, &bytes, &e);
+        if (rc == SEG_OK) {
+            /* the segment's time range, from its header */
+            seg_reader *r;
+            rc = seg_reader_open(path, &r, &e);
+            if (rc == SEG_OK) {
+                m->min_time = seg_reader_min_time(r);
+                m->max_time = seg_reader_max_time(r);
+                seg_reader_close(r);
+            }
+        }
+        /* the events are in the file now: free the buffer early */
+        seg_builder_free(b->b);
+        b->b = NULL;
         pthread_mutex_lock(&j->lock);
         if (rc)
             seg_err_set(&j->err, e.code, e.file[0] ? e.file : NULL, "%s", e.msg);
@@ -475,78 +525,121 @@ static void *flush_worker(void *arg)
     return NULL;
 }
 
-int idx_flush(idx_writer *w, seg_err *e)
+/* The batch's own thread: starts helpers, works, waits for them. */
+static void *flush_main(void *arg)
 {
-    if (!w->nbuckets)
+    flush_batch *j = arg;
+    pthread_t th[63];
+    int nt = j->threads < 64 ? j->threads : 64, started = 0;
+    if ((size_t)nt > j->n)
+        nt = (int)j->n;
+    for (int t = 1; t < nt; t++)
+        if (pthread_create(&th[started], NULL, flush_worker, j) == 0)
+            started++;
+    flush_worker(j);
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+    return NULL;
+}
+
+static int inflight_has(const idx_writer *w, const char *id, size_t n, uint64_t h)
+{
+    return w->inflight && idset_has(&w->inflight->ids, id, n, h);
+}
+
+static void batch_free(flush_batch *j)
+{
+    if (!j)
+        return;
+    for (size_t i = 0; i < j->n; i++)
+        bucket_free(&j->buckets[i]);
+    seg_free(j->buckets);
+    seg_free(j->ents);
+    seg_free(j->done);
+    idset_clear(&j->ids);
+    seg_free(j->dir);
+    pthread_mutex_destroy(&j->lock);
+    seg_free(j);
+}
+
+/* Waits for the batch in flight, then lists its segments in the manifest. */
+static int flush_join(idx_writer *w, seg_err *e)
+{
+    flush_batch *j = w->inflight;
+    if (!j)
         return SEG_OK;
-    flush_job j;
-    memset(&j, 0, sizeof j);
-    j.w = w;
-    j.ents = seg_calloc(w->nbuckets, sizeof *j.ents);
-    j.done = seg_calloc(w->nbuckets, sizeof *j.done);
-    pthread_mutex_init(&j.lock, NULL);
+    if (!j->ran_inline)
+        pthread_join(j->th, NULL);
+    w->inflight = NULL;
     int rc = SEG_OK;
-    if (!j.ents || !j.done) {
-        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    if (j->err.code) {
+        rc = seg_err_set(e, j->err.code, j->err.file[0] ? j->err.file : NULL, "%s", j->err.msg);
         goto out;
     }
+    for (size_t i = 0; i < j->n; i++)
+        if (j->done[i] && seg_manifest_add(&w->man, &j->ents[i])) {
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            goto out;
+        }
+    if ((rc = seg_manifest_save(w->dir, &w->man, e)))
+        goto out;
+    /* the batch's ids are stored now */
+    for (uint32_t k = 0; w->stored_loaded && j->ids.slots && k <= j->ids.mask; k++)
+        if (j->ids.slots[k].hash && stored_add(w, j->ids.slots[k].hash)) {
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            goto out;
+        }
+out:
+    batch_free(j);
+    return rc;
+}
+
+/* Hands the buffered buckets to a background flush (after joining the
+ * previous one). */
+static int flush_start(idx_writer *w, seg_err *e)
+{
+    int rc = flush_join(w, e);
+    if (rc || !w->nbuckets)
+        return rc;
+    flush_batch *j = seg_calloc(1, sizeof *j);
+    if (!j)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    pthread_mutex_init(&j->lock, NULL);
+    j->dir = seg_strndup(w->dir, strlen(w->dir));
+    j->ents = seg_calloc(w->nbuckets, sizeof *j->ents);
+    j->done = seg_calloc(w->nbuckets, sizeof *j->done);
+    if (!j->dir || !j->ents || !j->done) {
+        batch_free(j);
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    }
     for (size_t i = 0; i < w->nbuckets; i++) {
-        seg_mentry *m = &j.ents[i];
+        seg_mentry *m = &j->ents[i];
         snprintf(m->name, sizeof m->name, "s%016llx.seg", (unsigned long long)w->man.next_seq++);
         m->bucket = w->buckets[i].start;
         m->docs = seg_builder_count(w->buckets[i].b);
     }
-    int nt = w->opts.threads;
-    if ((size_t)nt > w->nbuckets)
-        nt = (int)w->nbuckets;
-    pthread_t th[64];
-    if (nt > 64)
-        nt = 64;
-    int started = 0;
-    for (int t = 1; t < nt; t++)
-        if (pthread_create(&th[started], NULL, flush_worker, &j) == 0)
-            started++;
-    flush_worker(&j);
-    for (int t = 0; t < started; t++)
-        pthread_join(th[t], NULL);
-    if (j.err.code) {
-        rc = seg_err_set(e, j.err.code, j.err.file[0] ? j.err.file : NULL, "%s", j.err.msg);
-        goto out;
-    }
-    /* times come from the built segments' headers */
-    for (size_t i = 0; i < w->nbuckets; i++) {
-        if (!j.done[i])
-            continue;
-        char p[4096];
-        snprintf(p, sizeof p, "%s/%s", w->dir, j.ents[i].name);
-        seg_reader *r;
-        if ((rc = seg_reader_open(p, &r, e)))
-            goto out;
-        j.ents[i].min_time = seg_reader_min_time(r);
-        j.ents[i].max_time = seg_reader_max_time(r);
-        seg_reader_close(r);
-        if (seg_manifest_add(&w->man, &j.ents[i])) {
-            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-            goto out;
-        }
-    }
-    if ((rc = seg_manifest_save(w->dir, &w->man, e)))
-        goto out;
-    /* the buffered ids are stored now */
-    for (uint32_t k = 0; w->stored_loaded && w->pending.slots && k <= w->pending.mask; k++)
-        if (w->pending.slots[k].hash && stored_add(w, w->pending.slots[k].hash)) {
-            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-            goto out;
-        }
-    idset_clear(&w->pending);
-    for (size_t i = 0; i < w->nbuckets; i++)
-        bucket_free(&w->buckets[i]);
-    w->nbuckets = 0;
+    j->buckets = w->buckets;
+    j->n = w->nbuckets;
+    j->ids = w->pending;
+    j->threads = w->opts.threads;
+    memset(&w->pending, 0, sizeof w->pending);
+    w->buckets = NULL;
+    w->nbuckets = w->capbuckets = 0;
     w->buffered = 0;
-out:
-    pthread_mutex_destroy(&j.lock);
-    seg_free(j.ents);
-    seg_free(j.done);
+    w->inflight = j;
+    if (pthread_create(&j->th, NULL, flush_main, j) != 0) {
+        flush_main(j); /* no thread to be had: flush here */
+        j->ran_inline = 1;
+        return flush_join(w, e);
+    }
+    return SEG_OK;
+}
+
+int idx_flush(idx_writer *w, seg_err *e)
+{
+    int rc = flush_start(w, e);
+    if (rc == SEG_OK)
+        rc = flush_join(w, e);
     return rc;
 }
 
@@ -555,8 +648,13 @@ int idx_close(idx_writer *w, seg_err *e)
     if (!w)
         return SEG_OK;
     int rc = SEG_OK;
-    if (w->lockfd >= 0 && w->nbuckets && w->man.bucket_ns)
+    if (w->lockfd >= 0 && w->man.bucket_ns && (w->nbuckets || w->inflight))
         rc = idx_flush(w, e);
+    if (w->inflight) {
+        /* a failed open or flush: still wait for the thread */
+        seg_err ignore = {0};
+        flush_join(w, &ignore);
+    }
     for (size_t i = 0; i < w->nbuckets; i++)
         bucket_free(&w->buckets[i]);
     seg_free(w->buckets);
