@@ -147,6 +147,7 @@ struct srch_index {
     seg_reader **segs;         /* sorted by max time, newest first */
     size_t nsegs;
     srch_pool *pool;
+    seg_store_cur *spare;      /* a warm store cursor for merges (atomic swap) */
 };
 
 static int seg_newer(const void *a, const void *b)
@@ -198,6 +199,7 @@ void srch_index_close(srch_index *ix)
     for (size_t i = 0; i < ix->nsegs; i++)
         seg_reader_close(ix->segs[i]);
     seg_free(ix->segs);
+    seg_store_cur_free(ix->spare);
     seg_manifest_free(&ix->man);
     seg_free(ix);
 }
@@ -300,9 +302,8 @@ static int id_cmp(const char *a, size_t an, const char *b, size_t bn)
 
 typedef struct task {
     seg_reader *r;
-    int skip;
-    srch_seg_out out;
-    srch_hit *hits;
+    srch_seg_out out;          /* matching docs (the first `limit`) */
+    int64_t *times;            /* their times */
     seg_err e;
     int rc;
 } task;
@@ -366,46 +367,145 @@ static void run_task(void *arg, size_t i)
     size_t limit = rq->count_only ? 0 : rq->limit;
     if ((t->rc = srch_exec_segment(r, rq->q, lo, hi, from, limit, &t->out, e)))
         goto out;
-    if (t->out.nhits) {
-        t->hits = seg_calloc(t->out.nhits, sizeof *t->hits);
-        if (!t->hits) {
-            t->rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-            goto out;
-        }
+    /* only times here: events are fetched for the final page alone */
+    if (t->out.nhits && !(t->times = seg_malloc(t->out.nhits * sizeof *t->times))) {
+        t->rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        goto out;
     }
-    for (size_t k = 0; k < t->out.nhits; k++) {
-        srch_hit *h = &t->hits[k];
-        const char *id, *js;
-        size_t il, jl;
-        uint32_t d = t->out.docs[k];
-        if ((t->rc = seg_reader_time(r, d, &h->time, e)) ||
-            (t->rc = seg_reader_doc(r, sc, d, &id, &il, &js, &jl, e)))
+    for (size_t k = 0; k < t->out.nhits; k++)
+        if ((t->rc = seg_reader_time(r, t->out.docs[k], &t->times[k], e)))
             goto out;
-        h->id = seg_strndup(id, il);
-        h->id_len = il;
-        h->json = seg_strndup(js, jl);
-        h->json_len = jl;
-        if (!h->id || !h->json) {
-            t->rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-            goto out;
-        }
-    }
 out:
     seg_store_cur_free(sc);
 }
 
-static int hit_cmp(const void *pa, const void *pb)
+/* A candidate hit during the merge. */
+typedef struct cand {
+    int64_t time;
+    uint32_t task, doc;
+    const char *id;            /* fetched only where times tie */
+    size_t id_len;
+} cand;
+
+static int cand_cmp(const void *pa, const void *pb)
 {
-    const srch_hit *a = pa, *b = pb;
+    const cand *a = pa, *b = pb;
     if (a->time != b->time)
         return a->time > b->time ? -1 : 1;
-    return id_cmp(a->id, a->id_len, b->id, b->id_len);
+    if (a->id && b->id)
+        return id_cmp(a->id, a->id_len, b->id, b->id_len);
+    /* same segment: doc order is id order */
+    if (a->task == b->task)
+        return a->doc < b->doc ? -1 : a->doc > b->doc;
+    return 0;
 }
 
 static void hit_free(srch_hit *h)
 {
     seg_free(h->id);
     seg_free(h->json);
+}
+
+static int fetch_cmp(const void *pa, const void *pb, void *ctx)
+{
+    const cand *c = ctx, *a = &c[*(const uint32_t *)pa], *b = &c[*(const uint32_t *)pb];
+    if (a->task != b->task)
+        return a->task < b->task ? -1 : 1;
+    return a->doc < b->doc ? -1 : a->doc > b->doc;
+}
+
+/* Merges the tasks' candidates into the final page: order by time, fetch
+ * the _ids of candidates whose times tie (the order then needs them), and
+ * fetch the events of the page only. */
+static int merge(srch_index *ix, task *t, size_t nt, size_t limit, srch_result *out, seg_err *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nt; i++)
+        n += t[i].out.nhits;
+    if (n == 0 || limit == 0)
+        return SEG_OK;
+    cand *c = seg_malloc(n * sizeof *c);
+    /* one cursor serves the whole merge (fetches go segment by segment) */
+    seg_store_cur *sc = __atomic_exchange_n(&ix->spare, NULL, __ATOMIC_ACQ_REL);
+    if (!sc)
+        sc = seg_store_cur_new();
+    int rc = SEG_OK;
+    if (!c || !sc) {
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < nt; i++)
+        for (size_t j = 0; j < t[i].out.nhits; j++)
+            c[k++] = (cand){t[i].times[j], (uint32_t)i, t[i].out.docs[j], NULL, 0};
+    qsort(c, n, sizeof *c, cand_cmp);
+    size_t keep = n < limit ? n : limit;
+    size_t m = keep; /* and the candidates tied with the last kept one */
+    while (m < n && c[m].time == c[keep - 1].time)
+        m++;
+    int ties = 0;
+    for (size_t i = 0; i < m; i++) {
+        int tie = (i > 0 && c[i].time == c[i - 1].time) || (i + 1 < m && c[i].time == c[i + 1].time);
+        if (!tie)
+            continue;
+        ties = 1;
+        task *tk = &t[c[i].task];
+        const char *id;
+        size_t il;
+        if ((rc = seg_reader_doc(tk->r, sc, c[i].doc, &id, &il, NULL, NULL, e)))
+            goto out;
+        /* the cursor's block may change: keep a copy */
+        c[i].id = seg_strndup(id, il);
+        c[i].id_len = il;
+        if (!c[i].id) {
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            goto out;
+        }
+    }
+    if (ties)
+        qsort(c, m, sizeof *c, cand_cmp);
+    out->hits = seg_calloc(keep, sizeof *out->hits);
+    uint32_t *ord = seg_malloc(keep * sizeof *ord);
+    if (!out->hits || !ord) {
+        seg_free(ord);
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    /* fetch in (segment, doc) order so that events of one block share its
+     * decompression; place each at its rank */
+    for (uint32_t i = 0; i < keep; i++)
+        ord[i] = i;
+    qsort_r(ord, keep, sizeof *ord, fetch_cmp, c);
+    out->nhits = keep;
+    for (size_t oi = 0; oi < keep; oi++) {
+        size_t i = ord[oi];
+        task *tk = &t[c[i].task];
+        const char *id, *js;
+        size_t il, jl;
+        if ((rc = seg_reader_doc(tk->r, sc, c[i].doc, &id, &il, &js, &jl, e)))
+            break;
+        srch_hit *h = &out->hits[i];
+        h->time = c[i].time;
+        h->id = seg_strndup(id, il);
+        h->id_len = il;
+        h->json = seg_strndup(js, jl);
+        h->json_len = jl;
+        if (!h->id || !h->json) {
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            break;
+        }
+    }
+    seg_free(ord);
+out:
+    if (c)
+        for (size_t i = 0; i < n; i++)
+            seg_free((char *)c[i].id);
+    if (sc) {
+        sc = __atomic_exchange_n(&ix->spare, sc, __ATOMIC_ACQ_REL);
+        seg_store_cur_free(sc); /* another merge returned one first */
+    }
+    seg_free(c);
+    return rc;
 }
 
 void srch_result_free(srch_result *r)
@@ -452,49 +552,23 @@ int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_er
     j.t = t;
     srch_pool_run(ix->pool, nt, run_task, &j);
     uint64_t after = 0;
-    size_t cand = 0;
     for (size_t i = 0; i < nt; i++) {
-        if (t[i].rc && !rc) {
+        if (t[i].rc && !rc)
             rc = seg_err_set(e, t[i].e.code, t[i].e.file[0] ? t[i].e.file : NULL, "%s", t[i].e.msg);
-        }
         out->total += t[i].out.total;
         after += t[i].out.after;
-        cand += t[i].out.nhits;
     }
-    if (rc == SEG_OK && cand) {
-        out->hits = seg_malloc(cand * sizeof *out->hits);
-        if (!out->hits)
+    if (rc == SEG_OK && !rq->count_only)
+        rc = merge(ix, t, nt, rq->limit, out, e);
+    if (rc == SEG_OK && !rq->count_only && after > out->nhits && out->nhits > 0) {
+        srch_hit *last = &out->hits[out->nhits - 1];
+        out->cursor = cursor_make(last->time, last->id, last->id_len);
+        if (!out->cursor)
             rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     }
-    if (rc == SEG_OK) {
-        for (size_t i = 0; i < nt; i++) {
-            if (!t[i].hits)
-                continue;
-            memcpy(out->hits + out->nhits, t[i].hits, t[i].out.nhits * sizeof *t[i].hits);
-            out->nhits += t[i].out.nhits;
-            seg_free(t[i].hits);
-            t[i].hits = NULL;
-        }
-        if (out->nhits > 1)
-            qsort(out->hits, out->nhits, sizeof *out->hits, hit_cmp);
-        size_t keep = out->nhits < rq->limit ? out->nhits : rq->limit;
-        for (size_t k = keep; k < out->nhits; k++)
-            hit_free(&out->hits[k]);
-        out->nhits = keep;
-        if (!rq->count_only && after > keep && keep > 0) {
-            srch_hit *last = &out->hits[keep - 1];
-            out->cursor = cursor_make(last->time, last->id, last->id_len);
-            if (!out->cursor)
-                rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-        }
-    }
     for (size_t i = 0; i < nt; i++) {
-        if (t[i].hits) {
-            for (size_t k = 0; k < t[i].out.nhits; k++)
-                hit_free(&t[i].hits[k]);
-            seg_free(t[i].hits);
-        }
         seg_free(t[i].out.docs);
+        seg_free(t[i].times);
     }
     seg_free(t);
     seg_free(cid);

@@ -114,6 +114,12 @@ void seg_wr_u64(uint8_t *p, uint64_t v);
 
 uint64_t seg_hash64(const void *p, size_t n); /* XXH3 64-bit */
 
+/* Bit packing: u8 bit width w (0..32), then the n values, w bits each,
+ * least significant bit first, in ceil(n * w / 8) bytes. */
+void seg_buf_put_packed(seg_buf *b, const uint32_t *v, size_t n);
+/* Reads n packed values; returns 0, or -1 (and c->bad) on bad bytes. */
+int seg_get_packed(seg_cur *c, uint32_t *out, size_t n);
+
 /* Files: write to a temporary name, fsync, rename, fsync the directory. */
 int seg_fsync_dir(const char *dir, seg_err *e);
 int seg_write_file_atomic(const char *path, const void *p, size_t n, seg_err *e);

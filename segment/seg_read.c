@@ -549,16 +549,24 @@ struct seg_post {
     int text;
     uint32_t df, remaining;        /* docs in blocks not yet loaded */
     uint32_t ndocs;
-    int64_t base;                  /* last doc decoded or skipped */
+    int64_t base;                  /* last doc of the previous block */
     uint32_t blk_last, blk_n, blk_i;
-    seg_cur dc, pc;
+    uint32_t docs[SEG_POST_BLOCK]; /* the loaded block, decoded */
+    uint32_t tfs[SEG_POST_BLOCK];
+    uint32_t tfoff[SEG_POST_BLOCK + 1];
+    seg_cur pc;                    /* the block's packed positions */
+    uint32_t *bpos;                /* ... unpacked on first use */
+    uint32_t bposcap;
+    int bpos_loaded;
     uint32_t doc, tf;
-    uint32_t pos_skip;             /* position varints before the current doc's */
-    int pos_read;
-    uint32_t *pos;
+    uint32_t *pos;                 /* absolute positions of the current doc */
     uint32_t poscap;
     int err;
 };
+
+/* positions per block are bounded so that hostile tf values cannot make
+ * us allocate without limit */
+#define POST_MAX_BLOCK_POSITIONS (1u << 26)
 
 static void post_corrupt(seg_post *p)
 {
@@ -567,6 +575,7 @@ static void post_corrupt(seg_post *p)
     mark_failed(p->r, "corrupt postings");
 }
 
+/* Loads and decodes the next block (docs and tfs; positions lazily). */
 static int post_load_block(seg_post *p)
 {
     if (p->remaining == 0) {
@@ -580,36 +589,49 @@ static int post_load_block(seg_post *p)
         post_corrupt(p);
         return -1;
     }
+    uint32_t n = p->remaining < SEG_POST_BLOCK ? p->remaining : SEG_POST_BLOCK;
+    seg_cur dc = {c.p, c.p + dl, 0};
+    if (seg_get_packed(&dc, p->docs, n) || (p->text && seg_get_packed(&dc, p->tfs, n)) || dc.p != dc.end) {
+        post_corrupt(p);
+        return -1;
+    }
+    int64_t d = p->base;
+    uint64_t off = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        d += 1 + (int64_t)p->docs[k];
+        if (d > (int64_t)last) {
+            post_corrupt(p);
+            return -1;
+        }
+        p->docs[k] = (uint32_t)d;
+        if (p->text) {
+            p->tfoff[k] = (uint32_t)off;
+            off += (uint64_t)p->tfs[k] + 1;
+            p->tfs[k] += 1;
+        }
+    }
+    if (d != (int64_t)last || off > POST_MAX_BLOCK_POSITIONS) {
+        post_corrupt(p);
+        return -1;
+    }
+    p->tfoff[n] = (uint32_t)off;
     p->blk_last = (uint32_t)last;
-    p->blk_n = p->remaining < SEG_POST_BLOCK ? p->remaining : SEG_POST_BLOCK;
+    p->blk_n = n;
     p->blk_i = 0;
-    p->remaining -= p->blk_n;
-    p->dc = (seg_cur){c.p, c.p + dl, 0};
+    p->remaining -= n;
     p->pc = (seg_cur){c.p + dl, c.p + dl + pl, 0};
+    p->bpos_loaded = 0;
     p->next = c.p + dl + pl;
-    p->pos_skip = 0;
-    p->pos_read = 1; /* nothing pending */
     p->tf = 0;
     return 0;
 }
 
-/* Decodes the next doc of the loaded block. */
+/* Moves to the next doc of the loaded block. */
 static uint32_t post_decode(seg_post *p)
 {
-    if (!p->pos_read)
-        p->pos_skip += p->tf;
-    uint64_t gap = seg_get_varint(&p->dc);
-    int64_t d = p->base + 1 + (int64_t)gap;
-    p->tf = p->text ? (uint32_t)seg_get_varint(&p->dc) : 0;
+    p->doc = p->docs[p->blk_i];
+    p->tf = p->text ? p->tfs[p->blk_i] : 0;
     p->blk_i++;
-    if (p->dc.bad || d > p->blk_last || (p->blk_i == p->blk_n && d != p->blk_last) ||
-        (p->text && p->tf == 0)) {
-        post_corrupt(p);
-        return SEG_DOC_END;
-    }
-    p->base = d;
-    p->doc = (uint32_t)d;
-    p->pos_read = 0;
     return p->doc;
 }
 
@@ -624,7 +646,7 @@ int seg_post_open(seg_reader *r, const seg_term *t, seg_post **out, seg_err *e)
         mark_failed(r, "postings out of bounds");
         return CORRUPT(r, e, "postings out of bounds");
     }
-    seg_post *p = seg_calloc(1, sizeof *p);
+    seg_post *p = seg_malloc(sizeof *p);
     if (!p)
         return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
     p->r = r;
@@ -634,6 +656,10 @@ int seg_post_open(seg_reader *r, const seg_term *t, seg_post **out, seg_err *e)
     p->df = p->remaining = t->df;
     p->ndocs = r->ndocs;
     p->base = -1;
+    p->blk_n = p->blk_i = 0;
+    p->bpos = p->pos = NULL;
+    p->bposcap = p->poscap = 0;
+    p->err = 0;
     if (post_load_block(p) == 0)
         post_decode(p);
     if (p->err) {
@@ -648,6 +674,7 @@ void seg_post_free(seg_post *p)
 {
     if (!p)
         return;
+    seg_free(p->bpos);
     seg_free(p->pos);
     seg_free(p);
 }
@@ -661,6 +688,7 @@ uint32_t seg_post_next(seg_post *p)
     if (p->doc == SEG_DOC_END)
         return p->doc;
     if (p->blk_i == p->blk_n) {
+        p->base = p->blk_last;
         if (post_load_block(p))
             return SEG_DOC_END;
         if (p->doc == SEG_DOC_END)
@@ -674,17 +702,38 @@ uint32_t seg_post_seek(seg_post *p, uint32_t target)
     if (p->doc == SEG_DOC_END || p->doc >= target)
         return p->doc;
     while (p->blk_last < target) {
-        /* skip the rest of this block without decoding */
+        /* skip whole blocks by their last doc, without decoding them */
         p->base = p->blk_last;
+        if (p->remaining == 0) {
+            p->doc = SEG_DOC_END;
+            return p->doc;
+        }
+        seg_cur c = {p->next, p->end, 0};
+        uint64_t last = seg_get_varint(&c), dl = seg_get_varint(&c), pl = seg_get_varint(&c);
+        uint32_t n = p->remaining < SEG_POST_BLOCK ? p->remaining : SEG_POST_BLOCK;
+        if (!c.bad && last < target && last < p->ndocs && (int64_t)last > p->base &&
+            dl <= (uint64_t)(c.end - c.p) && pl <= (uint64_t)(c.end - c.p) - dl && p->remaining > n) {
+            p->blk_last = (uint32_t)last;
+            p->remaining -= n;
+            p->next = c.p + dl + pl;
+            continue;
+        }
         if (post_load_block(p))
             return SEG_DOC_END;
         if (p->doc == SEG_DOC_END)
             return p->doc;
     }
-    /* the block holds a doc >= target; post_decode gives END on corruption */
-    while (post_decode(p) < target)
-        ;
-    return p->doc;
+    /* the loaded block holds a doc >= target: binary search it */
+    uint32_t lo = p->blk_i, hi = p->blk_n;
+    while (lo < hi) {
+        uint32_t m = (lo + hi) / 2;
+        if (p->docs[m] < target)
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    p->blk_i = lo;
+    return post_decode(p);
 }
 
 int seg_post_positions(seg_post *p, const uint32_t **pos, uint32_t *n)
@@ -692,6 +741,22 @@ int seg_post_positions(seg_post *p, const uint32_t **pos, uint32_t *n)
     if (p->doc == SEG_DOC_END || !p->text) {
         *n = 0;
         return 0;
+    }
+    uint32_t k = p->blk_i - 1, total = p->tfoff[p->blk_n];
+    if (!p->bpos_loaded) {
+        if (total > p->bposcap) {
+            uint32_t *q = seg_realloc(p->bpos, (size_t)total * sizeof *q);
+            if (!q)
+                return SEG_ENOMEM;
+            p->bpos = q;
+            p->bposcap = total;
+        }
+        if (seg_get_packed(&p->pc, p->bpos, total) || p->pc.p != p->pc.end) {
+            post_corrupt(p);
+            *n = 0;
+            return SEG_ECORRUPT;
+        }
+        p->bpos_loaded = 1;
     }
     if (p->tf > p->poscap) {
         uint32_t cap = p->tf < 64 ? 64 : p->tf;
@@ -701,23 +766,17 @@ int seg_post_positions(seg_post *p, const uint32_t **pos, uint32_t *n)
         p->pos = q;
         p->poscap = cap;
     }
-    if (!p->pos_read) {
-        for (; p->pos_skip; p->pos_skip--)
-            seg_get_varint(&p->pc);
-        uint32_t prev = 0;
-        for (uint32_t k = 0; k < p->tf; k++) {
-            uint64_t d = seg_get_varint(&p->pc);
-            prev = k == 0 ? (uint32_t)d : prev + (uint32_t)d;
-            if (k && d == 0)
-                p->pc.bad = 1;
-            p->pos[k] = prev;
-        }
-        p->pos_read = 1;
-        if (p->pc.bad) {
+    const uint32_t *src = p->bpos + p->tfoff[k];
+    uint64_t at = src[0];
+    p->pos[0] = src[0];
+    for (uint32_t i = 1; i < p->tf; i++) {
+        at += src[i];
+        if (src[i] == 0 || at > UINT32_MAX) {
             post_corrupt(p);
             *n = 0;
             return SEG_ECORRUPT;
         }
+        p->pos[i] = (uint32_t)at;
     }
     *pos = p->pos;
     *n = p->tf;
@@ -787,11 +846,15 @@ int seg_reader_num_scan(seg_reader *r, uint32_t field, double lo, int lo_incl, d
 /* ------------------------------------------------------------------ */
 
 struct seg_store_cur {
-    uint64_t gen;
+    uint64_t gen;              /* reader the cached block belongs to */
     uint32_t blk;
-    uint32_t first;
+    uint32_t first;            /* first doc of the block */
+    uint32_t count;            /* docs in the block */
+    const uint8_t *src;        /* the block's compressed bytes */
+    uint32_t clen, rawlen;
+    uint32_t have;             /* bytes of raw decoded so far */
     char *raw;
-    size_t rawcap, rawlen;
+    size_t rawcap;
 };
 
 seg_store_cur *seg_store_cur_new(void) { return seg_calloc(1, sizeof(seg_store_cur)); }
@@ -804,6 +867,8 @@ void seg_store_cur_free(seg_store_cur *c)
     seg_free(c);
 }
 
+/* Makes the cursor point at the block holding doc (nothing decoded yet if
+ * the block changed). */
 static int store_block(seg_reader *r, seg_store_cur *sc, uint32_t doc, seg_err *e)
 {
     seg_cur c;
@@ -829,7 +894,7 @@ static int store_block(seg_reader *r, seg_store_cur *sc, uint32_t doc, seg_err *
     uint32_t first = seg_rd_u32(ie), rawlen = seg_rd_u32(ie + 4), clen = seg_rd_u32(ie + 16);
     uint64_t off = seg_rd_u64(ie + 8);
     if (first > doc || off > (uint64_t)(c.end - data) || clen > (uint64_t)(c.end - data) - off ||
-        rawlen > (1u << 30)) {
+        rawlen > (1u << 30) || clen > (1u << 30)) {
         mark_failed(r, "bad event store block");
         return CORRUPT(r, e, "bad event store block %u", lo);
     }
@@ -840,16 +905,41 @@ static int store_block(seg_reader *r, seg_store_cur *sc, uint32_t doc, seg_err *
         sc->raw = p;
         sc->rawcap = rawlen;
     }
-    sc->gen = 0;
-    int got = LZ4_decompress_safe((const char *)data + off, sc->raw, (int)clen, (int)rawlen);
-    if (got != (int)rawlen) {
-        mark_failed(r, "event store block does not decompress");
-        return CORRUPT(r, e, "event store block %u does not decompress", lo);
+    uint32_t next_first = lo + 1 < nb ? seg_rd_u32(ix + (size_t)(lo + 1) * 24) : n;
+    if (next_first <= doc || next_first > n) {
+        mark_failed(r, "bad event store block");
+        return CORRUPT(r, e, "bad event store block %u", lo);
     }
     sc->gen = r->gen;
     sc->blk = lo;
     sc->first = first;
+    sc->count = next_first - first;
+    sc->src = data + off;
+    sc->clen = clen;
     sc->rawlen = rawlen;
+    sc->have = 0;
+    return SEG_OK;
+}
+
+/* Decodes the block at least up to `want` bytes (LZ4 can stop early; a
+ * later call that needs more decodes again from the start). */
+static int store_decode(seg_reader *r, seg_store_cur *sc, uint32_t want, seg_err *e)
+{
+    if (want > sc->rawlen)
+        want = sc->rawlen;
+    if (sc->have >= want)
+        return SEG_OK;
+    uint32_t target = want;
+    int got = target >= sc->rawlen
+                  ? LZ4_decompress_safe((const char *)sc->src, sc->raw, (int)sc->clen, (int)sc->rawlen)
+                  : LZ4_decompress_safe_partial((const char *)sc->src, sc->raw, (int)sc->clen, (int)target,
+                                                (int)sc->rawlen);
+    if (got < (int)want || (target >= sc->rawlen && got != (int)sc->rawlen)) {
+        sc->gen = 0;
+        mark_failed(r, "event store block does not decompress");
+        return CORRUPT(r, e, "event store block %u does not decompress", sc->blk);
+    }
+    sc->have = (uint32_t)got;
     return SEG_OK;
 }
 
@@ -861,29 +951,43 @@ int seg_reader_doc(seg_reader *r, seg_store_cur *sc, uint32_t doc, const char **
     int rc = store_block(r, sc, doc, e);
     if (rc)
         return rc;
-    seg_cur c = {(const uint8_t *)sc->raw, (const uint8_t *)sc->raw + sc->rawlen, 0};
-    for (uint32_t d = sc->first;; d++) {
-        uint64_t il = seg_get_varint(&c);
-        const uint8_t *ip = seg_get_bytes(&c, il);
-        uint64_t jl = seg_get_varint(&c);
-        const uint8_t *jp = seg_get_bytes(&c, jl);
-        if (c.bad) {
-            sc->gen = 0;
-            mark_failed(r, "corrupt event record");
-            return CORRUPT(r, e, "corrupt event record in store");
-        }
-        if (d == doc) {
-            if (id) {
-                *id = (const char *)ip;
-                *idlen = il;
+    /* walk the records, decoding more of the block as needed; an average
+     * event needs about half a block */
+    uint64_t est = (uint64_t)sc->rawlen * (doc - sc->first + 1) / sc->count;
+    est += est / 8 + 512;
+    if (est > sc->rawlen)
+        est = sc->rawlen;
+    if ((rc = store_decode(r, sc, (uint32_t)est, e)))
+        return rc;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        seg_cur c = {(const uint8_t *)sc->raw, (const uint8_t *)sc->raw + sc->have, 0};
+        for (uint32_t d = sc->first;; d++) {
+            uint64_t il = seg_get_varint(&c);
+            const uint8_t *ip = seg_get_bytes(&c, il);
+            uint64_t jl = seg_get_varint(&c);
+            const uint8_t *jp = seg_get_bytes(&c, jl);
+            if (c.bad)
+                break;
+            if (d == doc) {
+                if (id) {
+                    *id = (const char *)ip;
+                    *idlen = il;
+                }
+                if (json) {
+                    *json = (const char *)jp;
+                    *jlen = jl;
+                }
+                return SEG_OK;
             }
-            if (json) {
-                *json = (const char *)jp;
-                *jlen = jl;
-            }
-            return SEG_OK;
         }
+        if (sc->have == sc->rawlen)
+            break;
+        if ((rc = store_decode(r, sc, sc->rawlen, e)))
+            return rc;
     }
+    sc->gen = 0;
+    mark_failed(r, "corrupt event record");
+    return CORRUPT(r, e, "corrupt event record in store");
 }
 
 int seg_reader_ids(seg_reader *r, const uint8_t **recs, uint32_t *n, seg_err *e)
@@ -1077,7 +1181,8 @@ long seg_reader_verify(const char *path, seg_report_fn report, void *ud)
         const char *id, *js;
         size_t il, jl;
         seg_err de = {0};
-        if (seg_reader_doc(r, sc, d, &id, &il, &js, &jl, &de)) {
+        /* every block is decoded whole: a partial decode could miss its end */
+        if (seg_reader_doc(r, sc, d, &id, &il, &js, &jl, &de) || store_decode(r, sc, sc->rawlen, &de)) {
             vproblem(&v, "%s", de.msg);
             break;
         }

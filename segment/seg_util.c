@@ -276,6 +276,77 @@ uint64_t seg_get_varint(seg_cur *c)
 
 uint64_t seg_hash64(const void *p, size_t n) { return XXH3_64bits(p, n); }
 
+void seg_buf_put_packed(seg_buf *b, const uint32_t *v, size_t n)
+{
+    uint32_t all = 0;
+    for (size_t i = 0; i < n; i++)
+        all |= v[i];
+    unsigned w = all ? 32 - (unsigned)__builtin_clz(all) : 0;
+    size_t bytes = (n * w + 7) / 8;
+    seg_buf_put_u8(b, (uint8_t)w);
+    if (!w || seg_buf_reserve(b, bytes + 8))
+        return;
+    uint8_t *p = b->p + b->n;
+    memset(p, 0, bytes + 8);
+    uint64_t acc = 0;
+    unsigned have = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc |= (uint64_t)v[i] << have;
+        have += w;
+        while (have >= 8) {
+            p[o++] = (uint8_t)acc;
+            acc >>= 8;
+            have -= 8;
+        }
+    }
+    if (have)
+        p[o++] = (uint8_t)acc;
+    b->n += bytes;
+}
+
+int seg_get_packed(seg_cur *c, uint32_t *out, size_t n)
+{
+    unsigned w = seg_get_u8(c);
+    if (c->bad || w > 32) {
+        c->bad = 1;
+        return -1;
+    }
+    if (w == 0) {
+        memset(out, 0, n * sizeof *out);
+        return 0;
+    }
+    size_t bytes = (n * w + 7) / 8;
+    const uint8_t *p = seg_get_bytes(c, bytes);
+    if (!p)
+        return -1;
+    uint64_t mask = (w == 32) ? 0xffffffffull : ((1ull << w) - 1);
+    size_t bit = 0;
+    if (bytes >= 8) {
+        /* fast path: 8-byte loads while they stay inside the bytes */
+        size_t i = 0;
+        for (; i < n && (bit >> 3) + 8 <= bytes; i++, bit += w) {
+            uint64_t x;
+            memcpy(&x, p + (bit >> 3), 8);
+            out[i] = (uint32_t)((x >> (bit & 7)) & mask);
+        }
+        for (; i < n; i++, bit += w) {
+            uint64_t x = 0;
+            for (size_t k = 0; k < 8 && (bit >> 3) + k < bytes; k++)
+                x |= (uint64_t)p[(bit >> 3) + k] << (8 * k);
+            out[i] = (uint32_t)((x >> (bit & 7)) & mask);
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++, bit += w) {
+        uint64_t x = 0;
+        for (size_t k = 0; k < 8 && (bit >> 3) + k < bytes; k++)
+            x |= (uint64_t)p[(bit >> 3) + k] << (8 * k);
+        out[i] = (uint32_t)((x >> (bit & 7)) & mask);
+    }
+    return 0;
+}
+
 /* ---- files ---- */
 
 int seg_fsync_dir(const char *dir, seg_err *e)

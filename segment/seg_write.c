@@ -449,39 +449,47 @@ static void enc_times(const seg_builder *b, const uint32_t *order, seg_buf *o)
     }
 }
 
-/* Re-encodes one term's in-memory stream into blocks; appends to post. */
+/* Re-encodes one term's in-memory stream into bit-packed blocks of 128
+ * docs; appends to post. */
 static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, seg_buf *pos)
 {
     seg_cur c = {t->data.p, t->data.p + t->data.n, 0};
     int64_t doc = -1;
     uint32_t left = t->df;
-    while (left) {
+    uint32_t gaps[SEG_POST_BLOCK], tfs[SEG_POST_BLOCK];
+    seg_buf pv = {0};          /* the block's positions, as u32 */
+    int rc = 0;
+    while (left && rc == 0) {
         uint32_t cnt = left < SEG_POST_BLOCK ? left : SEG_POST_BLOCK;
-        docs->n = pos->n = 0;
+        docs->n = pos->n = pv.n = 0;
         int64_t last = doc;
         for (uint32_t k = 0; k < cnt; k++) {
             uint64_t gap = seg_get_varint(&c);
             last = last + 1 + (int64_t)gap;
-            seg_buf_put_varint(docs, gap);
+            gaps[k] = (uint32_t)gap;
             if (text) {
                 /* positions until a 0 or the end; the first is pos + 1 */
-                size_t mark = pos->n;
-                uint64_t tf = 0;
+                uint32_t tf = 0;
                 while (c.p < c.end && *c.p != 0) {
-                    uint64_t d = seg_get_varint(&c);
-                    seg_buf_put_varint(pos, tf == 0 ? d - 1 : d);
+                    uint32_t d = (uint32_t)seg_get_varint(&c);
+                    uint32_t v = tf == 0 ? d - 1 : d;
+                    seg_buf_put(&pv, &v, 4);
                     tf++;
                 }
                 if (c.p < c.end)
                     c.p++; /* the 0 */
                 if (tf == 0)
-                    return -1;
-                (void)mark;
-                seg_buf_put_varint(docs, tf);
+                    rc = -1;
+                tfs[k] = tf - 1;
             }
         }
-        if (c.bad)
-            return -1;
+        if (c.bad || pv.oom)
+            rc = -1;
+        seg_buf_put_packed(docs, gaps, cnt);
+        if (text) {
+            seg_buf_put_packed(docs, tfs, cnt);
+            seg_buf_put_packed(pos, (const uint32_t *)(void *)pv.p, pv.n / 4);
+        }
         seg_buf_put_varint(post, (uint64_t)last);
         seg_buf_put_varint(post, docs->n);
         seg_buf_put_varint(post, pos->n);
@@ -490,7 +498,8 @@ static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, s
         doc = last;
         left -= cnt;
     }
-    return 0;
+    seg_buf_free(&pv);
+    return rc;
 }
 
 static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict, seg_buf *post)

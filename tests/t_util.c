@@ -30,6 +30,35 @@ static void test_varint(void)
     seg_buf_free(&b);
 }
 
+static void test_packed(void)
+{
+    unsigned long long st = 7;
+    int good = 1;
+    for (int round = 0; round < 2000 && good; round++) {
+        uint32_t v[300], w[300];
+        size_t n = (size_t)(st % 300);
+        unsigned bits = (unsigned)((st >> 9) % 33);
+        for (size_t i = 0; i < n; i++) {
+            st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+            v[i] = bits == 32 ? (uint32_t)(st >> 32) : (uint32_t)(st >> 32) & ((1u << bits) - 1);
+        }
+        seg_buf b = {0};
+        seg_buf_put_packed(&b, v, n);
+        seg_cur c = {b.p, b.p + b.n, 0};
+        good = seg_get_packed(&c, w, n) == 0 && c.p == c.end && (n == 0 || !memcmp(v, w, n * 4));
+        seg_buf_free(&b);
+        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+    }
+    ok(good, "bit packing round-trips at every width and length");
+    uint8_t bad[3] = {33, 0, 0};
+    seg_cur c = {bad, bad + 3, 0};
+    uint32_t out[4];
+    ok(seg_get_packed(&c, out, 4) < 0, "a width over 32 is refused");
+    uint8_t shortb[3] = {7, 0xff, 0xff};
+    seg_cur c2 = {shortb, shortb + 3, 0};
+    ok(seg_get_packed(&c2, out, 4) < 0, "packed values past the end are refused");
+}
+
 static void test_err(void)
 {
     seg_err e = {0};
@@ -105,6 +134,7 @@ static void test_manifest(void)
 int main(void)
 {
     test_varint();
+    test_packed();
     test_err();
     test_time();
     test_manifest();
