@@ -5,6 +5,7 @@
  * searcher/, JSON or NDJSON out.  No engine logic lives here.
  */
 #define _GNU_SOURCE
+#include "api/api.h"
 #include "indexer/idx.h"
 #include "searcher/srch.h"
 
@@ -34,7 +35,7 @@ static const char *const usage_main =
     "  stats    print an index's event, segment, bucket and byte counts\n"
     "  verify   check every checksum and structure of a data directory\n"
     "  dump     describe the sections of one segment file\n"
-    "  serve    the HTTP server (not built yet: see README)\n"
+    "  serve    serve the HTTP API\n"
     "\n"
     "'logdex COMMAND --help' describes each command's options.\n";
 
@@ -568,10 +569,8 @@ int main(int argc, char **argv)
         return cmd_verify(argc, argv);
     if (!strcmp(cmd, "dump"))
         return cmd_dump(argc, argv);
-    if (!strcmp(cmd, "serve")) {
-        fprintf(stderr, "logdex serve: the HTTP server is not built yet (open issue: REST server)\n");
-        return 1;
-    }
+    if (!strcmp(cmd, "serve"))
+        return api_serve(argc, argv);
     fprintf(stderr, "logdex: unknown command '%s'\n\n%s", cmd, usage_main);
     return 2;
 }

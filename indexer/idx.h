@@ -24,6 +24,8 @@ typedef struct idx_opts {
     int64_t bucket_ns;      /* bucket width for a new index (default 1 h) */
     size_t buffer_bytes;    /* flush when buffered events exceed this */
     int threads;            /* segment builders in a flush (default 2) */
+    int wal;                /* server mode: write-ahead log, snapshots, ticks */
+    int64_t max_age_ns;     /* server mode: flush buffers older than this (10 s) */
 } idx_opts;
 
 typedef struct idx_counts {
@@ -56,5 +58,37 @@ int idx_flush(idx_writer *w, seg_err *e);
 int idx_close(idx_writer *w, seg_err *e);
 const idx_counts *idx_get_counts(const idx_writer *w);
 size_t idx_buffered_bytes(const idx_writer *w);
+
+/* ---- server mode (opts.wal): one idx_writer shared by many threads ---- */
+
+typedef struct idx_line_error {
+    long line;
+    char reason[512];
+} idx_line_error;
+
+typedef struct idx_batch {
+    uint64_t accepted, rejected, duplicates;
+    idx_line_error *errors;       /* the rejected lines, in order */
+    size_t nerrors;
+} idx_batch;
+
+/* Ingests an NDJSON body.  Returns SEG_OK once every accepted event is in
+ * the write-ahead log on disk (fsync shared with concurrent callers) and
+ * in the buffer seen by snapshots taken after the return.  Bad lines are
+ * counted and listed in out; only I/O or memory failures are errors. */
+int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_err *e);
+void idx_batch_free(idx_batch *b);
+/* A snapshot of every stored and buffered event (buffered ones are sealed
+ * into in-memory segments first).  Release with seg_set_unref(). */
+int idx_snapshot(idx_writer *w, seg_set **out, seg_err *e);
+/* Periodic work: completes a finished background flush, and starts one
+ * for a buffer older than max_age_ns. */
+int idx_tick(idx_writer *w, seg_err *e);
+/* Figures for /metrics. */
+typedef struct idx_metrics {
+    idx_counts counts;
+    uint64_t wal_bytes, wal_fsyncs, wal_fsync_ns, buffered_bytes, segments, replayed;
+} idx_metrics;
+void idx_get_metrics(idx_writer *w, idx_metrics *m);
 
 #endif

@@ -13,7 +13,7 @@
  * acknowledged as stored.
  */
 #define _GNU_SOURCE
-#include "indexer/idx.h"
+#include "indexer/idx_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -35,6 +35,7 @@ typedef struct idslot {
 typedef struct bucket {
     int64_t start;
     seg_builder *b;
+    uint32_t sealed;        /* events already in in-memory segments */
 } bucket;
 
 /* The explicit _ids buffered since the last flush, exactly. */
@@ -70,6 +71,16 @@ struct idx_writer {
     size_t nreaders;
     uint64_t auto_seq;
     int64_t auto_base;
+    /* server mode (opts.wal): the idx_ingest / idx_snapshot / idx_tick
+     * callers share the writer under mu, which guards every field above
+     * and below (the flush batch is the flush thread's until joined) */
+    pthread_mutex_t mu;
+    idx_wal wal;
+    uint64_t replayed;
+    int64_t buffer_since;           /* arrival of the oldest buffered event */
+    seg_reader **mem;               /* in-memory segments of sealed events */
+    size_t nmem, capmem;
+    seg_set *snap;                  /* cached snapshot, NULL when stale */
 };
 
 int idx_name_valid(const char *name)
@@ -89,10 +100,15 @@ int idx_name_valid(const char *name)
 
 void idx_opts_default(idx_opts *o)
 {
+    memset(o, 0, sizeof *o);
     o->bucket_ns = DEFAULT_BUCKET_NS;
     o->buffer_bytes = 64u << 20;
     o->threads = 2;
+    o->max_age_ns = 10LL * 1000000000LL;
 }
+
+static int replay_event(void *ud, const char *json, size_t n, int64_t time, const char *id, size_t idlen,
+                        int explicit_id, seg_err *e);
 
 static void remove_orphans(idx_writer *w)
 {
@@ -141,6 +157,7 @@ int idx_open(const char *datadir, const char *index, const idx_opts *o, idx_writ
     w->tok = seg_tok_new();
     w->sc = seg_store_cur_new();
     int rc = SEG_OK;
+    w->wal.fd = -1;
     if (!w->dir || !w->js || !w->tok || !w->sc) {
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory (or ICU failed to start)");
         goto fail;
@@ -170,6 +187,12 @@ int idx_open(const char *datadir, const char *index, const idx_opts *o, idx_writ
     }
     remove_orphans(w);
     w->auto_base = seg_time_now();
+    pthread_mutex_init(&w->mu, NULL);
+    if (w->opts.wal) {
+        w->wal.fd = -1;
+        if ((rc = idx_wal_open(&w->wal, w->dir, w->man.wal_done, replay_event, w, &w->replayed, e)))
+            goto fail;
+    }
     *out = w;
     return SEG_OK;
 fail:
@@ -382,6 +405,43 @@ static int id_is_duplicate(idx_writer *w, const char *id, size_t n, seg_err *e)
     return seen;
 }
 
+/* Appends an accepted event to its bucket's buffer. */
+static int buffer_event(idx_writer *w, const char *json, size_t n, int64_t t, const char *id, size_t idlen,
+                        int explicit_id, seg_err *e)
+{
+    bucket *b = bucket_get(w, bucket_of(w, t));
+    if (!b)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    int rc = seg_builder_add(b->b, json, n, t, id, idlen, explicit_id);
+    if (rc)
+        return seg_err_set(e, rc, NULL, "cannot buffer event: %s", seg_strerror(rc));
+    if (!w->buffered)
+        w->buffer_since = seg_time_now();
+    w->buffered += n + idlen + 40;
+    if (w->snap) {
+        seg_set_unref(w->snap);
+        w->snap = NULL;
+    }
+    return SEG_OK;
+}
+
+/* Events found in the write-ahead log at open: accepted before a crash. */
+static int replay_event(void *ud, const char *json, size_t n, int64_t time, const char *id, size_t idlen,
+                        int explicit_id, seg_err *e)
+{
+    idx_writer *w = ud;
+    if (explicit_id && idset_seen(&w->pending, id, idlen, seg_hash64(id, idlen)) < 0)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    return buffer_event(w, json, n, time, id, idlen, explicit_id, e);
+}
+
+/* An engine-assigned id: writer start (ms) and a sequence, in hex. */
+static size_t auto_id(idx_writer *w, char out[40])
+{
+    return (size_t)snprintf(out, 40, "%011llx%08llx", (unsigned long long)(w->auto_base / 1000000),
+                            (unsigned long long)w->auto_seq++);
+}
+
 int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_reject_fn reject,
                  void *ud, seg_err *e)
 {
@@ -421,22 +481,14 @@ int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_rej
             return SEG_OK;
         }
     } else {
-        /* engine-assigned: writer start time (ms) and a sequence, in hex:
-         * unique per index as long as two writers never start in the same
-         * millisecond (the lock makes writers sequential). */
-        idlen = (size_t)snprintf(autoid, sizeof autoid, "%011llx%08llx",
-                                 (unsigned long long)(w->auto_base / 1000000),
-                                 (unsigned long long)w->auto_seq++);
+        /* unique per index: writers are sequential (the lock), and each
+         * starts at a later millisecond */
+        idlen = auto_id(w, autoid);
         id = autoid;
     }
-    bucket *b = bucket_get(w, bucket_of(w, t));
-    if (!b)
-        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-    rc = seg_builder_add(b->b, line, n, t, id, idlen, explicit_id);
-    if (rc)
-        return seg_err_set(e, rc, NULL, "cannot buffer event: %s", seg_strerror(rc));
+    if ((rc = buffer_event(w, line, n, t, id, idlen, explicit_id, e)))
+        return rc;
     w->counts.accepted++;
-    w->buffered += n + idlen + 40;
     if (w->buffered >= w->opts.buffer_bytes)
         return flush_start(w, e);
     return SEG_OK;
@@ -477,6 +529,10 @@ typedef struct flush_batch {
     seg_err err;
     pthread_t th;
     int ran_inline;
+    int finished;           /* atomic: the flush thread is done */
+    uint64_t wal_seq;       /* WAL files <= this hold only this batch's events (and older) */
+    seg_reader **mem;       /* in-memory segments of these events, visible until joined */
+    size_t nmem;
 } flush_batch;
 
 static void *flush_worker(void *arg)
@@ -539,6 +595,7 @@ static void *flush_main(void *arg)
     flush_worker(j);
     for (int t = 0; t < started; t++)
         pthread_join(th[t], NULL);
+    __atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -557,6 +614,9 @@ static void batch_free(flush_batch *j)
     seg_free(j->ents);
     seg_free(j->done);
     idset_clear(&j->ids);
+    for (size_t i = 0; i < j->nmem; i++)
+        seg_reader_unref(j->mem[i]);
+    seg_free(j->mem);
     seg_free(j->dir);
     pthread_mutex_destroy(&j->lock);
     seg_free(j);
@@ -581,8 +641,16 @@ static int flush_join(idx_writer *w, seg_err *e)
             rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
             goto out;
         }
+    if (j->wal_seq)
+        w->man.wal_done = j->wal_seq;
     if ((rc = seg_manifest_save(w->dir, &w->man, e)))
         goto out;
+    if (j->wal_seq)
+        idx_wal_drop_upto(&w->wal, j->wal_seq);
+    if (w->snap) {
+        seg_set_unref(w->snap);
+        w->snap = NULL;
+    }
     /* the batch's ids are stored now */
     for (uint32_t k = 0; w->stored_loaded && j->ids.slots && k <= j->ids.mask; k++)
         if (j->ids.slots[k].hash && stored_add(w, j->ids.slots[k].hash)) {
@@ -618,10 +686,18 @@ static int flush_start(idx_writer *w, seg_err *e)
         m->bucket = w->buckets[i].start;
         m->docs = seg_builder_count(w->buckets[i].b);
     }
+    if (w->opts.wal && (rc = idx_wal_rotate(&w->wal, &j->wal_seq, e))) {
+        batch_free(j);
+        return rc;
+    }
     j->buckets = w->buckets;
     j->n = w->nbuckets;
     j->ids = w->pending;
     j->threads = w->opts.threads;
+    j->mem = w->mem;
+    j->nmem = w->nmem;
+    w->mem = NULL;
+    w->nmem = w->capmem = 0;
     memset(&w->pending, 0, sizeof w->pending);
     w->buckets = NULL;
     w->nbuckets = w->capbuckets = 0;
@@ -655,6 +731,14 @@ int idx_close(idx_writer *w, seg_err *e)
         seg_err ignore = {0};
         flush_join(w, &ignore);
     }
+    if (w->opts.wal)
+        idx_wal_close(&w->wal);
+    for (size_t i = 0; i < w->nmem; i++)
+        seg_reader_unref(w->mem[i]);
+    seg_free(w->mem);
+    seg_set_unref(w->snap);
+    if (w->lockfd >= 0 && w->dir)
+        pthread_mutex_destroy(&w->mu);
     for (size_t i = 0; i < w->nbuckets; i++)
         bucket_free(&w->buckets[i]);
     seg_free(w->buckets);
@@ -676,3 +760,272 @@ int idx_close(idx_writer *w, seg_err *e)
 
 const idx_counts *idx_get_counts(const idx_writer *w) { return &w->counts; }
 size_t idx_buffered_bytes(const idx_writer *w) { return w->buffered; }
+
+/* ------------------------------------------------------------------ */
+/* Server mode                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct prep {
+    const char *json;
+    size_t len;
+    int64_t time;
+    int has_time;
+    size_t id_off, id_len;  /* in the request's id buffer */
+    int explicit_id;
+} prep;
+
+void idx_batch_free(idx_batch *b)
+{
+    if (!b)
+        return;
+    seg_free(b->errors);
+    memset(b, 0, sizeof *b);
+}
+
+static int batch_error(idx_batch *out, long line, const char *reason)
+{
+    idx_line_error *ne = seg_realloc(out->errors, (out->nerrors + 1) * sizeof *ne);
+    if (!ne)
+        return -1;
+    out->errors = ne;
+    ne[out->nerrors].line = line;
+    snprintf(ne[out->nerrors].reason, sizeof ne[out->nerrors].reason, "%s", reason);
+    out->nerrors++;
+    out->rejected++;
+    return 0;
+}
+
+int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_err *e)
+{
+    memset(out, 0, sizeof *out);
+    seg_json *js = seg_json_new();
+    prep *p = NULL;
+    size_t np = 0, cap = 0;
+    seg_buf ids = {0}, rec = {0};
+    int rc = SEG_OK;
+    if (!js) {
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    /* 1. parse every line, without the lock */
+    long lineno = 0;
+    for (size_t at = 0; at < n;) {
+        const char *nl = memchr(body + at, '\n', n - at);
+        size_t end = nl ? (size_t)(nl - body) : n;
+        const char *line = body + at;
+        size_t len = end - at;
+        at = end + 1;
+        lineno++;
+        size_t k = 0;
+        while (k < len && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r'))
+            k++;
+        if (k == len)
+            continue;
+        const seg_jval *v;
+        size_t nv;
+        seg_err je = {0};
+        int prc = seg_json_parse(js, line, len, &v, &nv, &je);
+        if (prc == SEG_ENOMEM) {
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            goto out;
+        }
+        if (prc) {
+            if (batch_error(out, lineno, je.msg)) {
+                rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+                goto out;
+            }
+            continue;
+        }
+        if (np == cap) {
+            cap = cap ? cap * 2 : 256;
+            prep *q = seg_realloc(p, cap * sizeof *q);
+            if (!q) {
+                rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+                goto out;
+            }
+            p = q;
+        }
+        prep *x = &p[np++];
+        x->json = line;
+        x->len = len;
+        x->has_time = seg_event_time(v, nv, &x->time);
+        const char *id;
+        size_t il;
+        x->explicit_id = seg_event_id(v, nv, &id, &il);
+        x->id_off = ids.n;
+        x->id_len = x->explicit_id ? il : 0;
+        if (x->explicit_id)
+            seg_buf_put(&ids, id, il);
+    }
+    if (ids.oom) {
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    /* 2. de-duplicate, buffer and log, under the lock */
+    uint64_t ticket = 0;
+    pthread_mutex_lock(&w->mu);
+    int64_t now = seg_time_now();
+    uint32_t nacc = 0;
+    for (size_t i = 0; i < np && rc == SEG_OK; i++) {
+        prep *x = &p[i];
+        char autoid[40];
+        const char *id = (const char *)ids.p + x->id_off;
+        size_t il = x->id_len;
+        if (x->explicit_id) {
+            int dup = id_is_duplicate(w, id, il, e);
+            if (dup < 0) {
+                rc = e->code;
+                break;
+            }
+            if (dup) {
+                out->duplicates++;
+                continue;
+            }
+        } else {
+            il = auto_id(w, autoid);
+            id = autoid;
+        }
+        int64_t t = x->has_time ? x->time : now;
+        if ((rc = buffer_event(w, x->json, x->len, t, id, il, x->explicit_id, e)))
+            break;
+        idx_wal_record_event(&rec, t, x->explicit_id, id, il, x->json, x->len);
+        nacc++;
+    }
+    if (rc == SEG_OK && nacc)
+        rc = idx_wal_append(&w->wal, nacc, &rec, &ticket, e);
+    if (rc == SEG_OK) {
+        out->accepted = nacc;
+        w->counts.accepted += nacc;
+        w->counts.duplicates += out->duplicates;
+        w->counts.rejected += out->rejected;
+        w->counts.lines += np + out->rejected;
+        w->counts.bytes += n;
+        if (w->buffered >= w->opts.buffer_bytes)
+            rc = flush_start(w, e);
+    }
+    pthread_mutex_unlock(&w->mu);
+    /* 3. wait until the log is on disk (shared fsync) */
+    if (rc == SEG_OK && ticket)
+        rc = idx_wal_sync(&w->wal, ticket, e);
+out:
+    seg_json_free(js);
+    seg_free(p);
+    seg_buf_free(&ids);
+    seg_buf_free(&rec);
+    return rc;
+}
+
+/* Seals the events buffered since the last seal into in-memory segments
+ * (one per bucket), so that snapshots see them.  Called under mu. */
+static int seal(idx_writer *w, seg_err *e)
+{
+    for (size_t i = 0; i < w->nbuckets; i++) {
+        bucket *b = &w->buckets[i];
+        uint32_t n = seg_builder_count(b->b);
+        if (b->sealed == n)
+            continue;
+        seg_builder *nb = seg_builder_new();
+        if (!nb)
+            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        int rc = SEG_OK;
+        for (uint32_t k = b->sealed; k < n && rc == SEG_OK; k++) {
+            const char *js, *id;
+            size_t jl, il;
+            int64_t t;
+            int ex;
+            seg_builder_event(b->b, k, &js, &jl, &t, &id, &il, &ex);
+            rc = seg_builder_add(nb, js, jl, t, id, il, ex);
+        }
+        seg_buf mem = {0};
+        if (rc == SEG_OK)
+            rc = seg_builder_write_mem(nb, w->tok, w->js, &mem, e);
+        seg_builder_free(nb);
+        seg_reader *r = NULL;
+        if (rc == SEG_OK) {
+            char name[128];
+            snprintf(name, sizeof name, "%s/(buffer %lld+%u)", w->dir, (long long)b->start, b->sealed);
+            rc = seg_reader_open_mem(name, mem.p, mem.n, &r, e);
+            mem.p = NULL;
+        }
+        seg_buf_free(&mem);
+        if (rc)
+            return rc ? rc : SEG_ENOMEM;
+        if (w->nmem == w->capmem) {
+            size_t cap = w->capmem ? w->capmem * 2 : 16;
+            seg_reader **q = seg_realloc(w->mem, cap * sizeof *q);
+            if (!q) {
+                seg_reader_unref(r);
+                return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            }
+            w->mem = q;
+            w->capmem = cap;
+        }
+        w->mem[w->nmem++] = r;
+        b->sealed = n;
+    }
+    return SEG_OK;
+}
+
+int idx_snapshot(idx_writer *w, seg_set **out, seg_err *e)
+{
+    *out = NULL;
+    pthread_mutex_lock(&w->mu);
+    int rc = SEG_OK;
+    if (!w->snap) {
+        rc = seal(w, e);
+        size_t n = w->man.n + w->nmem + (w->inflight ? w->inflight->nmem : 0), k = 0;
+        seg_reader **r = rc ? NULL : seg_malloc((n ? n : 1) * sizeof *r);
+        if (!rc && !r)
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        for (size_t i = 0; rc == SEG_OK && i < w->man.n; i++) {
+            seg_reader *x = reader_at(w, i, e);
+            if (!x)
+                rc = e->code ? e->code : SEG_ENOMEM;
+            else
+                r[k++] = x;
+        }
+        for (size_t i = 0; rc == SEG_OK && w->inflight && i < w->inflight->nmem; i++)
+            r[k++] = w->inflight->mem[i];
+        for (size_t i = 0; rc == SEG_OK && i < w->nmem; i++)
+            r[k++] = w->mem[i];
+        if (rc == SEG_OK && !(w->snap = seg_set_new(r, k)))
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        seg_free(r);
+    }
+    if (rc == SEG_OK) {
+        seg_set_ref(w->snap);
+        *out = w->snap;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+int idx_tick(idx_writer *w, seg_err *e)
+{
+    int rc = SEG_OK;
+    pthread_mutex_lock(&w->mu);
+    if (w->inflight && __atomic_load_n(&w->inflight->finished, __ATOMIC_ACQUIRE))
+        rc = flush_join(w, e);
+    if (rc == SEG_OK && w->nbuckets && !w->inflight && seg_time_now() - w->buffer_since >= w->opts.max_age_ns)
+        rc = flush_start(w, e);
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+void idx_get_metrics(idx_writer *w, idx_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    pthread_mutex_lock(&w->mu);
+    m->counts = w->counts;
+    m->buffered_bytes = w->buffered;
+    m->segments = w->man.n;
+    m->replayed = w->replayed;
+    pthread_mutex_unlock(&w->mu);
+    if (w->opts.wal) {
+        pthread_mutex_lock(&w->wal.mu);
+        m->wal_bytes = w->wal.bytes_total;
+        m->wal_fsyncs = w->wal.fsyncs;
+        m->wal_fsync_ns = w->wal.fsync_ns_total;
+        pthread_mutex_unlock(&w->wal.mu);
+    }
+}

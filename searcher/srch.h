@@ -42,6 +42,13 @@ int srch_parse_time(const char *s, int64_t now, int64_t *out, seg_err *e);
 typedef struct srch_index srch_index;
 int srch_index_open(const char *datadir, const char *index, srch_pool *pool, srch_index **out,
                     seg_err *e);
+/* A searchable view of a snapshot (takes a reference on set). */
+int srch_index_from_set(seg_set *set, srch_pool *pool, srch_index **out, seg_err *e);
+/* Fields of the snapshot: calls fn for each distinct field with its type
+ * flags (SEG_F_*) and the number of events holding it. */
+void srch_index_fields(const srch_index *ix, void (*fn)(void *ud, const char *name, size_t len,
+                                                        unsigned flags, uint64_t docs),
+                       void *ud);
 void srch_index_close(srch_index *ix);
 size_t srch_index_nsegments(const srch_index *ix);
 uint64_t srch_index_events(const srch_index *ix);

@@ -143,9 +143,10 @@ void srch_pool_run(srch_pool *p, size_t n, void (*fn)(void *arg, size_t i), void
 /* ------------------------------------------------------------------ */
 
 struct srch_index {
-    seg_manifest man;
-    seg_reader **segs;         /* sorted by max time, newest first */
+    seg_set *set;              /* the snapshot searched (one reference) */
+    seg_reader **segs;         /* its readers, newest first */
     size_t nsegs;
+    int64_t bucket_ns;         /* 0 when unknown */
     srch_pool *pool;
     seg_store_cur *spare;      /* a warm store cursor for merges (atomic swap) */
 };
@@ -157,50 +158,76 @@ static int seg_newer(const void *a, const void *b)
     return tx > ty ? -1 : tx < ty;
 }
 
+int srch_index_from_set(seg_set *set, srch_pool *pool, srch_index **out, seg_err *e)
+{
+    *out = NULL;
+    srch_index *ix = seg_calloc(1, sizeof *ix);
+    size_t n = seg_set_count(set);
+    seg_reader **segs = seg_malloc((n ? n : 1) * sizeof *segs);
+    if (!ix || !segs) {
+        seg_free(ix);
+        seg_free(segs);
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        segs[i] = seg_set_at(set, i);
+    if (n > 1)
+        qsort(segs, n, sizeof *segs, seg_newer);
+    seg_set_ref(set);
+    ix->set = set;
+    ix->segs = segs;
+    ix->nsegs = n;
+    ix->pool = pool;
+    *out = ix;
+    return SEG_OK;
+}
+
 int srch_index_open(const char *datadir, const char *index, srch_pool *pool, srch_index **out,
                     seg_err *e)
 {
     *out = NULL;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", datadir, index);
-    srch_index *ix = seg_calloc(1, sizeof *ix);
-    if (!ix)
-        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-    ix->pool = pool;
-    int exists, rc = seg_manifest_load(dir, &ix->man, &exists, e);
-    if (rc == SEG_OK && !exists)
-        rc = seg_err_set(e, SEG_ENOENT, NULL, "no such index: %s", index);
-    if (rc == SEG_OK && ix->man.n) {
-        ix->segs = seg_calloc(ix->man.n, sizeof *ix->segs);
-        if (!ix->segs)
-            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-    }
-    for (size_t i = 0; rc == SEG_OK && i < ix->man.n; i++) {
-        char p[4096 + 80];
-        snprintf(p, sizeof p, "%s/%s", dir, ix->man.e[i].name);
-        rc = seg_reader_open(p, &ix->segs[ix->nsegs], e);
-        if (rc == SEG_OK)
-            ix->nsegs++;
-    }
-    if (rc) {
-        srch_index_close(ix);
+    seg_manifest man;
+    int exists, rc = seg_manifest_load(dir, &man, &exists, e);
+    if (rc)
         return rc;
+    if (!exists) {
+        seg_manifest_free(&man);
+        return seg_err_set(e, SEG_ENOENT, NULL, "no such index: %s", index);
     }
-    if (ix->nsegs > 1)
-        qsort(ix->segs, ix->nsegs, sizeof *ix->segs, seg_newer);
-    *out = ix;
-    return SEG_OK;
+    seg_reader **r = seg_calloc(man.n ? man.n : 1, sizeof *r);
+    size_t k = 0;
+    if (!r)
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    for (size_t i = 0; rc == SEG_OK && i < man.n; i++) {
+        char p[4096 + 80];
+        snprintf(p, sizeof p, "%s/%s", dir, man.e[i].name);
+        if ((rc = seg_reader_open(p, &r[k], e)) == SEG_OK)
+            k++;
+    }
+    seg_set *set = NULL;
+    if (rc == SEG_OK && !(set = seg_set_new(r, k)))
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < k; i++)
+        seg_reader_unref(r[i]); /* the set holds them now */
+    seg_free(r);
+    if (rc == SEG_OK)
+        rc = srch_index_from_set(set, pool, out, e);
+    seg_set_unref(set);
+    if (rc == SEG_OK)
+        (*out)->bucket_ns = man.bucket_ns;
+    seg_manifest_free(&man);
+    return rc;
 }
 
 void srch_index_close(srch_index *ix)
 {
     if (!ix)
         return;
-    for (size_t i = 0; i < ix->nsegs; i++)
-        seg_reader_close(ix->segs[i]);
+    seg_set_unref(ix->set);
     seg_free(ix->segs);
     seg_store_cur_free(ix->spare);
-    seg_manifest_free(&ix->man);
     seg_free(ix);
 }
 
@@ -222,16 +249,62 @@ uint64_t srch_index_bytes(const srch_index *ix)
     return n;
 }
 
+static int64_t floordiv(int64_t a, int64_t b) { return a / b - (a % b < 0); }
+
 size_t srch_index_nbuckets(const srch_index *ix)
 {
+    if (ix->bucket_ns <= 0)
+        return ix->nsegs;
     size_t k = 0;
-    for (size_t i = 0; i < ix->man.n; i++) {
+    for (size_t i = 0; i < ix->nsegs; i++) {
+        int64_t bi = floordiv(seg_reader_min_time(ix->segs[i]), ix->bucket_ns);
         int dup = 0;
         for (size_t j = 0; j < i && !dup; j++)
-            dup = ix->man.e[j].bucket == ix->man.e[i].bucket;
+            dup = floordiv(seg_reader_min_time(ix->segs[j]), ix->bucket_ns) == bi;
         k += !dup;
     }
     return k;
+}
+
+void srch_index_fields(const srch_index *ix, void (*fn)(void *ud, const char *name, size_t len, unsigned flags,
+                                                        uint64_t docs),
+                       void *ud)
+{
+    /* merge the segments' field tables by name (small: a linear list) */
+    typedef struct fa {
+        const char *name;
+        size_t len;
+        unsigned flags;
+        uint64_t docs;
+    } fa;
+    fa *all = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; i < ix->nsegs; i++) {
+        seg_reader *r = ix->segs[i];
+        for (uint32_t f = 0; f < seg_reader_nfields(r); f++) {
+            const seg_field *sf = seg_reader_field(r, f);
+            size_t k = 0;
+            while (k < n && !(all[k].len == sf->name_len && !memcmp(all[k].name, sf->name, sf->name_len)))
+                k++;
+            if (k == n) {
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 64;
+                    fa *q = seg_realloc(all, cap * sizeof *q);
+                    if (!q) {
+                        seg_free(all);
+                        return;
+                    }
+                    all = q;
+                }
+                all[n++] = (fa){sf->name, sf->name_len, 0, 0};
+            }
+            all[k].flags |= sf->flags;
+            all[k].docs += sf->docs;
+        }
+    }
+    for (size_t k = 0; k < n; k++)
+        fn(ud, all[k].name, all[k].len, all[k].flags, all[k].docs);
+    seg_free(all);
 }
 
 /* ------------------------------------------------------------------ */

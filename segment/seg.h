@@ -113,6 +113,8 @@ void seg_wr_u32(uint8_t *p, uint32_t v);
 void seg_wr_u64(uint8_t *p, uint64_t v);
 
 uint64_t seg_hash64(const void *p, size_t n); /* XXH3 64-bit */
+/* XXH3 64-bit of the concatenation a + b (without copying). */
+uint64_t seg_hash64_2(const void *a, size_t an, const void *b, size_t bn);
 
 /* Bit packing: u8 bit width w (0..32), then the n values, w bits each,
  * least significant bit first, in ceil(n * w / 8) bytes. */
@@ -214,11 +216,18 @@ void seg_builder_free(seg_builder *b);
 int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns,
                     const char *id, size_t idlen, int explicit_id);
 uint32_t seg_builder_count(const seg_builder *b);
+/* The JSON bytes and time of the i-th added event (in order of adding). */
+void seg_builder_event(const seg_builder *b, uint32_t i, const char **json, size_t *len, int64_t *time,
+                       const char **id, size_t *idlen, int *explicit_id);
 size_t seg_builder_bytes(const seg_builder *b);
 /* Sorts, indexes and writes the segment to path (temp name, fsync,
  * rename, directory fsync).  tok and js are the calling thread's. */
 int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js,
                       const char *path, uint64_t *bytes_out, seg_err *e);
+
+/* The same, into memory (out receives the whole file's bytes): for the
+ * in-memory segments that make buffered events searchable. */
+int seg_builder_write_mem(seg_builder *b, seg_tok *tok, seg_json *js, seg_buf *out, seg_err *e);
 
 /* ------------------------------------------------------------------ */
 /* Segment reader                                                      */
@@ -241,7 +250,23 @@ typedef struct seg_field {
 enum { SEG_K_TEXT = 0, SEG_K_VALUE = 1, SEG_K_EXISTS = 2 };
 
 int seg_reader_open(const char *path, seg_reader **out, seg_err *e);
+/* Opens a segment held in memory; takes ownership of buf (seg_malloc'd),
+ * freed with the reader.  name is used in messages. */
+int seg_reader_open_mem(const char *name, uint8_t *buf, size_t n, seg_reader **out, seg_err *e);
+/* Closes the reader (the caller's only reference). */
 void seg_reader_close(seg_reader *r);
+/* Reference counting for readers shared between snapshots: a reader is
+ * opened with one reference; unref closes it at zero. */
+void seg_reader_ref(seg_reader *r);
+void seg_reader_unref(seg_reader *r);
+
+/* A snapshot: a reference-counted set of readers (each referenced). */
+typedef struct seg_set seg_set;
+seg_set *seg_set_new(seg_reader *const *r, size_t n);
+void seg_set_ref(seg_set *s);
+void seg_set_unref(seg_set *s);
+size_t seg_set_count(const seg_set *s);
+seg_reader *seg_set_at(const seg_set *s, size_t i);
 const char *seg_reader_path(const seg_reader *r);
 uint32_t seg_reader_ndocs(const seg_reader *r);
 int64_t seg_reader_min_time(const seg_reader *r);
@@ -344,6 +369,7 @@ typedef struct seg_mentry {
 typedef struct seg_manifest {
     uint64_t next_seq;
     int64_t bucket_ns;
+    uint64_t wal_done;    /* write-ahead log files <= this are in segments */
     seg_mentry *e;
     size_t n, cap;
 } seg_manifest;

@@ -7,6 +7,9 @@
  *   logdex-manifest 1                      magic and version
  *   next SEQ                               next segment sequence number
  *   bucket NS                              bucket width in ns
+ *   wal SEQ                                write-ahead log files with
+ *                                          sequence <= SEQ are in segments
+ *                                          (optional; 0 when absent)
  *   seg NAME BUCKET DOCS MIN MAX BYTES     one per live segment
  *   end XXH3                               16 hex digits: XXH3-64 of all
  *                                          bytes before this line
@@ -108,6 +111,8 @@ int seg_manifest_load(const char *dir, seg_manifest *m, int *exists, seg_err *e)
             m->next_seq = nx;
         } else if (sscanf(line, "bucket %lld", &bn) == 1) {
             m->bucket_ns = bn;
+        } else if (sscanf(line, "wal %llu", &nx) == 1) {
+            m->wal_done = nx;
         } else if (sscanf(line, "seg %63s %" SCNd64 " %" SCNu32 " %" SCNd64 " %" SCNd64 " %" SCNu64,
                           ent.name, &ent.bucket, &ent.docs, &ent.min_time, &ent.max_time,
                           &ent.bytes) == 6) {
@@ -144,6 +149,8 @@ int seg_manifest_save(const char *dir, const seg_manifest *m, seg_err *e)
     seg_buf_put(&b, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC));
     int k = snprintf(line, sizeof line, "next %llu\nbucket %lld\n", (unsigned long long)m->next_seq,
                      (long long)m->bucket_ns);
+    if (m->wal_done)
+        k += snprintf(line + k, sizeof line - (size_t)k, "wal %llu\n", (unsigned long long)m->wal_done);
     seg_buf_put(&b, line, (size_t)k);
     for (size_t i = 0; i < m->n; i++) {
         const seg_mentry *s = &m->e[i];

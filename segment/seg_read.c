@@ -37,6 +37,8 @@ struct seg_reader {
     char *path;
     const uint8_t *map;
     size_t size;
+    int in_memory;             /* map is seg_malloc'd, not mmapped */
+    int refs;                  /* atomic */
     uint64_t gen;              /* unique id for cursor caches */
     uint32_t ndocs;
     int64_t min_time, max_time;
@@ -135,6 +137,8 @@ static int parse_fields(seg_reader *r, seg_err *e)
     return SEG_OK;
 }
 
+static int reader_init(seg_reader *r, seg_err *e);
+
 int seg_reader_open(const char *path, seg_reader **out, seg_err *e)
 {
     *out = NULL;
@@ -142,8 +146,7 @@ int seg_reader_open(const char *path, seg_reader **out, seg_err *e)
     if (!r)
         return seg_err_set(e, SEG_ENOMEM, path, "out of memory");
     r->path = seg_strndup(path, strlen(path));
-    r->s_fields = r->s_times = r->s_dict = r->s_post = r->s_store = r->s_ids = -1;
-    r->gen = __atomic_add_fetch(&reader_gen, 1, __ATOMIC_RELAXED);
+    r->refs = 1;
     int rc = SEG_OK;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -169,6 +172,44 @@ int seg_reader_open(const char *path, seg_reader **out, seg_err *e)
         goto fail;
     }
     r->map = m;
+    if ((rc = reader_init(r, e)))
+        goto fail;
+    *out = r;
+    return SEG_OK;
+fail:
+    seg_reader_close(r);
+    return rc;
+}
+
+int seg_reader_open_mem(const char *name, uint8_t *buf, size_t n, seg_reader **out, seg_err *e)
+{
+    *out = NULL;
+    seg_reader *r = seg_calloc(1, sizeof *r);
+    if (!r) {
+        seg_free(buf);
+        return seg_err_set(e, SEG_ENOMEM, name, "out of memory");
+    }
+    r->path = seg_strndup(name, strlen(name));
+    r->refs = 1;
+    r->in_memory = 1;
+    r->map = buf;
+    r->size = n;
+    int rc = n < SEG_HEADER_SIZE ? CORRUPT(r, e, "too short for a segment header") : reader_init(r, e);
+    if (rc) {
+        seg_reader_close(r);
+        return rc;
+    }
+    *out = r;
+    return SEG_OK;
+}
+
+/* Checks the header and directory of r->map and loads the field table. */
+static int reader_init(seg_reader *r, seg_err *e)
+{
+    const char *path = r->path;
+    int rc = SEG_OK;
+    r->s_fields = r->s_times = r->s_dict = r->s_post = r->s_store = r->s_ids = -1;
+    r->gen = __atomic_add_fetch(&reader_gen, 1, __ATOMIC_RELAXED);
     const uint8_t *h = r->map;
     if (memcmp(h, SEG_MAGIC, 8) != 0) {
         rc = seg_err_set(e, SEG_EVERSION, path, "not a logdex segment (bad magic)");
@@ -242,10 +283,7 @@ int seg_reader_open(const char *path, seg_reader **out, seg_err *e)
             }
             r->s_num[r->sec[i].arg] = (int)i;
         }
-    *out = r;
-    return SEG_OK;
 fail:
-    seg_reader_close(r);
     return rc;
 }
 
@@ -253,7 +291,9 @@ void seg_reader_close(seg_reader *r)
 {
     if (!r)
         return;
-    if (r->map)
+    if (r->map && r->in_memory)
+        seg_free((void *)r->map);
+    else if (r->map)
         munmap((void *)r->map, r->size);
     seg_free(r->path);
     seg_free(r->sec);
@@ -262,6 +302,48 @@ void seg_reader_close(seg_reader *r)
     seg_free(r->s_num);
     seg_free(r);
 }
+
+void seg_reader_ref(seg_reader *r) { __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED); }
+
+void seg_reader_unref(seg_reader *r)
+{
+    if (r && __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        seg_reader_close(r);
+}
+
+struct seg_set {
+    int refs;                  /* atomic */
+    size_t n;
+    seg_reader *r[];
+};
+
+seg_set *seg_set_new(seg_reader *const *r, size_t n)
+{
+    seg_set *s = seg_malloc(sizeof *s + n * sizeof(seg_reader *));
+    if (!s)
+        return NULL;
+    s->refs = 1;
+    s->n = n;
+    for (size_t i = 0; i < n; i++) {
+        s->r[i] = r[i];
+        seg_reader_ref(r[i]);
+    }
+    return s;
+}
+
+void seg_set_ref(seg_set *s) { __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED); }
+
+void seg_set_unref(seg_set *s)
+{
+    if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        seg_reader_unref(s->r[i]);
+    seg_free(s);
+}
+
+size_t seg_set_count(const seg_set *s) { return s->n; }
+seg_reader *seg_set_at(const seg_set *s, size_t i) { return s->r[i]; }
 
 const char *seg_reader_path(const seg_reader *r) { return r->path; }
 uint32_t seg_reader_ndocs(const seg_reader *r) { return r->ndocs; }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 static const char *const seg_codes[SEG_NCODES] = {
@@ -275,6 +276,16 @@ uint64_t seg_get_varint(seg_cur *c)
 }
 
 uint64_t seg_hash64(const void *p, size_t n) { return XXH3_64bits(p, n); }
+
+uint64_t seg_hash64_2(const void *a, size_t an, const void *b, size_t bn)
+{
+    XXH3_state_t st;
+    XXH3_INITSTATE(&st);
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, a, an);
+    XXH3_64bits_update(&st, b, bn);
+    return XXH3_64bits_digest(&st);
+}
 
 void seg_buf_put_packed(seg_buf *b, const uint32_t *v, size_t n)
 {

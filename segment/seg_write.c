@@ -50,6 +50,18 @@ void seg_builder_free(seg_builder *b)
 }
 
 uint32_t seg_builder_count(const seg_builder *b) { return b->n; }
+
+void seg_builder_event(const seg_builder *b, uint32_t i, const char **json, size_t *len, int64_t *time,
+                       const char **id, size_t *idlen, int *explicit_id)
+{
+    const ev *e = &b->ev[i];
+    *json = (const char *)b->arena.p + e->off;
+    *len = e->len;
+    *time = e->time;
+    *id = (const char *)b->arena.p + e->id_off;
+    *idlen = e->id_len;
+    *explicit_id = e->explicit_id;
+}
 size_t seg_builder_bytes(const seg_builder *b) { return b->arena.n + (size_t)b->n * sizeof(ev); }
 
 int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
@@ -701,6 +713,7 @@ static void enc_ids(const seg_builder *b, const uint32_t *order, seg_buf *o)
 
 typedef struct wfile {
     int fd;
+    seg_buf *mem;          /* writing to memory instead of fd */
     uint64_t off;
     seg_buf dir;
     uint32_t nsec;
@@ -710,6 +723,11 @@ typedef struct wfile {
 
 static int wr_all(wfile *w, const void *p, size_t n)
 {
+    if (w->mem) {
+        seg_buf_put(w->mem, p, n);
+        w->off += n;
+        return w->mem->oom ? seg_err_set(w->e, SEG_ENOMEM, NULL, "out of memory") : SEG_OK;
+    }
     const uint8_t *q = p;
     while (n) {
         ssize_t k = write(w->fd, q, n);
@@ -740,8 +758,10 @@ static int wr_section(wfile *w, uint32_t kind, uint32_t arg, seg_buf *s)
     return rc;
 }
 
-int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *path,
-                      uint64_t *bytes_out, seg_err *e)
+/* Builds the segment and writes it to path (temp, fsync, rename) or, when
+ * mem is set, into mem. */
+static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *path, seg_buf *mem,
+                       uint64_t *bytes_out, seg_err *e)
 {
     int rc = SEG_OK;
     build x;
@@ -751,7 +771,9 @@ int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *pa
     uint32_t *order = NULL, *torder = NULL;
     seg_buf sec = {0}, post = {0};
     char tmp[4096];
-    wfile w = {.fd = -1, .path = path, .e = e};
+    wfile w = {.fd = -1, .mem = mem, .path = path ? path : "(memory)", .e = e};
+    if (!path)
+        path = "(memory)";
 
     if (b->n == 0)
         return seg_err_set(e, SEG_EINVAL, path, "empty segment");
@@ -784,12 +806,14 @@ int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *pa
         qsort_r(torder, x.nterms, sizeof *torder, key_cmp, &x);
 
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w.fd < 0) {
-        rc = seg_err_set(e, SEG_EIO, tmp, "create: %s", strerror(errno));
-        goto out;
+    if (!mem) {
+        w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (w.fd < 0) {
+            rc = seg_err_set(e, SEG_EIO, tmp, "create: %s", strerror(errno));
+            goto out;
+        }
+        w.path = tmp;
     }
-    w.path = tmp;
     uint8_t hdr[SEG_HEADER_SIZE] = {0};
     if ((rc = wr_all(&w, hdr, sizeof hdr)))
         goto out;
@@ -840,6 +864,12 @@ int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *pa
     seg_wr_u64(hdr + 40, diroff);
     seg_wr_u64(hdr + 48, seg_hash64(w.dir.p, w.dir.n));
     seg_wr_u64(hdr + 56, seg_hash64(hdr, 56));
+    if (mem) {
+        memcpy(mem->p, hdr, sizeof hdr);
+        if (bytes_out)
+            *bytes_out = w.off;
+        goto out;
+    }
     if (pwrite(w.fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr) {
         rc = seg_err_set(e, SEG_EIO, tmp, "write header: %s", strerror(errno));
         goto out;
@@ -887,4 +917,15 @@ out:
     seg_free(x.fslot);
     seg_buf_free(&x.keys);
     return rc;
+}
+
+int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *path,
+                      uint64_t *bytes_out, seg_err *e)
+{
+    return build_write(b, tok, js, path, NULL, bytes_out, e);
+}
+
+int seg_builder_write_mem(seg_builder *b, seg_tok *tok, seg_json *js, seg_buf *out, seg_err *e)
+{
+    return build_write(b, tok, js, NULL, out, NULL, e);
 }

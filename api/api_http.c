@@ -1,0 +1,995 @@
+/*
+ * api_http.c -- `logdex serve`: the HTTP API on libmicrohttpd.
+ *
+ * Threads: libmicrohttpd's pool (one poller per thread) runs the handlers;
+ * a tick thread completes and starts background flushes; the main thread
+ * waits for SIGTERM/SIGINT.  Shared state:
+ *   - the index registry (srv.ix, srv.nix), guarded by srv.mu; an index's
+ *     idx_writer is itself safe for concurrent idx_ingest / idx_snapshot /
+ *     idx_tick calls;
+ *   - counters for /metrics, updated with atomics;
+ *   - the search pool (srch_pool), which runs one search's segments at a
+ *     time and is safe to call from any thread.
+ * Handlers only translate: parse the request, call indexer/ or searcher/,
+ * write JSON.
+ */
+#define _GNU_SOURCE
+#include "api/api.h"
+#include "indexer/idx.h"
+#include "searcher/srch.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static const char *const usage_serve =
+    "usage: logdex serve [--data DIR] [--listen HOST:PORT] [options]\n"
+    "\n"
+    "Serves the HTTP API (docs/http-api.md).  Prints 'logdex listening on\n"
+    "http://HOST:PORT' once it accepts connections.  SIGTERM or SIGINT: stop\n"
+    "accepting, finish requests in flight, flush everything, exit 0.\n"
+    "\n"
+    "  --data DIR          data directory (default ./data)\n"
+    "  --listen HOST:PORT  address (default 127.0.0.1:9200; port 0: any free port)\n"
+    "  --max-body BYTES    largest request body, after gzip decoding (default 64 MiB)\n"
+    "  --auth-token TOKEN  require 'Authorization: Bearer TOKEN' (all but /health)\n"
+    "  --tls-cert FILE --tls-key FILE   serve HTTPS\n"
+    "  --buffer-mb N       flush an index's buffer at N MiB (default 64)\n"
+    "  --flush-age SECS    ... or when its oldest event is SECS old (default 10)\n"
+    "  --threads N         HTTP threads (default 4)\n"
+    "  --quiet             no request log on standard error\n";
+
+#define MAX_INDEXES 1024
+
+typedef struct index_ent {
+    char name[72];
+    idx_writer *w;
+} index_ent;
+
+static struct server {
+    char data[4096];
+    pthread_mutex_t mu;        /* guards ix, nix */
+    index_ent ix[MAX_INDEXES];
+    size_t nix;
+    idx_opts opts;
+    srch_pool *pool;
+    seg_tok *qtok[64];         /* query tokenizers, one per HTTP thread (by slot) */
+    pthread_mutex_t tokmu;     /* guards qtok_used */
+    int qtok_used[64];
+    size_t max_body;
+    const char *token;
+    int quiet;
+    volatile int stopping;
+    /* metrics (atomics) */
+    uint64_t requests, searches, search_ns, search_hist[12], ingest_requests, open_conns, http_errors;
+} srv;
+
+static const double hist_bounds_ms[12] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 1e300};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                        */
+/* ------------------------------------------------------------------ */
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Borrowing a tokenizer for query parsing (ICU state is per thread). */
+static int tok_take(void)
+{
+    pthread_mutex_lock(&srv.tokmu);
+    for (int i = 0; i < 64; i++)
+        if (!srv.qtok_used[i]) {
+            if (!srv.qtok[i])
+                srv.qtok[i] = seg_tok_new();
+            if (!srv.qtok[i])
+                break;
+            srv.qtok_used[i] = 1;
+            pthread_mutex_unlock(&srv.tokmu);
+            return i;
+        }
+    pthread_mutex_unlock(&srv.tokmu);
+    return -1;
+}
+
+static void tok_give(int i)
+{
+    pthread_mutex_lock(&srv.tokmu);
+    srv.qtok_used[i] = 0;
+    pthread_mutex_unlock(&srv.tokmu);
+}
+
+typedef struct reply {
+    unsigned status;
+    seg_buf body;
+    const char *ctype;
+    const char *retry_after;
+} reply;
+
+static void put_s(seg_buf *b, const char *s) { seg_buf_put(b, s, strlen(s)); }
+
+/* Appends s as a JSON string. */
+static void put_jstr(seg_buf *b, const char *s, size_t n)
+{
+    json_t *j = json_stringn_nocheck(s, n);
+    char *d = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    if (d)
+        put_s(b, d);
+    else
+        put_s(b, "\"\"");
+    free(d);
+    json_decref(j);
+}
+
+static void error_reply(reply *r, unsigned status, const char *type, const char *reason)
+{
+    r->status = status;
+    r->body.n = 0;
+    r->ctype = "application/json";
+    put_s(&r->body, "{\"error\":{\"type\":");
+    put_jstr(&r->body, type, strlen(type));
+    put_s(&r->body, ",\"reason\":");
+    put_jstr(&r->body, reason, strlen(reason));
+    put_s(&r->body, "}}");
+    __atomic_add_fetch(&srv.http_errors, 1, __ATOMIC_RELAXED);
+}
+
+static void seg_error_reply(reply *r, const seg_err *e)
+{
+    char buf[1024];
+    seg_err_str(e, buf, sizeof buf);
+    switch (e->code) {
+    case SEG_EQUERY: error_reply(r, 400, "bad_request", buf); break;
+    case SEG_ELIMIT: error_reply(r, 400, "limit_exceeded", buf); break;
+    case SEG_ENOENT: error_reply(r, 404, "index_not_found", buf); break;
+    case SEG_ECORRUPT: error_reply(r, 500, "corrupt_segment", buf); break;
+    case SEG_ENOMEM: error_reply(r, 503, "overloaded", buf); r->retry_after = "1"; break;
+    default: error_reply(r, 500, "internal_error", buf); break;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Index registry                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Finds (create: or creates) the live writer of an index. */
+static idx_writer *index_get(const char *name, int create, seg_err *e)
+{
+    pthread_mutex_lock(&srv.mu);
+    for (size_t i = 0; i < srv.nix; i++)
+        if (!strcmp(srv.ix[i].name, name)) {
+            idx_writer *w = srv.ix[i].w;
+            pthread_mutex_unlock(&srv.mu);
+            return w;
+        }
+    idx_writer *w = NULL;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/%s/manifest", srv.data, name);
+    struct stat st;
+    if (!create && stat(dir, &st) != 0) {
+        seg_err_set(e, SEG_ENOENT, NULL, "no such index: %s", name);
+    } else if (srv.nix >= MAX_INDEXES) {
+        seg_err_set(e, SEG_ELIMIT, NULL, "too many indexes (%d)", MAX_INDEXES);
+    } else if (idx_open(srv.data, name, &srv.opts, &w, e) == SEG_OK) {
+        snprintf(srv.ix[srv.nix].name, sizeof srv.ix[srv.nix].name, "%s", name);
+        srv.ix[srv.nix++].w = w;
+    }
+    pthread_mutex_unlock(&srv.mu);
+    return w;
+}
+
+/* ------------------------------------------------------------------ */
+/* Query strings                                                        */
+/* ------------------------------------------------------------------ */
+
+static const char *arg(struct MHD_Connection *c, const char *k)
+{
+    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
+}
+
+static int parse_time_arg(struct MHD_Connection *c, const char *k, int64_t *out, int *has, seg_err *e)
+{
+    const char *v = arg(c, k);
+    *has = v && *v;
+    if (!*has)
+        return SEG_OK;
+    int rc = srch_parse_time(v, seg_time_now(), out, e);
+    if (rc) {
+        char m[sizeof e->msg];
+        snprintf(m, sizeof m, "%s", e->msg);
+        snprintf(e->msg, sizeof e->msg, "%s: %.*s", k, (int)(sizeof e->msg - 16), m);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Routes                                                               */
+/* ------------------------------------------------------------------ */
+
+static void do_ingest(reply *r, const char *index, const char *body, size_t n)
+{
+    seg_err e = {0};
+    idx_writer *w = index_get(index, 1, &e);
+    if (!w) {
+        seg_error_reply(r, &e);
+        return;
+    }
+    __atomic_add_fetch(&srv.ingest_requests, 1, __ATOMIC_RELAXED);
+    idx_batch b;
+    if (idx_ingest(w, body, n, &b, &e)) {
+        idx_batch_free(&b);
+        if (e.code == SEG_ENOMEM) {
+            error_reply(r, 503, "overloaded", e.msg);
+            r->retry_after = "1";
+        } else {
+            seg_error_reply(r, &e);
+        }
+        return;
+    }
+    char head[200];
+    snprintf(head, sizeof head, "{\"accepted\":%llu,\"rejected\":%llu,\"duplicates\":%llu,\"errors\":[",
+             (unsigned long long)b.accepted, (unsigned long long)b.rejected, (unsigned long long)b.duplicates);
+    put_s(&r->body, head);
+    for (size_t i = 0; i < b.nerrors; i++) {
+        char l[64];
+        snprintf(l, sizeof l, "%s{\"line\":%ld,\"reason\":", i ? "," : "", b.errors[i].line);
+        put_s(&r->body, l);
+        put_jstr(&r->body, b.errors[i].reason, strlen(b.errors[i].reason));
+        put_s(&r->body, "}");
+    }
+    put_s(&r->body, "]}");
+    idx_batch_free(&b);
+}
+
+/* Opens a searchable snapshot of an index. */
+static srch_index *snapshot(const char *index, seg_err *e)
+{
+    idx_writer *w = index_get(index, 0, e);
+    if (!w)
+        return NULL;
+    seg_set *set;
+    if (idx_snapshot(w, &set, e))
+        return NULL;
+    srch_index *ix = NULL;
+    srch_index_from_set(set, srv.pool, &ix, e);
+    seg_set_unref(set);
+    return ix;
+}
+
+static void do_search(reply *r, struct MHD_Connection *c, const char *index)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    seg_err e = {0};
+    srch_request rq;
+    memset(&rq, 0, sizeof rq);
+    const char *q = arg(c, "q"), *lim = arg(c, "limit");
+    rq.limit = 100;
+    if (lim && *lim) {
+        char *end;
+        long long v = strtoll(lim, &end, 10);
+        if (*end || v < 0 || v > 10000) {
+            error_reply(r, 400, "bad_request", "limit must be a whole number from 0 to 10000");
+            return;
+        }
+        rq.limit = (size_t)v;
+    }
+    rq.cursor = arg(c, "cursor");
+    if (parse_time_arg(c, "start", &rq.start, &rq.has_start, &e) ||
+        parse_time_arg(c, "end", &rq.end, &rq.has_end, &e)) {
+        error_reply(r, 400, "bad_request", e.msg);
+        return;
+    }
+    int slot = tok_take();
+    if (slot < 0) {
+        error_reply(r, 503, "overloaded", "too many concurrent searches");
+        r->retry_after = "1";
+        return;
+    }
+    srch_query *pq = NULL;
+    int rc = srch_query_parse(q ? q : "", q ? strlen(q) : 0, srv.qtok[slot], &pq, &e);
+    tok_give(slot);
+    if (rc) {
+        seg_error_reply(r, &e);
+        return;
+    }
+    rq.q = pq;
+    srch_index *ix = snapshot(index, &e);
+    srch_result res;
+    if (!ix || srch_search(ix, &rq, &res, &e)) {
+        srch_index_close(ix);
+        srch_query_free(pq);
+        seg_error_reply(r, &e);
+        return;
+    }
+    double took = ms_since(&t0);
+    char head[128];
+    snprintf(head, sizeof head, "{\"took_ms\":%.3f,\"total\":%llu,\"hits\":[", took, (unsigned long long)res.total);
+    put_s(&r->body, head);
+    for (size_t i = 0; i < res.nhits; i++) {
+        const srch_hit *h = &res.hits[i];
+        char ts[40];
+        seg_time_format(h->time, ts);
+        put_s(&r->body, i ? ",{\"_id\":" : "{\"_id\":");
+        put_jstr(&r->body, h->id, h->id_len);
+        put_s(&r->body, ",\"_time\":\"");
+        put_s(&r->body, ts);
+        put_s(&r->body, "\",\"_source\":");
+        seg_buf_put(&r->body, h->json, h->json_len); /* the event as sent */
+        put_s(&r->body, "}");
+    }
+    put_s(&r->body, "],\"cursor\":");
+    if (res.cursor)
+        put_jstr(&r->body, res.cursor, strlen(res.cursor));
+    else
+        put_s(&r->body, "null");
+    put_s(&r->body, "}");
+    srch_result_free(&res);
+    srch_index_close(ix);
+    srch_query_free(pq);
+    __atomic_add_fetch(&srv.searches, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&srv.search_ns, (uint64_t)(took * 1e6), __ATOMIC_RELAXED);
+    for (int k = 0; k < 12; k++)
+        if (took <= hist_bounds_ms[k]) {
+            __atomic_add_fetch(&srv.search_hist[k], 1, __ATOMIC_RELAXED);
+            break;
+        }
+}
+
+static uint64_t dir_bytes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    uint64_t n = 0;
+    if (!d)
+        return 0;
+    struct dirent *de;
+    char p[8300];
+    while ((de = readdir(d))) {
+        struct stat st;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (stat(p, &st) != 0)
+            continue;
+        if (S_ISREG(st.st_mode))
+            n += (uint64_t)st.st_size;
+        else if (S_ISDIR(st.st_mode) && strlen(p) < 4200)
+            n += dir_bytes(p);
+    }
+    closedir(d);
+    return n;
+}
+
+static void stats_json(seg_buf *b, const char *index, srch_index *ix)
+{
+    char dir[4200], s[256];
+    snprintf(dir, sizeof dir, "%s/%s", srv.data, index);
+    snprintf(s, sizeof s, "{\"events\":%llu,\"segments\":%zu,\"buckets\":%zu,\"bytes\":%llu}",
+             (unsigned long long)srch_index_events(ix), srch_index_nsegments(ix), srch_index_nbuckets(ix),
+             (unsigned long long)dir_bytes(dir));
+    put_s(b, s);
+}
+
+static void do_stats(reply *r, const char *index)
+{
+    seg_err e = {0};
+    srch_index *ix = snapshot(index, &e);
+    if (!ix) {
+        seg_error_reply(r, &e);
+        return;
+    }
+    stats_json(&r->body, index, ix);
+    srch_index_close(ix);
+}
+
+typedef struct fctx {
+    seg_buf *b;
+    int n;
+} fctx;
+
+static void field_cb(void *ud, const char *name, size_t len, unsigned flags, uint64_t docs)
+{
+    fctx *f = ud;
+    put_s(f->b, f->n++ ? ",{\"name\":" : "{\"name\":");
+    put_jstr(f->b, name, len);
+    put_s(f->b, ",\"types\":[");
+    static const char *const tn[4] = {"string", "integer", "real", "boolean"};
+    int k = 0;
+    for (int i = 0; i < 4; i++)
+        if (flags & (1u << i)) {
+            put_s(f->b, k++ ? ",\"" : "\"");
+            put_s(f->b, tn[i]);
+            put_s(f->b, "\"");
+        }
+    char c[64];
+    snprintf(c, sizeof c, "],\"count\":%llu}", (unsigned long long)docs);
+    put_s(f->b, c);
+}
+
+static void do_fields(reply *r, const char *index)
+{
+    seg_err e = {0};
+    srch_index *ix = snapshot(index, &e);
+    if (!ix) {
+        seg_error_reply(r, &e);
+        return;
+    }
+    fctx f = {&r->body, 0};
+    put_s(&r->body, "{\"fields\":[");
+    srch_index_fields(ix, field_cb, &f);
+    put_s(&r->body, "]}");
+    srch_index_close(ix);
+}
+
+static void do_indexes(reply *r)
+{
+    put_s(&r->body, "{\"indexes\":[");
+    pthread_mutex_lock(&srv.mu);
+    size_t n = srv.nix;
+    char names[MAX_INDEXES][72];
+    for (size_t i = 0; i < n; i++)
+        memcpy(names[i], srv.ix[i].name, 72);
+    pthread_mutex_unlock(&srv.mu);
+    for (size_t i = 0; i < n; i++) {
+        seg_err e = {0};
+        srch_index *ix = snapshot(names[i], &e);
+        if (!ix)
+            continue;
+        put_s(&r->body, i ? ",{\"name\":" : "{\"name\":");
+        put_jstr(&r->body, names[i], strlen(names[i]));
+        put_s(&r->body, ",\"stats\":");
+        stats_json(&r->body, names[i], ix);
+        put_s(&r->body, "}");
+        srch_index_close(ix);
+    }
+    put_s(&r->body, "]}");
+}
+
+static void metric(seg_buf *b, const char *name, const char *type, const char *help, const char *labels,
+                   double v)
+{
+    char s[512];
+    if (type) {
+        snprintf(s, sizeof s, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        put_s(b, s);
+    }
+    snprintf(s, sizeof s, "%s%s %.17g\n", name, labels ? labels : "", v);
+    put_s(b, s);
+}
+
+static void do_metrics(reply *r)
+{
+    seg_buf *b = &r->body;
+    r->ctype = "text/plain; version=0.0.4";
+    pthread_mutex_lock(&srv.mu);
+    size_t n = srv.nix;
+    idx_metrics m[MAX_INDEXES];
+    char names[MAX_INDEXES][72];
+    for (size_t i = 0; i < n; i++) {
+        idx_get_metrics(srv.ix[i].w, &m[i]);
+        memcpy(names[i], srv.ix[i].name, 72);
+    }
+    pthread_mutex_unlock(&srv.mu);
+    static const struct {
+        const char *name, *type, *help;
+        int field;
+    } per[] = {
+        {"logdex_events_ingested_total", "counter", "Events accepted.", 0},
+        {"logdex_events_rejected_total", "counter", "Lines rejected.", 1},
+        {"logdex_events_duplicate_total", "counter", "Events not stored again (same _id).", 2},
+        {"logdex_bytes_ingested_total", "counter", "Bytes of NDJSON received.", 3},
+        {"logdex_wal_bytes_total", "counter", "Bytes appended to write-ahead logs.", 4},
+        {"logdex_wal_fsyncs_total", "counter", "fdatasync calls on write-ahead logs.", 5},
+        {"logdex_wal_fsync_seconds_total", "counter", "Time in write-ahead log fdatasync.", 6},
+        {"logdex_buffer_bytes", "gauge", "Events buffered, not yet in segments.", 7},
+        {"logdex_segments", "gauge", "Segments in the manifest.", 8},
+    };
+    for (size_t k = 0; k < sizeof per / sizeof *per; k++) {
+        for (size_t i = 0; i < n; i++) {
+            double v = 0;
+            switch (per[k].field) {
+            case 0: v = (double)m[i].counts.accepted; break;
+            case 1: v = (double)m[i].counts.rejected; break;
+            case 2: v = (double)m[i].counts.duplicates; break;
+            case 3: v = (double)m[i].counts.bytes; break;
+            case 4: v = (double)m[i].wal_bytes; break;
+            case 5: v = (double)m[i].wal_fsyncs; break;
+            case 6: v = (double)m[i].wal_fsync_ns / 1e9; break;
+            case 7: v = (double)m[i].buffered_bytes; break;
+            default: v = (double)m[i].segments; break;
+            }
+            char l[128];
+            snprintf(l, sizeof l, "{index=\"%s\"}", names[i]);
+            metric(b, per[k].name, i == 0 ? per[k].type : NULL, per[k].help, l, v);
+        }
+    }
+    metric(b, "logdex_http_requests_total", "counter", "HTTP requests.", NULL,
+           (double)__atomic_load_n(&srv.requests, __ATOMIC_RELAXED));
+    metric(b, "logdex_http_errors_total", "counter", "HTTP answers with an error status.", NULL,
+           (double)__atomic_load_n(&srv.http_errors, __ATOMIC_RELAXED));
+    metric(b, "logdex_open_connections", "gauge", "Open HTTP connections.", NULL,
+           (double)__atomic_load_n(&srv.open_conns, __ATOMIC_RELAXED));
+    put_s(b, "# HELP logdex_search_seconds Search latency.\n# TYPE logdex_search_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int k = 0; k < 12; k++) {
+        cum += __atomic_load_n(&srv.search_hist[k], __ATOMIC_RELAXED);
+        char l[64];
+        if (k < 11)
+            snprintf(l, sizeof l, "{le=\"%g\"}", hist_bounds_ms[k] / 1e3);
+        else
+            snprintf(l, sizeof l, "{le=\"+Inf\"}");
+        metric(b, "logdex_search_seconds_bucket", NULL, NULL, l, (double)cum);
+    }
+    metric(b, "logdex_search_seconds_sum", NULL, NULL, NULL,
+           (double)__atomic_load_n(&srv.search_ns, __ATOMIC_RELAXED) / 1e9);
+    metric(b, "logdex_search_seconds_count", NULL, NULL, NULL,
+           (double)__atomic_load_n(&srv.searches, __ATOMIC_RELAXED));
+}
+
+/* ------------------------------------------------------------------ */
+/* Request plumbing                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct req {
+    seg_buf body;
+    int too_large;
+    int refused;               /* an answer was queued before the body */
+    struct timespec t0;
+} req;
+
+/* Inflates a gzip body into out, at most max bytes.  0 ok, 1 too large,
+ * -1 undecodable. */
+static int gunzip(const uint8_t *in, size_t n, size_t max, seg_buf *out)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, 15 + 32) != Z_OK)
+        return -1;
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    int rc = 0;
+    for (;;) {
+        if (seg_buf_reserve(out, 1 << 16)) {
+            rc = -1;
+            break;
+        }
+        z.next_out = out->p + out->n;
+        z.avail_out = 1 << 16;
+        int zr = inflate(&z, Z_NO_FLUSH);
+        out->n += (1 << 16) - z.avail_out;
+        if (out->n > max) {
+            rc = 1;
+            break;
+        }
+        if (zr == Z_STREAM_END) {
+            if (z.avail_in == 0)
+                break;
+            inflateReset(&z); /* concatenated members */
+            continue;
+        }
+        if (zr != Z_OK) {
+            rc = -1;
+            break;
+        }
+    }
+    inflateEnd(&z);
+    return rc;
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *c, reply *r)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->body.n, r->body.p ? r->body.p : (void *)"", MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", r->ctype ? r->ctype : "application/json");
+    if (r->retry_after)
+        MHD_add_response_header(resp, "Retry-After", r->retry_after);
+    enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static int auth_ok(struct MHD_Connection *c)
+{
+    if (!srv.token)
+        return 1;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7))
+        return 0;
+    const char *t = h + 7;
+    size_t a = strlen(t), b = strlen(srv.token);
+    /* constant time in the token's length */
+    unsigned diff = (unsigned)(a ^ b);
+    for (size_t i = 0; i < b; i++)
+        diff |= (unsigned)(unsigned char)srv.token[i] ^ (unsigned)(unsigned char)(i < a ? t[i] : 0);
+    return diff == 0;
+}
+
+/* Routes a complete request. */
+static void route(struct MHD_Connection *c, const char *method, const char *url, req *q, reply *r)
+{
+    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    if (!strcmp(url, "/health")) {
+        if (!get)
+            return error_reply(r, 405, "method_not_allowed", "use GET");
+        put_s(&r->body, "{\"status\":\"ok\"}");
+        return;
+    }
+    if (!strcmp(url, "/metrics")) {
+        if (!get)
+            return error_reply(r, 405, "method_not_allowed", "use GET");
+        return do_metrics(r);
+    }
+    if (!strcmp(url, "/api/v1/indexes")) {
+        if (!get)
+            return error_reply(r, 405, "method_not_allowed", "use GET");
+        return do_indexes(r);
+    }
+    const char *p = url;
+    if (strncmp(p, "/api/v1/", 8))
+        return error_reply(r, 404, "not_found", "no such route");
+    p += 8;
+    const char *slash = strchr(p, '/');
+    if (!slash)
+        return error_reply(r, 404, "not_found", "no such route");
+    char index[80];
+    size_t il = (size_t)(slash - p);
+    if (il >= sizeof index)
+        return error_reply(r, 400, "bad_request", "invalid index name: use [a-z0-9][a-z0-9_.-]{0,63}");
+    memcpy(index, p, il);
+    index[il] = 0;
+    const char *action = slash + 1;
+    static const char *const known[] = {"ingest", "search", "stats", "fields", "aggregate", "tail"};
+    int k = -1;
+    for (int i = 0; i < 6; i++)
+        if (!strcmp(action, known[i]))
+            k = i;
+    if (k < 0)
+        return error_reply(r, 404, "not_found", "no such route");
+    if (!idx_name_valid(index))
+        return error_reply(r, 400, "bad_request", "invalid index name: use [a-z0-9][a-z0-9_.-]{0,63}");
+    if ((k == 0 || k == 4) ? !post : !get)
+        return error_reply(r, 405, "method_not_allowed", (k == 0 || k == 4) ? "use POST" : "use GET");
+    switch (k) {
+    case 0: {
+        const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
+        if (enc && (!strcasecmp(enc, "gzip") || !strcasecmp(enc, "x-gzip"))) {
+            seg_buf plain = {0};
+            int g = gunzip(q->body.p, q->body.n, srv.max_body, &plain);
+            if (g == 1) {
+                seg_buf_free(&plain);
+                return error_reply(r, 413, "payload_too_large", "the decoded body is larger than --max-body");
+            }
+            if (g < 0) {
+                seg_buf_free(&plain);
+                return error_reply(r, 400, "bad_request", "the gzip body cannot be decoded");
+            }
+            do_ingest(r, index, (const char *)plain.p, plain.n);
+            seg_buf_free(&plain);
+            return;
+        }
+        if (enc && strcasecmp(enc, "identity"))
+            return error_reply(r, 415, "unsupported_encoding", "Content-Encoding must be gzip or identity");
+        return do_ingest(r, index, (const char *)q->body.p, q->body.n);
+    }
+    case 1: return do_search(r, c, index);
+    case 2: return do_stats(r, index);
+    case 3: return do_fields(r, index);
+    default:
+        return error_reply(r, 501, "not_implemented",
+                           k == 4 ? "aggregations are not built yet" : "live tail is not built yet");
+    }
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *upload, size_t *upload_size, void **ctx)
+{
+    (void)cls;
+    (void)version;
+    req *q = *ctx;
+    if (!q) {
+        q = seg_calloc(1, sizeof *q);
+        if (!q)
+            return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &q->t0);
+        *ctx = q;
+        __atomic_add_fetch(&srv.requests, 1, __ATOMIC_RELAXED);
+        reply r = {200, {0}, NULL, NULL};
+        int refuse = 0;
+        if (strcmp(url, "/health") && !auth_ok(c)) {
+            error_reply(&r, 401, "unauthorized", "missing or wrong 'Authorization: Bearer' token");
+            refuse = 1;
+        } else {
+            const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+            if (cl && strtoull(cl, NULL, 10) > srv.max_body) {
+                error_reply(&r, 413, "payload_too_large", "the body is larger than --max-body");
+                refuse = 1;
+            }
+        }
+        if (refuse) {
+            /* answered before reading the body (also for Expect: 100-continue) */
+            q->refused = 1;
+            enum MHD_Result ret = send_reply(c, &r);
+            if (!srv.quiet)
+                fprintf(stderr, "%s %s %u %.1fms\n", method, url, r.status, ms_since(&q->t0));
+            seg_buf_free(&r.body);
+            return ret;
+        }
+        return MHD_YES;
+    }
+    if (q->refused) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (q->body.n + *upload_size > srv.max_body)
+            q->too_large = 1;
+        else
+            seg_buf_put(&q->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    reply r = {200, {0}, NULL, NULL};
+    if (q->too_large)
+        error_reply(&r, 413, "payload_too_large", "the body is larger than --max-body");
+    else if (q->body.oom)
+        error_reply(&r, 503, "overloaded", "out of memory"), r.retry_after = "1";
+    else
+        route(c, method, url, q, &r);
+    if (r.body.oom) {
+        seg_buf_free(&r.body);
+        r = (reply){503, {0}, NULL, "1"};
+        error_reply(&r, 503, "overloaded", "out of memory");
+    }
+    enum MHD_Result ret = send_reply(c, &r);
+    if (!srv.quiet)
+        fprintf(stderr, "%s %s %u %.1fms\n", method, url, r.status, ms_since(&q->t0));
+    seg_buf_free(&r.body);
+    return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_RequestTerminationCode t)
+{
+    (void)cls;
+    (void)c;
+    (void)t;
+    req *q = *ctx;
+    if (q) {
+        seg_buf_free(&q->body);
+        seg_free(q);
+        *ctx = NULL;
+    }
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **sock_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    (void)sock_ctx;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        __atomic_add_fetch(&srv.open_conns, 1, __ATOMIC_RELAXED);
+        /* answers go out at once (no Nagle delay on keep-alive) */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci) {
+            int one = 1;
+            setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+    } else {
+        __atomic_sub_fetch(&srv.open_conns, 1, __ATOMIC_RELAXED);
+    }
+}
+
+static void *ticker(void *arg)
+{
+    (void)arg;
+    while (!srv.stopping) {
+        struct timespec ts = {0, 250 * 1000000L};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&srv.mu);
+        size_t n = srv.nix;
+        idx_writer *w[MAX_INDEXES];
+        for (size_t i = 0; i < n; i++)
+            w[i] = srv.ix[i].w;
+        pthread_mutex_unlock(&srv.mu);
+        for (size_t i = 0; i < n; i++) {
+            seg_err e = {0};
+            if (idx_tick(w[i], &e)) {
+                char b[1024];
+                fprintf(stderr, "logdex serve: background flush: %s\n", seg_err_str(&e, b, sizeof b));
+            }
+        }
+    }
+    return NULL;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    seg_buf b = {0};
+    char chunk[65536];
+    size_t k;
+    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0)
+        seg_buf_put(&b, chunk, k);
+    fclose(f);
+    seg_buf_put_u8(&b, 0);
+    return b.oom ? NULL : (char *)b.p;
+}
+
+int api_serve(int argc, char **argv)
+{
+    const char *data = "./data", *listen = "127.0.0.1:9200", *cert = NULL, *key = NULL;
+    int threads = 4;
+    memset(&srv, 0, sizeof srv);
+    idx_opts_default(&srv.opts);
+    srv.opts.wal = 1;
+    srv.max_body = 64u << 20;
+    static const struct option opts[] = {
+        {"data", 1, 0, 'd'},      {"listen", 1, 0, 'l'},    {"max-body", 1, 0, 'm'}, {"auth-token", 1, 0, 'a'},
+        {"tls-cert", 1, 0, 'c'},  {"tls-key", 1, 0, 'k'},   {"buffer-mb", 1, 0, 'b'}, {"flush-age", 1, 0, 'g'},
+        {"threads", 1, 0, 't'},   {"quiet", 0, 0, 'q'},     {"retention", 1, 0, 'r'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': data = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'm': srv.max_body = (size_t)strtoull(optarg, NULL, 10); break;
+        case 'a': srv.token = optarg; break;
+        case 'c': cert = optarg; break;
+        case 'k': key = optarg; break;
+        case 'b': srv.opts.buffer_bytes = (size_t)strtoull(optarg, NULL, 10) << 20; break;
+        case 'g': srv.opts.max_age_ns = (int64_t)(atof(optarg) * 1e9); break;
+        case 't': threads = atoi(optarg); break;
+        case 'q': srv.quiet = 1; break;
+        case 'r':
+            fprintf(stderr, "logdex serve: --retention is not built yet (open issue: segment lifecycle)\n");
+            return 2;
+        case 'h': fputs(usage_serve, stdout); return 0;
+        default: fputs(usage_serve, stderr); return 2;
+        }
+    }
+    if (optind != argc || srv.max_body == 0 || threads < 1 || threads > 64 || (!cert) != (!key)) {
+        fputs(usage_serve, stderr);
+        return 2;
+    }
+    if (srv.opts.buffer_bytes == 0)
+        srv.opts.buffer_bytes = 1u << 20;
+    /* address */
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= sizeof host) {
+        fprintf(stderr, "logdex serve: --listen wants HOST:PORT\n");
+        return 2;
+    }
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = 0;
+    int port = atoi(colon + 1);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (!strcmp(host, "localhost"))
+        strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || port < 0 || port > 65535) {
+        fprintf(stderr, "logdex serve: bad --listen address '%s' (IPv4 HOST:PORT)\n", listen);
+        return 2;
+    }
+    if (strcmp(host, "127.0.0.1") && !srv.token)
+        fprintf(stderr, "logdex serve: warning: listening on %s without --auth-token: anyone who can reach it can read and write the logs\n", host);
+    snprintf(srv.data, sizeof srv.data, "%s", data);
+    seg_err e = {0};
+    if (seg_mkdir_p(data, &e)) {
+        char b[1024];
+        fprintf(stderr, "logdex serve: %s\n", seg_err_str(&e, b, sizeof b));
+        return 1;
+    }
+    pthread_mutex_init(&srv.mu, NULL);
+    pthread_mutex_init(&srv.tokmu, NULL);
+    srv.pool = srch_pool_new(0);
+    /* open every existing index: replays write-ahead logs */
+    DIR *d = opendir(data);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (!idx_name_valid(de->d_name))
+            continue;
+        seg_err oe = {0};
+        if (!index_get(de->d_name, 0, &oe) && oe.code != SEG_ENOENT) {
+            char b[1024];
+            fprintf(stderr, "logdex serve: index %s: %s\n", de->d_name, seg_err_str(&oe, b, sizeof b));
+            closedir(d);
+            return 1;
+        }
+    }
+    if (d)
+        closedir(d);
+    /* signals are taken by the main thread only */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    char *certs = NULL, *keys = NULL;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (cert) {
+        certs = slurp(cert);
+        keys = slurp(key);
+        if (!certs || !keys) {
+            fprintf(stderr, "logdex serve: cannot read --tls-cert or --tls-key\n");
+            return 1;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    struct MHD_Daemon *daemon = cert
+        ? MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+                           MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT, 1000u,
+                           MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                           MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+                           on_connection, NULL, MHD_OPTION_HTTPS_MEM_CERT, certs, MHD_OPTION_HTTPS_MEM_KEY, keys,
+                           MHD_OPTION_END)
+        : MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+                           MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT, 1000u,
+                           MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                           MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+                           on_connection, NULL, MHD_OPTION_END);
+    if (!daemon) {
+        fprintf(stderr, "logdex serve: cannot listen on %s: %s\n", listen, strerror(errno));
+        return 1;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    pthread_t tick;
+    pthread_create(&tick, NULL, ticker, NULL);
+    printf("logdex listening on http%s://%s:%u\n", cert ? "s" : "", host, di ? di->port : (unsigned)port);
+    fflush(stdout);
+    int sig;
+    sigwait(&set, &sig);
+    if (!srv.quiet)
+        fprintf(stderr, "logdex serve: signal %d: stopping\n", sig);
+    /* stop accepting, let requests in flight finish, then stop */
+    MHD_quiesce_daemon(daemon);
+    for (int i = 0; i < 300; i++) {
+        const union MHD_DaemonInfo *ci = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!ci || ci->num_connections == 0)
+            break;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(daemon);
+    srv.stopping = 1;
+    pthread_join(tick, NULL);
+    int rc = 0;
+    for (size_t i = 0; i < srv.nix; i++) {
+        seg_err ce = {0};
+        if (idx_close(srv.ix[i].w, &ce)) {
+            char b[1024];
+            fprintf(stderr, "logdex serve: index %s: %s\n", srv.ix[i].name, seg_err_str(&ce, b, sizeof b));
+            rc = 1;
+        }
+    }
+    srch_pool_free(srv.pool);
+    for (int i = 0; i < 64; i++)
+        seg_tok_free(srv.qtok[i]);
+    free(certs);
+    free(keys);
+    return rc;
+}

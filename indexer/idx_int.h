@@ -1,0 +1,45 @@
+/*
+ * idx_int.h -- internal to indexer/: the write-ahead log (idx_wal.c).
+ */
+#ifndef LOGDEX_IDX_INT_H
+#define LOGDEX_IDX_INT_H
+
+#include "indexer/idx.h"
+
+#include <pthread.h>
+
+typedef struct idx_wal {
+    char dir[4096];
+    pthread_mutex_t mu;        /* guards everything below */
+    pthread_cond_t cv;
+    int fd;                    /* the file being appended */
+    uint64_t seq;              /* its sequence number */
+    uint64_t written, synced;  /* bytes appended / covered by fdatasync */
+    int syncing;
+    uint64_t fsyncs, fsync_ns_total, bytes_total;
+} idx_wal;
+
+/* Called for each event found in the log at open. */
+typedef int (*idx_wal_replay_fn)(void *ud, const char *json, size_t n, int64_t time, const char *id,
+                                 size_t idlen, int explicit_id, seg_err *e);
+
+/* Opens INDEX/wal: replays files with seq > done_seq through fn (deleting
+ * older ones), then starts a new file. */
+int idx_wal_open(idx_wal *w, const char *indexdir, uint64_t done_seq, idx_wal_replay_fn fn, void *ud,
+                 uint64_t *replayed, seg_err *e);
+/* Encodes one event of a record into events. */
+void idx_wal_record_event(seg_buf *events, int64_t t, int explicit_id, const char *id, size_t il,
+                          const char *json, size_t jl);
+/* Appends a record of count events (encoded by idx_wal_record_event);
+ * *ticket is what idx_wal_sync must cover. */
+int idx_wal_append(idx_wal *w, uint32_t count, const seg_buf *events, uint64_t *ticket, seg_err *e);
+/* Returns once the record of `ticket` is on disk (group commit). */
+int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e);
+/* Closes the current file (synced) and starts the next; *closed_seq is
+ * the closed file's sequence number. */
+int idx_wal_rotate(idx_wal *w, uint64_t *closed_seq, seg_err *e);
+/* Deletes files with sequence <= seq. */
+void idx_wal_drop_upto(idx_wal *w, uint64_t seq);
+void idx_wal_close(idx_wal *w);
+
+#endif

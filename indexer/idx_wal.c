@@ -1,0 +1,308 @@
+/*
+ * idx_wal.c -- the write-ahead log of one index (internal to indexer/).
+ *
+ * Files INDEX/wal/wSEQ.log (SEQ: 16 hex digits, increasing).  A file is:
+ *   8 bytes magic "LOGDXWAL", u32 version (1), u32 0
+ *   records: u32 magic 0x57584444 ("DDXW"), u32 payload length,
+ *            u64 XXH3-64 of the payload, payload
+ *   payload: varint count, then per event: varint zigzag(time ns),
+ *            u8 explicit id (0/1), varint id length, id, varint JSON
+ *            length, JSON bytes
+ * A record is appended with one write() and acknowledged only after an
+ * fdatasync that covers it.  Concurrent appenders share fdatasyncs (group
+ * commit): whoever finds no sync running syncs everything written so far
+ * and wakes the others.
+ *
+ * Replay reads files in order and stops a file at the first record that is
+ * short or fails its checksum: a torn last write, never acknowledged.
+ * The manifest's "wal SEQ" line says that every file <= SEQ is in segments;
+ * such files are deleted after the manifest is saved.
+ *
+ * Concurrency: all fields are guarded by mu, except that fdatasync runs
+ * without it (the fd cannot be closed meanwhile: rotation waits until no
+ * sync is running).
+ */
+#define _GNU_SOURCE
+#include "indexer/idx_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define WAL_MAGIC "LOGDXWAL"
+#define WAL_VERSION 1u
+#define WAL_REC_MAGIC 0x57584444u
+
+static void wal_path(const idx_wal *w, uint64_t seq, char *out, size_t n)
+{
+    snprintf(out, n, "%s/w%016llx.log", w->dir, (unsigned long long)seq);
+}
+
+static int wal_open_file(idx_wal *w, uint64_t seq, seg_err *e)
+{
+    char p[4200];
+    wal_path(w, seq, p, sizeof p);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return seg_err_set(e, SEG_EIO, p, "create write-ahead log: %s", strerror(errno));
+    uint8_t h[16];
+    memcpy(h, WAL_MAGIC, 8);
+    seg_wr_u32(h + 8, WAL_VERSION);
+    seg_wr_u32(h + 12, 0);
+    if (write(fd, h, 16) != 16 || fdatasync(fd) != 0) {
+        close(fd);
+        return seg_err_set(e, SEG_EIO, p, "write write-ahead log: %s", strerror(errno));
+    }
+    int rc = seg_fsync_dir(w->dir, e);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    w->fd = fd;
+    w->seq = seq;
+    return SEG_OK;
+}
+
+static int seq_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Lists the sequence numbers of the WAL files, sorted. */
+static int wal_list(const char *dir, uint64_t **seqs, size_t *n)
+{
+    *seqs = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    size_t cap = 0;
+    while ((de = readdir(d))) {
+        unsigned long long s;
+        char tail[8];
+        if (sscanf(de->d_name, "w%16llx.%7s", &s, tail) == 2 && !strcmp(tail, "log") && strlen(de->d_name) == 21) {
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 16;
+                uint64_t *q = seg_realloc(*seqs, cap * sizeof *q);
+                if (!q) {
+                    closedir(d);
+                    return -1;
+                }
+                *seqs = q;
+            }
+            (*seqs)[(*n)++] = s;
+        }
+    }
+    closedir(d);
+    if (*n > 1)
+        qsort(*seqs, *n, sizeof **seqs, seq_cmp);
+    return 0;
+}
+
+int idx_wal_open(idx_wal *w, const char *indexdir, uint64_t done_seq, idx_wal_replay_fn fn, void *ud,
+                 uint64_t *replayed, seg_err *e)
+{
+    memset(w, 0, sizeof *w);
+    w->fd = -1;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    snprintf(w->dir, sizeof w->dir, "%s/wal", indexdir);
+    int rc = seg_mkdir_p(w->dir, e);
+    if (rc)
+        return rc;
+    uint64_t *seqs;
+    size_t n;
+    if (wal_list(w->dir, &seqs, &n))
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    uint64_t maxseq = done_seq;
+    *replayed = 0;
+    for (size_t i = 0; i < n && rc == SEG_OK; i++) {
+        if (seqs[i] > maxseq)
+            maxseq = seqs[i];
+        char p[4200];
+        wal_path(w, seqs[i], p, sizeof p);
+        if (seqs[i] <= done_seq) {
+            unlink(p); /* already in segments: a crash before its deletion */
+            continue;
+        }
+        FILE *f = fopen(p, "rb");
+        if (!f) {
+            rc = seg_err_set(e, SEG_EIO, p, "open: %s", strerror(errno));
+            break;
+        }
+        uint8_t h[16];
+        if (fread(h, 1, 16, f) != 16 || memcmp(h, WAL_MAGIC, 8) || seg_rd_u32(h + 8) != WAL_VERSION) {
+            fclose(f);
+            continue; /* created but never written: nothing acknowledged */
+        }
+        seg_buf rec = {0};
+        for (;;) {
+            uint8_t rh[16];
+            if (fread(rh, 1, 16, f) != 16 || seg_rd_u32(rh) != WAL_REC_MAGIC)
+                break;
+            uint32_t len = seg_rd_u32(rh + 4);
+            rec.n = 0;
+            if (len > (1u << 30) || seg_buf_reserve(&rec, len) || fread(rec.p, 1, len, f) != len)
+                break;
+            rec.n = len;
+            if (seg_hash64(rec.p, len) != seg_rd_u64(rh + 8))
+                break; /* torn: never acknowledged */
+            seg_cur c = {rec.p, rec.p + len, 0};
+            uint64_t cnt = seg_get_varint(&c);
+            for (uint64_t k = 0; k < cnt && !c.bad && rc == SEG_OK; k++) {
+                int64_t t = seg_unzigzag(seg_get_varint(&c));
+                int ex = seg_get_u8(&c);
+                uint64_t il = seg_get_varint(&c);
+                const uint8_t *id = seg_get_bytes(&c, il);
+                uint64_t jl = seg_get_varint(&c);
+                const uint8_t *js = seg_get_bytes(&c, jl);
+                if (c.bad)
+                    break;
+                rc = fn(ud, (const char *)js, jl, t, (const char *)id, il, ex, e);
+                (*replayed)++;
+            }
+        }
+        seg_buf_free(&rec);
+        fclose(f);
+    }
+    seg_free(seqs);
+    if (rc)
+        return rc;
+    return wal_open_file(w, maxseq + 1, e);
+}
+
+void idx_wal_record_event(seg_buf *events, int64_t t, int explicit_id, const char *id, size_t il,
+                          const char *json, size_t jl)
+{
+    seg_buf_put_varint(events, seg_zigzag(t));
+    seg_buf_put_u8(events, (uint8_t)(explicit_id != 0));
+    seg_buf_put_varint(events, il);
+    seg_buf_put(events, id, il);
+    seg_buf_put_varint(events, jl);
+    seg_buf_put(events, json, jl);
+}
+
+int idx_wal_append(idx_wal *w, uint32_t count, const seg_buf *events, uint64_t *ticket, seg_err *e)
+{
+    if (events->oom)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    /* record head + the payload's leading count; the checksum covers the
+     * count and the events */
+    uint8_t head[16 + 10];
+    seg_buf cnt = {0};
+    seg_buf_put_varint(&cnt, count);
+    if (cnt.oom)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    size_t plen = cnt.n + events->n;
+    if (plen > (1u << 30)) {
+        seg_buf_free(&cnt);
+        return seg_err_set(e, SEG_ELIMIT, NULL, "batch too large for one log record");
+    }
+    seg_wr_u32(head, WAL_REC_MAGIC);
+    seg_wr_u32(head + 4, (uint32_t)plen);
+    seg_wr_u64(head + 8, seg_hash64_2(cnt.p, cnt.n, events->p, events->n));
+    memcpy(head + 16, cnt.p, cnt.n);
+    size_t hl = 16 + cnt.n;
+    seg_buf_free(&cnt);
+    struct iovec iov[2] = {{head, hl}, {events->p, events->n}};
+    size_t total = hl + events->n;
+    pthread_mutex_lock(&w->mu);
+    ssize_t k;
+    do
+        k = writev(w->fd, iov, 2);
+    while (k < 0 && errno == EINTR);
+    if (k != (ssize_t)total) {
+        pthread_mutex_unlock(&w->mu);
+        return seg_err_set(e, SEG_EIO, w->dir, "write-ahead log write: %s",
+                           k < 0 ? strerror(errno) : "short write");
+    }
+    w->written += total;
+    w->bytes_total += total;
+    *ticket = w->written;
+    pthread_mutex_unlock(&w->mu);
+    return SEG_OK;
+}
+
+int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
+{
+    int rc = SEG_OK;
+    pthread_mutex_lock(&w->mu);
+    while (w->synced < ticket && rc == SEG_OK) {
+        if (w->syncing) {
+            pthread_cond_wait(&w->cv, &w->mu);
+            continue;
+        }
+        w->syncing = 1;
+        uint64_t target = w->written;
+        int fd = w->fd;
+        pthread_mutex_unlock(&w->mu);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int r = fdatasync(fd);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        pthread_mutex_lock(&w->mu);
+        w->syncing = 0;
+        w->fsyncs++;
+        w->fsync_ns_total += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+        if (r != 0)
+            rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log fsync: %s", strerror(errno));
+        else if (target > w->synced)
+            w->synced = target;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+int idx_wal_rotate(idx_wal *w, uint64_t *closed_seq, seg_err *e)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->syncing)
+        pthread_cond_wait(&w->cv, &w->mu);
+    int rc = SEG_OK;
+    if (fdatasync(w->fd) != 0)
+        rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log fsync: %s", strerror(errno));
+    if (rc == SEG_OK) {
+        w->synced = w->written;
+        close(w->fd);
+        *closed_seq = w->seq;
+        rc = wal_open_file(w, w->seq + 1, e);
+    }
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+void idx_wal_drop_upto(idx_wal *w, uint64_t seq)
+{
+    uint64_t *seqs;
+    size_t n;
+    if (wal_list(w->dir, &seqs, &n))
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (seqs[i] <= seq) {
+            char p[4200];
+            wal_path(w, seqs[i], p, sizeof p);
+            unlink(p);
+        }
+    seg_free(seqs);
+}
+
+void idx_wal_close(idx_wal *w)
+{
+    if (w->fd >= 0) {
+        fdatasync(w->fd);
+        close(w->fd);
+        w->fd = -1;
+    }
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+}

@@ -1,0 +1,121 @@
+#!/bin/bash
+# t_http.sh -- black-box tests of `logdex serve` (TAP): every route, status
+# and error body; gzip bodies; auth; crash rounds with kill -9 during
+# concurrent ingest, after which every acknowledged event is present
+# exactly once and verify passes; clean shutdown on SIGTERM.
+top_builddir=${top_builddir:-.}
+LOGDEX="$top_builddir/logdex"
+T=$(mktemp -d /tmp/logdex-t-http-XXXXXX)
+PID=
+cleanup() { [ -n "$PID" ] && kill -9 $PID 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+n=0; failed=0
+ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
+is() { n=$((n + 1)); if [ "$1" = "$2" ]; then echo "ok $n - $3"; else echo "not ok $n - $3"; echo "# got:      $1"; echo "# expected: $2"; failed=$((failed + 1)); fi; }
+if ! command -v curl >/dev/null; then echo "1..0 # SKIP curl not installed"; exit 0; fi
+
+start() { # start DATA [options...]: sets PID and U
+  local data=$1; shift
+  "$LOGDEX" serve --data "$data" --listen 127.0.0.1:0 --quiet "$@" > "$T/out" 2>"$T/err" &
+  PID=$!
+  for i in $(seq 1 100); do grep -q listening "$T/out" 2>/dev/null && break; sleep 0.05; done
+  U=$(sed 's/^logdex listening on //' "$T/out")
+}
+stop() { kill -TERM $PID 2>/dev/null; wait $PID; local rc=$?; PID=; return $rc; }
+code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
+
+start "$T/d"
+is "$(head -c 29 "$T/out")" "logdex listening on http://12" "prints the listening line"
+is "$(curl -s "$U/health")" '{"status":"ok"}' "GET /health"
+
+printf '%s\n' '{"@timestamp":"2024-01-02T03:04:05Z","_id":"a","msg":"disk full","status":500}' 'oops' '' \
+  '{"@timestamp":"2024-01-02T03:04:06Z","_id":"a","msg":"again"}' '{"ts":1704164700,"msg":"Hello World","tags":["x"]}' > "$T/b1"
+is "$(code -XPOST --data-binary @"$T/b1" "$U/api/v1/web/ingest")" 200 "ingest answers 200 with a bad line"
+is "$(cat "$T/body")" '{"accepted":2,"rejected":1,"duplicates":1,"errors":[{"line":2,"reason":"not a JSON object near byte 1"}]}' "ingest counts and the bad line's number"
+is "$(code "$U/api/v1/web/search?q=hello")" 200 "search 200"
+ok "$(grep -c '"total":1,"hits":\[{"_id":"[0-9a-f]*","_time":"2024-01-02T03:05:00.000Z","_source":{"ts":1704164700,"msg":"Hello World","tags":\["x"\]}}\],"cursor":null}' "$T/body" | sed 's/^1$/0/')" "read your writes: the hit, its _time and its _source as sent"
+is "$(code "$U/api/v1/web/search?q=status:500&limit=1")" 200 "numeric field query"
+ok "$(grep -c '"total":1' "$T/body" | sed 's/^1$/0/')" "status:500 found"
+is "$(code "$U/api/v1/web/search?q=a%20AND")" 400 "malformed q is 400"
+is "$(cat "$T/body")" '{"error":{"type":"bad_request","reason":"expected a term after AND at position 6"}}' "with its position"
+is "$(code "$U/api/v1/web/search?q=x&limit=abc")" 400 "bad limit is 400"
+is "$(code "$U/api/v1/web/search?q=x&start=yesterday")" 400 "bad start is 400"
+is "$(code "$U/api/v1/web/search?q=x&cursor=zz")" 400 "bad cursor is 400"
+is "$(code "$U/api/v1/nosuch/search?q=x")" 404 "unknown index is 404"
+is "$(code "$U/api/v1/web/nosuch")" 404 "unknown route is 404"
+is "$(code "$U/nosuch")" 404 "unknown path is 404"
+is "$(code -XPOST "$U/api/v1/web/search")" 405 "wrong method is 405"
+is "$(code "$U/api/v1/web/ingest")" 405 "GET on ingest is 405"
+is "$(code "$U/api/v1/BAD/search")" 400 "invalid index name is 400"
+is "$(code -XPOST -d '{}' "$U/api/v1/web/aggregate")" 501 "aggregate says it is not built yet"
+is "$(code "$U/api/v1/web/stats")" 200 "stats"
+ok "$(grep -c '^{"events":2,"segments":[0-9]*,"buckets":2,"bytes":[0-9]*}$' "$T/body" | sed 's/^1$/0/')" "stats body"
+is "$(code "$U/api/v1/web/fields")" 200 "fields"
+ok "$(grep -c '{"name":"status","types":\["integer"\],"count":1}' "$T/body" | sed 's/^1$/0/')" "fields lists names, types and counts"
+is "$(code "$U/api/v1/indexes")" 200 "indexes"
+ok "$(grep -c '"name":"web"' "$T/body" | sed 's/^1$/0/')" "indexes lists web"
+is "$(code "$U/metrics")" 200 "metrics"
+ok "$(grep -c '^logdex_events_ingested_total{index="web"} 2$' "$T/body" | sed 's/^1$/0/')" "metrics in Prometheus text"
+
+# gzip bodies (as log shippers send them)
+printf '{"_id":"gz1","msg":"compressed body"}\n' | gzip > "$T/gz"
+is "$(code -XPOST -H 'Content-Encoding: gzip' --data-binary @"$T/gz" "$U/api/v1/web/ingest")" 200 "gzip body accepted"
+is "$(cat "$T/body")" '{"accepted":1,"rejected":0,"duplicates":0,"errors":[]}' "gzip body decoded"
+printf 'not gzip' > "$T/notgz"
+is "$(code -XPOST -H 'Content-Encoding: gzip' --data-binary @"$T/notgz" "$U/api/v1/web/ingest")" 400 "undecodable body is 400"
+
+# paging over HTTP: every match once
+for i in $(seq 1 25); do printf '{"_id":"p%02d","@timestamp":"2024-02-01T00:00:%02dZ","msg":"page me"}\n' $i $((i % 7)); done > "$T/pages"
+curl -s -XPOST --data-binary @"$T/pages" "$U/api/v1/web/ingest" > /dev/null
+cur=""; seen=""
+for i in $(seq 1 10); do
+  curl -s "$U/api/v1/web/search?q=page&limit=4${cur:+&cursor=$cur}" > "$T/page"
+  seen="$seen $(grep -o '{"_id":"p[0-9]*","_time"' "$T/page" | tr '\n' ' ')"
+  cur=$(grep -o '"cursor":"[^"]*"' "$T/page" | sed 's/"cursor":"//; s/"$//')
+  [ -z "$cur" ] && break
+done
+is "$(echo $seen | tr ' ' '\n' | sort | uniq | wc -l | tr -d ' ')" 25 "walking the cursor yields all 25 matches"
+is "$(echo $seen | tr ' ' '\n' | wc -l | tr -d ' ')" 25 "each exactly once"
+
+stop; is $? 0 "SIGTERM: exit 0"
+"$LOGDEX" verify --data "$T/d" > /dev/null; ok $? "verify passes after shutdown"
+is "$("$LOGDEX" search --data "$T/d" --index web --count '*')" 28 "everything acknowledged is in segments after shutdown"
+
+# limits and auth
+start "$T/d" --max-body 1000 --auth-token s3cret
+is "$(code "$U/health")" 200 "/health needs no token"
+is "$(code "$U/api/v1/web/stats")" 401 "no token: 401"
+is "$(code -H 'Authorization: Bearer nope' "$U/api/v1/web/stats")" 401 "wrong token: 401"
+is "$(code -H 'Authorization: Bearer s3cret' "$U/api/v1/web/stats")" 200 "right token: 200"
+head -c 5000 /dev/zero | tr '\0' 'x' > "$T/big"
+is "$(code -XPOST -H 'Authorization: Bearer s3cret' --data-binary @"$T/big" "$U/api/v1/web/ingest")" 413 "body over --max-body: 413"
+stop
+
+# crash rounds: kill -9 during concurrent ingest
+rounds=${LOGDEX_CRASH_ROUNDS:-20}
+: > "$T/acked"
+for r in $(seq 1 $rounds); do
+  start "$T/c" --flush-age 0.3 --buffer-mb 1
+  for c in 1 2 3 4; do
+    ( i=0; while [ $i -lt 200 ]; do
+        body=""; for k in 1 2 3 4 5; do body="$body{\"_id\":\"r$r-c$c-$i-$k\",\"msg\":\"crash round $r client $c\"}"$'\n'; done
+        out=$(printf '%s' "$body" | curl -s -m 5 -XPOST --data-binary @- "$U/api/v1/crash/ingest") || break
+        case "$out" in *'"accepted":5'*) for k in 1 2 3 4 5; do echo "r$r-c$c-$i-$k"; done >> "$T/acked.$c";; *) break;; esac
+        i=$((i + 1)); done ) &
+  done
+  sleep 0.$((RANDOM % 7 + 2))
+  kill -9 $PID; wait $PID 2>/dev/null; PID=
+  wait
+  cat "$T"/acked.* >> "$T/acked" 2>/dev/null; rm -f "$T"/acked.*
+done
+start "$T/c"; stop
+"$LOGDEX" verify --data "$T/c" > /dev/null; ok $? "verify passes after $rounds kill -9 rounds"
+"$LOGDEX" search --data "$T/c" --index crash --limit 0 '*' | grep -o '"_id":"[^"]*"' | sed 's/"_id":"//; s/"$//' | sort > "$T/stored"
+sort -u "$T/acked" > "$T/acked.s"
+missing=$(comm -23 "$T/acked.s" "$T/stored" | wc -l | tr -d ' ')
+dups=$(uniq -d "$T/stored" | wc -l | tr -d ' ')
+is "$missing" 0 "every acknowledged event ($(wc -l < "$T/acked.s" | tr -d ' ')) is present after the crashes"
+is "$dups" 0 "no event is stored twice"
+
+echo "1..$n"
+[ $failed -eq 0 ]
