@@ -156,6 +156,7 @@ enum { SEG_JV_STRING = 1, SEG_JV_INT, SEG_JV_REAL, SEG_JV_TRUE, SEG_JV_FALSE };
 /* Limits applied to events on top of JSON validity. */
 #define SEG_JSON_MAX_DEPTH 2048      /* same as jansson's parser */
 #define SEG_FIELD_MAX 1024           /* longest dotted field path, bytes */
+#define SEG_KEYWORD_MAX 256          /* longest string kept in a keyword column */
 
 /* One value of a flattened event.  path is the dotted path of keys (array
  * levels add nothing); str is the decoded string for SEG_JV_STRING.

@@ -59,10 +59,10 @@
  *
  * POSTINGS (kind 4): for each term, blocks of up to 128 docs:
  *   varint last doc of the block, varint docs length, varint positions
- *   length; docs: per doc varint (doc - previous doc - 1) with previous =
- *   -1 at the start of the term (it carries across blocks), and for TEXT
- *   terms a varint tf; positions (TEXT only): per doc, tf varints: the
- *   first position, then differences.  Positions number the tokens of an
+ *   length; docs: packed gaps (doc - previous doc - 1, previous = -1 at the
+ *   start of the term; it carries across blocks), then for TEXT terms
+ *   packed (tf - 1); positions (TEXT only): packed values, per doc tf of
+ *   them: the first position, then differences.  Positions number the tokens of an
  *   event across all its string values in order; each value starts one
  *   position after the previous value's last token + 1, so no phrase can
  *   span two values.
@@ -82,6 +82,16 @@
  *
  * IDS (kind 7): u32 n, n * {u64 XXH3 of the _id, u32 doc} sorted by hash
  *   then doc: the events whose _id came from the event (for de-dupe).
+ *
+ * KEYCOL (kind 8, arg = field id): the field's string values of at most
+ *   SEG_KEYWORD_MAX bytes, dictionary-encoded: u32 npairs, u32 ndict,
+ *   (ndict + 1) * u32 offsets into the value bytes, the value bytes (values
+ *   sorted bytewise, distinct), u32 nblocks, nblocks * {u32 first doc,
+ *   u32 offset into the data}; data: per block of up to 128 (doc, ordinal)
+ *   pairs in doc order: packed(doc - first doc), packed(ordinal).
+ *
+ * Packed: u8 bit width w, then the values, w bits each, LSB first, in
+ *   ceil(n * w / 8) bytes (seg_buf_put_packed).
  */
 #ifndef LOGDEX_SEG_FORMAT_H
 #define LOGDEX_SEG_FORMAT_H
@@ -102,12 +112,14 @@ enum {
     SEG_S_NUMCOL = 5,
     SEG_S_STORE = 6,
     SEG_S_IDS = 7,
+    SEG_S_KEYCOL = 8,
 };
 
 #define SEG_TIME_BLOCK 128
 #define SEG_DICT_BLOCK 32
 #define SEG_POST_BLOCK 128
 #define SEG_NUM_BLOCK 128
+#define SEG_KEY_BLOCK 128
 #define SEG_STORE_BLOCK (64 * 1024)
 #define SEG_STORE_LZ4HC_LEVEL 3
 #define SEG_MAX_FIELDS 65535

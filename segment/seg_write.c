@@ -120,6 +120,7 @@ typedef struct fieldinfo {
     double min, max;
     int all_int;
     seg_buf nums;      /* (u32 doc, u8 isint, 8 bytes value) records */
+    seg_buf kws;       /* (u32 doc, u32 value id) records: keyword values */
 } fieldinfo;
 
 typedef struct build {
@@ -134,6 +135,15 @@ typedef struct build {
     uint32_t nfields, capfields;
     uint32_t *fslot;
     uint32_t fmask;
+    /* distinct keyword values (field, bytes) -> id, for KEYCOL */
+    struct kv {
+        uint64_t off;
+        uint32_t len;
+        uint32_t field;
+    } *kv;
+    uint32_t nkv, capkv;
+    uint32_t *kslot;
+    uint32_t kmask;
     /* per token callback */
     uint32_t cur_doc;
     uint32_t cur_field;
@@ -300,6 +310,58 @@ static void add_value_term(build *x, uint32_t f, const char *txt, size_t len)
     add_occ(x, term_get(x, key, n), 0);
 }
 
+/* The id of keyword value s of field f (added when new). */
+static uint32_t kv_get(build *x, uint32_t f, const char *s, size_t n)
+{
+    uint64_t h = seg_hash64(s, n) ^ ((uint64_t)f * 0x9E3779B97F4A7C15ULL);
+    uint32_t i = (uint32_t)h & x->kmask;
+    for (;;) {
+        uint32_t sl = x->kslot[i];
+        if (!sl)
+            break;
+        struct kv *k = &x->kv[sl - 1];
+        if (k->field == f && k->len == n && !memcmp(x->keys.p + k->off, s, n))
+            return sl - 1;
+        i = (i + 1) & x->kmask;
+    }
+    if (x->nkv == x->capkv) {
+        uint32_t cap = x->capkv ? x->capkv * 2 : 1024;
+        struct kv *k = seg_realloc(x->kv, (size_t)cap * sizeof *k);
+        if (!k) {
+            x->oom = 1;
+            return UINT32_MAX;
+        }
+        x->kv = k;
+        x->capkv = cap;
+    }
+    struct kv *k = &x->kv[x->nkv];
+    k->off = x->keys.n;
+    k->len = (uint32_t)n;
+    k->field = f;
+    seg_buf_put(&x->keys, s, n);
+    x->kslot[i] = ++x->nkv;
+    if (x->nkv * 2 > x->kmask) {
+        uint32_t nmask = x->kmask * 2 + 1;
+        uint32_t *ns = seg_calloc((size_t)nmask + 1, sizeof *ns);
+        if (!ns) {
+            x->oom = 1;
+            return x->nkv - 1;
+        }
+        for (uint32_t q = 0; q < x->nkv; q++) {
+            struct kv *kk = &x->kv[q];
+            uint64_t hh = seg_hash64(x->keys.p + kk->off, kk->len) ^ ((uint64_t)kk->field * 0x9E3779B97F4A7C15ULL);
+            uint32_t j = (uint32_t)hh & nmask;
+            while (ns[j])
+                j = (j + 1) & nmask;
+            ns[j] = q + 1;
+        }
+        seg_free(x->kslot);
+        x->kslot = ns;
+        x->kmask = nmask;
+    }
+    return x->nkv - 1;
+}
+
 static void add_num(build *x, uint32_t doc, uint32_t f, int isint, int64_t i, double d)
 {
     fieldinfo *fi = &x->fields[f];
@@ -355,6 +417,13 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, siz
             if (seg_tok_run(x->tok, v[i].str, v[i].str_len, on_token, x) < 0)
                 return seg_err_set(e, SEG_EINVAL, NULL, "tokenizer failed on event %u", doc);
             x->pos++; /* gap: no phrase across two values */
+            if (v[i].str_len <= SEG_KEYWORD_MAX) {
+                uint32_t id = kv_get(x, f, v[i].str, v[i].str_len);
+                uint8_t rec[8];
+                seg_wr_u32(rec, doc);
+                seg_wr_u32(rec + 4, id);
+                seg_buf_put(&fi->kws, rec, 8);
+            }
             break;
         case SEG_JV_INT: /* numbers go to the column only: equality is a range */
             fi->flags |= SEG_F_INT;
@@ -612,6 +681,75 @@ static void enc_numcol(fieldinfo *fi, seg_buf *o)
     }
 }
 
+static int kv_cmp(const void *pa, const void *pb, void *ctx)
+{
+    const build *x = ctx;
+    const struct kv *a = &x->kv[*(const uint32_t *)pa], *b = &x->kv[*(const uint32_t *)pb];
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(x->keys.p + a->off, x->keys.p + b->off, n);
+    return c ? c : (a->len < b->len ? -1 : a->len > b->len);
+}
+
+/* KEYCOL: the field's distinct values sorted, then (doc, ordinal) pairs in
+ * bit-packed blocks.  ord_of is scratch of nkv entries. */
+static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o)
+{
+    size_t npairs = fi->kws.n / 8;
+    const uint8_t *rec = fi->kws.p;
+    /* distinct ids of this field, sorted by value */
+    seg_buf ids = {0};
+    for (size_t k = 0; k < npairs; k++)
+        ord_of[seg_rd_u32(rec + k * 8 + 4)] = UINT32_MAX;
+    for (size_t k = 0; k < npairs; k++) {
+        uint32_t id = seg_rd_u32(rec + k * 8 + 4);
+        if (ord_of[id] == UINT32_MAX) {
+            ord_of[id] = 0;
+            seg_buf_put(&ids, &id, 4);
+        }
+    }
+    uint32_t nd = (uint32_t)(ids.n / 4);
+    uint32_t *d = (uint32_t *)(void *)ids.p;
+    if (nd > 1)
+        qsort_r(d, nd, 4, kv_cmp, x);
+    seg_buf_put_u32(o, (uint32_t)npairs);
+    seg_buf_put_u32(o, nd);
+    uint32_t off = 0;
+    for (uint32_t i = 0; i < nd; i++) {
+        ord_of[d[i]] = i;
+        seg_buf_put_u32(o, off);
+        off += x->kv[d[i]].len;
+    }
+    seg_buf_put_u32(o, off);
+    for (uint32_t i = 0; i < nd; i++)
+        seg_buf_put(o, x->keys.p + x->kv[d[i]].off, x->kv[d[i]].len);
+    uint32_t nb = (uint32_t)((npairs + SEG_KEY_BLOCK - 1) / SEG_KEY_BLOCK);
+    seg_buf_put_u32(o, nb);
+    size_t idx = o->n;
+    if (seg_buf_reserve(o, (size_t)nb * 8)) {
+        seg_buf_free(&ids);
+        return;
+    }
+    o->n += (size_t)nb * 8;
+    size_t data0 = o->n;
+    uint32_t docs[SEG_KEY_BLOCK], ords[SEG_KEY_BLOCK];
+    for (uint32_t b = 0; b < nb; b++) {
+        size_t s = (size_t)b * SEG_KEY_BLOCK, e = s + SEG_KEY_BLOCK < npairs ? s + SEG_KEY_BLOCK : npairs;
+        uint32_t first = seg_rd_u32(rec + s * 8);
+        for (size_t k = s; k < e; k++) {
+            docs[k - s] = seg_rd_u32(rec + k * 8) - first;
+            ords[k - s] = ord_of[seg_rd_u32(rec + k * 8 + 4)];
+        }
+        uint32_t boff = (uint32_t)(o->n - data0);
+        seg_buf_put_packed(o, docs, e - s);
+        seg_buf_put_packed(o, ords, e - s);
+        if (o->oom)
+            break;
+        seg_wr_u32(o->p + idx + (size_t)b * 8, first);
+        seg_wr_u32(o->p + idx + (size_t)b * 8 + 4, boff);
+    }
+    seg_buf_free(&ids);
+}
+
 static int enc_store(const seg_builder *b, const uint32_t *order, seg_buf *o)
 {
     uint32_t n = b->n;
@@ -782,7 +920,9 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
     x.tslot = seg_calloc(4096, sizeof *x.tslot);
     x.fmask = 63;
     x.fslot = seg_calloc(64, sizeof *x.fslot);
-    if (!order || !x.tslot || !x.fslot) {
+    x.kmask = 1023;
+    x.kslot = seg_calloc(1024, sizeof *x.kslot);
+    if (!order || !x.tslot || !x.fslot || !x.kslot) {
         rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
         goto out;
     }
@@ -834,6 +974,22 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
             continue;
         enc_numcol(&x.fields[f], &sec);
         if ((rc = wr_section(&w, SEG_S_NUMCOL, f, &sec)))
+            goto out;
+    }
+    {
+        uint32_t *ord_of = seg_malloc((size_t)(x.nkv ? x.nkv : 1) * sizeof *ord_of);
+        if (!ord_of) {
+            rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
+            goto out;
+        }
+        for (uint32_t f = 0; f < x.nfields && rc == SEG_OK; f++) {
+            if (!x.fields[f].kws.n)
+                continue;
+            enc_keycol(&x, &x.fields[f], ord_of, &sec);
+            rc = wr_section(&w, SEG_S_KEYCOL, f, &sec);
+        }
+        seg_free(ord_of);
+        if (rc)
             goto out;
     }
     if (enc_store(b, order, &sec)) {
@@ -911,10 +1067,14 @@ out:
         seg_buf_free(&x.terms[i].data);
     seg_free(x.terms);
     seg_free(x.tslot);
-    for (uint32_t f = 0; f < x.nfields; f++)
+    for (uint32_t f = 0; f < x.nfields; f++) {
         seg_buf_free(&x.fields[f].nums);
+        seg_buf_free(&x.fields[f].kws);
+    }
     seg_free(x.fields);
     seg_free(x.fslot);
+    seg_free(x.kv);
+    seg_free(x.kslot);
     seg_buf_free(&x.keys);
     return rc;
 }
