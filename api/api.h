@@ -5,7 +5,14 @@
 #ifndef LOGDEX_API_H
 #define LOGDEX_API_H
 
+#include "searcher/srch.h"
+
 /* `logdex serve`: argc/argv start at the command's first option. */
 int api_serve(int argc, char **argv);
+
+/* Runs an aggregation request body {"q","start","end","aggs"} over ix and
+ * writes the answer {"took_ms","total","aggs"} to out.  tok is the calling
+ * thread's tokenizer.  SEG_EQUERY (with a reason) for a bad request. */
+int api_aggregate(srch_index *ix, seg_tok *tok, const char *body, size_t n, seg_buf *out, seg_err *e);
 
 #endif

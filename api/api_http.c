@@ -387,6 +387,29 @@ static void stats_json(seg_buf *b, const char *index, srch_index *ix)
     put_s(b, s);
 }
 
+static void do_aggregate(reply *r, const char *index, const char *body, size_t n)
+{
+    seg_err e = {0};
+    srch_index *ix = snapshot(index, &e);
+    if (!ix) {
+        seg_error_reply(r, &e);
+        return;
+    }
+    int slot = tok_take();
+    if (slot < 0) {
+        srch_index_close(ix);
+        error_reply(r, 503, "overloaded", "too many concurrent searches");
+        r->retry_after = "1";
+        return;
+    }
+    if (api_aggregate(ix, srv.qtok[slot], body, n, &r->body, &e)) {
+        r->body.n = 0;
+        seg_error_reply(r, &e);
+    }
+    tok_give(slot);
+    srch_index_close(ix);
+}
+
 static void do_stats(reply *r, const char *index)
 {
     seg_err e = {0};
@@ -693,9 +716,8 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
     case 1: return do_search(r, c, index);
     case 2: return do_stats(r, index);
     case 3: return do_fields(r, index);
-    default:
-        return error_reply(r, 501, "not_implemented",
-                           k == 4 ? "aggregations are not built yet" : "live tail is not built yet");
+    case 4: return do_aggregate(r, index, (const char *)q->body.p, q->body.n);
+    default: return error_reply(r, 501, "not_implemented", "live tail is not built yet");
     }
 }
 

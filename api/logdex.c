@@ -32,6 +32,7 @@ static const char *const usage_main =
     "commands:\n"
     "  ingest   load NDJSON files into an index\n"
     "  search   print the events matching a query, newest first\n"
+    "  agg      aggregate: histograms over time, top values, stats, percentiles\n"
     "  stats    print an index's event, segment, bucket and byte counts\n"
     "  verify   check every checksum and structure of a data directory\n"
     "  dump     describe the sections of one segment file\n"
@@ -68,6 +69,13 @@ static const char *const usage_search =
     "  --cursor C          continue after a previous page (see --page-info)\n"
     "  --page-info         also print {\"total\":N,\"cursor\":C} on standard error\n"
     "  --threads N         search threads (default: one per core)\n";
+
+static const char *const usage_agg =
+    "usage: logdex agg [--data DIR] [--index NAME] JSON\n"
+    "\n"
+    "Runs an aggregation request, the same JSON as POST /api/v1/{index}/aggregate\n"
+    "(docs/aggregations.md), and prints the same answer.  Example:\n"
+    "  logdex agg '{\"q\":\"level:error\",\"aggs\":{\"per_min\":{\"date_histogram\":{\"interval\":\"1m\"}}}}'\n";
 
 static const char *const usage_stats =
     "usage: logdex stats [--data DIR] [--index NAME]\n"
@@ -401,6 +409,49 @@ static int cmd_search(int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------ */
+/* agg                                                                  */
+/* ------------------------------------------------------------------ */
+
+static int cmd_agg(int argc, char **argv)
+{
+    const char *data = "./data", *index = "default";
+    static const struct option opts[] = {{"data", 1, 0, 'd'}, {"index", 1, 0, 'i'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': data = optarg; break;
+        case 'i': index = optarg; break;
+        case 'h': fputs(usage_agg, stdout); return 0;
+        default: return usage_err(usage_agg);
+        }
+    }
+    if (optind + 1 != argc)
+        return usage_err(usage_agg);
+    if (!idx_name_valid(index)) {
+        fprintf(stderr, "logdex agg: invalid index name '%s'\n", index);
+        return 2;
+    }
+    seg_err e = {0};
+    seg_tok *tok = seg_tok_new();
+    srch_pool *pool = srch_pool_new(0);
+    srch_index *ix = NULL;
+    seg_buf out = {0};
+    int rc = !tok ? seg_err_set(&e, SEG_ENOMEM, NULL, "cannot start the tokenizer")
+                  : srch_index_open(data, index, pool, &ix, &e);
+    if (rc == SEG_OK)
+        rc = api_aggregate(ix, tok, argv[optind], strlen(argv[optind]), &out, &e);
+    if (rc == SEG_OK)
+        printf("%.*s\n", (int)out.n, (const char *)out.p);
+    else
+        print_err("agg", &e);
+    seg_buf_free(&out);
+    srch_index_close(ix);
+    srch_pool_free(pool);
+    seg_tok_free(tok);
+    return rc == SEG_OK ? 0 : (rc == SEG_EQUERY ? 2 : 1);
+}
+
+/* ------------------------------------------------------------------ */
 /* stats                                                                */
 /* ------------------------------------------------------------------ */
 
@@ -565,6 +616,8 @@ int main(int argc, char **argv)
         return cmd_search(argc, argv);
     if (!strcmp(cmd, "stats"))
         return cmd_stats(argc, argv);
+    if (!strcmp(cmd, "agg"))
+        return cmd_agg(argc, argv);
     if (!strcmp(cmd, "verify"))
         return cmd_verify(argc, argv);
     if (!strcmp(cmd, "dump"))

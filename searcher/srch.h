@@ -87,4 +87,60 @@ typedef struct srch_result {
 int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_err *e);
 void srch_result_free(srch_result *r);
 
+/* ---- aggregations (docs/aggregations.md) ---- */
+
+enum {
+    SRCH_AGG_DATE_HISTOGRAM = 1,  /* buckets of event time */
+    SRCH_AGG_TERMS,               /* top values of a field (strings and numbers) */
+    SRCH_AGG_STATS,               /* count, min, max, sum of numeric values */
+    SRCH_AGG_PERCENTILES,         /* DDSketch, relative error SRCH_PCT_ALPHA */
+    SRCH_AGG_CARDINALITY,         /* HyperLogLog, 2^14 registers */
+};
+#define SRCH_PCT_ALPHA 0.005
+#define SRCH_AGG_MAX_BUCKETS 100000
+#define SRCH_AGG_MAX_PERCENTS 32
+
+typedef struct srch_agg srch_agg;
+struct srch_agg {
+    int type;
+    char *name;
+    char *field;                 /* all but date_histogram */
+    int64_t interval_ns;         /* date_histogram; 0: auto (~100 buckets) */
+    size_t size;                 /* terms: how many (default 10) */
+    double percents[SRCH_AGG_MAX_PERCENTS];
+    size_t npercents;
+    srch_agg *subs;              /* sub-aggregations per bucket */
+    size_t nsubs;
+};
+
+typedef struct srch_agg_result srch_agg_result;
+typedef struct srch_agg_bucket {
+    int key_is_str;              /* terms: a string value, else a number */
+    int64_t key_time;            /* date_histogram: bucket start, ns */
+    double key_num;              /* terms on numbers */
+    char *key_str;
+    size_t key_len;
+    uint64_t count;
+    srch_agg_result *subs;       /* one per sub-aggregation */
+    size_t nsubs;
+} srch_agg_bucket;
+
+struct srch_agg_result {
+    int type;
+    uint64_t count;              /* stats: values; percentiles: values */
+    double min, max, sum;
+    double *pvalues;             /* percentiles, in the order asked */
+    uint64_t cardinality;
+    int64_t interval_ns;         /* date_histogram: the interval used */
+    srch_agg_bucket *buckets;
+    size_t nbuckets;
+};
+
+/* Aggregates the events matching rq (q, start, end) with naggs top-level
+ * aggregations; *out receives naggs results.  Bad requests (too many
+ * buckets, ...) are SEG_EQUERY with a reason. */
+int srch_aggregate(srch_index *ix, const srch_request *rq, const srch_agg *aggs, size_t naggs,
+                   srch_agg_result **out, uint64_t *total, seg_err *e);
+void srch_agg_results_free(srch_agg_result *r, size_t n);
+
 #endif

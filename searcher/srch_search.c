@@ -232,6 +232,8 @@ void srch_index_close(srch_index *ix)
 }
 
 size_t srch_index_nsegments(const srch_index *ix) { return ix->nsegs; }
+seg_reader *srch_index_segment(const srch_index *ix, size_t i) { return ix->segs[i]; }
+srch_pool *srch_index_pool(const srch_index *ix) { return ix->pool; }
 
 uint64_t srch_index_events(const srch_index *ix)
 {

@@ -330,6 +330,22 @@ typedef void (*seg_num_fn)(void *ud, uint32_t doc, double v);
 int seg_reader_num_scan(seg_reader *r, uint32_t field, double lo, int lo_incl,
                         double hi, int hi_incl, seg_num_fn fn, void *ud, seg_err *e);
 
+/* Keyword columns (dictionary-encoded string values, see seg_format.h). */
+typedef struct seg_keycol {
+    uint32_t npairs, ndict, nblocks;
+    const uint8_t *offs, *vals, *index, *data, *end;
+    uint32_t vals_len;
+} seg_keycol;
+/* 1 and *kc when the field has a keyword column, 0 when not, <0 error. */
+int seg_reader_keycol(seg_reader *r, uint32_t field, seg_keycol *kc, seg_err *e);
+/* Value of ordinal ord: 0, or -1 when out of bounds. */
+int seg_keycol_value(const seg_keycol *kc, uint32_t ord, const char **p, size_t *n);
+/* Calls fn(ud, doc, ordinal) for every pair, in doc order. */
+typedef void (*seg_kw_fn)(void *ud, uint32_t doc, uint32_t ord);
+int seg_reader_keycol_scan(seg_reader *r, const seg_keycol *kc, seg_kw_fn fn, void *ud, seg_err *e);
+/* The times of docs [lo, hi) into out[0 .. hi-lo). */
+int seg_reader_times(seg_reader *r, uint32_t lo, uint32_t hi, int64_t *out, seg_err *e);
+
 /* Stored events.  A seg_store_cur caches one decompressed block; one per
  * thread.  *json and *id stay valid until the next read on the cursor. */
 typedef struct seg_store_cur seg_store_cur;

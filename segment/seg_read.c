@@ -46,6 +46,7 @@ struct seg_reader {
     uint32_t nsec;
     int s_fields, s_times, s_dict, s_post, s_store, s_ids;  /* index or -1 */
     int *s_num;                /* per field: NUMCOL section index or -1 */
+    int *s_key;                /* per field: KEYCOL section index or -1 */
     seg_field *fields;
     uint32_t nfields;
     uint32_t *fslot;
@@ -113,7 +114,8 @@ static int parse_fields(seg_reader *r, seg_err *e)
         cap *= 2;
     r->fslot = seg_calloc(cap, sizeof *r->fslot);
     r->s_num = seg_malloc((n ? n : 1) * sizeof(int));
-    if (!r->fields || !r->fslot || !r->s_num)
+    r->s_key = seg_malloc((n ? n : 1) * sizeof(int));
+    if (!r->fields || !r->fslot || !r->s_num || !r->s_key)
         return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
     r->fmask = cap - 1;
     for (uint32_t f = 0; f < n; f++) {
@@ -128,6 +130,7 @@ static int parse_fields(seg_reader *r, seg_err *e)
         if (c.bad || fi->docs > r->ndocs)
             return CORRUPT(r, e, "bad field entry %u", f);
         r->s_num[f] = -1;
+        r->s_key[f] = -1;
         uint32_t j = (uint32_t)seg_hash64(fi->name, fi->name_len) & r->fmask;
         while (r->fslot[j])
             j = (j + 1) & r->fmask;
@@ -282,6 +285,12 @@ static int reader_init(seg_reader *r, seg_err *e)
                 goto fail;
             }
             r->s_num[r->sec[i].arg] = (int)i;
+        } else if (r->sec[i].kind == SEG_S_KEYCOL) {
+            if (r->sec[i].arg >= r->nfields) {
+                rc = CORRUPT(r, e, "keyword column for unknown field %u", r->sec[i].arg);
+                goto fail;
+            }
+            r->s_key[r->sec[i].arg] = (int)i;
         }
 fail:
     return rc;
@@ -300,6 +309,7 @@ void seg_reader_close(seg_reader *r)
     seg_free(r->fields);
     seg_free(r->fslot);
     seg_free(r->s_num);
+    seg_free(r->s_key);
     seg_free(r);
 }
 
@@ -924,6 +934,94 @@ int seg_reader_num_scan(seg_reader *r, uint32_t field, double lo, int lo_incl, d
 }
 
 /* ------------------------------------------------------------------ */
+/* Keyword columns and time ranges                                      */
+/* ------------------------------------------------------------------ */
+
+int seg_reader_keycol(seg_reader *r, uint32_t field, seg_keycol *kc, seg_err *e)
+{
+    if (field >= r->nfields || r->s_key[field] < 0)
+        return 0;
+    seg_cur c;
+    if (sec_get(r, r->s_key[field], &c, e))
+        return -1;
+    kc->npairs = seg_get_u32(&c);
+    kc->ndict = seg_get_u32(&c);
+    if (c.bad || (uint64_t)kc->ndict * 4 + 4 > (uint64_t)(c.end - c.p))
+        goto bad;
+    kc->offs = c.p;
+    c.p += (size_t)kc->ndict * 4 + 4;
+    kc->vals_len = seg_rd_u32(kc->offs + (size_t)kc->ndict * 4);
+    kc->vals = seg_get_bytes(&c, kc->vals_len);
+    kc->nblocks = seg_get_u32(&c);
+    if (c.bad || kc->nblocks != (kc->npairs + SEG_KEY_BLOCK - 1) / SEG_KEY_BLOCK ||
+        (uint64_t)kc->nblocks * 8 > (uint64_t)(c.end - c.p))
+        goto bad;
+    kc->index = c.p;
+    kc->data = c.p + (size_t)kc->nblocks * 8;
+    kc->end = c.end;
+    return 1;
+bad:
+    mark_failed(r, "bad keyword column");
+    CORRUPT(r, e, "bad keyword column for field %u", field);
+    return -1;
+}
+
+int seg_keycol_value(const seg_keycol *kc, uint32_t ord, const char **p, size_t *n)
+{
+    if (ord >= kc->ndict)
+        return -1;
+    uint32_t a = seg_rd_u32(kc->offs + (size_t)ord * 4), b = seg_rd_u32(kc->offs + (size_t)ord * 4 + 4);
+    if (a > b || b > kc->vals_len)
+        return -1;
+    *p = (const char *)kc->vals + a;
+    *n = b - a;
+    return 0;
+}
+
+int seg_reader_keycol_scan(seg_reader *r, const seg_keycol *kc, seg_kw_fn fn, void *ud, seg_err *e)
+{
+    uint32_t docs[SEG_KEY_BLOCK], ords[SEG_KEY_BLOCK];
+    for (uint32_t b = 0; b < kc->nblocks; b++) {
+        uint32_t first = seg_rd_u32(kc->index + (size_t)b * 8), off = seg_rd_u32(kc->index + (size_t)b * 8 + 4);
+        uint32_t cnt = kc->npairs - b * SEG_KEY_BLOCK < SEG_KEY_BLOCK ? kc->npairs - b * SEG_KEY_BLOCK : SEG_KEY_BLOCK;
+        if (off > (size_t)(kc->end - kc->data)) {
+            mark_failed(r, "bad keyword block");
+            return CORRUPT(r, e, "bad keyword column block");
+        }
+        seg_cur c = {kc->data + off, kc->end, 0};
+        if (seg_get_packed(&c, docs, cnt) || seg_get_packed(&c, ords, cnt)) {
+            mark_failed(r, "bad keyword block");
+            return CORRUPT(r, e, "bad keyword column block");
+        }
+        for (uint32_t k = 0; k < cnt; k++) {
+            uint64_t d = (uint64_t)first + docs[k];
+            if (d >= r->ndocs || ords[k] >= kc->ndict) {
+                mark_failed(r, "bad keyword block");
+                return CORRUPT(r, e, "bad keyword column entry");
+            }
+            fn(ud, (uint32_t)d, ords[k]);
+        }
+    }
+    return SEG_OK;
+}
+
+int seg_reader_times(seg_reader *r, uint32_t lo, uint32_t hi, int64_t *out, seg_err *e)
+{
+    int64_t buf[SEG_TIME_BLOCK];
+    if (hi > r->ndocs || lo > hi)
+        return seg_err_set(e, SEG_EINVAL, r->path, "doc range out of bounds");
+    for (uint32_t d = lo; d < hi;) {
+        uint32_t b = d / SEG_TIME_BLOCK;
+        int cnt = time_block(r, b, buf, e);
+        if (cnt < 0)
+            return SEG_ECORRUPT;
+        for (uint32_t k = d % SEG_TIME_BLOCK; k < (uint32_t)cnt && d < hi; k++, d++)
+            out[d - lo] = buf[k];
+    }
+    return SEG_OK;
+}
+
+/* ------------------------------------------------------------------ */
 /* Stored events                                                        */
 /* ------------------------------------------------------------------ */
 
@@ -1174,6 +1272,13 @@ static void verify_postings(seg_reader *r, vctx *v, const seg_term *t, uint64_t 
     seg_post_free(p);
 }
 
+static void noop_kw(void *ud, uint32_t doc, uint32_t ord)
+{
+    (void)ud;
+    (void)doc;
+    (void)ord;
+}
+
 static void noop_num(void *ud, uint32_t doc, double v)
 {
     (void)ud;
@@ -1256,6 +1361,24 @@ long seg_reader_verify(const char *path, seg_report_fn report, void *ud)
         if (seg_reader_num_scan(r, f, -1.0 / 0.0, 1, 1.0 / 0.0, 1, noop_num, NULL, &ne) == SEG_OK)
             continue;
         vproblem(&v, "%s", ne.msg);
+    }
+    /* keyword columns: every pair and every value */
+    for (uint32_t f = 0; f < r->nfields; f++) {
+        seg_keycol kc;
+        seg_err ke = {0};
+        int has = seg_reader_keycol(r, f, &kc, &ke);
+        if (has < 0 || (has && seg_reader_keycol_scan(r, &kc, noop_kw, NULL, &ke))) {
+            vproblem(&v, "%s", ke.msg);
+            continue;
+        }
+        for (uint32_t o = 0; has && o < kc.ndict; o++) {
+            const char *p;
+            size_t n;
+            if (seg_keycol_value(&kc, o, &p, &n)) {
+                vproblem(&v, "keyword column of field %u: bad value offsets", f);
+                break;
+            }
+        }
     }
     /* every stored event */
     seg_store_cur *sc = seg_store_cur_new();

@@ -10,7 +10,7 @@ ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok 
 is() { n=$((n + 1)); if [ "$1" = "$2" ]; then echo "ok $n - $3"; else echo "not ok $n - $3"; echo "# got:      $1"; echo "# expected: $2"; failed=$((failed + 1)); fi; }
 
 "$LOGDEX" --help >/dev/null; ok $? "logdex --help"
-for c in ingest search stats verify dump; do "$LOGDEX" $c --help >/dev/null; ok $? "logdex $c --help"; done
+for c in ingest search agg stats verify dump serve; do "$LOGDEX" $c --help >/dev/null; ok $? "logdex $c --help"; done
 "$LOGDEX" nosuch >/dev/null 2>&1; is $? 2 "unknown command exits 2"
 
 # a batch with bad lines, a blank line, a duplicate, a final line without newline
@@ -56,6 +56,8 @@ is "$(cat "$T/qerr")" "logdex search: expected a term after AND at position 6" "
 cur=$(sed 's/.*"cursor":"\([^"]*\)".*/\1/' "$T/page")
 is "$("$LOGDEX" search --data "$T/d" --limit 3 --cursor "$cur" '*' | wc -l)" 1 "the next page holds the rest"
 
+is "$("$LOGDEX" agg --data "$T/d" '{"q":"*","aggs":{"st":{"stats":{"field":"status"}},"lv":{"terms":{"field":"msg","size":1}}}}' | sed 's/"took_ms":[0-9.]*/"took_ms":T/')" '{"took_ms":T,"total":4,"aggs":{"st":{"count":2,"min":401,"max":500,"sum":901,"avg":450.5},"lv":{"buckets":[{"key":"disk full on web-1","count":1}]}}}' "logdex agg"
+"$LOGDEX" agg --data "$T/d" '{"aggs":{"x":{"stats":{}}}}' >/dev/null 2>&1; is $? 2 "a bad aggregation exits 2"
 stats=$("$LOGDEX" stats --data "$T/d")
 is "$(echo "$stats" | sed 's/"bytes":[0-9]*/"bytes":B/')" '{"events":4,"segments":3,"buckets":3,"bytes":B}' "stats (02:05, 03:04 and 05:04 are three hours)"
 

@@ -477,6 +477,265 @@ static int check_generated(srch_index *ix, int nq)
     return (int)bad;
 }
 
+/* ---- aggregations against the model ---- */
+
+typedef struct mkey {
+    int is_str;
+    const char *s;
+    size_t n;
+    double v;
+} mkey;
+
+static int mkey_eq(const mkey *a, const mkey *b)
+{
+    return a->is_str == b->is_str && (a->is_str ? a->n == b->n && !memcmp(a->s, b->s, a->n) : a->v == b->v);
+}
+
+/* The keys of field f in event i (strings up to 256 bytes, numbers),
+ * each once. */
+static size_t event_keys(size_t i, const char *f, mkey *out, size_t max)
+{
+    size_t k = 0;
+    for (size_t j = 0; j < model_nvalues(M, i) && k < max; j++) {
+        const char *path, *str;
+        size_t sl;
+        int isn, isb;
+        double num;
+        model_value(M, i, j, &path, &str, &sl, &isn, &num, &isb);
+        if (strcmp(path, f))
+            continue;
+        mkey key = {str != NULL, str, sl, num == 0 ? 0 : num};
+        if (!str && !isn)
+            continue;
+        if (str && sl > SEG_KEYWORD_MAX)
+            continue;
+        int dup = 0;
+        for (size_t q = 0; q < k && !dup; q++)
+            dup = mkey_eq(&out[q], &key);
+        if (!dup)
+            out[k++] = key;
+    }
+    return k;
+}
+
+static size_t event_nums(size_t i, const char *f, double *out, size_t max)
+{
+    size_t k = 0;
+    for (size_t j = 0; j < model_nvalues(M, i) && k < max; j++) {
+        const char *path, *str;
+        size_t sl;
+        int isn, isb;
+        double num;
+        model_value(M, i, j, &path, &str, &sl, &isn, &num, &isb);
+        if (isn && !strcmp(path, f))
+            out[k++] = num;
+    }
+    return k;
+}
+
+static int dcmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Compares the metric aggregation a's result r with the model over the
+ * events idx[0..n). */
+static int check_metric(const srch_agg *a, const srch_agg_result *r, const size_t *idx, size_t n, char *why,
+                        size_t whyn)
+{
+    double *vals = malloc((n * 8 + 1) * sizeof *vals);
+    size_t nv = 0;
+    for (size_t k = 0; k < n; k++)
+        nv += event_nums(idx[k], a->field, vals + nv, 8);
+    int good = 1;
+    if (a->type == SRCH_AGG_STATS) {
+        double mn = 0, mx = 0, sum = 0;
+        for (size_t k = 0; k < nv; k++) {
+            if (!k || vals[k] < mn)
+                mn = vals[k];
+            if (!k || vals[k] > mx)
+                mx = vals[k];
+            sum += vals[k];
+        }
+        good = r->count == nv && (!nv || (r->min == mn && r->max == mx && fabs(r->sum - sum) <= 1e-6 * (1 + fabs(sum))));
+        if (!good)
+            snprintf(why, whyn, "stats: count %llu/%zu min %g/%g max %g/%g sum %g/%g", (unsigned long long)r->count, nv,
+                     r->min, mn, r->max, mx, r->sum, sum);
+    } else if (a->type == SRCH_AGG_PERCENTILES) {
+        qsort(vals, nv, sizeof *vals, dcmp);
+        for (size_t p = 0; p < a->npercents && good; p++) {
+            if (!nv) {
+                good = isnan(r->pvalues[p]);
+                continue;
+            }
+            double exact = vals[(size_t)floor(a->percents[p] / 100.0 * (double)(nv - 1))];
+            good = fabs(r->pvalues[p] - exact) <= SRCH_PCT_ALPHA * fabs(exact) + 1e-9;
+            if (!good)
+                snprintf(why, whyn, "p%g: %g, exact %g (%zu values)", a->percents[p], r->pvalues[p], exact, nv);
+        }
+    } else if (a->type == SRCH_AGG_CARDINALITY) {
+        mkey *keys = malloc((n * 8 + 1) * sizeof *keys);
+        size_t nk = 0;
+        for (size_t k = 0; k < n; k++) {
+            mkey ek[8];
+            size_t m = event_keys(idx[k], a->field, ek, 8);
+            for (size_t q = 0; q < m; q++) {
+                int dup = 0;
+                for (size_t z = 0; z < nk && !dup; z++)
+                    dup = mkey_eq(&keys[z], &ek[q]);
+                if (!dup)
+                    keys[nk++] = ek[q];
+            }
+        }
+        double err = fabs((double)r->cardinality - (double)nk);
+        good = err <= 0.02 * (double)nk + 1;
+        if (!good)
+            snprintf(why, whyn, "cardinality %llu, exact %zu", (unsigned long long)r->cardinality, nk);
+        free(keys);
+    }
+    free(vals);
+    return good;
+}
+
+/* Bucketed aggregation (with subs) against the model. */
+static int check_agg(const srch_agg *a, const srch_agg_result *r, const size_t *idx, size_t n, char *why, size_t whyn)
+{
+    if (a->type != SRCH_AGG_DATE_HISTOGRAM && a->type != SRCH_AGG_TERMS)
+        return check_metric(a, r, idx, n, why, whyn);
+    size_t *sub = malloc((n + 1) * sizeof *sub);
+    int good = 1;
+    uint64_t seen = 0;
+    for (size_t b = 0; b < r->nbuckets && good; b++) {
+        const srch_agg_bucket *bk = &r->buckets[b];
+        size_t ns = 0;
+        for (size_t k = 0; k < n; k++) {
+            if (a->type == SRCH_AGG_DATE_HISTOGRAM) {
+                int64_t t = model_time(M, idx[k]);
+                if (t >= bk->key_time && t < bk->key_time + r->interval_ns)
+                    sub[ns++] = idx[k];
+            } else {
+                mkey ek[8];
+                size_t m = event_keys(idx[k], a->field, ek, 8);
+                mkey want = {bk->key_is_str, bk->key_str, bk->key_len, bk->key_num};
+                for (size_t q = 0; q < m; q++)
+                    if (mkey_eq(&ek[q], &want)) {
+                        sub[ns++] = idx[k];
+                        break;
+                    }
+            }
+        }
+        seen += ns;
+        if (bk->count != ns) {
+            good = 0;
+            snprintf(why, whyn, "bucket %zu: count %llu, model %zu", b, (unsigned long long)bk->count, ns);
+        }
+        if (b > 0 && a->type == SRCH_AGG_TERMS && bk->count > r->buckets[b - 1].count) {
+            good = 0;
+            snprintf(why, whyn, "terms not sorted by count");
+        }
+        for (size_t s = 0; s < a->nsubs && good; s++)
+            good = check_agg(&a->subs[s], &bk->subs[s], sub, ns, why, whyn);
+    }
+    /* every matching event falls in some histogram bucket */
+    if (good && a->type == SRCH_AGG_DATE_HISTOGRAM && seen != n) {
+        good = 0;
+        snprintf(why, whyn, "histogram buckets hold %llu of %zu events", (unsigned long long)seen, n);
+    }
+    /* terms: size large enough to see every key: compare the key count */
+    if (good && a->type == SRCH_AGG_TERMS && a->size >= 1000) {
+        mkey *keys = malloc((n * 8 + 1) * sizeof *keys);
+        size_t nk = 0;
+        for (size_t k = 0; k < n; k++) {
+            mkey ek[8];
+            size_t m = event_keys(idx[k], a->field, ek, 8);
+            for (size_t q = 0; q < m; q++) {
+                int dup = 0;
+                for (size_t z = 0; z < nk && !dup; z++)
+                    dup = mkey_eq(&keys[z], &ek[q]);
+                if (!dup)
+                    keys[nk++] = ek[q];
+            }
+        }
+        if (nk != r->nbuckets) {
+            good = 0;
+            snprintf(why, whyn, "terms: %zu buckets, model %zu keys", r->nbuckets, nk);
+        }
+        free(keys);
+    }
+    free(sub);
+    return good;
+}
+
+static int check_aggregations(srch_index *ix, int nq)
+{
+    static const char *const tfields[] = {"level", "service", "host.name", "user", "code", "tags", "status", "arr.k", "nested.a.b"};
+    static const char *const nfields[] = {"latency", "status", "user", "code", "arr.n"};
+    static const int64_t ivs[] = {60000000000LL, 300000000000LL, 3600000000000LL, 0};
+    long bad = 0;
+    size_t *idx = malloc(model_count(M) * sizeof *idx);
+    for (int qi = 0; qi < nq; qi++) {
+        mq *q = rnd(3) ? gen_query(1) : mq_new(M_ALL);
+        char qs[8192];
+        snprintf(qs, sizeof qs, "%s", mq_render(q));
+        int has_s = 0, has_e = 0;
+        int64_t s = 0, e = 0;
+        if (rnd(2)) {
+            has_s = has_e = 1;
+            s = T0 + (int64_t)rnd(5 * 60) * 60000000000LL;
+            e = s + (int64_t)(1 + rnd(120)) * 60000000000LL;
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < model_count(M); i++) {
+            int64_t t = model_time(M, i);
+            if ((has_s && t < s) || (has_e && t >= e) || !model_match(M, i, q))
+                continue;
+            idx[n++] = i;
+        }
+        /* one aggregation of each kind, and a nested one */
+        srch_agg inner_stats = {SRCH_AGG_STATS, "st", (char *)nfields[rnd(5)], 0, 0, {0}, 0, NULL, 0};
+        srch_agg inner_hist = {SRCH_AGG_DATE_HISTOGRAM, "h", NULL, 3600000000000LL, 0, {0}, 0, &inner_stats, 1};
+        srch_agg aggs[6] = {
+            {SRCH_AGG_DATE_HISTOGRAM, "hist", NULL, ivs[rnd(4)], 0, {0}, 0, NULL, 0},
+            {SRCH_AGG_TERMS, "terms", (char *)tfields[rnd(9)], 0, 1000, {0}, 0, NULL, 0},
+            {SRCH_AGG_STATS, "stats", (char *)nfields[rnd(5)], 0, 0, {0}, 0, NULL, 0},
+            {SRCH_AGG_PERCENTILES, "pct", (char *)nfields[rnd(5)], 0, 0, {1, 50, 95, 99, 100}, 5, NULL, 0},
+            {SRCH_AGG_CARDINALITY, "card", (char *)tfields[rnd(9)], 0, 0, {0}, 0, NULL, 0},
+            {SRCH_AGG_TERMS, "nested", "service", 0, 1000, {0}, 0, &inner_hist, 1},
+        };
+        srch_query *pq;
+        seg_err se = {0};
+        if (srch_query_parse(qs, strlen(qs), TOK, &pq, &se)) {
+            if (bad++ < 10)
+                tap_diag("agg query '%s': %s", qs, se.msg);
+            mq_free(q);
+            continue;
+        }
+        srch_request rq = {pq, has_s, has_e, s, e, 0, NULL, 1};
+        srch_agg_result *res;
+        uint64_t total;
+        if (srch_aggregate(ix, &rq, aggs, 6, &res, &total, &se)) {
+            if (bad++ < 10)
+                tap_diag("aggregate for '%s': %s", qs, se.msg);
+        } else {
+            char why[1024] = "";
+            int good = total == n;
+            if (!good)
+                snprintf(why, sizeof why, "total %llu, model %zu", (unsigned long long)total, n);
+            for (int k = 0; k < 6 && good; k++)
+                if (!check_agg(&aggs[k], &res[k], idx, n, why, sizeof why))
+                    good = 0;
+            if (!good && bad++ < 10)
+                tap_diag("aggregations for '%s': %s", qs, why);
+            srch_agg_results_free(res, 6);
+        }
+        srch_query_free(pq);
+        mq_free(q);
+    }
+    free(idx);
+    return (int)bad;
+}
+
 static long verify_dir(const char *dir)
 {
     seg_manifest m;
@@ -591,6 +850,8 @@ static void test_generated(void)
     ok(rt, "every stored event comes back byte-identical");
 
     is_int(check_generated(ix, 1500), 0, "1500 generated queries agree with the model");
+    is_int(check_aggregations(ix, 25), 0,
+           "25 aggregation requests (histogram, terms, stats, percentiles, cardinality, nested) agree with the model");
     srch_index_close(ix);
     model_free(M);
     M = NULL;
