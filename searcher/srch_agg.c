@@ -417,7 +417,6 @@ static void terms_add(terms_ud *t, uint32_t di, int is_str, uint32_t ord, double
 }
 
 static void terms_num(void *ud, uint32_t di, double v) { terms_add(ud, di, 0, 0, v); }
-static void terms_str(void *ud, uint32_t di, uint32_t ord) { terms_add(ud, di, 1, ord, 0); }
 
 static int tkey_cmp(const void *pa, const void *pb)
 {
@@ -430,6 +429,208 @@ static int tkey_cmp(const void *pa, const void *pb)
 }
 
 static int eval(segctx *c, const srch_agg *a, part *p, const dlist *dl);
+static int eval_subs(segctx *c, const srch_agg *a, pbucket *b, const dlist *dl);
+
+/* terms over numeric values: (doc, value) pairs sorted by value */
+static int terms_numbers(segctx *c, const srch_agg *a, part *p, const dlist *dl, int f)
+{
+    terms_ud t = {0};
+    vjoin j = {dl->d, dl->n, 0, terms_num, NULL, &t};
+    if (seg_reader_num_scan(c->r, (uint32_t)f, -INFINITY, 1, INFINITY, 1, join_num, &j, c->e))
+        return -1;
+    if (t.oom) {
+        seg_free(t.k);
+        return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), -1;
+    }
+    if (t.n > 1)
+        qsort(t.k, t.n, sizeof *t.k, tkey_cmp);
+    uint32_t *sub = a->nsubs ? seg_malloc((t.n ? t.n : 1) * sizeof *sub) : NULL;
+    int rc = 0;
+    if (a->nsubs && !sub)
+        rc = seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < t.n && rc == 0;) {
+        size_t k = i + 1;
+        while (k < t.n && t.k[k].num == t.k[i].num)
+            k++;
+        pbucket *b = bucket_get(p, a, 0, 0, t.k[i].num, NULL, 0);
+        if (!b) {
+            rc = seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+            break;
+        }
+        size_t nd = 0;
+        for (size_t q = i; q < k; q++) {
+            if (q > i && t.k[q].di == t.k[q - 1].di)
+                continue; /* a doc counts once per key */
+            b->count++;
+            if (sub)
+                sub[nd++] = dl->d[t.k[q].di];
+        }
+        if (a->nsubs) {
+            dlist sd = {sub, nd};
+            rc = eval_subs(c, a, b, &sd);
+        }
+        i = k;
+    }
+    seg_free(sub);
+    seg_free(t.k);
+    return rc;
+}
+
+typedef struct ord_ud {
+    uint32_t *cnt, *last, *pairs_di, *pairs_ord;
+    size_t n, cap;
+    int oom, collect;
+} ord_ud;
+
+static void ord_pair(void *ud, uint32_t di, uint32_t ord)
+{
+    ord_ud *o = ud;
+    if (o->last[ord] == di + 1)
+        return; /* a doc counts once per value */
+    o->last[ord] = di + 1;
+    o->cnt[ord]++;
+    if (!o->collect)
+        return;
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 1024;
+        uint32_t *a = seg_realloc(o->pairs_di, cap * sizeof *a), *b = a ? seg_realloc(o->pairs_ord, cap * sizeof *b) : NULL;
+        if (a)
+            o->pairs_di = a;
+        if (!a || !b) {
+            o->oom = 1;
+            return;
+        }
+        o->pairs_ord = b;
+        o->cap = cap;
+    }
+    o->pairs_di[o->n] = di;
+    o->pairs_ord[o->n++] = ord;
+}
+
+/* terms over a keyword column: counts by ordinal; doc lists per ordinal
+ * (a counting sort) only when there are sub-aggregations */
+static int terms_ordinals(segctx *c, const srch_agg *a, part *p, const dlist *dl, const seg_keycol *kc)
+{
+    ord_ud o = {0};
+    o.collect = a->nsubs != 0;
+    o.cnt = seg_calloc(kc->ndict ? kc->ndict : 1, sizeof *o.cnt);
+    o.last = seg_calloc(kc->ndict ? kc->ndict : 1, sizeof *o.last);
+    int rc = 0;
+    uint32_t *start = NULL, *docs = NULL;
+    if (!o.cnt || !o.last) {
+        rc = seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    vjoin j = {dl->d, dl->n, 0, NULL, ord_pair, &o};
+    if (seg_reader_keycol_scan(c->r, kc, join_str, &j, c->e)) {
+        rc = -1;
+        goto out;
+    }
+    if (o.oom) {
+        rc = seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    if (o.collect) {
+        start = seg_calloc((size_t)kc->ndict + 1, sizeof *start);
+        docs = seg_malloc((o.n ? o.n : 1) * sizeof *docs);
+        if (!start || !docs) {
+            rc = seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+            goto out;
+        }
+        for (uint32_t k = 0; k < kc->ndict; k++)
+            start[k + 1] = start[k] + o.cnt[k];
+        for (size_t q = 0; q < o.n; q++) /* pairs come in doc order: lists stay sorted */
+            docs[start[o.pairs_ord[q]]++] = dl->d[o.pairs_di[q]];
+        for (uint32_t k = kc->ndict; k > 0; k--)
+            start[k] = start[k - 1];
+        start[0] = 0;
+    }
+    for (uint32_t k = 0; k < kc->ndict && rc == 0; k++) {
+        if (!o.cnt[k])
+            continue;
+        const char *s;
+        size_t sl;
+        if (seg_keycol_value(kc, k, &s, &sl)) {
+            rc = seg_err_set(c->e, SEG_ECORRUPT, seg_reader_path(c->r), "bad keyword ordinal");
+            break;
+        }
+        pbucket *b = bucket_get(p, a, 1, 0, 0, s, sl);
+        if (!b) {
+            rc = seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+            break;
+        }
+        b->count += o.cnt[k];
+        if (o.collect) {
+            dlist sd = {docs + start[k], o.cnt[k]};
+            rc = eval_subs(c, a, b, &sd);
+        }
+    }
+out:
+    seg_free(o.cnt);
+    seg_free(o.last);
+    seg_free(o.pairs_di);
+    seg_free(o.pairs_ord);
+    seg_free(start);
+    seg_free(docs);
+    return rc;
+}
+
+/* String values of a field without a keyword column (mostly distinct
+ * values): read from the stored events of the docs.  Slow, but exact. */
+static int strings_from_store(segctx *c, const srch_agg *a, part *p, const dlist *dl, int f)
+{
+    const seg_field *fi = seg_reader_field(c->r, (uint32_t)f);
+    seg_store_cur *sc = seg_store_cur_new();
+    seg_json *js = seg_json_new();
+    uint32_t *one = seg_malloc(sizeof *one);
+    int rc = 0;
+    if (!sc || !js || !one)
+        rc = seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < dl->n && rc == 0; i++) {
+        const char *id, *json;
+        size_t il, jl;
+        if (seg_reader_doc(c->r, sc, dl->d[i], &id, &il, &json, &jl, c->e)) {
+            rc = -1;
+            break;
+        }
+        const seg_jval *v;
+        size_t nv;
+        seg_err je = {0};
+        if (seg_json_parse(js, json, jl, &v, &nv, &je))
+            continue; /* stored events were valid when stored */
+        for (size_t k = 0; k < nv && rc == 0; k++) {
+            if (v[k].type != SEG_JV_STRING || v[k].str_len > SEG_KEYWORD_MAX || v[k].path_len != fi->name_len ||
+                memcmp(v[k].path, fi->name, fi->name_len))
+                continue;
+            int dup = 0; /* once per doc and value */
+            for (size_t q = 0; q < k && !dup; q++)
+                dup = v[q].type == SEG_JV_STRING && v[q].path_len == v[k].path_len &&
+                      !memcmp(v[q].path, v[k].path, v[k].path_len) && v[q].str_len == v[k].str_len &&
+                      !memcmp(v[q].str, v[k].str, v[k].str_len);
+            if (dup)
+                continue;
+            if (a->type == SRCH_AGG_CARDINALITY) {
+                hll_add(p->hll, seg_hash64_2("s", 1, v[k].str, v[k].str_len));
+                continue;
+            }
+            pbucket *b = bucket_get(p, a, 1, 0, 0, v[k].str, v[k].str_len);
+            if (!b) {
+                rc = seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+                break;
+            }
+            b->count++;
+            if (a->nsubs) {
+                one[0] = dl->d[i];
+                dlist sd = {one, 1};
+                rc = eval_subs(c, a, b, &sd);
+            }
+        }
+    }
+    seg_free(one);
+    seg_json_free(js);
+    seg_store_cur_free(sc);
+    return rc;
+}
 
 static int eval_subs(segctx *c, const srch_agg *a, pbucket *b, const dlist *dl)
 {
@@ -477,60 +678,11 @@ static int eval(segctx *c, const srch_agg *a, part *p, const dlist *dl)
     if (has_kc < 0)
         return -1;
     if (a->type == SRCH_AGG_TERMS) {
-        terms_ud t = {0};
-        vjoin j = {dl->d, dl->n, 0, terms_num, terms_str, &t};
-        if (seg_reader_num_scan(r, (uint32_t)f, -INFINITY, 1, INFINITY, 1, join_num, &j, c->e))
-            return -1;
-        j.i = 0;
-        if (has_kc && seg_reader_keycol_scan(r, &kc, join_str, &j, c->e)) {
-            seg_free(t.k);
-            return -1;
-        }
-        if (t.oom) {
-            seg_free(t.k);
-            return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), -1;
-        }
-        if (t.n > 1)
-            qsort(t.k, t.n, sizeof *t.k, tkey_cmp);
-        uint32_t *sub = a->nsubs ? seg_malloc((t.n ? t.n : 1) * sizeof *sub) : NULL;
-        int rc = 0;
-        for (size_t i = 0; i < t.n && rc == 0;) {
-            size_t j = i + 1;
-            while (j < t.n && t.k[j].is_str == t.k[i].is_str &&
-                   (t.k[i].is_str ? t.k[j].ord == t.k[i].ord : t.k[j].num == t.k[i].num))
-                j++;
-            const char *s = NULL;
-            size_t sl = 0;
-            if (t.k[i].is_str && seg_keycol_value(&kc, t.k[i].ord, &s, &sl)) {
-                rc = seg_err_set(c->e, SEG_ECORRUPT, seg_reader_path(r), "bad keyword ordinal");
-                break;
-            }
-            pbucket *b = bucket_get(p, a, t.k[i].is_str, 0, t.k[i].num, s, sl);
-            if (!b) {
-                rc = seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
-                break;
-            }
-            /* a doc counts once per key (e.g. ["a","a"]) */
-            size_t nd = 0;
-            for (size_t k = i; k < j; k++) {
-                if (k > i && t.k[k].di == t.k[k - 1].di)
-                    continue;
-                b->count++;
-                if (sub)
-                    sub[nd++] = dl->d[t.k[k].di];
-            }
-            if (a->nsubs) {
-                if (!sub) {
-                    rc = seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
-                    break;
-                }
-                dlist sd = {sub, nd};
-                rc = eval_subs(c, a, b, &sd);
-            }
-            i = j;
-        }
-        seg_free(sub);
-        seg_free(t.k);
+        int rc = terms_numbers(c, a, p, dl, f);
+        if (rc == 0 && has_kc)
+            rc = terms_ordinals(c, a, p, dl, &kc);
+        else if (rc == 0 && (seg_reader_field(r, (uint32_t)f)->flags & SEG_F_STRING))
+            rc = strings_from_store(c, a, p, dl, f);
         return rc;
     }
     if (a->type == SRCH_AGG_CARDINALITY && !p->hll && !(p->hll = seg_calloc(HLL_M, 1)))
@@ -541,6 +693,9 @@ static int eval(segctx *c, const srch_agg *a, part *p, const dlist *dl)
         return -1;
     j.i = 0;
     if (has_kc && seg_reader_keycol_scan(r, &kc, join_str, &j, c->e))
+        return -1;
+    if (!has_kc && a->type == SRCH_AGG_CARDINALITY && (seg_reader_field(r, (uint32_t)f)->flags & SEG_F_STRING) &&
+        strings_from_store(c, a, p, dl, f))
         return -1;
     if (m.oom)
         return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), -1;

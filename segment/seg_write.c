@@ -121,6 +121,8 @@ typedef struct fieldinfo {
     int all_int;
     seg_buf nums;      /* (u32 doc, u8 isint, 8 bytes value) records */
     seg_buf kws;       /* (u32 doc, u32 value id) records: keyword values */
+    uint32_t nkw_distinct;
+    int no_keycol;     /* too many distinct values: no KEYCOL for this field */
 } fieldinfo;
 
 typedef struct build {
@@ -417,8 +419,17 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, siz
             if (seg_tok_run(x->tok, v[i].str, v[i].str_len, on_token, x) < 0)
                 return seg_err_set(e, SEG_EINVAL, NULL, "tokenizer failed on event %u", doc);
             x->pos++; /* gap: no phrase across two values */
-            if (v[i].str_len <= SEG_KEYWORD_MAX) {
+            if (v[i].str_len <= SEG_KEYWORD_MAX && !fi->no_keycol) {
+                uint32_t before = x->nkv;
                 uint32_t id = kv_get(x, f, v[i].str, v[i].str_len);
+                if (x->nkv != before && ++fi->nkw_distinct > SEG_KEYCOL_MAX_DISTINCT &&
+                    fi->nkw_distinct > fi->kws.n / 8 / 8) {
+                    /* mostly distinct values (ids, messages, times): a
+                     * dictionary would only repeat the stored events */
+                    fi->no_keycol = 1;
+                    seg_buf_free(&fi->kws);
+                    break;
+                }
                 uint8_t rec[8];
                 seg_wr_u32(rec, doc);
                 seg_wr_u32(rec + 4, id);
@@ -983,7 +994,7 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
             goto out;
         }
         for (uint32_t f = 0; f < x.nfields && rc == SEG_OK; f++) {
-            if (!x.fields[f].kws.n)
+            if (!x.fields[f].kws.n || x.fields[f].no_keycol)
                 continue;
             enc_keycol(&x, &x.fields[f], ord_of, &sec);
             rc = wr_section(&w, SEG_S_KEYCOL, f, &sec);

@@ -16,6 +16,7 @@
  */
 #include "indexer/idx.h"
 #include "searcher/srch.h"
+#include "searcher/srch_exec.h"
 #include "tests/model.h"
 #include "tests/tap.h"
 
@@ -1042,11 +1043,72 @@ static void test_real(const char *path, const char *name, size_t max_lines)
     rm_rf(dir);
 }
 
+/* A field with mostly distinct strings gets no keyword column; terms and
+ * cardinality then read the stored events and must stay exact. */
+static void test_keycol_fallback(void)
+{
+    char dir[] = "/tmp/logdex-t-kc-XXXXXX";
+    if (!mkdtemp(dir))
+        return;
+    idx_opts o;
+    idx_opts_default(&o);
+    seg_err e = {0};
+    idx_writer *w;
+    if (idx_open(dir, "kc", &o, &w, &e)) {
+        ok(0, "writer: %s", e.msg);
+        return;
+    }
+    for (int i = 0; i < 6000; i++) {
+        char line[200];
+        /* one hour bucket: 1699999200 is an hour boundary */
+        snprintf(line, sizeof line, "{\"ts\":%d,\"rid\":\"req-%05d\",\"grp\":\"g%d\",\"n\":%d}", 1699999200 + i / 2,
+                 i, i % 10, i % 3);
+        idx_add_line(w, line, strlen(line), i + 1, NULL, NULL, &e);
+    }
+    idx_close(w, &e);
+    srch_index *ix;
+    if (srch_index_open(dir, "kc", POOL, &ix, &e)) {
+        ok(0, "open: %s", e.msg);
+        return;
+    }
+    ok(srch_index_nsegments(ix) == 1, "one segment");
+    int rid = seg_reader_field_find(srch_index_segment(ix, 0), "rid", 3);
+    int grp = seg_reader_field_find(srch_index_segment(ix, 0), "grp", 3);
+    seg_keycol kc;
+    ok(seg_reader_keycol(srch_index_segment(ix, 0), (uint32_t)rid, &kc, &e) == 0 &&
+           seg_reader_keycol(srch_index_segment(ix, 0), (uint32_t)grp, &kc, &e) == 1,
+       "6000 distinct values get no keyword column; 10 do");
+    srch_query *q;
+    srch_query_parse("*", 1, TOK, &q, &e);
+    srch_agg aggs[3] = {
+        {SRCH_AGG_TERMS, "rid", "rid", 0, 10000, {0}, 0, NULL, 0},
+        {SRCH_AGG_CARDINALITY, "card", "rid", 0, 0, {0}, 0, NULL, 0},
+        {SRCH_AGG_TERMS, "grp", "grp", 0, 10, {0}, 0, NULL, 0},
+    };
+    srch_request rq = {q, 0, 0, 0, 0, 0, NULL, 1};
+    srch_agg_result *res;
+    uint64_t total;
+    if (ok(srch_aggregate(ix, &rq, aggs, 3, &res, &total, &e) == SEG_OK, "aggregate over 6000 distinct values")) {
+        int ones = 1;
+        for (size_t i = 0; i < res[0].nbuckets; i++)
+            ones &= res[0].buckets[i].count == 1 && res[0].buckets[i].key_is_str;
+        ok(res[0].nbuckets == 6000 && ones, "terms without a keyword column: 6000 keys, each once (%zu)", res[0].nbuckets);
+        ok(fabs((double)res[1].cardinality - 6000) <= 120, "cardinality without a keyword column: %llu of 6000",
+           (unsigned long long)res[1].cardinality);
+        ok(res[2].nbuckets == 10 && res[2].buckets[0].count == 600, "terms with a keyword column: 10 groups of 600");
+        srch_agg_results_free(res, 3);
+    }
+    srch_query_free(q);
+    srch_index_close(ix);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     TOK = seg_tok_new();
     POOL = srch_pool_new(2);
     test_generated();
+    test_keycol_fallback();
     /* real samples live outside the project: LOGDEX_SHARED_DATA, or
      * ../shared/data beside the source tree */
     const char *top = getenv("top_srcdir"), *sd = getenv("LOGDEX_SHARED_DATA");
