@@ -14,7 +14,7 @@
  * write JSON.
  */
 #define _GNU_SOURCE
-#include "api/api.h"
+#include "api/api_int.h"
 #include "indexer/idx.h"
 #include "searcher/srch.h"
 
@@ -50,7 +50,8 @@ static const char *const usage_serve =
     "  --tls-cert FILE --tls-key FILE   serve HTTPS\n"
     "  --buffer-mb N       flush an index's buffer at N MiB (default 64)\n"
     "  --flush-age SECS    ... or when its oldest event is SECS old (default 10)\n"
-    "  --threads N         HTTP threads (default 16)\n"
+    "  (one thread per connection, at most 1000 connections)\n"
+    "  --max-tails N       live tail streams at most, per index (default 256)\n"
     "  --quiet             no request log on standard error\n";
 
 #define MAX_INDEXES 1024
@@ -58,6 +59,7 @@ static const char *const usage_serve =
 typedef struct index_ent {
     char name[72];
     idx_writer *w;
+    api_hub *hub;              /* live tails of this index */
 } index_ent;
 
 static struct server {
@@ -71,6 +73,7 @@ static struct server {
     pthread_mutex_t tokmu;     /* guards qtok_used */
     int qtok_used[64];
     size_t max_body;
+    int max_tails;
     const char *token;
     int quiet;
     volatile int stopping;
@@ -169,13 +172,16 @@ static void seg_error_reply(reply *r, const seg_err *e)
 /* Index registry                                                       */
 /* ------------------------------------------------------------------ */
 
-/* Finds (create: or creates) the live writer of an index. */
-static idx_writer *index_get(const char *name, int create, seg_err *e)
+/* Finds (create: or creates) the live writer of an index; *hub (if not
+ * NULL) receives its tail hub. */
+static idx_writer *index_get_hub(const char *name, int create, api_hub **hub, seg_err *e)
 {
     pthread_mutex_lock(&srv.mu);
     for (size_t i = 0; i < srv.nix; i++)
         if (!strcmp(srv.ix[i].name, name)) {
             idx_writer *w = srv.ix[i].w;
+            if (hub)
+                *hub = srv.ix[i].hub;
             pthread_mutex_unlock(&srv.mu);
             return w;
         }
@@ -188,12 +194,24 @@ static idx_writer *index_get(const char *name, int create, seg_err *e)
     } else if (srv.nix >= MAX_INDEXES) {
         seg_err_set(e, SEG_ELIMIT, NULL, "too many indexes (%d)", MAX_INDEXES);
     } else if (idx_open(srv.data, name, &srv.opts, &w, e) == SEG_OK) {
-        snprintf(srv.ix[srv.nix].name, sizeof srv.ix[srv.nix].name, "%s", name);
-        srv.ix[srv.nix++].w = w;
+        api_hub *h = api_hub_new();
+        if (!h) {
+            idx_close(w, NULL);
+            w = NULL;
+            seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        } else {
+            snprintf(srv.ix[srv.nix].name, sizeof srv.ix[srv.nix].name, "%s", name);
+            srv.ix[srv.nix].hub = h;
+            srv.ix[srv.nix++].w = w;
+            if (hub)
+                *hub = h;
+        }
     }
     pthread_mutex_unlock(&srv.mu);
     return w;
 }
+
+static idx_writer *index_get(const char *name, int create, seg_err *e) { return index_get_hub(name, create, NULL, e); }
 
 /* ------------------------------------------------------------------ */
 /* Query strings                                                        */
@@ -226,13 +244,15 @@ static int parse_time_arg(struct MHD_Connection *c, const char *k, int64_t *out,
 static void do_ingest(reply *r, const char *index, const char *body, size_t n)
 {
     seg_err e = {0};
-    idx_writer *w = index_get(index, 1, &e);
+    api_hub *hub = NULL;
+    idx_writer *w = index_get_hub(index, 1, &hub, &e);
     if (!w) {
         seg_error_reply(r, &e);
         return;
     }
     __atomic_add_fetch(&srv.ingest_requests, 1, __ATOMIC_RELAXED);
     idx_batch b;
+    b.want_events = api_hub_wants_events(hub);
     if (idx_ingest(w, body, n, &b, &e)) {
         idx_batch_free(&b);
         if (e.code == SEG_ENOMEM) {
@@ -255,7 +275,81 @@ static void do_ingest(reply *r, const char *index, const char *body, size_t n)
         put_s(&r->body, "}");
     }
     put_s(&r->body, "]}");
+    if (b.events) {
+        /* durable now: live tails may show these events */
+        int slot = tok_take();
+        seg_json *js = seg_json_new();
+        if (slot >= 0 && js)
+            api_hub_publish(hub, b.events, srv.qtok[slot], js);
+        seg_json_free(js);
+        if (slot >= 0)
+            tok_give(slot);
+    }
     idx_batch_free(&b);
+}
+
+static srch_index *snapshot(const char *index, seg_err *e);
+
+/* GET /api/v1/{index}/tail: the event-stream response, or NULL and an error
+ * reply. */
+static struct MHD_Response *do_tail(reply *r, struct MHD_Connection *c, const char *index)
+{
+    seg_err e = {0};
+    api_hub *hub = NULL;
+    if (!index_get_hub(index, 0, &hub, &e)) {
+        seg_error_reply(r, &e);
+        return NULL;
+    }
+    const char *q = arg(c, "q"), *bf = arg(c, "backfill"), *hb = arg(c, "heartbeat");
+    size_t backfill = 0;
+    double heartbeat = 15;
+    if (bf && *bf) {
+        char *end;
+        long long v = strtoll(bf, &end, 10);
+        if (*end || v < 0 || v > 10000) {
+            error_reply(r, 400, "bad_request", "backfill must be a whole number from 0 to 10000");
+            return NULL;
+        }
+        backfill = (size_t)v;
+    }
+    if (hb && *hb) {
+        char *end;
+        heartbeat = strtod(hb, &end);
+        if (*end || !(heartbeat >= 0.05 && heartbeat <= 3600)) {
+            error_reply(r, 400, "bad_request", "heartbeat must be from 0.05 to 3600 seconds");
+            return NULL;
+        }
+    }
+    int slot = tok_take();
+    if (slot < 0) {
+        error_reply(r, 503, "overloaded", "too many concurrent requests");
+        r->retry_after = "1";
+        return NULL;
+    }
+    srch_query *pq = NULL;
+    int rc = srch_query_parse(q ? q : "", q ? strlen(q) : 0, srv.qtok[slot], &pq, &e);
+    tok_give(slot);
+    if (rc) {
+        seg_error_reply(r, &e);
+        return NULL;
+    }
+    srch_index *snap = backfill ? snapshot(index, &e) : NULL;
+    if (backfill && !snap) {
+        srch_query_free(pq);
+        seg_error_reply(r, &e);
+        return NULL;
+    }
+    const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+    unsigned status = 0;
+    struct MHD_Response *resp = api_tail_open(hub, srv.max_tails, pq, snap, backfill, last, heartbeat, &status, &e);
+    srch_index_close(snap);
+    if (!resp) {
+        char b[1024];
+        error_reply(r, status ? status : 503, status == 503 ? "overloaded" : "internal_error", seg_err_str(&e, b, sizeof b));
+        if (status == 503)
+            r->retry_after = "5";
+    }
+    return resp;
 }
 
 /* Opens a searchable snapshot of an index. */
@@ -505,9 +599,11 @@ static void do_metrics(reply *r)
     size_t n = srv.nix;
     idx_metrics m[MAX_INDEXES];
     char names[MAX_INDEXES][72];
+    int tails[MAX_INDEXES];
     for (size_t i = 0; i < n; i++) {
         idx_get_metrics(srv.ix[i].w, &m[i]);
         memcpy(names[i], srv.ix[i].name, 72);
+        tails[i] = api_hub_count(srv.ix[i].hub);
     }
     pthread_mutex_unlock(&srv.mu);
     static const struct {
@@ -523,6 +619,7 @@ static void do_metrics(reply *r)
         {"logdex_wal_fsync_seconds_total", "counter", "Time in write-ahead log fdatasync.", 6},
         {"logdex_buffer_bytes", "gauge", "Events buffered, not yet in segments.", 7},
         {"logdex_segments", "gauge", "Segments in the manifest.", 8},
+        {"logdex_tail_subscribers", "gauge", "Live tail streams open.", 9},
     };
     for (size_t k = 0; k < sizeof per / sizeof *per; k++) {
         for (size_t i = 0; i < n; i++) {
@@ -536,7 +633,8 @@ static void do_metrics(reply *r)
             case 5: v = (double)m[i].wal_fsyncs; break;
             case 6: v = (double)m[i].wal_fsync_ns / 1e9; break;
             case 7: v = (double)m[i].buffered_bytes; break;
-            default: v = (double)m[i].segments; break;
+            case 8: v = (double)m[i].segments; break;
+            default: v = (double)tails[i]; break;
             }
             char l[128];
             snprintf(l, sizeof l, "{index=\"%s\"}", names[i]);
@@ -646,8 +744,9 @@ static int auth_ok(struct MHD_Connection *c)
     return diff == 0;
 }
 
-/* Routes a complete request. */
-static void route(struct MHD_Connection *c, const char *method, const char *url, req *q, reply *r)
+/* Routes a complete request.  A live tail sets *stream instead of r. */
+static void route(struct MHD_Connection *c, const char *method, const char *url, req *q, reply *r,
+                  struct MHD_Response **stream)
 {
     int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
     if (!strcmp(url, "/health")) {
@@ -717,7 +816,7 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
     case 2: return do_stats(r, index);
     case 3: return do_fields(r, index);
     case 4: return do_aggregate(r, index, (const char *)q->body.p, q->body.n);
-    default: return error_reply(r, 501, "not_implemented", "live tail is not built yet");
+    default: *stream = do_tail(r, c, index); return;
     }
 }
 
@@ -770,12 +869,21 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     reply r = {200, {0}, NULL, NULL};
+    struct MHD_Response *stream = NULL;
     if (q->too_large)
         error_reply(&r, 413, "payload_too_large", "the body is larger than --max-body");
     else if (q->body.oom)
         error_reply(&r, 503, "overloaded", "out of memory"), r.retry_after = "1";
     else
-        route(c, method, url, q, &r);
+        route(c, method, url, q, &r, &stream);
+    if (stream) {
+        enum MHD_Result ret = MHD_queue_response(c, 200, stream);
+        MHD_destroy_response(stream);
+        if (!srv.quiet)
+            fprintf(stderr, "%s %s 200 (stream)\n", method, url);
+        seg_buf_free(&r.body);
+        return ret;
+    }
     if (r.body.oom) {
         seg_buf_free(&r.body);
         r = (reply){503, {0}, NULL, "1"};
@@ -860,15 +968,15 @@ static char *slurp(const char *path)
 int api_serve(int argc, char **argv)
 {
     const char *data = "./data", *listen = "127.0.0.1:9200", *cert = NULL, *key = NULL;
-    int threads = 16; /* handlers waiting on a shared fsync: more of them, bigger groups */
     memset(&srv, 0, sizeof srv);
     idx_opts_default(&srv.opts);
     srv.opts.wal = 1;
     srv.max_body = 64u << 20;
+    srv.max_tails = 256;
     static const struct option opts[] = {
         {"data", 1, 0, 'd'},      {"listen", 1, 0, 'l'},    {"max-body", 1, 0, 'm'}, {"auth-token", 1, 0, 'a'},
         {"tls-cert", 1, 0, 'c'},  {"tls-key", 1, 0, 'k'},   {"buffer-mb", 1, 0, 'b'}, {"flush-age", 1, 0, 'g'},
-        {"threads", 1, 0, 't'},   {"quiet", 0, 0, 'q'},     {"retention", 1, 0, 'r'}, {"help", 0, 0, 'h'},
+        {"quiet", 0, 0, 'q'},     {"retention", 1, 0, 'r'}, {"help", 0, 0, 'h'}, {"max-tails", 1, 0, 'T'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -881,8 +989,8 @@ int api_serve(int argc, char **argv)
         case 'k': key = optarg; break;
         case 'b': srv.opts.buffer_bytes = (size_t)strtoull(optarg, NULL, 10) << 20; break;
         case 'g': srv.opts.max_age_ns = (int64_t)(atof(optarg) * 1e9); break;
-        case 't': threads = atoi(optarg); break;
         case 'q': srv.quiet = 1; break;
+        case 'T': srv.max_tails = atoi(optarg); break;
         case 'r':
             fprintf(stderr, "logdex serve: --retention is not built yet (open issue: segment lifecycle)\n");
             return 2;
@@ -890,7 +998,7 @@ int api_serve(int argc, char **argv)
         default: fputs(usage_serve, stderr); return 2;
         }
     }
-    if (optind != argc || srv.max_body == 0 || threads < 1 || threads > 64 || (!cert) != (!key)) {
+    if (optind != argc || srv.max_body == 0 || (!cert) != (!key)) {
         fputs(usage_serve, stderr);
         return 2;
     }
@@ -952,7 +1060,10 @@ int api_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     char *certs = NULL, *keys = NULL;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* a thread per connection: handlers may block (waiting for a shared
+     * fsync, or for events on a live tail) without stalling others */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
     if (cert) {
         certs = slurp(cert);
         keys = slurp(key);
@@ -964,13 +1075,13 @@ int api_serve(int argc, char **argv)
     }
     struct MHD_Daemon *daemon = cert
         ? MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-                           MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT, 1000u,
+                           MHD_OPTION_CONNECTION_LIMIT, 1000u,
                            MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
                            on_connection, NULL, MHD_OPTION_HTTPS_MEM_CERT, certs, MHD_OPTION_HTTPS_MEM_KEY, keys,
                            MHD_OPTION_END)
         : MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-                           MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_LIMIT, 1000u,
+                           MHD_OPTION_CONNECTION_LIMIT, 1000u,
                            MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
                            on_connection, NULL, MHD_OPTION_END);
@@ -987,8 +1098,12 @@ int api_serve(int argc, char **argv)
     sigwait(&set, &sig);
     if (!srv.quiet)
         fprintf(stderr, "logdex serve: signal %d: stopping\n", sig);
-    /* stop accepting, let requests in flight finish, then stop */
+    /* stop accepting, end live tails, let requests in flight finish, stop */
     MHD_quiesce_daemon(daemon);
+    pthread_mutex_lock(&srv.mu);
+    for (size_t i = 0; i < srv.nix; i++)
+        api_hub_stop(srv.ix[i].hub);
+    pthread_mutex_unlock(&srv.mu);
     for (int i = 0; i < 300; i++) {
         const union MHD_DaemonInfo *ci = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
         if (!ci || ci->num_connections == 0)
@@ -1002,6 +1117,7 @@ int api_serve(int argc, char **argv)
     int rc = 0;
     for (size_t i = 0; i < srv.nix; i++) {
         seg_err ce = {0};
+        api_hub_free(srv.ix[i].hub);
         if (idx_close(srv.ix[i].w, &ce)) {
             char b[1024];
             fprintf(stderr, "logdex serve: index %s: %s\n", srv.ix[i].name, seg_err_str(&ce, b, sizeof b));

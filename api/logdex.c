@@ -9,7 +9,10 @@
 #include "indexer/idx.h"
 #include "searcher/srch.h"
 
+#include <ctype.h>
 #include <dirent.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -33,6 +36,7 @@ static const char *const usage_main =
     "  ingest   load NDJSON files into an index\n"
     "  search   print the events matching a query, newest first\n"
     "  agg      aggregate: histograms over time, top values, stats, percentiles\n"
+    "  tail     follow a server: print matching events as they are ingested\n"
     "  stats    print an index's event, segment, bucket and byte counts\n"
     "  verify   check every checksum and structure of a data directory\n"
     "  dump     describe the sections of one segment file\n"
@@ -76,6 +80,14 @@ static const char *const usage_agg =
     "Runs an aggregation request, the same JSON as POST /api/v1/{index}/aggregate\n"
     "(docs/aggregations.md), and prints the same answer.  Example:\n"
     "  logdex agg '{\"q\":\"level:error\",\"aggs\":{\"per_min\":{\"date_histogram\":{\"interval\":\"1m\"}}}}'\n";
+
+static const char *const usage_tail =
+    "usage: logdex tail [--url URL] [--index NAME] [--backfill N] [--token TOKEN] QUERY\n"
+    "\n"
+    "Connects to a running server (default http://127.0.0.1:9200) and prints\n"
+    "the events matching QUERY as NDJSON lines, as they are ingested; with\n"
+    "--backfill N, first the N newest stored matches.  Reconnects after a\n"
+    "dropped connection, resuming after the last event seen.  Ctrl-C stops.\n";
 
 static const char *const usage_stats =
     "usage: logdex stats [--data DIR] [--index NAME]\n"
@@ -409,6 +421,200 @@ static int cmd_search(int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------ */
+/* tail: a minimal HTTP/1.1 client for the event stream                 */
+/* ------------------------------------------------------------------ */
+
+static void url_encode(seg_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            seg_buf_put_u8(b, c);
+        } else {
+            char x[4];
+            snprintf(x, sizeof x, "%%%02X", c);
+            seg_buf_put(b, x, 3);
+        }
+    }
+}
+
+/* Handles one SSE line; returns 0, or -1 on a line that is not ours. */
+static void tail_line(const char *l, size_t n, char *last_id, size_t last_cap)
+{
+    if (n >= 4 && !memcmp(l, "id: ", 4)) {
+        snprintf(last_id, last_cap, "%.*s", (int)(n - 4), l + 4);
+    } else if (n >= 6 && !memcmp(l, "data: ", 6)) {
+        const char *src = memmem(l, n, ",\"_source\":", 11);
+        if (src && l[n - 1] == '}') {
+            /* the event exactly as sent: between "_source": and the last } */
+            fwrite(src + 11, 1, (size_t)(l + n - 1 - (src + 11)), stdout);
+            fputc('\n', stdout);
+            fflush(stdout);
+        } else if (memmem(l, n, "\"dropped\"", 9)) {
+            fprintf(stderr, "logdex tail: the server dropped events for this slow reader: %.*s\n", (int)(n - 6), l + 6);
+        }
+    }
+}
+
+static int tail_once(const char *host, int port, const char *index, const char *q, long backfill, const char *token,
+                     char *last_id, size_t last_cap)
+{
+    struct addrinfo hints, *ai;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    if (getaddrinfo(host, ps, &hints, &ai) != 0) {
+        fprintf(stderr, "logdex tail: cannot resolve %s\n", host);
+        return 1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        freeaddrinfo(ai);
+        if (fd >= 0)
+            close(fd);
+        return -1; /* try again */
+    }
+    freeaddrinfo(ai);
+    seg_buf rq = {0};
+    char line[512];
+    snprintf(line, sizeof line, "GET /api/v1/%s/tail?backfill=%ld&q=", index, last_id[0] ? 0 : backfill);
+    seg_buf_put(&rq, line, strlen(line));
+    url_encode(&rq, q);
+    snprintf(line, sizeof line, " HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n", host, port);
+    seg_buf_put(&rq, line, strlen(line));
+    if (last_id[0]) {
+        snprintf(line, sizeof line, "Last-Event-ID: %s\r\n", last_id);
+        seg_buf_put(&rq, line, strlen(line));
+    }
+    if (token) {
+        snprintf(line, sizeof line, "Authorization: Bearer %.400s\r\n", token);
+        seg_buf_put(&rq, line, strlen(line));
+    }
+    seg_buf_put(&rq, "\r\n", 2);
+    ssize_t w = write(fd, rq.p, rq.n);
+    seg_buf_free(&rq);
+    if (w < 0) {
+        close(fd);
+        return -1;
+    }
+    /* headers, then a chunked body of SSE lines */
+    seg_buf in = {0}, body = {0};
+    char buf[65536];
+    int headers_done = 0, chunked = 0, status = 0, rc = -1, skip_crlf = 0;
+    size_t chunk_left = 0;
+    for (;;) {
+        ssize_t k = read(fd, buf, sizeof buf);
+        if (k <= 0)
+            break;
+        seg_buf_put(&in, buf, (size_t)k);
+        size_t at = 0;
+        if (!headers_done) {
+            char *end = memmem(in.p, in.n, "\r\n\r\n", 4);
+            if (!end)
+                continue;
+            sscanf((const char *)in.p, "HTTP/1.%*d %d", &status);
+            chunked = memmem(in.p, (size_t)(end - (char *)in.p), "chunked", 7) != NULL;
+            at = (size_t)(end - (char *)in.p) + 4;
+            headers_done = 1;
+            if (status != 200) {
+                fprintf(stderr, "logdex tail: HTTP %d: %.*s\n", status, (int)(in.n - at), (const char *)in.p + at);
+                rc = 1;
+                break;
+            }
+        }
+        /* de-chunk what we have into body: size line, data, CRLF */
+        while (at < in.n) {
+            if (!chunked) {
+                seg_buf_put(&body, in.p + at, in.n - at);
+                at = in.n;
+            } else if (skip_crlf) {
+                if (in.n - at < 2)
+                    break;
+                at += 2;
+                skip_crlf = 0;
+            } else if (!chunk_left) {
+                char *crlf = memmem(in.p + at, in.n - at, "\r\n", 2);
+                if (!crlf)
+                    break;
+                chunk_left = strtoul((const char *)in.p + at, NULL, 16);
+                at = (size_t)(crlf - (char *)in.p) + 2;
+                if (!chunk_left) { /* the last chunk */
+                    at = in.n;
+                    break;
+                }
+            } else {
+                size_t take = in.n - at < chunk_left ? in.n - at : chunk_left;
+                seg_buf_put(&body, in.p + at, take);
+                at += take;
+                chunk_left -= take;
+                skip_crlf = chunk_left == 0;
+            }
+        }
+        memmove(in.p, in.p + at, in.n - at);
+        in.n -= at;
+        /* complete lines */
+        size_t s = 0;
+        for (;;) {
+            char *nl = memchr(body.p + s, '\n', body.n - s);
+            if (!nl)
+                break;
+            tail_line((const char *)body.p + s, (size_t)(nl - (char *)body.p) - s, last_id, last_cap);
+            s = (size_t)(nl - (char *)body.p) + 1;
+        }
+        memmove(body.p, body.p + s, body.n - s);
+        body.n -= s;
+    }
+    seg_buf_free(&in);
+    seg_buf_free(&body);
+    close(fd);
+    return rc;
+}
+
+static int cmd_tail(int argc, char **argv)
+{
+    const char *url = "http://127.0.0.1:9200", *index = "default", *token = NULL;
+    long backfill = 0;
+    static const struct option opts[] = {{"url", 1, 0, 'u'},   {"index", 1, 0, 'i'}, {"backfill", 1, 0, 'b'},
+                                         {"token", 1, 0, 't'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'u': url = optarg; break;
+        case 'i': index = optarg; break;
+        case 'b': backfill = atol(optarg); break;
+        case 't': token = optarg; break;
+        case 'h': fputs(usage_tail, stdout); return 0;
+        default: return usage_err(usage_tail);
+        }
+    }
+    seg_buf qb = {0};
+    for (int i = optind; i < argc; i++) {
+        if (i > optind)
+            seg_buf_put_u8(&qb, ' ');
+        seg_buf_put(&qb, argv[i], strlen(argv[i]));
+    }
+    seg_buf_put_u8(&qb, 0);
+    char host[256];
+    int port = 80;
+    if (strncmp(url, "http://", 7) || sscanf(url + 7, "%255[^:/]:%d", host, &port) < 1 || !idx_name_valid(index)) {
+        fprintf(stderr, "logdex tail: --url must be http://HOST:PORT (HTTPS: use curl -N)\n");
+        seg_buf_free(&qb);
+        return 2;
+    }
+    char last[64] = "";
+    int rc;
+    for (int tries = 0;; tries++) {
+        rc = tail_once(host, port, index, (const char *)qb.p, backfill, token, last, sizeof last);
+        if (rc > 0 || tries > 1000)
+            break;
+        sleep(1); /* dropped or refused: resume after the last event */
+    }
+    seg_buf_free(&qb);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* agg                                                                  */
 /* ------------------------------------------------------------------ */
 
@@ -618,6 +824,8 @@ int main(int argc, char **argv)
         return cmd_stats(argc, argv);
     if (!strcmp(cmd, "agg"))
         return cmd_agg(argc, argv);
+    if (!strcmp(cmd, "tail"))
+        return cmd_tail(argc, argv);
     if (!strcmp(cmd, "verify"))
         return cmd_verify(argc, argv);
     if (!strcmp(cmd, "dump"))

@@ -67,12 +67,16 @@ typedef struct idx_line_error {
 } idx_line_error;
 
 typedef struct idx_batch {
+    int want_events;              /* in: also return the accepted events */
     uint64_t accepted, rejected, duplicates;
     idx_line_error *errors;       /* the rejected lines, in order */
     size_t nerrors;
+    seg_builder *events;          /* out (want_events): accepted events in
+                                     ingest order, with times and ids */
 } idx_batch;
 
-/* Ingests an NDJSON body.  Returns SEG_OK once every accepted event is in
+/* Ingests an NDJSON body (out->want_events set by the caller, the rest
+ * filled here).  Returns SEG_OK once every accepted event is in
  * the write-ahead log on disk (fsync shared with concurrent callers) and
  * in the buffer seen by snapshots taken after the return.  Bad lines are
  * counted and listed in out; only I/O or memory failures are errors. */

@@ -779,6 +779,7 @@ void idx_batch_free(idx_batch *b)
     if (!b)
         return;
     seg_free(b->errors);
+    seg_builder_free(b->events);
     memset(b, 0, sizeof *b);
 }
 
@@ -797,7 +798,10 @@ static int batch_error(idx_batch *out, long line, const char *reason)
 
 int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_err *e)
 {
+    int want = out->want_events;
     memset(out, 0, sizeof *out);
+    if (want && !(out->events = seg_builder_new()))
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     seg_json *js = seg_json_new();
     prep *p = NULL;
     size_t np = 0, cap = 0;
@@ -889,6 +893,10 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
         if ((rc = buffer_event(w, x->json, x->len, t, id, il, x->explicit_id, e)))
             break;
         idx_wal_record_event(&rec, t, x->explicit_id, id, il, x->json, x->len);
+        if (out->events && seg_builder_add(out->events, x->json, x->len, t, id, il, x->explicit_id)) {
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            break;
+        }
         nacc++;
     }
     if (rc == SEG_OK && nacc)

@@ -51,7 +51,6 @@ is "$(code -XPOST -d '{"q":"*","start":"2024-01-02T03:00:00Z","end":"2024-01-02T
 is "$(sed 's/"took_ms":[0-9.]*/"took_ms":T/' "$T/body")" '{"took_ms":T,"total":2,"aggs":{"m":{"buckets":[{"key":1704164400000,"key_as_string":"2024-01-02T03:00:00.000Z","count":1,"s":{"count":1,"min":500,"max":500,"sum":500,"avg":500}},{"key":1704164700000,"key_as_string":"2024-01-02T03:05:00.000Z","count":1,"s":{"count":0,"min":null,"max":null,"sum":0,"avg":null}}]},"t":{"buckets":[{"key":"Hello World","count":1},{"key":"disk full","count":1}]}}}' "aggregate: histogram with empty buckets, nested stats, terms"
 is "$(code -XPOST -d '{"aggs":{"x":{"nosuch":{}}}}' "$U/api/v1/web/aggregate")" 400 "unknown aggregation is 400"
 is "$(code -XPOST -d '{"start":"2020-01-01T00:00:00Z","end":"2024-01-01T00:00:00Z","aggs":{"x":{"date_histogram":{"interval":"1s"}}}}' "$U/api/v1/web/aggregate")" 400 "too many buckets is 400"
-is "$(code "$U/api/v1/web/tail")" 501 "tail says it is not built yet"
 is "$(code "$U/api/v1/web/stats")" 200 "stats"
 ok "$(grep -c '^{"events":2,"segments":[0-9]*,"buckets":2,"bytes":[0-9]*}$' "$T/body" | sed 's/^1$/0/')" "stats body"
 is "$(code "$U/api/v1/web/fields")" 200 "fields"
@@ -80,6 +79,57 @@ for i in $(seq 1 10); do
 done
 is "$(echo $seen | tr ' ' '\n' | sort | uniq | wc -l | tr -d ' ')" 25 "walking the cursor yields all 25 matches"
 is "$(echo $seen | tr ' ' '\n' | wc -l | tr -d ' ')" 25 "each exactly once"
+
+# live tail: matching and non-matching events, backfill seam, two tails
+printf '%s\n' '{"_id":"t1","msg":"tail old error A"}' '{"_id":"t2","msg":"tail old fine"}' '{"_id":"t3","msg":"tail old error B"}' > "$T/t0"
+curl -s -XPOST --data-binary @"$T/t0" "$U/api/v1/live/ingest" > /dev/null
+curl -s -N -m 3 "$U/api/v1/live/tail?q=error&backfill=2&heartbeat=0.2" > "$T/tail1" &
+TA=$!
+curl -s -N -m 3 "$U/api/v1/live/tail?q=fine&heartbeat=0.2" > "$T/tail2" &
+TB=$!
+sleep 0.5
+for i in 1 2 3 4 5 6; do
+  if [ $((i % 2)) = 0 ]; then w=error; else w=fine; fi
+  printf '{"_id":"L%d","msg":"tail live %s %d"}\n' $i $w $i
+done > "$T/t1"
+curl -s -XPOST --data-binary @"$T/t1" "$U/api/v1/live/ingest" > /dev/null
+wait $TA $TB
+is "$(grep -o '"_id":"[A-Za-z0-9]*","_time"' "$T/tail1" | cut -d'"' -f4 | tr '\n' ' ')" "t3 t1 L2 L4 L6 " "tail: backfill (oldest first; t1 and t3 tie in time, so by _id), then live matches in ingest order, no repeat at the seam"
+is "$(grep -c '^id: ' "$T/tail1")" 3 "live events carry an id"
+ok "$(grep -c '^: ping' "$T/tail1" | sed 's/^[1-9][0-9]*$/0/')" "heartbeat comments while idle"
+is "$(grep -o '"_id":"[A-Za-z0-9]*","_time"' "$T/tail2" | cut -d'"' -f4 | tr '\n' ' ')" "L1 L3 L5 " "a second tail with another query, at the same time"
+last=$(grep '^id: ' "$T/tail1" | head -1 | cut -d' ' -f2)
+curl -s -N -m 1 -H "Last-Event-ID: $last" "$U/api/v1/live/tail?q=error&heartbeat=0.1" > "$T/tail3"
+is "$(grep -o '"_id":"[A-Za-z0-9]*","_time"' "$T/tail3" | cut -d'"' -f4 | tr '\n' ' ')" "L4 L6 " "reconnect with Last-Event-ID resumes without gap or repeat"
+is "$(code "$U/api/v1/live/tail?q=a%20AND")" 400 "tail with a malformed query is 400"
+is "$(code "$U/api/v1/nosuch/tail?q=x")" 404 "tail of an unknown index is 404"
+# the command line follows too
+"$LOGDEX" tail --url "$U" --index live error > "$T/tail4" 2>&1 &
+TC=$!
+sleep 0.5
+printf '{"_id":"C1","msg":"cli error"}\n{"_id":"C2","msg":"cli fine"}\n' | curl -s -XPOST --data-binary @- "$U/api/v1/live/ingest" > /dev/null
+sleep 0.5
+kill $TC; wait $TC 2>/dev/null
+is "$(cat "$T/tail4")" '{"_id":"C1","msg":"cli error"}' "logdex tail prints matching events as sent"
+# a stuck reader does not slow ingest, and is told what it lost
+exec 3<>/dev/tcp/127.0.0.1/${U##*:}
+printf 'GET /api/v1/live/tail?q=stuck HTTP/1.1\r\nHost: x\r\n\r\n' >&3
+sleep 0.3
+pad=$(head -c 300 /dev/zero | tr '\0' 'p')
+for b in $(seq 1 12); do
+  for i in $(seq 1 4000); do printf '{"msg":"stuck %s"}\n' "$pad"; done > "$T/stuck"
+  curl -s -m 20 -XPOST --data-binary @"$T/stuck" "$U/api/v1/live/ingest" > "$T/stuckout"
+done
+ok "$(grep -c '"accepted":4000' "$T/stuckout" | sed 's/^1$/0/')" "ingest finishes while a tail reader is stuck"
+timeout 3 cat <&3 > "$T/stucktail" 2>/dev/null
+exec 3<&-
+ok "$(grep -c 'event: dropped' "$T/stucktail" | sed 's/^[1-9][0-9]*$/0/')" "the stuck reader gets 'event: dropped' with a count"
+# many short-lived tails: all freed (closed streams are noticed at their
+# next heartbeat; the two above still wait for their 15 s one)
+before=$(curl -s "$U/metrics" | grep '^logdex_tail_subscribers{index="live"}' | cut -d' ' -f2)
+for i in $(seq 1 200); do echo $i; done | xargs -P 25 -I{} curl -s -o /dev/null -m 0.3 "$U/api/v1/live/tail?q=x{}&heartbeat=0.1"
+sleep 1
+is "$(curl -s "$U/metrics" | grep '^logdex_tail_subscribers{index="live"}' | cut -d' ' -f2)" "$before" "200 tail connections came and went: none left"
 
 stop; is $? 0 "SIGTERM: exit 0"
 "$LOGDEX" verify --data "$T/d" > /dev/null; ok $? "verify passes after shutdown"
