@@ -551,19 +551,23 @@ static int tail_once(const char *host, int port, const char *index, const char *
                 skip_crlf = chunk_left == 0;
             }
         }
-        memmove(in.p, in.p + at, in.n - at);
-        in.n -= at;
+        if (at) {
+            memmove(in.p, in.p + at, in.n - at);
+            in.n -= at;
+        }
         /* complete lines */
         size_t s = 0;
-        for (;;) {
+        while (s < body.n) {
             char *nl = memchr(body.p + s, '\n', body.n - s);
             if (!nl)
                 break;
             tail_line((const char *)body.p + s, (size_t)(nl - (char *)body.p) - s, last_id, last_cap);
             s = (size_t)(nl - (char *)body.p) + 1;
         }
-        memmove(body.p, body.p + s, body.n - s);
-        body.n -= s;
+        if (s) {
+            memmove(body.p, body.p + s, body.n - s);
+            body.n -= s;
+        }
     }
     seg_buf_free(&in);
     seg_buf_free(&body);

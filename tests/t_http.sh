@@ -129,7 +129,8 @@ ok "$(grep -c 'event: dropped' "$T/stucktail" | sed 's/^[1-9][0-9]*$/0/')" "the 
 before=$(curl -s "$U/metrics" | grep '^logdex_tail_subscribers{index="live"}' | cut -d' ' -f2)
 for i in $(seq 1 200); do echo $i; done | xargs -P 25 -I{} curl -s -o /dev/null -m 0.3 "$U/api/v1/live/tail?q=x{}&heartbeat=0.1"
 sleep 1
-is "$(curl -s "$U/metrics" | grep '^logdex_tail_subscribers{index="live"}' | cut -d' ' -f2)" "$before" "200 tail connections came and went: none left"
+after=$(curl -s "$U/metrics" | grep '^logdex_tail_subscribers{index="live"}' | cut -d' ' -f2)
+[ "$after" -le "$before" ]; ok $? "200 tail connections came and went: none left ($before before, $after after)"
 
 stop; is $? 0 "SIGTERM: exit 0"
 "$LOGDEX" verify --data "$T/d" > /dev/null; ok $? "verify passes after shutdown"
