@@ -5,12 +5,14 @@
  *   bench/qbench --data DIR [--index NAME] [--runs N] [--threads N] QUERYFILE
  *
  * QUERYFILE lines: NAME<TAB>MODE<TAB>QUERY[<TAB>START<TAB>END]
- *   MODE is "count" (exact total only) or "top100" (total and the newest
- *   100 hits, with their stored events).  START/END as for `logdex search`.
+ *   MODE is "count" (exact total only), "top100" (total and the newest
+ *   100 hits, with their stored events), or "agg" (QUERY is an aggregation
+ *   request body, as for `logdex agg`).  START/END as for `logdex search`.
  * Output: one JSON object a line per query:
  *   {"name":..,"median_ms":..,"p95_ms":..,"total":..,"runs":..}
  */
 #define _GNU_SOURCE
+#include "api/api.h"
 #include "searcher/srch.h"
 
 #include <stdio.h>
@@ -86,6 +88,27 @@ int main(int argc, char **argv)
         }
         if (nf < 3) {
             fprintf(stderr, "qbench: bad line (need NAME, MODE, QUERY)\n");
+            continue;
+        }
+        if (!strcmp(fields[1], "agg")) {
+            for (int r = -1; r < runs; r++) {
+                seg_buf out = {0};
+                seg_err ae = {0};
+                double t0 = now_ms();
+                int rc = api_aggregate(ix, tok, fields[2], strlen(fields[2]), &out, &ae);
+                double dt = now_ms() - t0;
+                seg_buf_free(&out);
+                if (rc) {
+                    fprintf(stderr, "qbench: %s: %s\n", fields[0], ae.msg);
+                    break;
+                }
+                if (r >= 0)
+                    t[r] = dt;
+            }
+            qsort(t, (size_t)runs, sizeof *t, dcmp);
+            printf("{\"name\":\"%s\",\"median_ms\":%.3f,\"p95_ms\":%.3f,\"runs\":%d}\n", fields[0], t[runs / 2],
+                   t[(int)((runs - 1) * 0.95 + 0.5)], runs);
+            fflush(stdout);
             continue;
         }
         srch_query *q;

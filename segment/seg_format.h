@@ -121,9 +121,11 @@ enum {
 #define SEG_NUM_BLOCK 128
 #define SEG_KEY_BLOCK 128
 /* A field gets a KEYCOL unless, while indexing, its distinct values pass
- * this count and one in eight of its values (then terms aggregations read
- * the stored events for it). */
+ * SEG_KEYCOL_MAX_DISTINCT and one in eight of its values, or, at the end,
+ * they pass SEG_KEYCOL_MIN_DISTINCT and a quarter of its values (then terms
+ * aggregations read the stored events for it). */
 #define SEG_KEYCOL_MAX_DISTINCT 4096
+#define SEG_KEYCOL_MIN_DISTINCT 256
 #define SEG_STORE_BLOCK (64 * 1024)
 #define SEG_STORE_LZ4HC_LEVEL 3
 #define SEG_MAX_FIELDS 65535

@@ -994,7 +994,10 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
             goto out;
         }
         for (uint32_t f = 0; f < x.nfields && rc == SEG_OK; f++) {
-            if (!x.fields[f].kws.n || x.fields[f].no_keycol)
+            fieldinfo *fi = &x.fields[f];
+            /* mostly distinct values: no column (see SEG_KEYCOL_MAX_DISTINCT) */
+            if (!fi->kws.n || fi->no_keycol ||
+                (fi->nkw_distinct > SEG_KEYCOL_MIN_DISTINCT && (uint64_t)fi->nkw_distinct * 4 > fi->kws.n / 8))
                 continue;
             enc_keycol(&x, &x.fields[f], ord_of, &sec);
             rc = wr_section(&w, SEG_S_KEYCOL, f, &sec);
