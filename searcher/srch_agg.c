@@ -730,6 +730,39 @@ static int need_times(const srch_agg *a, size_t n)
     return 0;
 }
 
+/* Metadata fast path: with the query `*`, a segment wholly inside the
+ * requested time range, and only top-level date histograms without
+ * sub-aggregations whose bucket holds the whole segment, the answer is the
+ * segment's event count: no column is read. */
+static int answer_from_metadata(const ajob *j, atask *t)
+{
+    const srch_request *rq = j->rq;
+    seg_reader *r = t->r;
+    int64_t mn = seg_reader_min_time(r), mx = seg_reader_max_time(r);
+    if (rq->q->root->type != Q_ALL || (rq->has_start && mn < rq->start) || (rq->has_end && mx >= rq->end))
+        return 0;
+    for (size_t k = 0; k < j->naggs; k++) {
+        const srch_agg *a = &j->aggs[k];
+        if (a->type != SRCH_AGG_DATE_HISTOGRAM || a->nsubs)
+            return 0;
+        int64_t iv = a->interval_ns;
+        if (mn / iv - (mn % iv < 0) != mx / iv - (mx % iv < 0))
+            return 0;
+    }
+    uint32_t n = seg_reader_ndocs(r);
+    for (size_t k = 0; k < j->naggs; k++) {
+        int64_t iv = j->aggs[k].interval_ns, key = (mn / iv - (mn % iv < 0)) * iv;
+        pbucket *b = bucket_get(&t->parts[k], &j->aggs[k], 0, key, 0, NULL, 0);
+        if (!b) {
+            t->rc = seg_err_set(&t->e, SEG_ENOMEM, NULL, "out of memory");
+            return 1;
+        }
+        b->count += n;
+    }
+    t->total = n;
+    return 1;
+}
+
 static void run_atask(void *arg, size_t i)
 {
     ajob *j = arg;
@@ -737,6 +770,8 @@ static void run_atask(void *arg, size_t i)
     const srch_request *rq = j->rq;
     seg_reader *r = t->r;
     uint32_t lo = 0, hi = seg_reader_ndocs(r);
+    if (answer_from_metadata(j, t))
+        return;
     srch_seg_out out = {0};
     segctx c = {r, 0, NULL, 0, &t->e};
     if ((rq->has_end && (t->rc = seg_reader_time_seek_lt(r, rq->end, &lo, &t->e))) ||

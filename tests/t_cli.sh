@@ -58,6 +58,9 @@ is "$("$LOGDEX" search --data "$T/d" --limit 3 --cursor "$cur" '*' | wc -l)" 1 "
 
 is "$("$LOGDEX" agg --data "$T/d" '{"q":"*","aggs":{"st":{"stats":{"field":"status"}},"lv":{"terms":{"field":"msg","size":1}}}}' | sed 's/"took_ms":[0-9.]*/"took_ms":T/')" '{"took_ms":T,"total":4,"aggs":{"st":{"count":2,"min":401,"max":500,"sum":901,"avg":450.5},"lv":{"buckets":[{"key":"disk full on web-1","count":1}]}}}' "logdex agg"
 "$LOGDEX" agg --data "$T/d" '{"aggs":{"x":{"stats":{}}}}' >/dev/null 2>&1; is $? 2 "a bad aggregation exits 2"
+meta=$("$LOGDEX" agg --data "$T/d" '{"aggs":{"d":{"date_histogram":{"interval":"1d"}}}}' | sed 's/"took_ms":[0-9.]*//')
+cols=$("$LOGDEX" agg --data "$T/d" '{"q":"NOT zzzqqq","aggs":{"d":{"date_histogram":{"interval":"1d"}}}}' | sed 's/"took_ms":[0-9.]*//')
+is "$meta" "$cols" "a histogram answered from segment headers equals the one read from columns"
 stats=$("$LOGDEX" stats --data "$T/d")
 is "$(echo "$stats" | sed 's/"bytes":[0-9]*/"bytes":B/')" '{"events":4,"segments":3,"buckets":3,"bytes":B}' "stats (02:05, 03:04 and 05:04 are three hours)"
 
