@@ -279,8 +279,10 @@ static void do_ingest(reply *r, const char *index, const char *body, size_t n)
         /* durable now: live tails may show these events */
         int slot = tok_take();
         seg_json *js = seg_json_new();
-        if (slot >= 0 && js)
+        if (slot >= 0 && js) {
             api_hub_publish(hub, b.events, srv.qtok[slot], js);
+            b.events = NULL; /* the hub's now */
+        }
         seg_json_free(js);
         if (slot >= 0)
             tok_give(slot);

@@ -17,7 +17,8 @@ int api_hub_count(api_hub *h);        /* subscribers */
 /* 1 when published events are wanted (subscribers now or lately). */
 int api_hub_wants_events(api_hub *h);
 /* Matches the accepted (durable) events of one ingest against every
- * subscriber and queues them.  tok and js are the caller's. */
+ * subscriber and queues them.  Takes ownership of events (kept in the
+ * reconnect window).  tok and js are the caller's. */
 void api_hub_publish(api_hub *h, seg_builder *events, seg_tok *tok, seg_json *js);
 /* Ends every stream (server shutdown). */
 void api_hub_stop(api_hub *h);

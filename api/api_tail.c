@@ -33,8 +33,8 @@ typedef struct wbatch {
     uint64_t first;                    /* seq of its first event */
     uint32_t n;
     seg_reader *seg;                   /* in-memory segment */
-    char **ids;                        /* ids in ingest order */
-    size_t *idlen;
+    seg_builder *events;               /* the events, in ingest order */
+    uint32_t *pos;                     /* doc -> position in ingest order */
 } wbatch;
 
 typedef struct sub sub;
@@ -77,10 +77,8 @@ api_hub *api_hub_new(void)
 static void wbatch_free(wbatch *b)
 {
     seg_reader_unref(b->seg);
-    for (uint32_t i = 0; b->ids && i < b->n; i++)
-        seg_free(b->ids[i]);
-    seg_free(b->ids);
-    seg_free(b->idlen);
+    seg_builder_free(b->events);
+    seg_free(b->pos);
     memset(b, 0, sizeof *b);
 }
 
@@ -159,94 +157,116 @@ static int in_seam(const sub *s, const char *id, size_t n)
     return 0;
 }
 
-/* Queues the events of batch b that match s's query and come after seq
- * `after`.  Called with hub->mu held. */
-static void deliver(sub *s, const wbatch *b, uint64_t after)
+static int u32cmp(const void *x, const void *y)
 {
-    seg_set *set = seg_set_new(&b->seg, 1);
-    srch_index *ix = NULL;
-    seg_err e = {0};
-    if (!set || srch_index_from_set(set, NULL, &ix, &e)) {
-        seg_set_unref(set);
-        return;
-    }
-    srch_request rq = {s->q, 0, 0, 0, 0, b->n, NULL, 0};
-    srch_result res;
-    if (srch_search(ix, &rq, &res, &e) == SEG_OK && res.nhits) {
-        /* back to ingest order: the batch position of each hit */
-        uint32_t *pos = seg_malloc(res.nhits * sizeof *pos);
-        size_t np = 0;
-        for (size_t i = 0; pos && i < res.nhits; i++)
-            for (uint32_t k = 0; k < b->n; k++)
-                if (b->idlen[k] == res.hits[i].id_len && !memcmp(b->ids[k], res.hits[i].id, b->idlen[k])) {
-                    pos[np++] = k;
-                    break;
-                }
-        /* insertion sort: batches are small */
-        for (size_t i = 1; i < np; i++)
-            for (size_t j = i; j > 0 && pos[j - 1] > pos[j]; j--) {
-                uint32_t x = pos[j];
-                pos[j] = pos[j - 1];
-                pos[j - 1] = x;
-            }
-        pthread_mutex_lock(&s->mu);
-        for (size_t i = 0; i < np; i++) {
-            uint64_t seq = b->first + pos[i];
-            if (seq <= after)
-                continue;
-            const srch_hit *h = NULL;
-            for (size_t k = 0; k < res.nhits && !h; k++)
-                if (res.hits[k].id_len == b->idlen[pos[i]] && !memcmp(res.hits[k].id, b->ids[pos[i]], b->idlen[pos[i]]))
-                    h = &res.hits[k];
-            if (!h || in_seam(s, h->id, h->id_len))
-                continue;
-            if (s->queue.n - s->sent > TAIL_QUEUE_BYTES) {
-                s->dropped++;
-                continue;
-            }
-            sse_event(&s->queue, seq, h->time, h->id, h->id_len, h->json, h->json_len);
-        }
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        seg_free(pos);
-    }
-    if (res.nhits || res.total)
-        srch_result_free(&res);
-    srch_index_close(ix);
-    seg_set_unref(set);
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return a < b ? -1 : a > b;
 }
 
+/* Queues the events of batch b that match s's query and come after seq
+ * `after`, in ingest order.  Called with hub->mu held. */
+static void deliver(sub *s, const wbatch *b, uint64_t after)
+{
+    uint32_t *docs;
+    size_t nd;
+    seg_err e = {0};
+    if (srch_match_docs(b->seg, s->q, &docs, &nd, &e) || !nd) {
+        seg_free(docs);
+        return;
+    }
+    for (size_t i = 0; i < nd; i++)
+        docs[i] = b->pos[docs[i]];
+    if (nd > 1)
+        qsort(docs, nd, sizeof *docs, u32cmp);
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < nd; i++) {
+        uint64_t seq = b->first + docs[i];
+        if (seq <= after)
+            continue;
+        const char *json, *id;
+        size_t jl, il;
+        int64_t t;
+        int ex;
+        seg_builder_event(b->events, docs[i], &json, &jl, &t, &id, &il, &ex);
+        if (s->nseam && in_seam(s, id, il))
+            continue;
+        if (s->queue.n - s->sent > TAIL_QUEUE_BYTES) {
+            s->dropped++;
+            continue;
+        }
+        sse_event(&s->queue, seq, t, id, il, json, jl);
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    seg_free(docs);
+}
+
+/* Takes ownership of events. */
 void api_hub_publish(api_hub *h, seg_builder *events, seg_tok *tok, seg_json *js)
 {
     uint32_t n = seg_builder_count(events);
-    if (!n)
+    if (!n) {
+        seg_builder_free(events);
         return;
+    }
     seg_buf mem = {0};
     seg_err e = {0};
     wbatch b;
     memset(&b, 0, sizeof b);
     b.n = n;
-    b.ids = seg_calloc(n, sizeof *b.ids);
-    b.idlen = seg_calloc(n, sizeof *b.idlen);
-    if (!b.ids || !b.idlen || seg_builder_write_mem(events, tok, js, &mem, &e) ||
-        seg_reader_open_mem("(tail batch)", mem.p, mem.n, &b.seg, &e)) {
-        if (!b.seg)
-            seg_buf_free(&mem);
-        wbatch_free(&b);
-        return;
-    }
-    for (uint32_t i = 0; i < n; i++) {
+    b.events = events;
+    b.pos = seg_malloc((size_t)n * sizeof *b.pos);
+    seg_store_cur *sc = seg_store_cur_new();
+    /* position by id: ids are unique within a batch (duplicates were
+     * dropped, engine ids are fresh) */
+    uint32_t mask = 1;
+    while (mask < n * 2)
+        mask <<= 1;
+    uint32_t *slot = seg_calloc(mask, sizeof *slot);
+    mask--;
+    int ok = b.pos && sc && slot && !seg_builder_write_mem(events, tok, js, &mem, &e) &&
+             !seg_reader_open_mem("(tail batch)", mem.p, mem.n, &b.seg, &e);
+    if (!b.seg)
+        seg_buf_free(&mem);
+    for (uint32_t i = 0; ok && i < n; i++) {
         const char *json, *id;
         size_t jl, il;
         int64_t t;
         int ex;
         seg_builder_event(events, i, &json, &jl, &t, &id, &il, &ex);
-        b.ids[i] = seg_strndup(id, il);
-        b.idlen[i] = il;
-        if (!b.ids[i]) {
-            wbatch_free(&b);
-            return;
+        uint32_t k = (uint32_t)seg_hash64(id, il) & mask;
+        while (slot[k])
+            k = (k + 1) & mask;
+        slot[k] = i + 1;
+    }
+    for (uint32_t d = 0; ok && d < n; d++) {
+        const char *id, *j2, *bid;
+        size_t il, jl, bl;
+        int64_t t;
+        int ex;
+        if (seg_reader_doc(b.seg, sc, d, &id, &il, NULL, NULL, &e)) {
+            ok = 0;
+            break;
         }
+        uint32_t k = (uint32_t)seg_hash64(id, il) & mask;
+        for (;;) {
+            if (!slot[k]) {
+                ok = 0;
+                break;
+            }
+            seg_builder_event(events, slot[k] - 1, &j2, &jl, &t, &bid, &bl, &ex);
+            if (bl == il && !memcmp(bid, id, il)) {
+                b.pos[d] = slot[k] - 1;
+                break;
+            }
+            k = (k + 1) & mask;
+        }
+    }
+    seg_free(slot);
+    seg_store_cur_free(sc);
+    if (!ok) {
+        wbatch_free(&b);
+        return;
     }
     pthread_mutex_lock(&h->mu);
     b.first = h->next_seq;

@@ -85,6 +85,9 @@ typedef struct srch_result {
 } srch_result;
 
 int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_err *e);
+/* The docs of one segment that match q, ascending, in *docs (seg_free it);
+ * for matching small batches (live tail). */
+int srch_match_docs(seg_reader *r, const srch_query *q, uint32_t **docs, size_t *n, seg_err *e);
 void srch_result_free(srch_result *r);
 
 /* ---- aggregations (docs/aggregations.md) ---- */

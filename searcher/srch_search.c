@@ -594,6 +594,18 @@ void srch_result_free(srch_result *r)
     memset(r, 0, sizeof *r);
 }
 
+int srch_match_docs(seg_reader *r, const srch_query *q, uint32_t **docs, size_t *n, seg_err *e)
+{
+    srch_seg_out out;
+    uint32_t nd = seg_reader_ndocs(r);
+    int rc = srch_exec_segment(r, q, 0, nd, 0, SIZE_MAX, &out, e);
+    *docs = rc ? NULL : out.docs;
+    *n = rc ? 0 : out.nhits;
+    if (rc)
+        seg_free(out.docs);
+    return rc;
+}
+
 int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_err *e)
 {
     memset(out, 0, sizeof *out);
