@@ -7,6 +7,10 @@
 
 #include "searcher/srch.h"
 
+/* Appending JSON text: a C string as is; bytes as a JSON string. */
+void api_put_s(seg_buf *b, const char *s);
+void api_put_jstr(seg_buf *b, const char *s, size_t n);
+
 /* `logdex serve`: argc/argv start at the command's first option. */
 int api_serve(int argc, char **argv);
 

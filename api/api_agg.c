@@ -193,29 +193,19 @@ static int parse_aggs(json_t *obj, srch_agg **out, size_t *n, int depth, seg_err
     return SEG_OK;
 }
 
-static void put_s(seg_buf *b, const char *s) { seg_buf_put(b, s, strlen(s)); }
-
-static void put_jstr(seg_buf *b, const char *s, size_t n)
-{
-    json_t *j = json_stringn_nocheck(s, n);
-    char *d = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    put_s(b, d ? d : "\"\"");
-    free(d);
-    json_decref(j);
-}
 
 static void put_num(seg_buf *b, double v)
 {
     char s[40];
     if (!isfinite(v)) {
-        put_s(b, "null");
+        api_put_s(b, "null");
         return;
     }
     if (v == floor(v) && fabs(v) < 9e15)
         snprintf(s, sizeof s, "%.0f", v);
     else
         snprintf(s, sizeof s, "%.17g", v);
-    put_s(b, s);
+    api_put_s(b, s);
 }
 
 static void write_results(seg_buf *b, const srch_agg *a, const srch_agg_result *r, size_t n);
@@ -226,56 +216,56 @@ static void write_one(seg_buf *b, const srch_agg *a, const srch_agg_result *r)
     switch (a->type) {
     case SRCH_AGG_STATS:
         snprintf(s, sizeof s, "{\"count\":%llu,\"min\":", (unsigned long long)r->count);
-        put_s(b, s);
+        api_put_s(b, s);
         put_num(b, r->count ? r->min : NAN);
-        put_s(b, ",\"max\":");
+        api_put_s(b, ",\"max\":");
         put_num(b, r->count ? r->max : NAN);
-        put_s(b, ",\"sum\":");
+        api_put_s(b, ",\"sum\":");
         put_num(b, r->sum);
-        put_s(b, ",\"avg\":");
+        api_put_s(b, ",\"avg\":");
         put_num(b, r->count ? r->sum / (double)r->count : NAN);
-        put_s(b, "}");
+        api_put_s(b, "}");
         return;
     case SRCH_AGG_PERCENTILES:
-        put_s(b, "{\"values\":{");
+        api_put_s(b, "{\"values\":{");
         for (size_t i = 0; i < a->npercents; i++) {
             snprintf(s, sizeof s, "%s\"%g\":", i ? "," : "", a->percents[i]);
-            put_s(b, s);
+            api_put_s(b, s);
             put_num(b, r->pvalues[i]);
         }
-        put_s(b, "}}");
+        api_put_s(b, "}}");
         return;
     case SRCH_AGG_CARDINALITY:
         snprintf(s, sizeof s, "{\"value\":%llu}", (unsigned long long)r->cardinality);
-        put_s(b, s);
+        api_put_s(b, s);
         return;
     default:
         break;
     }
-    put_s(b, "{\"buckets\":[");
+    api_put_s(b, "{\"buckets\":[");
     for (size_t i = 0; i < r->nbuckets; i++) {
         const srch_agg_bucket *k = &r->buckets[i];
-        put_s(b, i ? ",{\"key\":" : "{\"key\":");
+        api_put_s(b, i ? ",{\"key\":" : "{\"key\":");
         if (a->type == SRCH_AGG_DATE_HISTOGRAM) {
             int64_t ms = k->key_time / 1000000 - (k->key_time % 1000000 < 0);
             char ts[40];
             seg_time_format(k->key_time, ts);
             snprintf(s, sizeof s, "%lld,\"key_as_string\":\"%s\"", (long long)ms, ts);
-            put_s(b, s);
+            api_put_s(b, s);
         } else if (k->key_is_str) {
-            put_jstr(b, k->key_str, k->key_len);
+            api_put_jstr(b, k->key_str, k->key_len);
         } else {
             put_num(b, k->key_num);
         }
         snprintf(s, sizeof s, ",\"count\":%llu", (unsigned long long)k->count);
-        put_s(b, s);
+        api_put_s(b, s);
         if (a->nsubs) {
-            put_s(b, ",");
+            api_put_s(b, ",");
             write_results(b, a->subs, k->subs, a->nsubs);
         }
-        put_s(b, "}");
+        api_put_s(b, "}");
     }
-    put_s(b, "]}");
+    api_put_s(b, "]}");
 }
 
 /* "NAME":{...},... without the enclosing braces */
@@ -283,9 +273,9 @@ static void write_results(seg_buf *b, const srch_agg *a, const srch_agg_result *
 {
     for (size_t i = 0; i < n; i++) {
         if (i)
-            put_s(b, ",");
-        put_jstr(b, a[i].name, strlen(a[i].name));
-        put_s(b, ":");
+            api_put_s(b, ",");
+        api_put_jstr(b, a[i].name, strlen(a[i].name));
+        api_put_s(b, ":");
         write_one(b, &a[i], &r[i]);
     }
 }
@@ -358,9 +348,9 @@ int api_aggregate(srch_index *ix, seg_tok *tok, const char *body, size_t n, seg_
     char head[128];
     snprintf(head, sizeof head, "{\"took_ms\":%.3f,\"total\":%llu,\"aggs\":{",
              (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6, (unsigned long long)total);
-    put_s(out, head);
+    api_put_s(out, head);
     write_results(out, aggs, res, naggs);
-    put_s(out, "}}");
+    api_put_s(out, "}}");
     if (out->oom)
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
 out:

@@ -126,31 +126,17 @@ typedef struct reply {
     const char *retry_after;
 } reply;
 
-static void put_s(seg_buf *b, const char *s) { seg_buf_put(b, s, strlen(s)); }
-
-/* Appends s as a JSON string. */
-static void put_jstr(seg_buf *b, const char *s, size_t n)
-{
-    json_t *j = json_stringn_nocheck(s, n);
-    char *d = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    if (d)
-        put_s(b, d);
-    else
-        put_s(b, "\"\"");
-    free(d);
-    json_decref(j);
-}
 
 static void error_reply(reply *r, unsigned status, const char *type, const char *reason)
 {
     r->status = status;
     r->body.n = 0;
     r->ctype = "application/json";
-    put_s(&r->body, "{\"error\":{\"type\":");
-    put_jstr(&r->body, type, strlen(type));
-    put_s(&r->body, ",\"reason\":");
-    put_jstr(&r->body, reason, strlen(reason));
-    put_s(&r->body, "}}");
+    api_put_s(&r->body, "{\"error\":{\"type\":");
+    api_put_jstr(&r->body, type, strlen(type));
+    api_put_s(&r->body, ",\"reason\":");
+    api_put_jstr(&r->body, reason, strlen(reason));
+    api_put_s(&r->body, "}}");
     __atomic_add_fetch(&srv.http_errors, 1, __ATOMIC_RELAXED);
 }
 
@@ -266,15 +252,15 @@ static void do_ingest(reply *r, const char *index, const char *body, size_t n)
     char head[200];
     snprintf(head, sizeof head, "{\"accepted\":%llu,\"rejected\":%llu,\"duplicates\":%llu,\"errors\":[",
              (unsigned long long)b.accepted, (unsigned long long)b.rejected, (unsigned long long)b.duplicates);
-    put_s(&r->body, head);
+    api_put_s(&r->body, head);
     for (size_t i = 0; i < b.nerrors; i++) {
         char l[64];
         snprintf(l, sizeof l, "%s{\"line\":%ld,\"reason\":", i ? "," : "", b.errors[i].line);
-        put_s(&r->body, l);
-        put_jstr(&r->body, b.errors[i].reason, strlen(b.errors[i].reason));
-        put_s(&r->body, "}");
+        api_put_s(&r->body, l);
+        api_put_jstr(&r->body, b.errors[i].reason, strlen(b.errors[i].reason));
+        api_put_s(&r->body, "}");
     }
-    put_s(&r->body, "]}");
+    api_put_s(&r->body, "]}");
     if (b.events) {
         /* durable now: live tails may show these events */
         int slot = tok_take();
@@ -418,25 +404,25 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
     double took = ms_since(&t0);
     char head[128];
     snprintf(head, sizeof head, "{\"took_ms\":%.3f,\"total\":%llu,\"hits\":[", took, (unsigned long long)res.total);
-    put_s(&r->body, head);
+    api_put_s(&r->body, head);
     for (size_t i = 0; i < res.nhits; i++) {
         const srch_hit *h = &res.hits[i];
         char ts[40];
         seg_time_format(h->time, ts);
-        put_s(&r->body, i ? ",{\"_id\":" : "{\"_id\":");
-        put_jstr(&r->body, h->id, h->id_len);
-        put_s(&r->body, ",\"_time\":\"");
-        put_s(&r->body, ts);
-        put_s(&r->body, "\",\"_source\":");
+        api_put_s(&r->body, i ? ",{\"_id\":" : "{\"_id\":");
+        api_put_jstr(&r->body, h->id, h->id_len);
+        api_put_s(&r->body, ",\"_time\":\"");
+        api_put_s(&r->body, ts);
+        api_put_s(&r->body, "\",\"_source\":");
         seg_buf_put(&r->body, h->json, h->json_len); /* the event as sent */
-        put_s(&r->body, "}");
+        api_put_s(&r->body, "}");
     }
-    put_s(&r->body, "],\"cursor\":");
+    api_put_s(&r->body, "],\"cursor\":");
     if (res.cursor)
-        put_jstr(&r->body, res.cursor, strlen(res.cursor));
+        api_put_jstr(&r->body, res.cursor, strlen(res.cursor));
     else
-        put_s(&r->body, "null");
-    put_s(&r->body, "}");
+        api_put_s(&r->body, "null");
+    api_put_s(&r->body, "}");
     srch_result_free(&res);
     srch_index_close(ix);
     srch_query_free(pq);
@@ -480,7 +466,7 @@ static void stats_json(seg_buf *b, const char *index, srch_index *ix)
     snprintf(s, sizeof s, "{\"events\":%llu,\"segments\":%zu,\"buckets\":%zu,\"bytes\":%llu}",
              (unsigned long long)srch_index_events(ix), srch_index_nsegments(ix), srch_index_nbuckets(ix),
              (unsigned long long)dir_bytes(dir));
-    put_s(b, s);
+    api_put_s(b, s);
 }
 
 static void do_aggregate(reply *r, const char *index, const char *body, size_t n)
@@ -526,20 +512,20 @@ typedef struct fctx {
 static void field_cb(void *ud, const char *name, size_t len, unsigned flags, uint64_t docs)
 {
     fctx *f = ud;
-    put_s(f->b, f->n++ ? ",{\"name\":" : "{\"name\":");
-    put_jstr(f->b, name, len);
-    put_s(f->b, ",\"types\":[");
+    api_put_s(f->b, f->n++ ? ",{\"name\":" : "{\"name\":");
+    api_put_jstr(f->b, name, len);
+    api_put_s(f->b, ",\"types\":[");
     static const char *const tn[4] = {"string", "integer", "real", "boolean"};
     int k = 0;
     for (int i = 0; i < 4; i++)
         if (flags & (1u << i)) {
-            put_s(f->b, k++ ? ",\"" : "\"");
-            put_s(f->b, tn[i]);
-            put_s(f->b, "\"");
+            api_put_s(f->b, k++ ? ",\"" : "\"");
+            api_put_s(f->b, tn[i]);
+            api_put_s(f->b, "\"");
         }
     char c[64];
     snprintf(c, sizeof c, "],\"count\":%llu}", (unsigned long long)docs);
-    put_s(f->b, c);
+    api_put_s(f->b, c);
 }
 
 static void do_fields(reply *r, const char *index)
@@ -551,15 +537,15 @@ static void do_fields(reply *r, const char *index)
         return;
     }
     fctx f = {&r->body, 0};
-    put_s(&r->body, "{\"fields\":[");
+    api_put_s(&r->body, "{\"fields\":[");
     srch_index_fields(ix, field_cb, &f);
-    put_s(&r->body, "]}");
+    api_put_s(&r->body, "]}");
     srch_index_close(ix);
 }
 
 static void do_indexes(reply *r)
 {
-    put_s(&r->body, "{\"indexes\":[");
+    api_put_s(&r->body, "{\"indexes\":[");
     pthread_mutex_lock(&srv.mu);
     size_t n = srv.nix;
     char names[MAX_INDEXES][72];
@@ -571,14 +557,14 @@ static void do_indexes(reply *r)
         srch_index *ix = snapshot(names[i], &e);
         if (!ix)
             continue;
-        put_s(&r->body, i ? ",{\"name\":" : "{\"name\":");
-        put_jstr(&r->body, names[i], strlen(names[i]));
-        put_s(&r->body, ",\"stats\":");
+        api_put_s(&r->body, i ? ",{\"name\":" : "{\"name\":");
+        api_put_jstr(&r->body, names[i], strlen(names[i]));
+        api_put_s(&r->body, ",\"stats\":");
         stats_json(&r->body, names[i], ix);
-        put_s(&r->body, "}");
+        api_put_s(&r->body, "}");
         srch_index_close(ix);
     }
-    put_s(&r->body, "]}");
+    api_put_s(&r->body, "]}");
 }
 
 static void metric(seg_buf *b, const char *name, const char *type, const char *help, const char *labels,
@@ -587,10 +573,10 @@ static void metric(seg_buf *b, const char *name, const char *type, const char *h
     char s[512];
     if (type) {
         snprintf(s, sizeof s, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-        put_s(b, s);
+        api_put_s(b, s);
     }
     snprintf(s, sizeof s, "%s%s %.17g\n", name, labels ? labels : "", v);
-    put_s(b, s);
+    api_put_s(b, s);
 }
 
 static void do_metrics(reply *r)
@@ -649,7 +635,7 @@ static void do_metrics(reply *r)
            (double)__atomic_load_n(&srv.http_errors, __ATOMIC_RELAXED));
     metric(b, "logdex_open_connections", "gauge", "Open HTTP connections.", NULL,
            (double)__atomic_load_n(&srv.open_conns, __ATOMIC_RELAXED));
-    put_s(b, "# HELP logdex_search_seconds Search latency.\n# TYPE logdex_search_seconds histogram\n");
+    api_put_s(b, "# HELP logdex_search_seconds Search latency.\n# TYPE logdex_search_seconds histogram\n");
     uint64_t cum = 0;
     for (int k = 0; k < 12; k++) {
         cum += __atomic_load_n(&srv.search_hist[k], __ATOMIC_RELAXED);
@@ -754,7 +740,7 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
     if (!strcmp(url, "/health")) {
         if (!get)
             return error_reply(r, 405, "method_not_allowed", "use GET");
-        put_s(&r->body, "{\"status\":\"ok\"}");
+        api_put_s(&r->body, "{\"status\":\"ok\"}");
         return;
     }
     if (!strcmp(url, "/metrics")) {

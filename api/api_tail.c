@@ -120,16 +120,6 @@ void api_hub_stop(api_hub *h)
     pthread_mutex_unlock(&h->mu);
 }
 
-static void put_s(seg_buf *b, const char *s) { seg_buf_put(b, s, strlen(s)); }
-
-static void put_jstr(seg_buf *b, const char *s, size_t n)
-{
-    json_t *j = json_stringn_nocheck(s, n);
-    char *d = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    put_s(b, d ? d : "\"\"");
-    free(d);
-    json_decref(j);
-}
 
 /* Appends one SSE event (seq 0: no id line). */
 static void sse_event(seg_buf *b, uint64_t seq, int64_t t, const char *id, size_t il, const char *json, size_t jl)
@@ -137,16 +127,16 @@ static void sse_event(seg_buf *b, uint64_t seq, int64_t t, const char *id, size_
     char head[64], ts[40];
     if (seq) {
         snprintf(head, sizeof head, "id: %llu\n", (unsigned long long)seq);
-        put_s(b, head);
+        api_put_s(b, head);
     }
     seg_time_format(t, ts);
-    put_s(b, "data: {\"_id\":");
-    put_jstr(b, id, il);
-    put_s(b, ",\"_time\":\"");
-    put_s(b, ts);
-    put_s(b, "\",\"_source\":");
+    api_put_s(b, "data: {\"_id\":");
+    api_put_jstr(b, id, il);
+    api_put_s(b, ",\"_time\":\"");
+    api_put_s(b, ts);
+    api_put_s(b, "\",\"_source\":");
     seg_buf_put(b, json, jl); /* one line: NDJSON events have no newline */
-    put_s(b, "}\n\n");
+    api_put_s(b, "}\n\n");
 }
 
 static int in_seam(const sub *s, const char *id, size_t n)
@@ -301,7 +291,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
             s->dropped = 0;
             /* in front of what is queued */
             seg_buf nq = {0};
-            put_s(&nq, m);
+            api_put_s(&nq, m);
             seg_buf_put(&nq, s->queue.p + s->sent, s->queue.n - s->sent);
             seg_buf_free(&s->queue);
             s->queue = nq;
@@ -396,7 +386,7 @@ struct MHD_Response *api_tail_open(api_hub *h, int max_tails, srch_query *q, src
         size_t start = (h->winpos + TAIL_WINDOW - h->nwin) % TAIL_WINDOW;
         if (h->nwin && h->win[start].first > after + 1) {
             pthread_mutex_lock(&s->mu);
-            put_s(&s->queue, ": some events after the given Last-Event-ID are no longer kept\n\n");
+            api_put_s(&s->queue, ": some events after the given Last-Event-ID are no longer kept\n\n");
             pthread_mutex_unlock(&s->mu);
         }
         for (size_t k = 0; k < h->nwin; k++) {
@@ -435,7 +425,7 @@ struct MHD_Response *api_tail_open(api_hub *h, int max_tails, srch_query *q, src
                     /* the _id is a JSON string: compare its encoded form */
                     for (size_t k = 0; k < s->nseam && !dup; k++) {
                         seg_buf enc = {0};
-                        put_jstr(&enc, s->seam[k], strlen(s->seam[k]));
+                        api_put_jstr(&enc, s->seam[k], strlen(s->seam[k]));
                         dup = enc.n <= len && !memcmp(idp + 13, enc.p, enc.n);
                         seg_buf_free(&enc);
                     }
