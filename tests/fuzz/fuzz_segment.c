@@ -1,0 +1,138 @@
+/* fuzz_segment.c -- the segment reader on hostile bytes.  The input is
+ * XORed over a valid segment built at start-up and the checksums are
+ * recomputed (so the mutations reach the structures behind them); then
+ * every reading path runs.  Errors are fine; crashes and out-of-bounds
+ * reads (ASan) are not. */
+#include "searcher/srch.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static seg_buf base;
+static seg_tok *tok;
+
+static void build_base(void)
+{
+    seg_builder *b = seg_builder_new();
+    seg_json *js = seg_json_new();
+    tok = seg_tok_new();
+    char line[256], id[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(line, sizeof line,
+                 "{\"msg\":\"error %d disk full\",\"n\":%d,\"r\":%d.5,\"svc\":\"s%d\",\"ok\":%s,\"tags\":[\"a\",\"b%d\"]}", i, i,
+                 i, i % 5, i % 2 ? "true" : "false", i % 3);
+        snprintf(id, sizeof id, "id%d", i);
+        seg_builder_add(b, line, strlen(line), 1700000000000000000LL + (int64_t)i * 1000000000LL, id, strlen(id), i % 2);
+    }
+    seg_err e = {0};
+    seg_builder_write_mem(b, tok, js, &base, &e);
+    seg_builder_free(b);
+    seg_json_free(js);
+}
+
+static void reseal(uint8_t *p, size_t n)
+{
+    uint64_t diroff = seg_rd_u64(p + 40);
+    uint32_t nsec = seg_rd_u32(p + 20);
+    if (diroff > n || (uint64_t)nsec * 32 > n - diroff)
+        return;
+    for (uint32_t i = 0; i < nsec; i++) {
+        uint8_t *d = p + diroff + (size_t)i * 32;
+        uint64_t off = seg_rd_u64(d + 8), len = seg_rd_u64(d + 16);
+        if (off <= n && len <= n - off)
+            seg_wr_u64(d + 24, seg_hash64(p + off, len));
+    }
+    seg_wr_u64(p + 48, seg_hash64(p + diroff, (size_t)nsec * 32));
+    seg_wr_u64(p + 56, seg_hash64(p, 56));
+}
+
+static void noop_num(void *ud, uint32_t doc, double v)
+{
+    (void)ud;
+    (void)doc;
+    (void)v;
+}
+
+static void noop_kw(void *ud, uint32_t doc, uint32_t ord)
+{
+    (void)ud;
+    (void)doc;
+    (void)ord;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
+{
+    if (!base.n)
+        build_base();
+    uint8_t *p = seg_malloc(base.n);
+    memcpy(p, base.p, base.n);
+    /* the input: pairs of (offset, xor) bytes */
+    for (size_t i = 0; i + 2 < n; i += 3) {
+        size_t at = ((size_t)d[i] << 8 | d[i + 1]) % base.n;
+        p[at] ^= d[i + 2];
+    }
+    if (n % 2)
+        reseal(p, base.n);
+    seg_reader *r;
+    seg_err e = {0};
+    if (seg_reader_open_mem("(fuzz)", p, base.n, &r, &e))
+        return 0;
+    seg_dict_iter *it;
+    if (seg_dict_iter_open(r, NULL, 0, &it, &e) == SEG_OK) {
+        seg_term t;
+        int k = 0;
+        while (k++ < 2000 && seg_dict_iter_next(it, &t, &e) == 1) {
+            seg_post *ps;
+            if (seg_post_open(r, &t, &ps, &e))
+                continue;
+            for (uint32_t doc = seg_post_doc(ps); doc != SEG_DOC_END; doc = seg_post_next(ps)) {
+                const uint32_t *pos;
+                uint32_t np;
+                seg_post_positions(ps, &pos, &np);
+            }
+            seg_post_free(ps);
+        }
+        seg_dict_iter_free(it);
+    }
+    for (uint32_t f = 0; f < seg_reader_nfields(r); f++) {
+        seg_err fe = {0};
+        seg_reader_num_scan(r, f, -INFINITY, 1, INFINITY, 1, noop_num, NULL, &fe);
+        seg_keycol kc;
+        if (seg_reader_keycol(r, f, &kc, &fe) == 1)
+            seg_reader_keycol_scan(r, &kc, noop_kw, NULL, &fe);
+    }
+    seg_store_cur *sc = seg_store_cur_new();
+    for (uint32_t doc = 0; doc < seg_reader_ndocs(r) && doc < 400; doc++) {
+        const char *id, *js;
+        size_t il, jl;
+        seg_err de = {0};
+        int64_t t;
+        seg_reader_time(r, doc, &t, &de);
+        if (seg_reader_doc(r, sc, doc, &id, &il, &js, &jl, &de))
+            break;
+    }
+    seg_store_cur_free(sc);
+    /* and a few searches through the whole searcher */
+    seg_set *set = seg_set_new(&r, 1);
+    srch_index *ix;
+    if (set && srch_index_from_set(set, NULL, &ix, &e) == SEG_OK) {
+        static const char *const qs[] = {"error", "\"disk full\"", "n:[10 TO 50]", "svc:s1*", "ok:true -tags:b1", "*"};
+        for (size_t i = 0; i < sizeof qs / sizeof *qs; i++) {
+            srch_query *q;
+            seg_err qe = {0};
+            if (srch_query_parse(qs[i], strlen(qs[i]), tok, &q, &qe))
+                continue;
+            srch_request rq = {q, 0, 0, 0, 0, 20, NULL, 0};
+            srch_result res;
+            if (srch_search(ix, &rq, &res, &qe) == SEG_OK)
+                srch_result_free(&res);
+            srch_query_free(q);
+        }
+        srch_index_close(ix);
+    }
+    seg_set_unref(set);
+    seg_reader_unref(r);
+    return 0;
+}
