@@ -10,6 +10,10 @@
 /* Appending JSON text: a C string as is; bytes as a JSON string. */
 void api_put_s(seg_buf *b, const char *s);
 void api_put_jstr(seg_buf *b, const char *s, size_t n);
+/* A time parameter (srch_parse_time); an error's message names key. */
+int api_parse_time(const char *key, const char *v, int64_t *out, seg_err *e);
+/* Bytes of every file under dir (recursively): what an index keeps on disk. */
+uint64_t api_dir_bytes(const char *dir);
 
 /* `logdex serve`: argc/argv start at the command's first option. */
 int api_serve(int argc, char **argv);

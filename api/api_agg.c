@@ -295,13 +295,7 @@ static int time_field(json_t *j, const char *k, int64_t *out, int *has, seg_err 
         snprintf(buf, sizeof buf, "%.17g", json_real_value(v));
     else
         return bad(e, "\"%s\" must be a time (RFC 3339, epoch seconds or ms, now-15m)%s", k, "");
-    int rc = srch_parse_time(buf, seg_time_now(), out, e);
-    if (rc) {
-        char m[sizeof e->msg];
-        snprintf(m, sizeof m, "%s", e->msg);
-        snprintf(e->msg, sizeof e->msg, "%s: %.*s", k, (int)(sizeof e->msg - 16), m);
-    }
-    return rc;
+    return api_parse_time(k, buf, out, e);
 }
 
 int api_aggregate(srch_index *ix, seg_tok *tok, const char *body, size_t n, seg_buf *out, seg_err *e)

@@ -214,13 +214,7 @@ static int parse_time_arg(struct MHD_Connection *c, const char *k, int64_t *out,
     *has = v && *v;
     if (!*has)
         return SEG_OK;
-    int rc = srch_parse_time(v, seg_time_now(), out, e);
-    if (rc) {
-        char m[sizeof e->msg];
-        snprintf(m, sizeof m, "%s", e->msg);
-        snprintf(e->msg, sizeof e->msg, "%s: %.*s", k, (int)(sizeof e->msg - 16), m);
-    }
-    return rc;
+    return api_parse_time(k, v, out, e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -435,37 +429,13 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
         }
 }
 
-static uint64_t dir_bytes(const char *dir)
-{
-    DIR *d = opendir(dir);
-    uint64_t n = 0;
-    if (!d)
-        return 0;
-    struct dirent *de;
-    char p[8300];
-    while ((de = readdir(d))) {
-        struct stat st;
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (stat(p, &st) != 0)
-            continue;
-        if (S_ISREG(st.st_mode))
-            n += (uint64_t)st.st_size;
-        else if (S_ISDIR(st.st_mode) && strlen(p) < 4200)
-            n += dir_bytes(p);
-    }
-    closedir(d);
-    return n;
-}
-
 static void stats_json(seg_buf *b, const char *index, srch_index *ix)
 {
     char dir[4200], s[256];
     snprintf(dir, sizeof dir, "%s/%s", srv.data, index);
     snprintf(s, sizeof s, "{\"events\":%llu,\"segments\":%zu,\"buckets\":%zu,\"bytes\":%llu}",
              (unsigned long long)srch_index_events(ix), srch_index_nsegments(ix), srch_index_nbuckets(ix),
-             (unsigned long long)dir_bytes(dir));
+             (unsigned long long)api_dir_bytes(dir));
     api_put_s(b, s);
 }
 

@@ -665,24 +665,6 @@ static int cmd_agg(int argc, char **argv)
 /* stats                                                                */
 /* ------------------------------------------------------------------ */
 
-static uint64_t dir_bytes(const char *dir)
-{
-    DIR *d = opendir(dir);
-    uint64_t n = 0;
-    if (!d)
-        return 0;
-    struct dirent *de;
-    char p[4096 + 256];
-    while ((de = readdir(d))) {
-        struct stat st;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (de->d_name[0] != '.' && stat(p, &st) == 0 && S_ISREG(st.st_mode))
-            n += (uint64_t)st.st_size;
-    }
-    closedir(d);
-    return n;
-}
-
 static int cmd_stats(int argc, char **argv)
 {
     const char *data = "./data", *index = "default";
@@ -710,7 +692,7 @@ static int cmd_stats(int argc, char **argv)
     snprintf(dir, sizeof dir, "%s/%s", data, index);
     printf("{\"events\":%llu,\"segments\":%zu,\"buckets\":%zu,\"bytes\":%llu}\n",
            (unsigned long long)srch_index_events(ix), srch_index_nsegments(ix), srch_index_nbuckets(ix),
-           (unsigned long long)dir_bytes(dir));
+           (unsigned long long)api_dir_bytes(dir));
     srch_index_close(ix);
     return 0;
 }

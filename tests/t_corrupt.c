@@ -13,6 +13,7 @@
 #include "indexer/idx.h"
 #include "searcher/srch.h"
 #include "tests/tap.h"
+#include "tests/reseal.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -51,25 +52,6 @@ static void spit(const char *p, const uint8_t *b, size_t n)
     FILE *f = fopen(p, "wb");
     fwrite(b, 1, n, f);
     fclose(f);
-}
-
-/* Recomputes every checksum so that mutated bytes look valid. */
-static void reseal(uint8_t *b, size_t n)
-{
-    if (n < 64)
-        return;
-    uint64_t diroff = seg_rd_u64(b + 40);
-    uint32_t nsec = seg_rd_u32(b + 20);
-    if (diroff > n || (uint64_t)nsec * 32 > n - diroff)
-        return;
-    for (uint32_t i = 0; i < nsec; i++) {
-        uint8_t *d = b + diroff + (size_t)i * 32;
-        uint64_t off = seg_rd_u64(d + 8), len = seg_rd_u64(d + 16);
-        if (off <= n && len <= n - off)
-            seg_wr_u64(d + 24, seg_hash64(b + off, len));
-    }
-    seg_wr_u64(b + 48, seg_hash64(b + diroff, (size_t)nsec * 32));
-    seg_wr_u64(b + 56, seg_hash64(b, 56));
 }
 
 static int reported;
@@ -219,7 +201,7 @@ int main(void)
             else
                 b[pos] ^= (uint8_t)(1u << rnd(8));
         }
-        reseal(b, n);
+        test_reseal(b, n);
         spit(segp, b, n);
         seg_reader_verify(segp, NULL, NULL);
         wrong = 0;

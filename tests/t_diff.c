@@ -519,6 +519,26 @@ static size_t event_keys(size_t i, const char *f, mkey *out, size_t max)
     return k;
 }
 
+/* Distinct keys of field f over the events idx[0..n). */
+static size_t distinct_keys(const size_t *idx, size_t n, const char *f)
+{
+    mkey *keys = malloc((n * 8 + 1) * sizeof *keys);
+    size_t nk = 0;
+    for (size_t k = 0; k < n; k++) {
+        mkey ek[8];
+        size_t m = event_keys(idx[k], f, ek, 8);
+        for (size_t q = 0; q < m; q++) {
+            int dup = 0;
+            for (size_t z = 0; z < nk && !dup; z++)
+                dup = mkey_eq(&keys[z], &ek[q]);
+            if (!dup)
+                keys[nk++] = ek[q];
+        }
+    }
+    free(keys);
+    return nk;
+}
+
 static size_t event_nums(size_t i, const char *f, double *out, size_t max)
 {
     size_t k = 0;
@@ -576,24 +596,11 @@ static int check_metric(const srch_agg *a, const srch_agg_result *r, const size_
                 snprintf(why, whyn, "p%g: %g, exact %g (%zu values)", a->percents[p], r->pvalues[p], exact, nv);
         }
     } else if (a->type == SRCH_AGG_CARDINALITY) {
-        mkey *keys = malloc((n * 8 + 1) * sizeof *keys);
-        size_t nk = 0;
-        for (size_t k = 0; k < n; k++) {
-            mkey ek[8];
-            size_t m = event_keys(idx[k], a->field, ek, 8);
-            for (size_t q = 0; q < m; q++) {
-                int dup = 0;
-                for (size_t z = 0; z < nk && !dup; z++)
-                    dup = mkey_eq(&keys[z], &ek[q]);
-                if (!dup)
-                    keys[nk++] = ek[q];
-            }
-        }
+        size_t nk = distinct_keys(idx, n, a->field);
         double err = fabs((double)r->cardinality - (double)nk);
         good = err <= 0.02 * (double)nk + 1;
         if (!good)
             snprintf(why, whyn, "cardinality %llu, exact %zu", (unsigned long long)r->cardinality, nk);
-        free(keys);
     }
     free(vals);
     return good;
@@ -645,24 +652,11 @@ static int check_agg(const srch_agg *a, const srch_agg_result *r, const size_t *
     }
     /* terms: size large enough to see every key: compare the key count */
     if (good && a->type == SRCH_AGG_TERMS && a->size >= 1000) {
-        mkey *keys = malloc((n * 8 + 1) * sizeof *keys);
-        size_t nk = 0;
-        for (size_t k = 0; k < n; k++) {
-            mkey ek[8];
-            size_t m = event_keys(idx[k], a->field, ek, 8);
-            for (size_t q = 0; q < m; q++) {
-                int dup = 0;
-                for (size_t z = 0; z < nk && !dup; z++)
-                    dup = mkey_eq(&keys[z], &ek[q]);
-                if (!dup)
-                    keys[nk++] = ek[q];
-            }
-        }
+        size_t nk = distinct_keys(idx, n, a->field);
         if (nk != r->nbuckets) {
             good = 0;
             snprintf(why, whyn, "terms: %zu buckets, model %zu keys", r->nbuckets, nk);
         }
-        free(keys);
     }
     free(sub);
     return good;

@@ -4,6 +4,7 @@
  * every reading path runs.  Errors are fine; crashes and out-of-bounds
  * reads (ASan) are not. */
 #include "searcher/srch.h"
+#include "tests/reseal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -32,22 +33,6 @@ static void build_base(void)
     seg_json_free(js);
 }
 
-static void reseal(uint8_t *p, size_t n)
-{
-    uint64_t diroff = seg_rd_u64(p + 40);
-    uint32_t nsec = seg_rd_u32(p + 20);
-    if (diroff > n || (uint64_t)nsec * 32 > n - diroff)
-        return;
-    for (uint32_t i = 0; i < nsec; i++) {
-        uint8_t *d = p + diroff + (size_t)i * 32;
-        uint64_t off = seg_rd_u64(d + 8), len = seg_rd_u64(d + 16);
-        if (off <= n && len <= n - off)
-            seg_wr_u64(d + 24, seg_hash64(p + off, len));
-    }
-    seg_wr_u64(p + 48, seg_hash64(p + diroff, (size_t)nsec * 32));
-    seg_wr_u64(p + 56, seg_hash64(p, 56));
-}
-
 static void noop_num(void *ud, uint32_t doc, double v)
 {
     (void)ud;
@@ -74,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
         p[at] ^= d[i + 2];
     }
     if (n % 2)
-        reseal(p, base.n);
+        test_reseal(p, base.n);
     seg_reader *r;
     seg_err e = {0};
     if (seg_reader_open_mem("(fuzz)", p, base.n, &r, &e))
