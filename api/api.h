@@ -12,8 +12,18 @@ void api_put_s(seg_buf *b, const char *s);
 void api_put_jstr(seg_buf *b, const char *s, size_t n);
 /* A time parameter (srch_parse_time); an error's message names key. */
 int api_parse_time(const char *key, const char *v, int64_t *out, seg_err *e);
+/* Durations "30s", "10m", "12h", "7d" (a positive integer and a unit) in
+ * ns; sizes "1048576", "500K", "20M", "3G", "1T" (binary units) in bytes.
+ * 0 or -1 (malformed). */
+int api_parse_duration(const char *s, int64_t *ns);
+int api_parse_bytes(const char *s, uint64_t *bytes);
 /* Bytes of every file under dir (recursively): what an index keeps on disk. */
 uint64_t api_dir_bytes(const char *dir);
+
+/* The stats answer of an index: {"events","segments","buckets","bytes",
+ * "max_segments_per_bucket","per_bucket":[{"start","segments","events",
+ * "bytes"}, ...]} (bytes: what dir holds on disk). */
+void api_stats_json(seg_buf *b, srch_index *ix, const char *dir);
 
 /* `logdex serve`: argc/argv start at the command's first option. */
 int api_serve(int argc, char **argv);

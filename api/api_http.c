@@ -31,7 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -52,6 +54,15 @@ static const char *const usage_serve =
     "  --flush-age SECS    ... or when its oldest event is SECS old (default 10)\n"
     "  (one thread per connection, at most 1000 connections)\n"
     "  --max-tails N       live tail streams at most, per index (default 256)\n"
+    "  --retention DUR     delete buckets whose events are all older than DUR\n"
+    "                      (e.g. 7d; checked every second; default: keep all)\n"
+    "  --max-disk BYTES    delete the oldest buckets while segments take more\n"
+    "                      (suffixes K, M, G, T; default: no limit)\n"
+    "  --max-future DUR    reject events dated more than DUR ahead (default 1d)\n"
+    "  --segment-target-mb N  merges build segments up to N MiB (default 512)\n"
+    "  --merge-settle SECS    merge a bucket down once it got no new segment for\n"
+    "                      SECS (default 60)\n"
+    "  --no-merge          do not merge in the background\n"
     "  --quiet             no request log on standard error\n";
 
 #define MAX_INDEXES 1024
@@ -74,6 +85,9 @@ static struct server {
     int qtok_used[64];
     size_t max_body;
     int max_tails;
+    int64_t retention_ns;
+    uint64_t max_disk;
+    int no_merge;
     const char *token;
     int quiet;
     volatile int stopping;
@@ -344,7 +358,8 @@ static srch_index *snapshot(const char *index, seg_err *e)
     if (idx_snapshot(w, &set, e))
         return NULL;
     srch_index *ix = NULL;
-    srch_index_from_set(set, srv.pool, &ix, e);
+    if (srch_index_from_set(set, srv.pool, &ix, e) == SEG_OK)
+        srch_index_set_bucket_ns(ix, idx_bucket_ns(w));
     seg_set_unref(set);
     return ix;
 }
@@ -431,12 +446,9 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
 
 static void stats_json(seg_buf *b, const char *index, srch_index *ix)
 {
-    char dir[4200], s[256];
+    char dir[4200];
     snprintf(dir, sizeof dir, "%s/%s", srv.data, index);
-    snprintf(s, sizeof s, "{\"events\":%llu,\"segments\":%zu,\"buckets\":%zu,\"bytes\":%llu}",
-             (unsigned long long)srch_index_events(ix), srch_index_nsegments(ix), srch_index_nbuckets(ix),
-             (unsigned long long)api_dir_bytes(dir));
-    api_put_s(b, s);
+    api_stats_json(b, ix, dir);
 }
 
 static void do_aggregate(reply *r, const char *index, const char *body, size_t n)
@@ -578,6 +590,15 @@ static void do_metrics(reply *r)
         {"logdex_buffer_bytes", "gauge", "Events buffered, not yet in segments.", 7},
         {"logdex_segments", "gauge", "Segments in the manifest.", 8},
         {"logdex_tail_subscribers", "gauge", "Live tail streams open.", 9},
+        {"logdex_segment_bytes", "gauge", "Bytes of the segments in the manifest.", 10},
+        {"logdex_merges_total", "counter", "Merges done.", 11},
+        {"logdex_merge_input_segments_total", "counter", "Segments merged into others.", 12},
+        {"logdex_merge_bytes_read_total", "counter", "Bytes of merge inputs.", 13},
+        {"logdex_merge_bytes_written_total", "counter", "Bytes of merge outputs.", 14},
+        {"logdex_merge_duplicates_removed_total", "counter", "Events with a repeated _id dropped by merges.", 15},
+        {"logdex_retention_deleted_segments_total", "counter", "Segments deleted by --retention or --max-disk.", 16},
+        {"logdex_retention_deleted_events_total", "counter", "Events deleted by --retention or --max-disk.", 17},
+        {"logdex_retention_deleted_bytes_total", "counter", "Bytes deleted by --retention or --max-disk.", 18},
     };
     for (size_t k = 0; k < sizeof per / sizeof *per; k++) {
         for (size_t i = 0; i < n; i++) {
@@ -592,7 +613,16 @@ static void do_metrics(reply *r)
             case 6: v = (double)m[i].wal_fsync_ns / 1e9; break;
             case 7: v = (double)m[i].buffered_bytes; break;
             case 8: v = (double)m[i].segments; break;
-            default: v = (double)tails[i]; break;
+            case 9: v = (double)tails[i]; break;
+            case 10: v = (double)m[i].segment_bytes; break;
+            case 11: v = (double)m[i].merges; break;
+            case 12: v = (double)m[i].merged_inputs; break;
+            case 13: v = (double)m[i].merge_bytes_in; break;
+            case 14: v = (double)m[i].merge_bytes_out; break;
+            case 15: v = (double)m[i].merge_dups; break;
+            case 16: v = (double)m[i].dropped_segments; break;
+            case 17: v = (double)m[i].dropped_events; break;
+            default: v = (double)m[i].dropped_bytes; break;
             }
             char l[128];
             snprintf(l, sizeof l, "{index=\"%s\"}", names[i]);
@@ -885,18 +915,18 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **sock_ctx,
     }
 }
 
+static void retention_pass(void);
+static size_t writers(idx_writer **w, char (*names)[72]);
+
 static void *ticker(void *arg)
 {
     (void)arg;
+    unsigned rounds = 0;
     while (!srv.stopping) {
         struct timespec ts = {0, 250 * 1000000L};
         nanosleep(&ts, NULL);
-        pthread_mutex_lock(&srv.mu);
-        size_t n = srv.nix;
         idx_writer *w[MAX_INDEXES];
-        for (size_t i = 0; i < n; i++)
-            w[i] = srv.ix[i].w;
-        pthread_mutex_unlock(&srv.mu);
+        size_t n = writers(w, NULL);
         for (size_t i = 0; i < n; i++) {
             seg_err e = {0};
             if (idx_tick(w[i], &e)) {
@@ -904,8 +934,79 @@ static void *ticker(void *arg)
                 fprintf(stderr, "logdex serve: background flush: %s\n", seg_err_str(&e, b, sizeof b));
             }
         }
+        if ((srv.retention_ns > 0 || srv.max_disk > 0) && ++rounds % 4 == 0)
+            retention_pass();
     }
     return NULL;
+}
+
+/* The live writers (and names) at this moment: indexes are never closed
+ * while the server runs, so the pointers stay valid. */
+static size_t writers(idx_writer **w, char (*names)[72])
+{
+    pthread_mutex_lock(&srv.mu);
+    size_t n = srv.nix;
+    for (size_t i = 0; i < n; i++) {
+        w[i] = srv.ix[i].w;
+        if (names)
+            memcpy(names[i], srv.ix[i].name, 72);
+    }
+    pthread_mutex_unlock(&srv.mu);
+    return n;
+}
+
+/* The merge thread: one merge at a time over every index, at a lower CPU
+ * priority than ingest and search (its throttle: the kernel gives the
+ * request threads the cores first). */
+static void *merger(void *arg)
+{
+    (void)arg;
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+    static idx_writer *w[MAX_INDEXES];
+    static char names[MAX_INDEXES][72];
+    while (!srv.stopping) {
+        size_t n = writers(w, names);
+        int did = 0;
+        for (size_t i = 0; i < n && !srv.stopping; i++) {
+            seg_err e = {0};
+            idx_merge_info mi;
+            char b[1024], ts[40];
+            if (idx_merge_step(w[i], 0, &mi, &e)) {
+                fprintf(stderr, "logdex serve: merge in %s: %s\n", names[i], seg_err_str(&e, b, sizeof b));
+                continue;
+            }
+            if (!mi.inputs)
+                continue;
+            did = 1;
+            if (!srv.quiet) {
+                seg_time_format(mi.bucket, ts);
+                fprintf(stderr, "merge %s bucket %s: %u segments (%.1f MB) -> 1 (%.1f MB, %u events, %llu duplicates removed) %.0f ms\n",
+                        names[i], ts, mi.inputs, (double)mi.in_bytes / 1e6, (double)mi.out_bytes / 1e6, mi.docs,
+                        (unsigned long long)mi.dups, mi.ms);
+            }
+        }
+        if (!did)
+            for (int k = 0; k < 5 && !srv.stopping; k++) {
+                struct timespec ts = {0, 100 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+    }
+    return NULL;
+}
+
+static void retention_pass(void)
+{
+    idx_writer *w[MAX_INDEXES];
+    size_t n = writers(w, NULL);
+    idx_drop_info d = {0};
+    seg_err e = {0};
+    char b[1024];
+    if (idx_retain(w, n, seg_time_now(), srv.retention_ns, srv.max_disk, &d, &e))
+        fprintf(stderr, "logdex serve: retention: %s\n", seg_err_str(&e, b, sizeof b));
+    if (d.segments && !srv.quiet)
+        fprintf(stderr, "retention: deleted %llu buckets (%llu segments, %llu events, %.1f MB)\n",
+                (unsigned long long)d.buckets, (unsigned long long)d.segments, (unsigned long long)d.events,
+                (double)d.bytes / 1e6);
 }
 
 static char *slurp(const char *path)
@@ -935,7 +1036,8 @@ int api_serve(int argc, char **argv)
         {"data", 1, 0, 'd'},      {"listen", 1, 0, 'l'},    {"max-body", 1, 0, 'm'}, {"auth-token", 1, 0, 'a'},
         {"tls-cert", 1, 0, 'c'},  {"tls-key", 1, 0, 'k'},   {"buffer-mb", 1, 0, 'b'}, {"flush-age", 1, 0, 'g'},
         {"quiet", 0, 0, 'q'},     {"retention", 1, 0, 'r'}, {"help", 0, 0, 'h'}, {"max-tails", 1, 0, 'T'},
-        {0, 0, 0, 0}};
+        {"max-disk", 1, 0, 'D'},  {"max-future", 1, 0, 'F'}, {"segment-target-mb", 1, 0, 'S'},
+        {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -950,8 +1052,29 @@ int api_serve(int argc, char **argv)
         case 'q': srv.quiet = 1; break;
         case 'T': srv.max_tails = atoi(optarg); break;
         case 'r':
-            fprintf(stderr, "logdex serve: --retention is not built yet (open issue: segment lifecycle)\n");
-            return 2;
+            if (api_parse_duration(optarg, &srv.retention_ns) || srv.retention_ns <= 0) {
+                fprintf(stderr, "logdex serve: bad --retention '%s' (e.g. 12h, 7d)\n", optarg);
+                return 2;
+            }
+            srv.opts.retention_ns = srv.retention_ns;
+            break;
+        case 'F':
+            if (!strcmp(optarg, "0"))
+                srv.opts.max_future_ns = 0;
+            else if (api_parse_duration(optarg, &srv.opts.max_future_ns)) {
+                fprintf(stderr, "logdex serve: bad --max-future '%s' (e.g. 1h, 1d, 0)\n", optarg);
+                return 2;
+            }
+            break;
+        case 'D':
+            if (api_parse_bytes(optarg, &srv.max_disk) || srv.max_disk == 0) {
+                fprintf(stderr, "logdex serve: bad --max-disk '%s' (e.g. 500M, 20G)\n", optarg);
+                return 2;
+            }
+            break;
+        case 'S': srv.opts.segment_target = strtoull(optarg, NULL, 10) << 20; break;
+        case 'M': srv.opts.settle_ns = (int64_t)(atof(optarg) * 1e9); break;
+        case 'N': srv.no_merge = 1; break;
         case 'h': fputs(usage_serve, stdout); return 0;
         default: fputs(usage_serve, stderr); return 2;
         }
@@ -1048,8 +1171,10 @@ int api_serve(int argc, char **argv)
         return 1;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
-    pthread_t tick;
+    pthread_t tick, merge;
     pthread_create(&tick, NULL, ticker, NULL);
+    if (!srv.no_merge)
+        pthread_create(&merge, NULL, merger, NULL);
     printf("logdex listening on http%s://%s:%u\n", cert ? "s" : "", host, di ? di->port : (unsigned)port);
     fflush(stdout);
     int sig;
@@ -1072,6 +1197,8 @@ int api_serve(int argc, char **argv)
     MHD_stop_daemon(daemon);
     srv.stopping = 1;
     pthread_join(tick, NULL);
+    if (!srv.no_merge)
+        pthread_join(merge, NULL);
     int rc = 0;
     for (size_t i = 0; i < srv.nix; i++) {
         seg_err ce = {0};

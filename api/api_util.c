@@ -7,6 +7,8 @@
 #include "api/api.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,4 +59,76 @@ uint64_t api_dir_bytes(const char *dir)
     }
     closedir(d);
     return n;
+}
+
+void api_stats_json(seg_buf *b, srch_index *ix, const char *dir)
+{
+    srch_bucket *bk;
+    size_t nb = srch_index_buckets(ix, &bk);
+    uint32_t most = 0;
+    for (size_t i = 0; i < nb; i++)
+        if (bk[i].segments > most)
+            most = bk[i].segments;
+    char s[256];
+    snprintf(s, sizeof s,
+             "{\"events\":%llu,\"segments\":%zu,\"buckets\":%zu,\"bytes\":%llu,\"max_segments_per_bucket\":%u,"
+             "\"per_bucket\":[",
+             (unsigned long long)srch_index_events(ix), srch_index_nsegments(ix), nb,
+             (unsigned long long)api_dir_bytes(dir), most);
+    api_put_s(b, s);
+    for (size_t i = 0; i < nb; i++) {
+        char ts[40];
+        seg_time_format(bk[i].start, ts);
+        snprintf(s, sizeof s, "%s{\"start\":\"%s\",\"segments\":%u,\"events\":%llu,\"bytes\":%llu}",
+                 i ? "," : "", ts, bk[i].segments, (unsigned long long)bk[i].events,
+                 (unsigned long long)bk[i].bytes);
+        api_put_s(b, s);
+    }
+    api_put_s(b, "]}");
+    seg_free(bk);
+}
+
+int api_parse_duration(const char *s, int64_t *ns)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    int64_t unit = 0;
+    if (errno || end == s || v <= 0 || end[0] == 0 || end[1] != 0)
+        return -1;
+    switch (*end) {
+    case 's': unit = 1000000000LL; break;
+    case 'm': unit = 60000000000LL; break;
+    case 'h': unit = 3600000000000LL; break;
+    case 'd': unit = 86400000000000LL; break;
+    default: return -1;
+    }
+    if (v > INT64_MAX / unit)
+        return -1;
+    *ns = v * unit;
+    return 0;
+}
+
+int api_parse_bytes(const char *s, uint64_t *bytes)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return -1;
+    unsigned shift = 0;
+    switch (*end) {
+    case 0: break;
+    case 'K': case 'k': shift = 10; break;
+    case 'M': case 'm': shift = 20; break;
+    case 'G': case 'g': shift = 30; break;
+    case 'T': case 't': shift = 40; break;
+    default: return -1;
+    }
+    if (*end && end[1] != 0 && !(end[1] == 'B' && end[2] == 0) && !(end[1] == 'i' && end[2] == 'B' && end[3] == 0))
+        return -1;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -1;
+    *bytes = (uint64_t)v << shift;
+    return 0;
 }

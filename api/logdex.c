@@ -38,6 +38,7 @@ static const char *const usage_main =
     "  agg      aggregate: histograms over time, top values, stats, percentiles\n"
     "  tail     follow a server: print matching events as they are ingested\n"
     "  stats    print an index's event, segment, bucket and byte counts\n"
+    "  compact  merge the small segments of each bucket (offline)\n"
     "  verify   check every checksum and structure of a data directory\n"
     "  dump     describe the sections of one segment file\n"
     "  serve    serve the HTTP API\n"
@@ -57,7 +58,21 @@ static const char *const usage_ingest =
     "  --bucket DUR      bucket width for a new index: 10m, 1h (default), 1d\n"
     "  --buffer-mb N     flush segments every N MiB of events (default 64)\n"
     "  --threads N       segment builders (default 2)\n"
+    "  --max-future DUR  reject events dated more than DUR ahead of the clock\n"
+    "                    (default 1d; 0 = accept any time)\n"
     "  --quiet           no progress bar\n";
+
+static const char *const usage_compact =
+    "usage: logdex compact [--data DIR] [--index NAME] [--target-mb N]\n"
+    "\n"
+    "Merges the small segments of every bucket of DIR/NAME into larger ones, as\n"
+    "the server does in the background once a bucket has settled (e.g. after a\n"
+    "bulk load made of many small files).  The server must not be running on DIR.\n"
+    "Prints {\"merges\":N,\"segments_before\":A,\"segments_after\":B,...}.\n"
+    "\n"
+    "  --data DIR        data directory (default ./data)\n"
+    "  --index NAME      index name (default 'default')\n"
+    "  --target-mb N     largest segment a merge builds, in MiB (default 512)\n";
 
 static const char *const usage_search =
     "usage: logdex search [--data DIR] [--index NAME] [--start T] [--end T]\n"
@@ -111,26 +126,6 @@ static int usage_err(const char *u)
 {
     fputs(u, stderr);
     return 2;
-}
-
-static int parse_duration(const char *s, int64_t *ns)
-{
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    int64_t unit = 0;
-    if (end == s || v <= 0 || end[0] == 0 || end[1] != 0)
-        return -1;
-    switch (*end) {
-    case 's': unit = 1000000000LL; break;
-    case 'm': unit = 60000000000LL; break;
-    case 'h': unit = 3600000000000LL; break;
-    case 'd': unit = 86400000000000LL; break;
-    default: return -1;
-    }
-    if (v > INT64_MAX / unit)
-        return -1;
-    *ns = v * unit;
-    return 0;
 }
 
 static double now_s(void)
@@ -250,6 +245,7 @@ static int cmd_ingest(int argc, char **argv)
     static const struct option opts[] = {{"data", 1, 0, 'd'},    {"index", 1, 0, 'i'},
                                          {"bucket", 1, 0, 'b'},  {"buffer-mb", 1, 0, 'm'},
                                          {"threads", 1, 0, 't'}, {"quiet", 0, 0, 'q'},
+                                         {"max-future", 1, 0, 'f'},
                                          {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -257,13 +253,21 @@ static int cmd_ingest(int argc, char **argv)
         case 'd': data = optarg; break;
         case 'i': index = optarg; break;
         case 'b':
-            if (parse_duration(optarg, &o.bucket_ns)) {
+            if (api_parse_duration(optarg, &o.bucket_ns)) {
                 fprintf(stderr, "logdex ingest: bad --bucket '%s' (e.g. 10m, 1h, 1d)\n", optarg);
                 return 2;
             }
             break;
         case 'm': o.buffer_bytes = (size_t)strtoull(optarg, NULL, 10) << 20; break;
         case 't': o.threads = atoi(optarg); break;
+        case 'f':
+            if (!strcmp(optarg, "0"))
+                o.max_future_ns = 0;
+            else if (api_parse_duration(optarg, &o.max_future_ns)) {
+                fprintf(stderr, "logdex ingest: bad --max-future '%s' (e.g. 1h, 1d, 0)\n", optarg);
+                return 2;
+            }
+            break;
         case 'q': quiet = 1; break;
         case 'h': fputs(usage_ingest, stdout); return 0;
         default: return usage_err(usage_ingest);
@@ -690,10 +694,73 @@ static int cmd_stats(int argc, char **argv)
     }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", data, index);
-    printf("{\"events\":%llu,\"segments\":%zu,\"buckets\":%zu,\"bytes\":%llu}\n",
-           (unsigned long long)srch_index_events(ix), srch_index_nsegments(ix), srch_index_nbuckets(ix),
-           (unsigned long long)api_dir_bytes(dir));
+    seg_buf b = {0};
+    api_stats_json(&b, ix, dir);
     srch_index_close(ix);
+    if (b.oom) {
+        fprintf(stderr, "logdex stats: out of memory\n");
+        return 1;
+    }
+    printf("%.*s\n", (int)b.n, (const char *)b.p);
+    seg_buf_free(&b);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* compact                                                              */
+/* ------------------------------------------------------------------ */
+
+static int cmd_compact(int argc, char **argv)
+{
+    const char *data = "./data", *index = "default";
+    idx_opts o;
+    idx_opts_default(&o);
+    static const struct option opts[] = {{"data", 1, 0, 'd'}, {"index", 1, 0, 'i'}, {"target-mb", 1, 0, 't'},
+                                         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': data = optarg; break;
+        case 'i': index = optarg; break;
+        case 't': o.segment_target = strtoull(optarg, NULL, 10) << 20; break;
+        case 'h': fputs(usage_compact, stdout); return 0;
+        default: return usage_err(usage_compact);
+        }
+    }
+    if (optind != argc || o.segment_target == 0)
+        return usage_err(usage_compact);
+    char dir[4096], man[4200];
+    snprintf(dir, sizeof dir, "%s/%s", data, index);
+    snprintf(man, sizeof man, "%s/manifest", dir);
+    if (!idx_name_valid(index) || access(man, F_OK) != 0) {
+        fprintf(stderr, "logdex compact: no such index: %s\n", dir);
+        return 1;
+    }
+    seg_err e = {0};
+    idx_writer *w;
+    if (idx_open(data, index, &o, &w, &e)) {
+        print_err("compact", &e);
+        return 1;
+    }
+    double t0 = now_s();
+    idx_metrics m0, m1;
+    idx_get_metrics(w, &m0);
+    int rc = SEG_OK;
+    for (;;) {
+        idx_merge_info mi;
+        if ((rc = idx_merge_step(w, 1, &mi, &e)) || mi.inputs == 0)
+            break;
+    }
+    idx_get_metrics(w, &m1);
+    int crc = idx_close(w, rc ? NULL : &e);
+    if (rc || crc) {
+        print_err("compact", &e);
+        return 1;
+    }
+    printf("{\"merges\":%llu,\"segments_before\":%llu,\"segments_after\":%llu,\"duplicates_removed\":%llu,"
+           "\"seconds\":%.3f}\n",
+           (unsigned long long)(m1.merges - m0.merges), (unsigned long long)m0.segments,
+           (unsigned long long)m1.segments, (unsigned long long)(m1.merge_dups - m0.merge_dups), now_s() - t0);
     return 0;
 }
 
@@ -812,6 +879,8 @@ int main(int argc, char **argv)
         return cmd_agg(argc, argv);
     if (!strcmp(cmd, "tail"))
         return cmd_tail(argc, argv);
+    if (!strcmp(cmd, "compact"))
+        return cmd_compact(argc, argv);
     if (!strcmp(cmd, "verify"))
         return cmd_verify(argc, argv);
     if (!strcmp(cmd, "dump"))

@@ -26,6 +26,10 @@ typedef struct idx_opts {
     int threads;            /* segment builders in a flush (default 2) */
     int wal;                /* server mode: write-ahead log, snapshots, ticks */
     int64_t max_age_ns;     /* server mode: flush buffers older than this (10 s) */
+    int64_t max_future_ns;  /* reject events later than now + this (1 d; 0 = no limit) */
+    int64_t retention_ns;   /* reject events older than now - this (0 = keep all) */
+    uint64_t segment_target;/* merges build segments up to this size (512 MiB) */
+    int64_t settle_ns;      /* a bucket without new segments this long is merged down (60 s) */
 } idx_opts;
 
 typedef struct idx_counts {
@@ -58,6 +62,7 @@ int idx_flush(idx_writer *w, seg_err *e);
 int idx_close(idx_writer *w, seg_err *e);
 const idx_counts *idx_get_counts(const idx_writer *w);
 size_t idx_buffered_bytes(const idx_writer *w);
+int64_t idx_bucket_ns(const idx_writer *w);
 
 /* ---- server mode (opts.wal): one idx_writer shared by many threads ---- */
 
@@ -88,10 +93,42 @@ int idx_snapshot(idx_writer *w, seg_set **out, seg_err *e);
 /* Periodic work: completes a finished background flush, and starts one
  * for a buffer older than max_age_ns. */
 int idx_tick(idx_writer *w, seg_err *e);
+/* ---- lifecycle: merging and retention (docs/architecture.md) ---- */
+
+typedef struct idx_merge_info {
+    int64_t bucket;
+    uint32_t inputs, docs;
+    uint64_t in_bytes, out_bytes, dups;
+    double ms;
+} idx_merge_info;
+
+/* Does at most one merge of small segments within a bucket (the policy is
+ * in idx_merge.c): picks the inputs under the writer's lock, builds the
+ * new segment without it, then swaps the manifest and deletes the inputs
+ * (open readers keep their mapped bytes).  info->inputs is 0 when there
+ * was nothing to merge.  force: merge every bucket down as if settled.
+ * Safe to call from a thread of its own in server mode; one merge runs at
+ * a time per writer. */
+int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e);
+
+typedef struct idx_drop_info {
+    uint64_t buckets, segments, events, bytes;
+} idx_drop_info;
+
+/* Retention over the writers of one data directory: drops every bucket
+ * whose end is at or before now - retention_ns (when > 0), then, while
+ * the segments of all writers take more than max_disk bytes (when > 0),
+ * the oldest bucket of all (never the last one left).  Adds what went
+ * to *info. */
+int idx_retain(idx_writer *const *ws, size_t n, int64_t now, int64_t retention_ns, uint64_t max_disk,
+               idx_drop_info *info, seg_err *e);
+
 /* Figures for /metrics. */
 typedef struct idx_metrics {
     idx_counts counts;
     uint64_t wal_bytes, wal_fsyncs, wal_fsync_ns, buffered_bytes, segments, replayed;
+    uint64_t segment_bytes, merges, merged_inputs, merge_bytes_in, merge_bytes_out, merge_dups;
+    uint64_t dropped_segments, dropped_events, dropped_bytes;
 } idx_metrics;
 void idx_get_metrics(idx_writer *w, idx_metrics *m);
 

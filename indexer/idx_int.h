@@ -42,4 +42,26 @@ int idx_wal_rotate(idx_wal *w, uint64_t *closed_seq, seg_err *e);
 void idx_wal_drop_upto(idx_wal *w, uint64_t seq);
 void idx_wal_close(idx_wal *w);
 
+/* ---- idx_merge.c ---- */
+
+#define IDX_MERGE_MAX 32       /* inputs of one merge at most */
+
+/* Chooses one merge among the manifest's entries e[0..n): fills pick with
+ * entry indexes (all of one bucket) and returns their count, or 0.  busy[i]
+ * marks entries already being merged; touched[i] is when entry i was
+ * added (INT64_MIN: before this process); force treats every bucket as
+ * settled. */
+size_t idx_merge_plan(const seg_mentry *e, size_t n, const uint8_t *busy, int64_t now, int64_t settle_ns,
+                      const int64_t *touched, int force, uint64_t target, size_t *pick);
+
+typedef struct idx_merge_out {
+    uint32_t docs, in_docs;
+    uint64_t bytes, in_bytes, dups;
+    int64_t min_time, max_time;
+} idx_merge_out;
+
+/* Writes the events of in[0..n) (less repeated explicit _ids) as one new
+ * segment at path. */
+int idx_merge_build(seg_reader *const *in, size_t n, const char *path, idx_merge_out *out, seg_err *e);
+
 #endif

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_BUCKET_NS (3600LL * 1000000000LL)
@@ -81,6 +82,13 @@ struct idx_writer {
     seg_reader **mem;               /* in-memory segments of sealed events */
     size_t nmem, capmem;
     seg_set *snap;                  /* cached snapshot, NULL when stale */
+    /* lifecycle: touched[i] is when man.e[i] was added by a flush
+     * (INT64_MIN: before this process), kept parallel to man.e */
+    int64_t *touched;
+    size_t ntouched;
+    int merging;                    /* a merge is between plan and commit */
+    uint64_t merges, merged_inputs, merge_in, merge_out, merge_dups;
+    uint64_t dropped_segments, dropped_events, dropped_bytes;
 };
 
 int idx_name_valid(const char *name)
@@ -105,6 +113,74 @@ void idx_opts_default(idx_opts *o)
     o->buffer_bytes = 64u << 20;
     o->threads = 2;
     o->max_age_ns = 10LL * 1000000000LL;
+    o->max_future_ns = 86400LL * 1000000000LL;
+    o->retention_ns = 0;
+    o->segment_target = 512ull << 20;
+    o->settle_ns = 60LL * 1000000000LL;
+}
+
+/* Keeps touched[] as long as man.e, new entries marked `when`. */
+static int touch_sync(idx_writer *w, int64_t when)
+{
+    if (w->ntouched < w->man.n) {
+        int64_t *t = seg_realloc(w->touched, w->man.n * sizeof *t);
+        if (!t)
+            return -1;
+        for (size_t i = w->ntouched; i < w->man.n; i++)
+            t[i] = when;
+        w->touched = t;
+    }
+    w->ntouched = w->man.n;
+    return 0;
+}
+
+/* Removes the manifest entries marked in drop[] from the writer's parallel
+ * arrays (man.e, readers, touched), releasing the writer's readers; open
+ * snapshots keep their own references. */
+static void entries_remove(idx_writer *w, const uint8_t *drop)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < w->man.n; i++) {
+        seg_reader *r = i < w->nreaders ? w->readers[i] : NULL;
+        if (drop[i]) {
+            if (r)
+                seg_reader_unref(r);
+            continue;
+        }
+        w->man.e[k] = w->man.e[i];
+        if (i < w->nreaders)
+            w->readers[k] = r;
+        if (i < w->ntouched)
+            w->touched[k] = w->touched[i];
+        k++;
+    }
+    size_t removed = w->man.n - k;
+    w->man.n = k;
+    w->nreaders = w->nreaders > removed ? w->nreaders - removed : 0;
+    if (w->nreaders > k)
+        w->nreaders = k;
+    w->ntouched = w->ntouched > removed ? w->ntouched - removed : 0;
+    if (w->ntouched > k)
+        w->ntouched = k;
+}
+
+/* Why an event time is refused, or NULL when it is accepted. */
+static const char *time_refused(const idx_writer *w, int64_t t, int64_t now, char *buf, size_t n)
+{
+    char ts[40];
+    if (w->opts.max_future_ns > 0 && t > now && t - now > w->opts.max_future_ns) {
+        seg_time_format(t, ts);
+        snprintf(buf, n, "event time %s is more than %llds ahead of the server's clock (--max-future)", ts,
+                 (long long)(w->opts.max_future_ns / 1000000000LL));
+        return buf;
+    }
+    if (w->opts.retention_ns > 0 && t < now - w->opts.retention_ns) {
+        seg_time_format(t, ts);
+        snprintf(buf, n, "event time %s is older than the retention period (--retention %llds)", ts,
+                 (long long)(w->opts.retention_ns / 1000000000LL));
+        return buf;
+    }
+    return NULL;
 }
 
 static int replay_event(void *ud, const char *json, size_t n, int64_t time, const char *id, size_t idlen,
@@ -186,6 +262,10 @@ int idx_open(const char *datadir, const char *index, const idx_opts *o, idx_writ
             goto fail;
     }
     remove_orphans(w);
+    if (touch_sync(w, INT64_MIN)) {
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        goto fail;
+    }
     w->auto_base = seg_time_now();
     pthread_mutex_init(&w->mu, NULL);
     if (w->opts.wal) {
@@ -465,9 +545,16 @@ int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_rej
             reject(ud, lineno, je.msg);
         return SEG_OK;
     }
-    int64_t t;
+    int64_t t, now = seg_time_now();
     if (!seg_event_time(v, nv, &t))
-        t = seg_time_now();
+        t = now;
+    char why[160];
+    if (time_refused(w, t, now, why, sizeof why)) {
+        w->counts.rejected++;
+        if (reject)
+            reject(ud, lineno, why);
+        return SEG_OK;
+    }
     const char *id;
     size_t idlen;
     char autoid[40];
@@ -645,6 +732,11 @@ static int flush_join(idx_writer *w, seg_err *e)
         w->man.wal_done = j->wal_seq;
     if ((rc = seg_manifest_save(w->dir, &w->man, e)))
         goto out;
+    if (touch_sync(w, seg_time_now())) {
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    seg_failpoint("flush-before-wal-drop");
     if (j->wal_seq)
         idx_wal_drop_upto(&w->wal, j->wal_seq);
     if (w->snap) {
@@ -744,6 +836,7 @@ int idx_close(idx_writer *w, seg_err *e)
     seg_free(w->buckets);
     idset_clear(&w->pending);
     seg_free(w->stored);
+    seg_free(w->touched);
     for (size_t i = 0; i < w->nreaders; i++)
         seg_reader_close(w->readers[i]);
     seg_free(w->readers);
@@ -760,12 +853,14 @@ int idx_close(idx_writer *w, seg_err *e)
 
 const idx_counts *idx_get_counts(const idx_writer *w) { return &w->counts; }
 size_t idx_buffered_bytes(const idx_writer *w) { return w->buffered; }
+int64_t idx_bucket_ns(const idx_writer *w) { return w->man.bucket_ns; }
 
 /* ------------------------------------------------------------------ */
 /* Server mode                                                          */
 /* ------------------------------------------------------------------ */
 
 typedef struct prep {
+    long line;
     const char *json;
     size_t len;
     int64_t time;
@@ -850,6 +945,7 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
             p = q;
         }
         prep *x = &p[np++];
+        x->line = lineno;
         x->json = line;
         x->len = len;
         x->has_time = seg_event_time(v, nv, &x->time);
@@ -866,13 +962,21 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
         goto out;
     }
     /* 2. de-duplicate, buffer and log, under the lock */
-    uint64_t ticket = 0;
+    uint64_t ticket = 0, parse_rejected = out->rejected;
     pthread_mutex_lock(&w->mu);
     int64_t now = seg_time_now();
     uint32_t nacc = 0;
     for (size_t i = 0; i < np && rc == SEG_OK; i++) {
         prep *x = &p[i];
-        char autoid[40];
+        char autoid[40], why[160];
+        int64_t t = x->has_time ? x->time : now;
+        if (time_refused(w, t, now, why, sizeof why)) {
+            if (batch_error(out, x->line, why)) {
+                rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+                break;
+            }
+            continue;
+        }
         const char *id = (const char *)ids.p + x->id_off;
         size_t il = x->id_len;
         if (x->explicit_id) {
@@ -889,7 +993,6 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
             il = auto_id(w, autoid);
             id = autoid;
         }
-        int64_t t = x->has_time ? x->time : now;
         if ((rc = buffer_event(w, x->json, x->len, t, id, il, x->explicit_id, e)))
             break;
         idx_wal_record_event(&rec, t, x->explicit_id, id, il, x->json, x->len);
@@ -906,7 +1009,7 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
         w->counts.accepted += nacc;
         w->counts.duplicates += out->duplicates;
         w->counts.rejected += out->rejected;
-        w->counts.lines += np + out->rejected;
+        w->counts.lines += np + parse_rejected;
         w->counts.bytes += n;
         if (w->buffered >= w->opts.buffer_bytes)
             rc = flush_start(w, e);
@@ -1028,6 +1131,16 @@ void idx_get_metrics(idx_writer *w, idx_metrics *m)
     m->buffered_bytes = w->buffered;
     m->segments = w->man.n;
     m->replayed = w->replayed;
+    for (size_t i = 0; i < w->man.n; i++)
+        m->segment_bytes += w->man.e[i].bytes;
+    m->merges = w->merges;
+    m->merged_inputs = w->merged_inputs;
+    m->merge_bytes_in = w->merge_in;
+    m->merge_bytes_out = w->merge_out;
+    m->merge_dups = w->merge_dups;
+    m->dropped_segments = w->dropped_segments;
+    m->dropped_events = w->dropped_events;
+    m->dropped_bytes = w->dropped_bytes;
     pthread_mutex_unlock(&w->mu);
     if (w->opts.wal) {
         pthread_mutex_lock(&w->wal.mu);
@@ -1036,4 +1149,280 @@ void idx_get_metrics(idx_writer *w, idx_metrics *m)
         m->wal_fsync_ns = w->wal.fsync_ns_total;
         pthread_mutex_unlock(&w->wal.mu);
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* Lifecycle: merging and retention                                      */
+/*                                                                      */
+/* Both change the manifest under mu (as flush_join does), so the        */
+/* manifest has one writer at a time.  Order on disk, for crash safety:  */
+/* a merge's output is complete and fsynced under its final name before  */
+/* the manifest lists it; inputs and dropped segments are unlinked only  */
+/* after the manifest that no longer lists them is durable.  A crash at  */
+/* any point leaves a manifest that lists each event once; files it does */
+/* not list are deleted at the next open (remove_orphans).              */
+/* ------------------------------------------------------------------ */
+
+static long entry_find(const idx_writer *w, const char *name)
+{
+    for (size_t i = 0; i < w->man.n; i++)
+        if (!strcmp(w->man.e[i].name, name))
+            return (long)i;
+    return -1;
+}
+
+static void unlink_names(const char *dir, char (*names)[64], size_t n, const char *failpoint)
+{
+    char path[4096 + 80];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+        if (i == 0)
+            seg_failpoint(failpoint);
+    }
+    seg_err ignore = {0};
+    if (n)
+        seg_fsync_dir(dir, &ignore);
+}
+
+int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
+{
+    memset(info, 0, sizeof *info);
+    size_t pick[IDX_MERGE_MAX];
+    char names[IDX_MERGE_MAX][64], out_name[64], path[4096 + 80];
+    seg_reader *in[IDX_MERGE_MAX];
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pthread_mutex_lock(&w->mu);
+    if (w->merging || w->man.n < 2) {
+        pthread_mutex_unlock(&w->mu);
+        return SEG_OK;
+    }
+    uint64_t target = w->opts.segment_target ? w->opts.segment_target : (512ull << 20);
+    size_t np = idx_merge_plan(w->man.e, w->man.n, NULL, seg_time_now(), w->opts.settle_ns, w->touched, force,
+                               target, pick);
+    int rc = SEG_OK;
+    size_t got = 0;
+    for (; got < np; got++) {
+        seg_reader *r = reader_at(w, pick[got], e);
+        if (!r) {
+            rc = e->code ? e->code : SEG_ENOMEM;
+            break;
+        }
+        seg_reader_ref(r);
+        in[got] = r;
+        memcpy(names[got], w->man.e[pick[got]].name, 64);
+    }
+    if (rc || np < 2) {
+        pthread_mutex_unlock(&w->mu);
+        for (size_t k = 0; k < got; k++)
+            seg_reader_unref(in[k]);
+        return rc;
+    }
+    int64_t bucket = w->man.e[pick[0]].bucket;
+    snprintf(out_name, sizeof out_name, "s%016llx.seg", (unsigned long long)w->man.next_seq++);
+    snprintf(path, sizeof path, "%s/%s", w->dir, out_name);
+    w->merging = 1;
+    pthread_mutex_unlock(&w->mu);
+
+    idx_merge_out mo;
+    rc = idx_merge_build(in, np, path, &mo, e);
+    seg_failpoint("merge-before-manifest");
+
+    pthread_mutex_lock(&w->mu);
+    w->merging = 0;
+    uint8_t *drop = rc ? NULL : seg_calloc(w->man.n + 1, 1);
+    if (rc == SEG_OK && !drop)
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    int gone = 0;
+    for (size_t k = 0; rc == SEG_OK && k < np; k++) {
+        long i = entry_find(w, names[k]);
+        if (i < 0)
+            gone = 1; /* retention dropped the bucket meanwhile */
+        else
+            drop[i] = 1;
+    }
+    if (rc == SEG_OK && !gone) {
+        /* the new manifest: the old one less the inputs, plus the output */
+        seg_manifest nm = w->man;
+        nm.e = seg_malloc((w->man.n + 1) * sizeof *nm.e);
+        nm.n = 0;
+        nm.cap = w->man.n + 1;
+        if (!nm.e)
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        for (size_t i = 0; rc == SEG_OK && i < w->man.n; i++)
+            if (!drop[i])
+                nm.e[nm.n++] = w->man.e[i];
+        if (rc == SEG_OK) {
+            seg_mentry *m = &nm.e[nm.n++];
+            memset(m, 0, sizeof *m);
+            memcpy(m->name, out_name, sizeof out_name);
+            m->bucket = bucket;
+            m->docs = mo.docs;
+            m->min_time = mo.min_time;
+            m->max_time = mo.max_time;
+            m->bytes = mo.bytes;
+            rc = seg_manifest_save(w->dir, &nm, e);
+        }
+        seg_free(nm.e);
+        if (rc == SEG_OK) {
+            /* the same change in memory: inputs out, output in */
+            entries_remove(w, drop);
+            seg_mentry m = {0};
+            memcpy(m.name, out_name, sizeof out_name);
+            m.bucket = bucket;
+            m.docs = mo.docs;
+            m.min_time = mo.min_time;
+            m.max_time = mo.max_time;
+            m.bytes = mo.bytes;
+            if (seg_manifest_add(&w->man, &m) || touch_sync(w, INT64_MIN))
+                rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory (the manifest on disk is right)");
+            if (w->snap) {
+                seg_set_unref(w->snap);
+                w->snap = NULL;
+            }
+            w->merges++;
+            w->merged_inputs += np;
+            w->merge_in += mo.in_bytes;
+            w->merge_out += mo.bytes;
+            w->merge_dups += mo.dups;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    seg_free(drop);
+    for (size_t k = 0; k < np; k++)
+        seg_reader_unref(in[k]);
+    if (rc || gone) {
+        unlink(path); /* not listed: never seen by anyone */
+        return rc;
+    }
+    unlink_names(w->dir, names, np, "merge-mid-unlink");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    info->bucket = bucket;
+    info->inputs = (uint32_t)np;
+    info->docs = mo.docs;
+    info->in_bytes = mo.in_bytes;
+    info->out_bytes = mo.bytes;
+    info->dups = mo.dups;
+    info->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    return SEG_OK;
+}
+
+/* Drops every segment of w whose bucket satisfies `ends at or before
+ * cutoff` (when only == INT64_MIN) or equals `only`. */
+static int drop_buckets(idx_writer *w, int64_t cutoff, int64_t only, idx_drop_info *info, seg_err *e)
+{
+    pthread_mutex_lock(&w->mu);
+    size_t n = w->man.n, nd = 0;
+    uint8_t *drop = seg_calloc(n + 1, 1);
+    char (*names)[64] = seg_malloc((n + 1) * 64);
+    int rc = SEG_OK;
+    if (!drop || !names) {
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    int64_t bw = w->man.bucket_ns;
+    idx_drop_info d = {0};
+    for (size_t i = 0; i < n; i++) {
+        const seg_mentry *m = &w->man.e[i];
+        int hit = only != INT64_MIN ? m->bucket == only : m->bucket <= cutoff - bw;
+        if (!hit)
+            continue;
+        drop[i] = 1;
+        memcpy(names[nd++], m->name, 64);
+        d.segments++;
+        d.events += m->docs;
+        d.bytes += m->bytes;
+        int first = 1;
+        for (size_t k = 0; k < i; k++)
+            if (drop[k] && w->man.e[k].bucket == m->bucket)
+                first = 0;
+        d.buckets += first;
+    }
+    if (!nd)
+        goto out;
+    seg_manifest nm = w->man;
+    nm.e = seg_malloc((n + 1) * sizeof *nm.e);
+    nm.n = 0;
+    if (!nm.e) {
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!drop[i])
+            nm.e[nm.n++] = w->man.e[i];
+    rc = seg_manifest_save(w->dir, &nm, e);
+    seg_free(nm.e);
+    if (rc)
+        goto out;
+    seg_failpoint("retention-before-unlink");
+    entries_remove(w, drop);
+    if (w->snap) {
+        seg_set_unref(w->snap);
+        w->snap = NULL;
+    }
+    w->dropped_segments += d.segments;
+    w->dropped_events += d.events;
+    w->dropped_bytes += d.bytes;
+    info->buckets += d.buckets;
+    info->segments += d.segments;
+    info->events += d.events;
+    info->bytes += d.bytes;
+out:
+    pthread_mutex_unlock(&w->mu);
+    if (rc == SEG_OK && nd)
+        unlink_names(w->dir, names, nd, "retention-mid-unlink");
+    seg_free(drop);
+    seg_free(names);
+    return rc;
+}
+
+/* Segment bytes, oldest bucket and number of buckets of w. */
+static void disk_of(idx_writer *w, uint64_t *bytes, int64_t *oldest, size_t *nbuckets)
+{
+    pthread_mutex_lock(&w->mu);
+    *bytes = 0;
+    *oldest = INT64_MAX;
+    *nbuckets = 0;
+    for (size_t i = 0; i < w->man.n; i++) {
+        const seg_mentry *m = &w->man.e[i];
+        *bytes += m->bytes;
+        int seen = 0;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = w->man.e[k].bucket == m->bucket;
+        *nbuckets += !seen;
+        if (m->bucket < *oldest)
+            *oldest = m->bucket;
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+int idx_retain(idx_writer *const *ws, size_t n, int64_t now, int64_t retention_ns, uint64_t max_disk,
+               idx_drop_info *info, seg_err *e)
+{
+    int rc = SEG_OK;
+    if (retention_ns > 0)
+        for (size_t i = 0; i < n && rc == SEG_OK; i++)
+            rc = drop_buckets(ws[i], now - retention_ns, INT64_MIN, info, e);
+    while (rc == SEG_OK && max_disk > 0) {
+        uint64_t total = 0;
+        size_t buckets = 0, oldest_w = 0;
+        int64_t oldest = INT64_MAX;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t b;
+            int64_t o;
+            size_t nb;
+            disk_of(ws[i], &b, &o, &nb);
+            total += b;
+            buckets += nb;
+            if (nb && o < oldest) {
+                oldest = o;
+                oldest_w = i;
+            }
+        }
+        if (total <= max_disk || buckets <= 1)
+            break;
+        rc = drop_buckets(ws[oldest_w], 0, oldest, info, e);
+    }
+    return rc;
 }

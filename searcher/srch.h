@@ -54,6 +54,16 @@ size_t srch_index_nsegments(const srch_index *ix);
 uint64_t srch_index_events(const srch_index *ix);
 uint64_t srch_index_bytes(const srch_index *ix);
 size_t srch_index_nbuckets(const srch_index *ix);
+/* Bucket width, for counting buckets of an index made from a seg_set. */
+void srch_index_set_bucket_ns(srch_index *ix, int64_t ns);
+/* The segments grouped by time bucket (of their oldest event), oldest
+ * bucket first; *out is seg_malloc'd (seg_free).  Returns the count. */
+typedef struct srch_bucket {
+    int64_t start;
+    uint32_t segments;
+    uint64_t events, bytes;
+} srch_bucket;
+size_t srch_index_buckets(const srch_index *ix, srch_bucket **out);
 
 typedef struct srch_request {
     const srch_query *q;

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "searcher/srch_exec.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,22 +190,41 @@ int srch_index_open(const char *datadir, const char *index, srch_pool *pool, src
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", datadir, index);
     seg_manifest man;
-    int exists, rc = seg_manifest_load(dir, &man, &exists, e);
-    if (rc)
-        return rc;
-    if (!exists) {
-        seg_manifest_free(&man);
-        return seg_err_set(e, SEG_ENOENT, NULL, "no such index: %s", index);
-    }
-    seg_reader **r = seg_calloc(man.n ? man.n : 1, sizeof *r);
+    seg_reader **r = NULL;
     size_t k = 0;
-    if (!r)
-        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-    for (size_t i = 0; rc == SEG_OK && i < man.n; i++) {
-        char p[4096 + 80];
-        snprintf(p, sizeof p, "%s/%s", dir, man.e[i].name);
-        if ((rc = seg_reader_open(p, &r[k], e)) == SEG_OK)
-            k++;
+    int rc;
+    /* A writer that merges or deletes segments unlinks files after it has
+     * replaced the manifest: a file that vanished between reading the
+     * manifest and opening it means a newer manifest; read it again. */
+    for (int attempt = 0;; attempt++) {
+        int exists;
+        if ((rc = seg_manifest_load(dir, &man, &exists, e)))
+            return rc;
+        if (!exists) {
+            seg_manifest_free(&man);
+            return seg_err_set(e, SEG_ENOENT, NULL, "no such index: %s", index);
+        }
+        r = seg_calloc(man.n ? man.n : 1, sizeof *r);
+        k = 0;
+        if (!r)
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        int vanished = 0;
+        for (size_t i = 0; rc == SEG_OK && i < man.n; i++) {
+            char p[4096 + 80];
+            snprintf(p, sizeof p, "%s/%s", dir, man.e[i].name);
+            if ((rc = seg_reader_open(p, &r[k], e)) == SEG_OK)
+                k++;
+            else
+                vanished = access(p, F_OK) != 0 && errno == ENOENT;
+        }
+        if (rc == SEG_OK || !vanished || attempt == 20)
+            break;
+        for (size_t i = 0; i < k; i++)
+            seg_reader_unref(r[i]);
+        seg_free(r);
+        seg_manifest_free(&man);
+        if (e)
+            memset(e, 0, sizeof *e);
     }
     seg_set *set = NULL;
     if (rc == SEG_OK && !(set = seg_set_new(r, k)))
@@ -253,19 +273,51 @@ uint64_t srch_index_bytes(const srch_index *ix)
 
 static int64_t floordiv(int64_t a, int64_t b) { return a / b - (a % b < 0); }
 
-size_t srch_index_nbuckets(const srch_index *ix)
+void srch_index_set_bucket_ns(srch_index *ix, int64_t ns) { ix->bucket_ns = ns; }
+
+static int cmp_bucket(const void *a, const void *b)
 {
-    if (ix->bucket_ns <= 0)
-        return ix->nsegs;
-    size_t k = 0;
+    const srch_bucket *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+size_t srch_index_buckets(const srch_index *ix, srch_bucket **out)
+{
+    *out = seg_malloc((ix->nsegs ? ix->nsegs : 1) * sizeof **out);
+    if (!*out)
+        return 0;
+    srch_bucket *b = *out;
+    size_t n = 0;
     for (size_t i = 0; i < ix->nsegs; i++) {
-        int64_t bi = floordiv(seg_reader_min_time(ix->segs[i]), ix->bucket_ns);
-        int dup = 0;
-        for (size_t j = 0; j < i && !dup; j++)
-            dup = floordiv(seg_reader_min_time(ix->segs[j]), ix->bucket_ns) == bi;
-        k += !dup;
+        seg_reader *r = ix->segs[i];
+        int64_t t = seg_reader_min_time(r);
+        int64_t start = ix->bucket_ns > 0 ? floordiv(t, ix->bucket_ns) * ix->bucket_ns : t;
+        b[n].start = start;
+        b[n].segments = 1;
+        b[n].events = seg_reader_ndocs(r);
+        b[n].bytes = seg_reader_bytes(r);
+        n++;
+    }
+    qsort(b, n, sizeof *b, cmp_bucket);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k && b[k - 1].start == b[i].start) {
+            b[k - 1].segments++;
+            b[k - 1].events += b[i].events;
+            b[k - 1].bytes += b[i].bytes;
+        } else {
+            b[k++] = b[i];
+        }
     }
     return k;
+}
+
+size_t srch_index_nbuckets(const srch_index *ix)
+{
+    srch_bucket *b;
+    size_t n = srch_index_buckets(ix, &b);
+    seg_free(b);
+    return n;
 }
 
 void srch_index_fields(const srch_index *ix, void (*fn)(void *ud, const char *name, size_t len, unsigned flags,

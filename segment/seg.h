@@ -74,6 +74,11 @@ void seg_free(void *p);
 char *seg_strndup(const char *s, size_t n);
 /* Test hook: fail the Nth allocation from now (0 = never). */
 void seg_fault_inject(unsigned long nth);
+/* Crash points for crash-safety tests.  When the environment variable
+ * LOGDEX_FAILPOINT is "NAME" or "NAME:N", the N-th (default first) call of
+ * seg_failpoint("NAME") in the process kills it with SIGKILL, as a power
+ * cut or kill -9 would.  Unset, a call costs one cached load. */
+void seg_failpoint(const char *name);
 
 /* Growable byte buffer.  Sticky error: after a failed allocation every
  * append is a no-op and .oom is set. */

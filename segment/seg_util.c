@@ -10,6 +10,8 @@
 #include "seg.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +85,39 @@ static int fault_now(void)
     if (__atomic_sub_fetch(&fault_countdown, 1, __ATOMIC_RELAXED) == 0)
         return 1;
     return 0;
+}
+
+/* ---- crash points ---- */
+
+static pthread_once_t fp_once = PTHREAD_ONCE_INIT;
+static char fp_name[64];
+static unsigned long fp_count;   /* hits of fp_name still to pass (atomic) */
+
+static void fp_init(void)
+{
+    const char *v = getenv("LOGDEX_FAILPOINT");
+    if (!v || !*v)
+        return;
+    snprintf(fp_name, sizeof fp_name, "%s", v);
+    char *colon = strchr(fp_name, ':');
+    fp_count = 1;
+    if (colon) {
+        *colon = 0;
+        fp_count = strtoul(colon + 1, NULL, 10);
+        if (fp_count == 0)
+            fp_count = 1;
+    }
+}
+
+void seg_failpoint(const char *name)
+{
+    pthread_once(&fp_once, fp_init);
+    if (!fp_name[0] || strcmp(fp_name, name))
+        return;
+    if (__atomic_sub_fetch(&fp_count, 1, __ATOMIC_ACQ_REL) == 0) {
+        fprintf(stderr, "logdex: failpoint %s: killing the process\n", name);
+        raise(SIGKILL);
+    }
 }
 
 void *seg_malloc(size_t n) { return fault_now() ? NULL : malloc(n ? n : 1); }
@@ -400,6 +435,7 @@ int seg_write_file_atomic(const char *path, const void *p, size_t n, seg_err *e)
         unlink(tmp);
         return seg_err_set(e, SEG_EIO, tmp, "fsync: %s", strerror(errno));
     }
+    seg_failpoint("file-before-rename");
     if (rename(tmp, path) != 0) {
         unlink(tmp);
         return seg_err_set(e, SEG_EIO, path, "rename: %s", strerror(errno));

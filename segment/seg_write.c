@@ -1022,6 +1022,8 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
         rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
         goto out;
     }
+    if (!mem)
+        seg_failpoint("segment-mid-write");
     if ((rc = wr_all(&w, w.dir.p, w.dir.n)))
         goto out;
     memcpy(hdr, SEG_MAGIC, 8);
@@ -1050,6 +1052,7 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
     }
     close(w.fd);
     w.fd = -1;
+    seg_failpoint("segment-before-rename");
     if (rename(tmp, path) != 0) {
         rc = seg_err_set(e, SEG_EIO, path, "rename: %s", strerror(errno));
         goto out;

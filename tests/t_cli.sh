@@ -1,16 +1,10 @@
 #!/bin/sh
 # t_cli.sh -- black-box tests of the logdex binary (TAP).
-top_builddir=${top_builddir:-.}
-LOGDEX="$top_builddir/logdex"
-T=$(mktemp -d /tmp/logdex-t-cli-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-n=0
-failed=0
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
-is() { n=$((n + 1)); if [ "$1" = "$2" ]; then echo "ok $n - $3"; else echo "not ok $n - $3"; echo "# got:      $1"; echo "# expected: $2"; failed=$((failed + 1)); fi; }
+TNAME=cli
+. "${top_srcdir:-.}/tests/tap.sh"
 
 "$LOGDEX" --help >/dev/null; ok $? "logdex --help"
-for c in ingest search agg stats verify dump serve; do "$LOGDEX" $c --help >/dev/null; ok $? "logdex $c --help"; done
+for c in ingest search agg stats compact verify dump serve; do "$LOGDEX" $c --help >/dev/null; ok $? "logdex $c --help"; done
 "$LOGDEX" nosuch >/dev/null 2>&1; is $? 2 "unknown command exits 2"
 
 # a batch with bad lines, a blank line, a duplicate, a final line without newline
@@ -62,7 +56,22 @@ meta=$("$LOGDEX" agg --data "$T/d" '{"aggs":{"d":{"date_histogram":{"interval":"
 cols=$("$LOGDEX" agg --data "$T/d" '{"q":"NOT zzzqqq","aggs":{"d":{"date_histogram":{"interval":"1d"}}}}' | sed 's/"took_ms":[0-9.]*//')
 is "$meta" "$cols" "a histogram answered from segment headers equals the one read from columns"
 stats=$("$LOGDEX" stats --data "$T/d")
-is "$(echo "$stats" | sed 's/"bytes":[0-9]*/"bytes":B/')" '{"events":4,"segments":3,"buckets":3,"bytes":B}' "stats (02:05, 03:04 and 05:04 are three hours)"
+is "$(echo "$stats" | sed 's/"bytes":[0-9]*/"bytes":B/g')" '{"events":4,"segments":3,"buckets":3,"bytes":B,"max_segments_per_bucket":1,"per_bucket":[{"start":"2024-01-02T02:00:00.000Z","segments":1,"events":1,"bytes":B},{"start":"2024-01-02T03:00:00.000Z","segments":1,"events":2,"bytes":B},{"start":"2024-01-02T05:00:00.000Z","segments":1,"events":1,"bytes":B}]}' "stats (02:05, 03:04 and 05:04 are three hours)"
+
+# compact: three small ingests into one bucket, merged into one segment
+for i in 1 2 3; do
+  printf '{"_id":"c%d","@timestamp":"2024-03-01T10:0%d:00Z","msg":"compact me %d"}\n' $i $i $i > "$T/c$i"
+  "$LOGDEX" ingest --data "$T/d" --index comp "$T/c$i" >/dev/null
+done
+before=$("$LOGDEX" search --data "$T/d" --index comp '*')
+is "$("$LOGDEX" stats --data "$T/d" --index comp | grep -o '"segments":[0-9]*' | head -1)" '"segments":3' "three ingests, three segments"
+is "$("$LOGDEX" compact --data "$T/d" --index comp | sed 's/,"seconds".*//')" '{"merges":1,"segments_before":3,"segments_after":1,"duplicates_removed":0' "compact merges them"
+is "$("$LOGDEX" search --data "$T/d" --index comp '*')" "$before" "the same answer after compaction"
+is "$(ls "$T/d/comp" | grep -c '\.seg$')" 1 "the inputs are deleted"
+"$LOGDEX" compact --data "$T/d" --index nosuch >/dev/null 2>&1; is $? 1 "compact of a missing index fails"
+printf '{"@timestamp":"2099-01-01T00:00:00Z","msg":"far future"}\n' > "$T/future"
+is "$("$LOGDEX" ingest --data "$T/d" --index comp "$T/future" 2>&1 | head -1)" "$T/future:1: event time 2099-01-01T00:00:00.000Z is more than 86400s ahead of the server's clock (--max-future)" "an event beyond --max-future is rejected with its line"
+is "$("$LOGDEX" ingest --data "$T/d" --index comp --max-future 0 "$T/future" | sed 's/,"bytes".*//')" '{"accepted":1,"rejected":0,"duplicates":0' "--max-future 0 accepts it"
 
 # standard input, and the same ids again: all duplicates
 out=$(grep '_id' "$T/in.ndjson" | "$LOGDEX" ingest --data "$T/d" - 2>/dev/null | sed 's/,"bytes".*//')
@@ -96,5 +105,4 @@ ok "$(grep -c "$seg" "$T/verr" | sed 's/^[1-9][0-9]*$/0/')" "and names the file"
 "$LOGDEX" search --data "$T/rt" --count '*' >/dev/null 2>&1
 rc=$?; [ $rc -le 2 ]; ok $? "search over it exits cleanly (status $rc)"
 
-echo "1..$n"
-[ $failed -eq 0 ]
+done_testing

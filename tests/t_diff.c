@@ -19,9 +19,11 @@
 #include "searcher/srch_exec.h"
 #include "tests/model.h"
 #include "tests/tap.h"
+#include "tests/testdir.h"
 
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -474,7 +476,8 @@ static int check_generated(srch_index *ix, int nq)
         mq_free(q);
     }
     free(exp);
-    tap_diag("%d generated queries, %ld with matches, %ld walked through every page", nq, nonempty, walked);
+    if (nq >= 100)
+        tap_diag("%d generated queries, %ld with matches, %ld walked through every page", nq, nonempty, walked);
     return (int)bad;
 }
 
@@ -731,35 +734,89 @@ static int check_aggregations(srch_index *ix, int nq)
     return (int)bad;
 }
 
-static long verify_dir(const char *dir)
-{
-    seg_manifest m;
-    int exists;
-    seg_err e = {0};
-    if (seg_manifest_load(dir, &m, &exists, &e) || !exists)
-        return 1;
-    long problems = 0;
-    for (size_t i = 0; i < m.n; i++) {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/%s", dir, m.e[i].name);
-        problems += seg_reader_verify(p, NULL, NULL);
-    }
-    seg_manifest_free(&m);
-    return problems;
-}
-
-static void rm_rf(const char *dir)
-{
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        tap_diag("could not remove %s", dir);
-}
-
 static void on_reject(void *ud, long line, const char *reason)
 {
     (void)ud;
     tap_diag("unexpected reject at line %ld: %s", line, reason);
+}
+
+/* ---- merging while searching ---- */
+
+typedef struct merger_arg {
+    const char *dir;
+    int done;                 /* atomic */
+    int rounds;               /* atomic: search rounds done */
+    int rc;
+    unsigned merges;
+} merger_arg;
+
+static void *merger_main(void *p)
+{
+    merger_arg *a = p;
+    seg_err e = {0};
+    idx_writer *w;
+    idx_opts o;
+    idx_opts_default(&o);
+    a->rc = idx_open(a->dir, "gen", &o, &w, &e);
+    while (a->rc == SEG_OK) {
+        idx_merge_info mi;
+        if ((a->rc = idx_merge_step(w, 1, &mi, &e)) || !mi.inputs)
+            break;
+        a->merges++;
+        /* let searches start after this swap and run into the next merge */
+        int r0 = __atomic_load_n(&a->rounds, __ATOMIC_ACQUIRE);
+        while (__atomic_load_n(&a->rounds, __ATOMIC_ACQUIRE) < r0 + 2)
+            usleep(1000);
+    }
+    if (a->rc)
+        tap_diag("merge: %s", e.msg);
+    idx_close(w, NULL);
+    __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* A writer merges the index's segments (as `logdex compact` does) while
+ * this thread opens the index again and again and checks queries against
+ * the model: every search sees each event exactly once, before, during and
+ * after each manifest swap. */
+static void test_merge_while_searching(const char *dir)
+{
+    merger_arg a = {dir, 0, 0, 0, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, merger_main, &a);
+    int rounds = 0, bad = 0, openfail = 0;
+    while (!__atomic_load_n(&a.done, __ATOMIC_ACQUIRE) || rounds == 0) {
+        srch_index *ix;
+        seg_err e = {0};
+        if (srch_index_open(dir, "gen", POOL, &ix, &e)) {
+            if (openfail++ < 5)
+                tap_diag("open during merge: %s", e.msg);
+            continue;
+        }
+        bad += srch_index_events(ix) != model_count(M);
+        bad += check_generated(ix, 4);
+        srch_index_close(ix);
+        rounds++;
+        __atomic_store_n(&a.rounds, rounds, __ATOMIC_RELEASE);
+    }
+    pthread_join(th, NULL);
+    tap_diag("%u merges while %d rounds of searches ran", a.merges, rounds);
+    is_int(a.rc, SEG_OK, "merges ran");
+    ok(a.merges > 0, "there was something to merge");
+    is_int(openfail, 0, "the index opened every time while segments were merged away");
+    is_int(bad, 0, "every round of 4 queries during the merges agrees with the model");
+    srch_index *ix;
+    seg_err e = {0};
+    if (!ok(srch_index_open(dir, "gen", POOL, &ix, &e) == SEG_OK, "open merged index"))
+        return;
+    is_int(srch_index_nsegments(ix), srch_index_nbuckets(ix), "after compaction: one segment per bucket");
+    is_int(srch_index_events(ix), model_count(M), "merged: event count equals the model's");
+    is_int(check_generated(ix, 400), 0, "400 generated queries on the merged index agree with the model");
+    is_int(check_aggregations(ix, 8), 0, "8 aggregation requests on the merged index agree with the model");
+    srch_index_close(ix);
+    char ixdir[4096];
+    snprintf(ixdir, sizeof ixdir, "%s/gen", dir);
+    is_int(test_verify_index(ixdir), 0, "verify passes after merging");
 }
 
 static void test_generated(void)
@@ -809,7 +866,7 @@ static void test_generated(void)
         ok(k.rejected == 0, "no line rejected (run %d)", run);
         char ixdir[4096];
         snprintf(ixdir, sizeof ixdir, "%s/gen", dir);
-        is_int(verify_dir(ixdir), 0, "verify passes after ingest run");
+        is_int(test_verify_index(ixdir), 0, "verify passes after ingest run");
     }
     srch_index *ix;
     seg_err e = {0};
@@ -848,9 +905,10 @@ static void test_generated(void)
     is_int(check_aggregations(ix, 25), 0,
            "25 aggregation requests (histogram, terms, stats, percentiles, cardinality, nested) agree with the model");
     srch_index_close(ix);
+    test_merge_while_searching(dir);
     model_free(M);
     M = NULL;
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 /* ---- real data ---- */
@@ -925,7 +983,7 @@ static int real_queries(srch_index *ix, const char *name, int nq)
             }
             int s = (int)rnd((unsigned)nr);
             if (q->type == M_PHRASE && s + 1 < nr && runs[s + 1] - runs[s] < 100 && strlen(runs[s]) + strlen(runs[s + 1]) < 100)
-                snprintf(q->text, sizeof q->text, "%s %s", runs[s], runs[s + 1]);
+                snprintf(q->text, sizeof q->text, "%.60s %.60s", runs[s], runs[s + 1]);
             else if (q->type == M_PREFIX)
                 snprintf(q->text, sizeof q->text, "%.*s", (int)(strlen(runs[s]) > 3 ? 3 : strlen(runs[s])), runs[s]);
             else
@@ -1025,7 +1083,7 @@ static void test_real(const char *path, const char *name, size_t max_lines)
     idx_close(w, &e);
     char ixdir[4200];
     snprintf(ixdir, sizeof ixdir, "%s/real", dir);
-    is_int(verify_dir(ixdir), 0, "verify passes after loading real data");
+    is_int(test_verify_index(ixdir), 0, "verify passes after loading real data");
     is_int(k.accepted, model_count(M), "real data: every line the model accepts is stored");
     srch_index *ix;
     if (srch_index_open(dir, "real", POOL, &ix, &e) == SEG_OK) {
@@ -1034,7 +1092,7 @@ static void test_real(const char *path, const char *name, size_t max_lines)
     }
     model_free(M);
     M = NULL;
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 /* A field with mostly distinct strings gets no keyword column; terms and
@@ -1094,7 +1152,7 @@ static void test_keycol_fallback(void)
     }
     srch_query_free(q);
     srch_index_close(ix);
-    rm_rf(dir);
+    test_rm_rf(dir);
 }
 
 int main(void)

@@ -1,0 +1,274 @@
+/*
+ * t_lifecycle.c -- the segment lifecycle: the merge policy, merges that
+ * remove repeated _ids, retention by age and by disk size, and the event
+ * time limits (--max-future, --retention) at ingest.
+ * (Merging while searching is checked against the model in t_diff.c;
+ * crashes at every step of flush, merge and retention in t_crash.sh.)
+ */
+#include "indexer/idx_int.h"
+#include "searcher/srch.h"
+#include "tests/tap.h"
+#include "tests/testdir.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define HOUR (3600LL * 1000000000LL)
+#define MIB (1ull << 20)
+
+/* ---- the policy ---- */
+
+static void ent(seg_mentry *e, int64_t bucket, uint64_t bytes)
+{
+    memset(e, 0, sizeof *e);
+    e->bucket = bucket;
+    e->bytes = bytes;
+    e->docs = 1;
+}
+
+static int same_bucket(const seg_mentry *e, const size_t *pick, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if (e[pick[i]].bucket != e[pick[0]].bucket)
+            return 0;
+    return 1;
+}
+
+static void test_plan(void)
+{
+    seg_mentry e[64];
+    int64_t touched[64];
+    uint8_t busy[64] = {0};
+    size_t pick[IDX_MERGE_MAX];
+    const uint64_t target = 512 * MIB;
+    const int64_t now = 1000 * HOUR, settle = 60LL * 1000000000LL;
+    size_t n = 0;
+    /* bucket 0: five 100 KB flush segments (one level) and a full one */
+    for (int i = 0; i < 5; i++)
+        ent(&e[n++], 0, 100000 + (uint64_t)i);
+    ent(&e[n++], 0, 300 * MIB);
+    /* bucket 1: three small ones */
+    for (int i = 0; i < 3; i++)
+        ent(&e[n++], HOUR, 50000);
+    /* bucket 2: a tiny late segment beside a large one */
+    ent(&e[n++], 2 * HOUR, 1000);
+    ent(&e[n++], 2 * HOUR, 200 * MIB);
+    for (size_t i = 0; i < n; i++)
+        touched[i] = now; /* just written: nothing is settled */
+    size_t k = idx_merge_plan(e, n, NULL, now, settle, touched, 0, target, pick);
+    ok(k == 5 && same_bucket(e, pick, k) && e[pick[0]].bucket == 0,
+       "tiered: a level with 5 small segments is merged, the full one left (%zu)", k);
+    int full = 0;
+    for (size_t i = 0; i < k; i++)
+        full |= e[pick[i]].bytes >= target / 2;
+    ok(!full, "a segment of target/2 or more is never an input");
+    busy[0] = busy[1] = 1;
+    k = idx_merge_plan(e, n, busy, now, settle, touched, 0, target, pick);
+    is_int(k, 0, "busy segments are not picked (3 of one level left: below the tier)");
+    memset(busy, 0, sizeof busy);
+    /* settle bucket 1 and 2 only */
+    for (size_t i = 0; i < 6; i++)
+        touched[i] = now;
+    for (size_t i = 6; i < n; i++)
+        touched[i] = now - 2 * settle;
+    busy[0] = busy[1] = 1; /* keep bucket 0 below the tier */
+    k = idx_merge_plan(e, n, busy, now, settle, touched, 0, target, pick);
+    ok(k == 3 && e[pick[0]].bucket == HOUR && same_bucket(e, pick, k), "settled: a bucket's 3 small segments merge");
+    /* bucket 2 alone: 1 KB beside 200 MiB stays as is */
+    size_t k2 = idx_merge_plan(e + 9, 2, NULL, now, settle, touched + 9, 0, target, pick);
+    is_int(k2, 0, "settled: one tiny late segment does not rewrite a 200 MiB one");
+    /* force (compact) */
+    k = idx_merge_plan(e + 6, 3, NULL, now, settle, touched, 1, target, pick);
+    is_int(k, 3, "force merges an unsettled bucket down");
+    /* more than 3 would stay behind: they join even when sizes differ */
+    n = 0;
+    ent(&e[n++], 0, 1000);
+    ent(&e[n++], 0, 150 * MIB);
+    ent(&e[n++], 0, 150 * MIB);
+    ent(&e[n++], 0, 150 * MIB);
+    ent(&e[n++], 0, 150 * MIB);
+    k = idx_merge_plan(e, n, NULL, now, settle, NULL, 1, target, pick);
+    ok(k >= 2 && k <= 4, "settled with 5 small segments: some merge (%zu), the sum stays in target", k);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < k; i++)
+        sum += e[pick[i]].bytes;
+    ok(sum <= target, "merge output within target (%llu MiB)", (unsigned long long)(sum / MIB));
+    /* never across buckets, whatever the sizes */
+    n = 0;
+    for (int i = 0; i < 40; i++)
+        ent(&e[n++], (i % 8) * HOUR, 1000 + (uint64_t)i);
+    k = idx_merge_plan(e, n, NULL, now, settle, NULL, 1, target, pick);
+    ok(k == 5 && same_bucket(e, pick, k), "8 buckets of 5: a merge takes one bucket's (%zu)", k);
+}
+
+/* ---- merges remove repeated explicit _ids ---- */
+
+static void test_merge_dedupe(void)
+{
+    char dir[] = "/tmp/logdex-t-life-XXXXXX";
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    char ixdir[4200];
+    snprintf(ixdir, sizeof ixdir, "%s/x", dir);
+    idx_opts o;
+    idx_opts_default(&o);
+    seg_err e = {0};
+    idx_writer *w;
+    /* 1. 100 events with ids, 50 without; flushed into one segment */
+    ok(idx_open(dir, "x", &o, &w, &e) == SEG_OK, "open");
+    char line[256];
+    for (int i = 0; i < 150; i++) {
+        int n = i < 100 ? snprintf(line, sizeof line,
+                                   "{\"_id\":\"id-%d\",\"@timestamp\":\"2024-05-01T10:%02d:00Z\",\"msg\":\"hello %d\"}",
+                                   i, i % 60, i)
+                        : snprintf(line, sizeof line, "{\"@timestamp\":\"2024-05-01T10:%02d:30Z\",\"msg\":\"plain\"}",
+                                   i % 60);
+        idx_add_line(w, line, (size_t)n, i + 1, NULL, NULL, &e);
+    }
+    ok(idx_close(w, &e) == SEG_OK, "close");
+    /* 2. a copy of that segment listed under another name: the state a
+     * lost dedupe decision would leave (same ids in two segments) */
+    seg_manifest m;
+    int exists;
+    ok(seg_manifest_load(ixdir, &m, &exists, &e) == SEG_OK && m.n == 1, "one segment");
+    char a[4400], b[4400], cmd[9000];
+    snprintf(a, sizeof a, "%s/%s", ixdir, m.e[0].name);
+    seg_mentry copy = m.e[0];
+    snprintf(copy.name, sizeof copy.name, "s%016llx.seg", (unsigned long long)m.next_seq++);
+    snprintf(b, sizeof b, "%s/%s", ixdir, copy.name);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", a, b);
+    ok(system(cmd) == 0, "copy segment");
+    seg_manifest_add(&m, &copy);
+    ok(seg_manifest_save(ixdir, &m, &e) == SEG_OK, "manifest lists both");
+    seg_manifest_free(&m);
+    /* 3. compact */
+    ok(idx_open(dir, "x", &o, &w, &e) == SEG_OK, "reopen");
+    idx_merge_info mi;
+    ok(idx_merge_step(w, 1, &mi, &e) == SEG_OK && mi.inputs == 2, "merged the two (%u inputs)", mi.inputs);
+    is_int(mi.dups, 100, "the 100 repeated ids removed");
+    is_int(mi.docs, 200, "200 events left: 100 with ids, 2 x 50 without (not deduplicated: no _id)");
+    ok(idx_merge_step(w, 1, &mi, &e) == SEG_OK && mi.inputs == 0, "nothing more to merge");
+    /* the stored-id check still finds every id */
+    idx_counts before = *idx_get_counts(w);
+    snprintf(line, sizeof line, "{\"_id\":\"id-7\",\"@timestamp\":\"2024-05-01T10:07:00Z\",\"msg\":\"again\"}");
+    idx_add_line(w, line, strlen(line), 1, NULL, NULL, &e);
+    is_int(idx_get_counts(w)->duplicates - before.duplicates, 1, "an id of the merged segment is still a duplicate");
+    ok(idx_close(w, &e) == SEG_OK, "close");
+    is_int(test_verify_index(ixdir), 0, "verify passes");
+    /* no leftover files: manifest, lock, one segment (wal not used) */
+    snprintf(cmd, sizeof cmd, "test $(ls '%s' | grep -c '\\.seg$') -eq 1", ixdir);
+    ok(system(cmd) == 0, "the inputs were deleted");
+    test_rm_rf(dir);
+}
+
+/* ---- retention ---- */
+
+static void test_retention(void)
+{
+    char dir[] = "/tmp/logdex-t-life-XXXXXX";
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    idx_opts o;
+    idx_opts_default(&o);
+    seg_err e = {0};
+    idx_writer *w;
+    int64_t now = seg_time_now();
+    /* 5 days of events, one every 7 minutes, into 1-hour buckets */
+    const int64_t step = 7LL * 60 * 1000000000LL, span = 5 * 24 * HOUR;
+    const int64_t keep = 2 * 24 * HOUR;
+    uint64_t total = 0, expect_kept = 0;
+    ok(idx_open(dir, "r", &o, &w, &e) == SEG_OK, "open");
+    for (int64_t t = now - span; t < now; t += step) {
+        char line[200], ts[40];
+        seg_time_format(t, ts);
+        int n = snprintf(line, sizeof line, "{\"@timestamp\":\"%s\",\"msg\":\"tick\"}", ts);
+        idx_add_line(w, line, (size_t)n, 1, NULL, NULL, &e);
+        /* events of ms precision: the stored time is t rounded down to ms */
+        int64_t tm = t - ((t % 1000000) + 1000000) % 1000000;
+        int64_t bucket = tm / HOUR * HOUR;
+        total++;
+        expect_kept += bucket + HOUR > now - keep;
+    }
+    ok(idx_close(w, &e) == SEG_OK, "close");
+    ok(idx_open(dir, "r", &o, &w, &e) == SEG_OK, "reopen");
+    idx_drop_info d = {0};
+    ok(idx_retain(&w, 1, now, keep, 0, &d, &e) == SEG_OK, "retention pass");
+    is_int(d.events, total - expect_kept, "events of buckets entirely older than 2 days deleted");
+    ok(d.buckets >= 71 && d.buckets <= 73, "about 72 buckets deleted (%llu)", (unsigned long long)d.buckets);
+    idx_metrics mm;
+    idx_get_metrics(w, &mm);
+    is_int(mm.dropped_events, d.events, "metrics count the deleted events");
+    /* size limit: about half of what is left */
+    uint64_t half = mm.segment_bytes / 2;
+    idx_drop_info d2 = {0};
+    ok(idx_retain(&w, 1, now, 0, half, &d2, &e) == SEG_OK, "max-disk pass");
+    idx_get_metrics(w, &mm);
+    ok(mm.segment_bytes <= half && d2.buckets > 0, "segments now within max-disk (%llu <= %llu)",
+       (unsigned long long)mm.segment_bytes, (unsigned long long)half);
+    ok(idx_close(w, &e) == SEG_OK, "close");
+    srch_index *ix;
+    ok(srch_index_open(dir, "r", NULL, &ix, &e) == SEG_OK, "open for search");
+    is_int(srch_index_events(ix), expect_kept - d2.events, "what is left is what was not deleted");
+    /* the oldest buckets went first: every event left is newer than every deleted one */
+    srch_bucket *bk;
+    size_t nb = srch_index_buckets(ix, &bk);
+    int64_t oldest_left = nb ? bk[0].start : 0;
+    ok(nb > 0 && oldest_left == (now - keep) / HOUR * HOUR + (int64_t)d2.buckets * HOUR,
+       "max-disk deleted the oldest buckets");
+    seg_free(bk);
+    srch_index_close(ix);
+    char ixdir[4200];
+    snprintf(ixdir, sizeof ixdir, "%s/r", dir);
+    is_int(test_verify_index(ixdir), 0, "verify passes");
+    test_rm_rf(dir);
+}
+
+/* ---- event time limits at ingest ---- */
+
+static char last_reason[512];
+static long last_line;
+static void on_reject(void *ud, long line, const char *reason)
+{
+    (void)ud;
+    last_line = line;
+    snprintf(last_reason, sizeof last_reason, "%s", reason);
+}
+
+static void test_time_limits(void)
+{
+    char dir[] = "/tmp/logdex-t-life-XXXXXX";
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    idx_opts o;
+    idx_opts_default(&o);
+    o.retention_ns = 24 * HOUR;
+    seg_err e = {0};
+    idx_writer *w;
+    ok(idx_open(dir, "t", &o, &w, &e) == SEG_OK, "open");
+    int64_t now = seg_time_now();
+    char line[200], ts[40];
+    seg_time_format(now + 2 * 24 * HOUR, ts);
+    int n = snprintf(line, sizeof line, "{\"@timestamp\":\"%s\"}", ts);
+    idx_add_line(w, line, (size_t)n, 3, on_reject, NULL, &e);
+    ok(last_line == 3 && strstr(last_reason, "--max-future"), "2 days ahead: rejected at line 3 (%s)", last_reason);
+    seg_time_format(now + 2 * HOUR, ts);
+    n = snprintf(line, sizeof line, "{\"@timestamp\":\"%s\"}", ts);
+    last_line = 0;
+    idx_add_line(w, line, (size_t)n, 4, on_reject, NULL, &e);
+    is_int(last_line, 0, "2 hours ahead: accepted");
+    seg_time_format(now - 3 * 24 * HOUR, ts);
+    n = snprintf(line, sizeof line, "{\"@timestamp\":\"%s\"}", ts);
+    idx_add_line(w, line, (size_t)n, 5, on_reject, NULL, &e);
+    ok(last_line == 5 && strstr(last_reason, "retention"), "older than retention: rejected (%s)", last_reason);
+    const idx_counts *c = idx_get_counts(w);
+    ok(c->accepted == 1 && c->rejected == 2, "1 accepted, 2 rejected");
+    ok(idx_close(w, &e) == SEG_OK, "close");
+    test_rm_rf(dir);
+}
+
+int main(void)
+{
+    test_plan();
+    test_merge_dedupe();
+    test_retention();
+    test_time_limits();
+    return tap_done();
+}
