@@ -58,6 +58,8 @@ static const char *const usage_ingest =
     "  --bucket DUR      bucket width for a new index: 10m, 1h (default), 1d\n"
     "  --buffer-mb N     flush segments every N MiB of events (default 64)\n"
     "  --threads N       segment builders (default 2)\n"
+    "  --flush-every N   also write segments every N events (to test and measure\n"
+    "                    stores made of many small flushes)\n"
     "  --max-future DUR  reject events dated more than DUR ahead of the clock\n"
     "                    (default 1d; 0 = accept any time)\n"
     "  --quiet           no progress bar\n";
@@ -245,7 +247,7 @@ static int cmd_ingest(int argc, char **argv)
     static const struct option opts[] = {{"data", 1, 0, 'd'},    {"index", 1, 0, 'i'},
                                          {"bucket", 1, 0, 'b'},  {"buffer-mb", 1, 0, 'm'},
                                          {"threads", 1, 0, 't'}, {"quiet", 0, 0, 'q'},
-                                         {"max-future", 1, 0, 'f'},
+                                         {"max-future", 1, 0, 'f'}, {"flush-every", 1, 0, 'F'},
                                          {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -268,6 +270,7 @@ static int cmd_ingest(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'F': o.flush_events = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'q': quiet = 1; break;
         case 'h': fputs(usage_ingest, stdout); return 0;
         default: return usage_err(usage_ingest);

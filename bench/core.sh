@@ -21,7 +21,7 @@ for th in 1 2; do
   read -r secs rss < "$OUT/time"
   echo "ingest, $th builder thread(s): $secs s, $(echo "$RAW / 1048576 / $secs" | bc -l | cut -c1-5) MB/s, peak RSS $((rss / 1024)) MB"
 done
-BYTES=$(./logdex stats --data "$OUT/data" | sed 's/.*"bytes":\([0-9]*\).*/\1/')
+BYTES=$(./logdex stats --data "$OUT/data" | grep -o '"bytes":[0-9]*' | head -1 | cut -d: -f2)
 echo "on disk: $BYTES bytes = $(echo "$BYTES / $RAW" | bc -l | cut -c1-5) x raw"
 ./logdex stats --data "$OUT/data"
 echo "queries (ms):"

@@ -30,6 +30,7 @@ typedef struct idx_opts {
     int64_t retention_ns;   /* reject events older than now - this (0 = keep all) */
     uint64_t segment_target;/* merges build segments up to this size (512 MiB) */
     int64_t settle_ns;      /* a bucket without new segments this long is merged down (60 s) */
+    uint32_t flush_events;  /* also flush every this many buffered events (0: off) */
 } idx_opts;
 
 typedef struct idx_counts {

@@ -55,6 +55,7 @@ struct idx_writer {
     bucket *buckets;
     size_t nbuckets, capbuckets;
     size_t buffered;
+    uint32_t buffered_events;
     seg_json *js;
     seg_tok *tok;
     seg_store_cur *sc;
@@ -498,6 +499,7 @@ static int buffer_event(idx_writer *w, const char *json, size_t n, int64_t t, co
     if (!w->buffered)
         w->buffer_since = seg_time_now();
     w->buffered += n + idlen + 40;
+    w->buffered_events++;
     if (w->snap) {
         seg_set_unref(w->snap);
         w->snap = NULL;
@@ -576,7 +578,8 @@ int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_rej
     if ((rc = buffer_event(w, line, n, t, id, idlen, explicit_id, e)))
         return rc;
     w->counts.accepted++;
-    if (w->buffered >= w->opts.buffer_bytes)
+    if (w->buffered >= w->opts.buffer_bytes ||
+        (w->opts.flush_events && w->buffered_events >= w->opts.flush_events))
         return flush_start(w, e);
     return SEG_OK;
 }
@@ -794,6 +797,7 @@ static int flush_start(idx_writer *w, seg_err *e)
     w->buckets = NULL;
     w->nbuckets = w->capbuckets = 0;
     w->buffered = 0;
+    w->buffered_events = 0;
     w->inflight = j;
     if (pthread_create(&j->th, NULL, flush_main, j) != 0) {
         flush_main(j); /* no thread to be had: flush here */
