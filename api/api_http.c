@@ -49,6 +49,8 @@ static const char *const usage_serve =
     "  --listen HOST:PORT  address (default 127.0.0.1:9200; port 0: any free port)\n"
     "  --max-body BYTES    largest request body, after gzip decoding (default 64 MiB)\n"
     "  --auth-token TOKEN  require 'Authorization: Bearer TOKEN' (all but /health)\n"
+    "  --auth-tokens FILE  tokens, one a line, each optionally marked 'read'\n"
+    "                      (no ingest) or 'write' (ingest only)\n"
     "  --tls-cert FILE --tls-key FILE   serve HTTPS\n"
     "  --buffer-mb N       flush an index's buffer at N MiB (default 64)\n"
     "  --flush-age SECS    ... or when its oldest event is SECS old (default 10)\n"
@@ -63,6 +65,8 @@ static const char *const usage_serve =
     "  --merge-settle SECS    merge a bucket down once it got no new segment for\n"
     "                      SECS (default 60)\n"
     "  --no-merge          do not merge in the background\n"
+    "  --idle-timeout SECS close a connection idle (no byte in or out) this long\n"
+    "                      (default 60; slow or stalled clients)\n"
     "  --quiet             no request log on standard error\n";
 
 #define MAX_INDEXES 1024
@@ -88,11 +92,17 @@ static struct server {
     int64_t retention_ns;
     uint64_t max_disk;
     int no_merge;
-    const char *token;
+    struct {
+        char *tok;
+        int rights;
+    } tokens[1024];            /* --auth-token / --auth-tokens; none: open */
+    size_t ntokens;
+    unsigned idle_timeout;     /* seconds without a byte before a connection is closed */
     int quiet;
     volatile int stopping;
     /* metrics (atomics) */
     uint64_t requests, searches, search_ns, search_hist[12], ingest_requests, open_conns, http_errors;
+    uint64_t failed_segments;
 } srv;
 
 static const double hist_bounds_ms[12] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 1e300};
@@ -337,6 +347,8 @@ static struct MHD_Response *do_tail(reply *r, struct MHD_Connection *c, const ch
     }
     const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
     unsigned status = 0;
+    if (srv.idle_timeout && heartbeat > srv.idle_timeout / 2.0)
+        heartbeat = srv.idle_timeout / 2.0; /* a quiet stream must not look idle */
     struct MHD_Response *resp = api_tail_open(hub, srv.max_tails, pq, snap, backfill, last, heartbeat, &status, &e);
     srch_index_close(snap);
     if (!resp) {
@@ -431,6 +443,18 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
         api_put_jstr(&r->body, res.cursor, strlen(res.cursor));
     else
         api_put_s(&r->body, "null");
+    if (res.stats.segments_failed) {
+        /* corrupt segments were left out: say so, and count them */
+        char f[64];
+        snprintf(f, sizeof f, ",\"partial\":{\"failed_segments\":%zu,\"reason\":", res.stats.segments_failed);
+        api_put_s(&r->body, f);
+        api_put_jstr(&r->body, res.stats.failure, strlen(res.stats.failure));
+        api_put_s(&r->body, "}");
+        __atomic_add_fetch(&srv.failed_segments, res.stats.segments_failed, __ATOMIC_RELAXED);
+        if (!srv.quiet)
+            fprintf(stderr, "search: %zu corrupt segment(s) left out: %s\n", res.stats.segments_failed,
+                    res.stats.failure);
+    }
     api_put_s(&r->body, "}");
     srch_result_free(&res);
     srch_index_close(ix);
@@ -635,6 +659,9 @@ static void do_metrics(reply *r)
            (double)__atomic_load_n(&srv.http_errors, __ATOMIC_RELAXED));
     metric(b, "logdex_open_connections", "gauge", "Open HTTP connections.", NULL,
            (double)__atomic_load_n(&srv.open_conns, __ATOMIC_RELAXED));
+    metric(b, "logdex_search_failed_segments_total", "counter",
+           "Corrupt segments left out of search answers (each answer says so under \"partial\").", NULL,
+           (double)__atomic_load_n(&srv.failed_segments, __ATOMIC_RELAXED));
     api_put_s(b, "# HELP logdex_search_seconds Search latency.\n# TYPE logdex_search_seconds histogram\n");
     uint64_t cum = 0;
     for (int k = 0; k < 12; k++) {
@@ -716,20 +743,85 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, reply *r)
     return ret;
 }
 
-static int auth_ok(struct MHD_Connection *c)
+/* Rights of the request's bearer token: AUTH_READ | AUTH_WRITE for a
+ * token without a mark, one of them for a token marked `read` or `write`,
+ * 0 for a missing or unknown token.  Every configured token is compared,
+ * each in constant time over its length, so the time taken does not tell
+ * how much of a token matched. */
+enum { AUTH_READ = 1, AUTH_WRITE = 2 };
+static int auth_rights(struct MHD_Connection *c)
 {
-    if (!srv.token)
-        return 1;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     if (!h || strncmp(h, "Bearer ", 7))
         return 0;
     const char *t = h + 7;
-    size_t a = strlen(t), b = strlen(srv.token);
-    /* constant time in the token's length */
-    unsigned diff = (unsigned)(a ^ b);
-    for (size_t i = 0; i < b; i++)
-        diff |= (unsigned)(unsigned char)srv.token[i] ^ (unsigned)(unsigned char)(i < a ? t[i] : 0);
-    return diff == 0;
+    size_t a = strlen(t);
+    int rights = 0;
+    for (size_t k = 0; k < srv.ntokens; k++) {
+        const char *tok = srv.tokens[k].tok;
+        size_t b = strlen(tok);
+        unsigned diff = (unsigned)(a ^ b);
+        for (size_t i = 0; i < b; i++)
+            diff |= (unsigned)(unsigned char)tok[i] ^ (unsigned)(unsigned char)(i < a ? t[i] : 0);
+        rights |= diff == 0 ? srv.tokens[k].rights : 0;
+    }
+    return rights;
+}
+
+static int add_token(const char *tok, size_t n, int rights)
+{
+    if (n == 0 || n > 4096 || srv.ntokens == sizeof srv.tokens / sizeof *srv.tokens)
+        return -1;
+    char *d = seg_strndup(tok, n);
+    if (!d)
+        return -1;
+    srv.tokens[srv.ntokens].tok = d;
+    srv.tokens[srv.ntokens].rights = rights;
+    srv.ntokens++;
+    return 0;
+}
+
+/* A token file: one token a line, optionally followed by blanks and `read`
+ * or `write` (default: both); blank lines and lines starting with # are
+ * skipped.  Returns 0, or -1 with a message on standard error. */
+static int load_tokens(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "logdex serve: --auth-tokens %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char line[8192];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        size_t n = strcspn(line, "\r\n");
+        line[n] = 0;
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p || *p == '#')
+            continue;
+        size_t tl = strcspn(p, " \t");
+        char *mark = p + tl;
+        while (*mark == ' ' || *mark == '\t')
+            mark++;
+        int rights = !*mark ? AUTH_READ | AUTH_WRITE : !strcmp(mark, "read") ? AUTH_READ
+                                                     : !strcmp(mark, "write") ? AUTH_WRITE : -1;
+        if (rights < 0 || add_token(p, tl, rights)) {
+            /* the line is not echoed: it holds a secret */
+            fprintf(stderr, "logdex serve: --auth-tokens %s:%d: want 'TOKEN [read|write]' (at most %zu tokens)\n",
+                    path, lineno, sizeof srv.tokens / sizeof *srv.tokens);
+            rc = -1;
+            break;
+        }
+    }
+    fclose(f);
+    if (rc == 0 && srv.ntokens == 0) {
+        fprintf(stderr, "logdex serve: --auth-tokens %s: no token in the file\n", path);
+        rc = -1;
+    }
+    return rc;
 }
 
 /* Routes a complete request.  A live tail sets *stream instead of r. */
@@ -823,8 +915,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         __atomic_add_fetch(&srv.requests, 1, __ATOMIC_RELAXED);
         reply r = {200, {0}, NULL, NULL};
         int refuse = 0;
-        if (strcmp(url, "/health") && !auth_ok(c)) {
+        int need = !strcmp(method, "POST") && strlen(url) > 7 && !strcmp(url + strlen(url) - 7, "/ingest")
+                       ? AUTH_WRITE : AUTH_READ;
+        int rights = srv.ntokens && strcmp(url, "/health") ? auth_rights(c) : AUTH_READ | AUTH_WRITE;
+        if (!rights) {
             error_reply(&r, 401, "unauthorized", "missing or wrong 'Authorization: Bearer' token");
+            refuse = 1;
+        } else if (!(rights & need)) {
+            error_reply(&r, 403, "forbidden",
+                        need == AUTH_WRITE ? "this token may only read" : "this token may only ingest");
             refuse = 1;
         } else {
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
@@ -1032,19 +1131,29 @@ int api_serve(int argc, char **argv)
     srv.opts.wal = 1;
     srv.max_body = 64u << 20;
     srv.max_tails = 256;
+    srv.idle_timeout = 60;
     static const struct option opts[] = {
-        {"data", 1, 0, 'd'},      {"listen", 1, 0, 'l'},    {"max-body", 1, 0, 'm'}, {"auth-token", 1, 0, 'a'},
+        {"data", 1, 0, 'd'},      {"listen", 1, 0, 'l'},    {"max-body", 1, 0, 'm'}, {"auth-token", 1, 0, 'a'}, {"auth-tokens", 1, 0, 'A'},
         {"tls-cert", 1, 0, 'c'},  {"tls-key", 1, 0, 'k'},   {"buffer-mb", 1, 0, 'b'}, {"flush-age", 1, 0, 'g'},
         {"quiet", 0, 0, 'q'},     {"retention", 1, 0, 'r'}, {"help", 0, 0, 'h'}, {"max-tails", 1, 0, 'T'},
         {"max-disk", 1, 0, 'D'},  {"max-future", 1, 0, 'F'}, {"segment-target-mb", 1, 0, 'S'},
-        {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {0, 0, 0, 0}};
+        {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {"idle-timeout", 1, 0, 'I'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'd': data = optarg; break;
         case 'l': listen = optarg; break;
         case 'm': srv.max_body = (size_t)strtoull(optarg, NULL, 10); break;
-        case 'a': srv.token = optarg; break;
+        case 'a':
+            if (add_token(optarg, strlen(optarg), AUTH_READ | AUTH_WRITE)) {
+                fprintf(stderr, "logdex serve: bad --auth-token\n");
+                return 2;
+            }
+            break;
+        case 'A':
+            if (load_tokens(optarg))
+                return 2;
+            break;
         case 'c': cert = optarg; break;
         case 'k': key = optarg; break;
         case 'b': srv.opts.buffer_bytes = (size_t)strtoull(optarg, NULL, 10) << 20; break;
@@ -1075,6 +1184,7 @@ int api_serve(int argc, char **argv)
         case 'S': srv.opts.segment_target = strtoull(optarg, NULL, 10) << 20; break;
         case 'M': srv.opts.settle_ns = (int64_t)(atof(optarg) * 1e9); break;
         case 'N': srv.no_merge = 1; break;
+        case 'I': srv.idle_timeout = (unsigned)atoi(optarg); break;
         case 'h': fputs(usage_serve, stdout); return 0;
         default: fputs(usage_serve, stderr); return 2;
         }
@@ -1105,7 +1215,7 @@ int api_serve(int argc, char **argv)
         fprintf(stderr, "logdex serve: bad --listen address '%s' (IPv4 HOST:PORT)\n", listen);
         return 2;
     }
-    if (strcmp(host, "127.0.0.1") && !srv.token)
+    if (strcmp(host, "127.0.0.1") && !srv.ntokens)
         fprintf(stderr, "logdex serve: warning: listening on %s without --auth-token: anyone who can reach it can read and write the logs\n", host);
     snprintf(srv.data, sizeof srv.data, "%s", data);
     seg_err e = {0};
@@ -1157,13 +1267,13 @@ int api_serve(int argc, char **argv)
     struct MHD_Daemon *daemon = cert
         ? MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
                            MHD_OPTION_CONNECTION_LIMIT, 1000u,
-                           MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                           MHD_OPTION_CONNECTION_TIMEOUT, srv.idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
                            on_connection, NULL, MHD_OPTION_HTTPS_MEM_CERT, certs, MHD_OPTION_HTTPS_MEM_KEY, keys,
                            MHD_OPTION_END)
         : MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
                            MHD_OPTION_CONNECTION_LIMIT, 1000u,
-                           MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                           MHD_OPTION_CONNECTION_TIMEOUT, srv.idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
                            on_connection, NULL, MHD_OPTION_END);
     if (!daemon) {

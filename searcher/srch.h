@@ -84,6 +84,11 @@ typedef struct srch_hit {
 
 typedef struct srch_stats {
     size_t segments_total, segments_pruned, segments_searched;
+    /* segments left out because they failed a checksum or structural check
+     * (their matches are not in the answer); failure: the first one's
+     * error, naming the file */
+    size_t segments_failed;
+    char failure[600];
 } srch_stats;
 
 typedef struct srch_result {

@@ -616,6 +616,15 @@ int srch_query_parse(const char *q, size_t n, seg_tok *tok, srch_query **out, se
         e->pos = MAX_QUERY;
         return SEG_EQUERY;
     }
+    for (size_t i = 0; i < n;) {
+        int k = seg_utf8_len((const uint8_t *)q + i, (const uint8_t *)q + n);
+        if (k == 0 || (k == 1 && q[i] == 0)) {
+            seg_err_set(e, SEG_EQUERY, NULL, "the query is not valid UTF-8 (or holds a NUL) at position %zu", i + 1);
+            e->pos = (long)i + 1;
+            return SEG_EQUERY;
+        }
+        i += (size_t)k;
+    }
     srch_query *r = seg_calloc(1, sizeof *r);
     if (!r)
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");

@@ -433,6 +433,7 @@ typedef struct task {
     int64_t *times;            /* their times */
     seg_err e;
     int rc;
+    int failed;                /* left out: the segment is corrupt */
 } task;
 
 typedef struct job {
@@ -658,6 +659,17 @@ int srch_match_docs(seg_reader *r, const srch_query *q, uint32_t **docs, size_t 
     return rc;
 }
 
+/* Leaves a task's segment out of the answer, recording why. */
+static void fail_task(srch_result *out, task *t, const seg_err *why)
+{
+    t->failed = 1;
+    t->out.nhits = 0;
+    if (out->stats.segments_failed++ == 0) {
+        char b[600];
+        snprintf(out->stats.failure, sizeof out->stats.failure, "%s", seg_err_str(why, b, sizeof b));
+    }
+}
+
 int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_err *e)
 {
     memset(out, 0, sizeof *out);
@@ -690,15 +702,47 @@ int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_er
     out->stats.segments_searched = nt;
     j.t = t;
     srch_pool_run(ix->pool, nt, run_task, &j);
+    /* A corrupt segment is left out and reported (stats.segments_failed):
+     * the healthy segments still answer.  Any other error fails the
+     * search. */
     uint64_t after = 0;
     for (size_t i = 0; i < nt; i++) {
+        if (t[i].rc == SEG_ECORRUPT) {
+            fail_task(out, &t[i], &t[i].e);
+            continue;
+        }
         if (t[i].rc && !rc)
             rc = seg_err_set(e, t[i].e.code, t[i].e.file[0] ? t[i].e.file : NULL, "%s", t[i].e.msg);
         out->total += t[i].out.total;
         after += t[i].out.after;
     }
-    if (rc == SEG_OK && !rq->count_only)
-        rc = merge(ix, t, nt, rq->limit, out, e);
+    /* the page's events may sit in a store block that fails its check:
+     * leave that segment out too, and merge again */
+    for (size_t tries = 0; rc == SEG_OK && !rq->count_only; tries++) {
+        seg_err me = {0};
+        rc = merge(ix, t, nt, rq->limit, out, &me);
+        if (rc != SEG_ECORRUPT || tries > nt) {
+            if (rc)
+                seg_err_set(e, me.code, me.file[0] ? me.file : NULL, "%s", me.msg);
+            break;
+        }
+        int dropped = 0;
+        for (size_t i = 0; i < nt; i++) {
+            seg_err fe = {0};
+            if (!t[i].failed && seg_reader_failed(t[i].r, &fe)) {
+                out->total -= t[i].out.total;
+                after -= t[i].out.after;
+                fail_task(out, &t[i], &fe);
+                dropped = 1;
+            }
+        }
+        for (size_t i = 0; i < out->nhits; i++)
+            hit_free(&out->hits[i]);
+        seg_free(out->hits);
+        out->hits = NULL;
+        out->nhits = 0;
+        rc = dropped ? SEG_OK : seg_err_set(e, me.code, me.file[0] ? me.file : NULL, "%s", me.msg);
+    }
     if (rc == SEG_OK && !rq->count_only && after > out->nhits && out->nhits > 0) {
         srch_hit *last = &out->hits[out->nhits - 1];
         out->cursor = cursor_make(last->time, last->id, last->id_len);

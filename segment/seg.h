@@ -158,10 +158,15 @@ long seg_tok_run(seg_tok *t, const char *s, size_t n, seg_tok_fn fn, void *ud);
 
 enum { SEG_JV_STRING = 1, SEG_JV_INT, SEG_JV_REAL, SEG_JV_TRUE, SEG_JV_FALSE };
 
+/* Length of the valid UTF-8 sequence at p (< end), or 0 when invalid
+ * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
+int seg_utf8_len(const uint8_t *p, const uint8_t *end);
+
 /* Limits applied to events on top of JSON validity. */
 #define SEG_JSON_MAX_DEPTH 2048      /* same as jansson's parser */
 #define SEG_FIELD_MAX 1024           /* longest dotted field path, bytes */
 #define SEG_KEYWORD_MAX 256          /* longest string kept in a keyword column */
+#define SEG_EVENT_MAX_VALUES 100000  /* values (leaves) in one event */
 
 /* One value of a flattened event.  path is the dotted path of keys (array
  * levels add nothing); str is the decoded string for SEG_JV_STRING.

@@ -90,8 +90,7 @@ static inline void skip_ws(seg_json *j)
         j->p++;
 }
 
-/* Length of the valid UTF-8 sequence at p, or 0 if invalid. */
-static int utf8_len(const uint8_t *p, const uint8_t *end)
+int seg_utf8_len(const uint8_t *p, const uint8_t *end)
 {
     uint8_t c = p[0];
     int n;
@@ -193,7 +192,7 @@ static int parse_string(seg_json *j, uint64_t *off, uint32_t *len, uint8_t *in_a
             return 0;
         }
         if (*p >= 0x80) {
-            int n = utf8_len(p, end);
+            int n = seg_utf8_len(p, end);
             if (!n)
                 FAIL(j, "invalid UTF-8 in string");
             p += n;
@@ -246,7 +245,7 @@ static int parse_string(seg_json *j, uint64_t *off, uint32_t *len, uint8_t *in_a
         } else if (*p < 0x20) {
             FAIL(j, "control character in string");
         } else if (*p >= 0x80) {
-            int n = utf8_len(p, end);
+            int n = seg_utf8_len(p, end);
             if (!n)
                 FAIL(j, "invalid UTF-8 in string");
             seg_buf_put(a, p, (size_t)n);
@@ -275,6 +274,13 @@ static int parse_string(seg_json *j, uint64_t *off, uint32_t *len, uint8_t *in_a
 
 static jv_raw *push_val(seg_json *j, uint8_t type, int top)
 {
+    if (j->nraw >= SEG_EVENT_MAX_VALUES) {
+        if (!j->why) {
+            j->code = SEG_ELIMIT;
+            j->why = "more than 100000 values in one event";
+        }
+        return NULL;
+    }
     if (j->nraw == j->capraw) {
         size_t cap = j->capraw ? j->capraw * 2 : 64;
         jv_raw *r = seg_realloc(j->raw, cap * sizeof *r);
@@ -572,7 +578,7 @@ static int parse_value(seg_json *j, int depth, int top)
     default:
         if (*j->p == '-' || (*j->p >= '0' && *j->p <= '9'))
             return parse_number(j, top);
-        if (*j->p >= 0x80 && !utf8_len(j->p, j->end))
+        if (*j->p >= 0x80 && !seg_utf8_len(j->p, j->end))
             FAIL(j, "invalid UTF-8");
         FAIL(j, "invalid token");
     }

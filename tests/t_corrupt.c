@@ -96,6 +96,67 @@ static int search_all(const char *data, seg_tok *tok, srch_pool *pool, int *cras
     return errors;
 }
 
+/* Two segments, one corrupt in `kind`: the search answers from the
+ * healthy one and says which file it left out. */
+static void partial_answers(const char *data, seg_tok *tok, srch_pool *pool)
+{
+    seg_err e = {0};
+    idx_writer *w;
+    ok(idx_open(data, "two", NULL, &w, &e) == SEG_OK, "writer (two buckets)");
+    for (int i = 0; i < 400; i++) {
+        char line[256];
+        snprintf(line, sizeof line, "{\"@timestamp\":\"2024-05-01T%02d:%02d:00Z\",\"msg\":\"event %d of hour %d\"}",
+                 10 + i % 2, i / 2 % 60, i, 10 + i % 2);
+        idx_add_line(w, line, strlen(line), i + 1, NULL, NULL, &e);
+    }
+    ok(idx_close(w, &e) == SEG_OK, "two segments written");
+    static const uint32_t kinds[] = {3, 6}; /* TERMDICT: the matching fails; STORE: the fetch does */
+    static const char *const kn[] = {"TERMDICT", "STORE"};
+    for (int k = 0; k < 2; k++) {
+        seg_manifest m;
+        int exists;
+        char dir[4200], p[4400];
+        snprintf(dir, sizeof dir, "%s/two", data);
+        if (!ok(seg_manifest_load(dir, &m, &exists, &e) == SEG_OK && m.n == 2, "manifest lists 2"))
+            return;
+        snprintf(p, sizeof p, "%s/%s", dir, m.e[1].name);
+        uint32_t healthy = m.e[0].docs;
+        seg_manifest_free(&m);
+        size_t n = 0;
+        uint8_t *b = slurp(p, &n), *orig = malloc(n);
+        memcpy(orig, b, n);
+        uint64_t diroff = seg_rd_u64(b + 40);
+        uint32_t nsec = seg_rd_u32(b + 20);
+        for (uint32_t i = 0; i < nsec; i++) {
+            const uint8_t *de = b + diroff + (size_t)i * 32;
+            if (seg_rd_u32(de) == kinds[k])
+                b[seg_rd_u64(de + 8) + seg_rd_u64(de + 16) / 2] ^= 0xff;
+        }
+        spit(p, b, n);
+        srch_index *ix;
+        ok(srch_index_open(data, "two", pool, &ix, &e) == SEG_OK, "open");
+        srch_query *q;
+        srch_query_parse("event", 5, tok, &q, &e);
+        srch_request rq = {q, 0, 0, 0, 0, 500, NULL, 0};
+        srch_result res;
+        seg_err se = {0};
+        int rc = srch_search(ix, &rq, &res, &se);
+        ok(rc == SEG_OK, "%s corrupt in one of two segments: the search still answers (%s)", kn[k], se.msg);
+        if (rc == SEG_OK) {
+            is_int(res.stats.segments_failed, 1, "one segment left out");
+            ok(strstr(res.stats.failure, p) != NULL, "the failure names the file (%s)", res.stats.failure);
+            ok(res.total == healthy && res.nhits == healthy, "the healthy segment's %u events answer (%llu, %zu)",
+               healthy, (unsigned long long)res.total, res.nhits);
+            srch_result_free(&res);
+        }
+        srch_query_free(q);
+        srch_index_close(ix);
+        spit(p, orig, n);
+        free(b);
+        free(orig);
+    }
+}
+
 int main(void)
 {
     char data[] = "/tmp/logdex-t-corrupt-XXXXXX";
@@ -221,6 +282,7 @@ int main(void)
     spit(segp, orig, n);
     free(b);
     free(orig);
+    partial_answers(data, tok, pool);
     srch_pool_free(pool);
     seg_tok_free(tok);
     char cmd[4300];

@@ -11,13 +11,8 @@ if ! command -v curl >/dev/null; then echo "1..0 # SKIP curl not installed"; exi
 
 D="$T/d"
 : > "$T/acked"
-start() { # start [options...]: sets PID and U
-  "$LOGDEX" serve --data "$D" --listen 127.0.0.1:0 --quiet --flush-age 0.05 --merge-settle 0.3 "$@" > "$T/out" 2>"$T/err" &
-  PID=$!
-  for i in $(seq 1 200); do grep -q listening "$T/out" 2>/dev/null && break; sleep 0.05; done
-  U=$(sed 's/^logdex listening on //' "$T/out")
-}
-stop() { kill -TERM $PID 2>/dev/null; wait $PID; local rc=$?; PID=; return $rc; }
+# the shared start (tests/tap.sh) on $D, flushing and settling fast
+cstart() { start "$D" --flush-age 0.05 --merge-settle 0.3 "$@"; }
 
 # ingest TAG MAX [TIME]: batches of 5 events until the server dies (0) or
 # MAX batches went in (1).  Acknowledged ids go to $T/acked.
@@ -40,14 +35,14 @@ ingest() {
 # A round: run with the failpoint set until it kills the server.
 round() { # FAILPOINT [server options...]
   local fp=$1; shift
-  LOGDEX_FAILPOINT=$fp start "$@"
+  LOGDEX_FAILPOINT=$fp cstart "$@"
   ingest "r$n" 400
   local alive=$?
   if [ $alive = 1 ]; then kill -9 $PID; fi
   wait $PID 2>/dev/null; PID=
   ok "$(grep -q "failpoint ${fp%%:*}: killing" "$T/err"; echo $?)" "the server died at failpoint $fp"
   # restart: leftovers cleaned, write-ahead log replayed; let it settle a bit
-  start
+  cstart
   ingest "after$n" 3 >/dev/null
   sleep 0.4
   stop; ok $? "restart after $fp, then a clean stop"
@@ -62,39 +57,39 @@ done
 # retention: old buckets (3 days) written first, then deleted with a crash
 # between the manifest swap and the unlinks, and between two unlinks
 OLD=$(date -u -d '3 days ago' +%Y-%m-%dT%H:00:00Z)
-start
+cstart
 ingest old 20 "$OLD" >/dev/null
 stop
 : > "$T/old.acked"; grep '^old-' "$T/acked" > "$T/old.acked"; grep -v '^old-' "$T/acked" > "$T/acked.new"; mv "$T/acked.new" "$T/acked"
 is "$(wc -l < "$T/old.acked" | tr -d ' ')" 100 "100 old events acknowledged"
 for fp in retention-before-unlink:1 retention-mid-unlink:1; do
-  LOGDEX_FAILPOINT=$fp start --retention 2d
+  LOGDEX_FAILPOINT=$fp cstart --retention 2d
   for i in $(seq 1 60); do kill -0 $PID 2>/dev/null || break; sleep 0.1; done
   wait $PID 2>/dev/null; PID=
   ok "$(grep -q "failpoint ${fp%%:*}: killing" "$T/err"; echo $?)" "the server died at failpoint $fp"
   if [ $fp = retention-before-unlink:1 ]; then
     # put old events back for the next round (as a new bucket's segments)
-    start; ingest old2 20 "$OLD" >/dev/null; stop
+    cstart; ingest old2 20 "$OLD" >/dev/null; stop
     grep -v '^old2-' "$T/acked" > "$T/acked.new"; mv "$T/acked.new" "$T/acked"
   fi
 done
-start; ingest old3 10 "$OLD" >/dev/null; stop
+cstart; ingest old3 10 "$OLD" >/dev/null; stop
 grep -v '^old3-' "$T/acked" > "$T/acked.new"; mv "$T/acked.new" "$T/acked"
-start --retention 2d; sleep 1.5
+cstart --retention 2d; sleep 1.5
 curl -s "$U/metrics" > "$T/metrics"
 stop
 ok "$(grep -q '^logdex_retention_deleted_events_total{index="c"} [1-9]' "$T/metrics"; echo $?)" "metrics count retention deletions"
 
 # random kill -9 while merges run under ingest
 for r in 1 2 3 4 5; do
-  start --merge-settle 0.05
+  cstart --merge-settle 0.05
   ( ingest "k$r" 200 >/dev/null ) &
   ING=$!
   sleep "0.$((RANDOM % 9 + 1))"
   kill -9 $PID; wait $PID 2>/dev/null; PID=
   wait $ING 2>/dev/null
 done
-start; sleep 0.5; stop
+cstart; sleep 0.5; stop
 
 # the end state
 "$LOGDEX" verify --data "$D" > "$T/verify"; ok $? "verify passes after every crash"

@@ -7,14 +7,6 @@ TNAME=http
 . "${top_srcdir:-.}/tests/tap.sh"
 if ! command -v curl >/dev/null; then echo "1..0 # SKIP curl not installed"; exit 0; fi
 
-start() { # start DATA [options...]: sets PID and U
-  local data=$1; shift
-  "$LOGDEX" serve --data "$data" --listen 127.0.0.1:0 --quiet "$@" > "$T/out" 2>"$T/err" &
-  PID=$!
-  for i in $(seq 1 100); do grep -q listening "$T/out" 2>/dev/null && break; sleep 0.05; done
-  U=$(sed 's/^logdex listening on //' "$T/out")
-}
-stop() { kill -TERM $PID 2>/dev/null; wait $PID; local rc=$?; PID=; return $rc; }
 code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
 
 start "$T/d"
