@@ -65,6 +65,8 @@ static const char *const usage_serve =
     "  --merge-settle SECS    merge a bucket down once it got no new segment for\n"
     "                      SECS (default 60)\n"
     "  --no-merge          do not merge in the background\n"
+    "  --ingest-wait SECS  when both buffers are full (one being flushed), an\n"
+    "                      ingest waits this long, then gets 429 (default 5)\n"
     "  --idle-timeout SECS close a connection idle (no byte in or out) this long\n"
     "                      (default 60; slow or stalled clients)\n"
     "  --quiet             no request log on standard error\n";
@@ -174,6 +176,7 @@ static void seg_error_reply(reply *r, const seg_err *e)
     case SEG_ENOENT: error_reply(r, 404, "index_not_found", buf); break;
     case SEG_ECORRUPT: error_reply(r, 500, "corrupt_segment", buf); break;
     case SEG_ENOMEM: error_reply(r, 503, "overloaded", buf); r->retry_after = "1"; break;
+    case SEG_EBUSY: error_reply(r, 429, "too_many_requests", buf); r->retry_after = "1"; break;
     default: error_reply(r, 500, "internal_error", buf); break;
     }
 }
@@ -623,6 +626,7 @@ static void do_metrics(reply *r)
         {"logdex_retention_deleted_segments_total", "counter", "Segments deleted by --retention or --max-disk.", 16},
         {"logdex_retention_deleted_events_total", "counter", "Events deleted by --retention or --max-disk.", 17},
         {"logdex_retention_deleted_bytes_total", "counter", "Bytes deleted by --retention or --max-disk.", 18},
+        {"logdex_ingest_busy_total", "counter", "Ingests refused with 429: buffers full while a flush was running.", 19},
     };
     for (size_t k = 0; k < sizeof per / sizeof *per; k++) {
         for (size_t i = 0; i < n; i++) {
@@ -646,7 +650,8 @@ static void do_metrics(reply *r)
             case 15: v = (double)m[i].merge_dups; break;
             case 16: v = (double)m[i].dropped_segments; break;
             case 17: v = (double)m[i].dropped_events; break;
-            default: v = (double)m[i].dropped_bytes; break;
+            case 18: v = (double)m[i].dropped_bytes; break;
+            default: v = (double)m[i].busy_refusals; break;
             }
             char l[128];
             snprintf(l, sizeof l, "{index=\"%s\"}", names[i]);
@@ -1137,7 +1142,7 @@ int api_serve(int argc, char **argv)
         {"tls-cert", 1, 0, 'c'},  {"tls-key", 1, 0, 'k'},   {"buffer-mb", 1, 0, 'b'}, {"flush-age", 1, 0, 'g'},
         {"quiet", 0, 0, 'q'},     {"retention", 1, 0, 'r'}, {"help", 0, 0, 'h'}, {"max-tails", 1, 0, 'T'},
         {"max-disk", 1, 0, 'D'},  {"max-future", 1, 0, 'F'}, {"segment-target-mb", 1, 0, 'S'},
-        {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {"idle-timeout", 1, 0, 'I'}, {0, 0, 0, 0}};
+        {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {"idle-timeout", 1, 0, 'I'}, {"ingest-wait", 1, 0, 'W'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -1185,6 +1190,7 @@ int api_serve(int argc, char **argv)
         case 'M': srv.opts.settle_ns = (int64_t)(atof(optarg) * 1e9); break;
         case 'N': srv.no_merge = 1; break;
         case 'I': srv.idle_timeout = (unsigned)atoi(optarg); break;
+        case 'W': srv.opts.ingest_wait_ns = (int64_t)(atof(optarg) * 1e9); break;
         case 'h': fputs(usage_serve, stdout); return 0;
         default: fputs(usage_serve, stderr); return 2;
         }

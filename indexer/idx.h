@@ -31,6 +31,8 @@ typedef struct idx_opts {
     uint64_t segment_target;/* merges build segments up to this size (512 MiB) */
     int64_t settle_ns;      /* a bucket without new segments this long is merged down (60 s) */
     uint32_t flush_events;  /* also flush every this many buffered events (0: off) */
+    int64_t ingest_wait_ns; /* server mode: how long an ingest waits for buffer room
+                               before SEG_EBUSY (5 s) */
 } idx_opts;
 
 typedef struct idx_counts {
@@ -82,7 +84,10 @@ typedef struct idx_batch {
 } idx_batch;
 
 /* Ingests an NDJSON body (out->want_events set by the caller, the rest
- * filled here).  Returns SEG_OK once every accepted event is in
+ * filled here).  Back-pressure: when a full buffer waits for the previous
+ * flush to finish (so two buffers are in memory), the call waits up to
+ * ingest_wait_ns for room, then fails with SEG_EBUSY having stored
+ * nothing.  Returns SEG_OK once every accepted event is in
  * the write-ahead log on disk (fsync shared with concurrent callers) and
  * in the buffer seen by snapshots taken after the return.  Bad lines are
  * counted and listed in out; only I/O or memory failures are errors. */
@@ -129,7 +134,7 @@ typedef struct idx_metrics {
     idx_counts counts;
     uint64_t wal_bytes, wal_fsyncs, wal_fsync_ns, buffered_bytes, segments, replayed;
     uint64_t segment_bytes, merges, merged_inputs, merge_bytes_in, merge_bytes_out, merge_dups;
-    uint64_t dropped_segments, dropped_events, dropped_bytes;
+    uint64_t dropped_segments, dropped_events, dropped_bytes, busy_refusals;
 } idx_metrics;
 void idx_get_metrics(idx_writer *w, idx_metrics *m);
 

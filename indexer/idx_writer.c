@@ -77,6 +77,7 @@ struct idx_writer {
      * callers share the writer under mu, which guards every field above
      * and below (the flush batch is the flush thread's until joined) */
     pthread_mutex_t mu;
+    pthread_cond_t flushed;         /* signalled when a flush thread is done */
     idx_wal wal;
     uint64_t replayed;
     int64_t buffer_since;           /* arrival of the oldest buffered event */
@@ -90,6 +91,7 @@ struct idx_writer {
     int merging;                    /* a merge is between plan and commit */
     uint64_t merges, merged_inputs, merge_in, merge_out, merge_dups;
     uint64_t dropped_segments, dropped_events, dropped_bytes;
+    uint64_t busy_refusals;         /* ingests refused with SEG_EBUSY */
 };
 
 int idx_name_valid(const char *name)
@@ -118,6 +120,7 @@ void idx_opts_default(idx_opts *o)
     o->retention_ns = 0;
     o->segment_target = 512ull << 20;
     o->settle_ns = 60LL * 1000000000LL;
+    o->ingest_wait_ns = 5LL * 1000000000LL;
 }
 
 /* Keeps touched[] as long as man.e, new entries marked `when`. */
@@ -269,6 +272,7 @@ int idx_open(const char *datadir, const char *index, const idx_opts *o, idx_writ
     }
     w->auto_base = seg_time_now();
     pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->flushed, NULL);
     if (w->opts.wal) {
         w->wal.fd = -1;
         if ((rc = idx_wal_open(&w->wal, w->dir, w->man.wal_done, replay_event, w, &w->replayed, e)))
@@ -461,6 +465,7 @@ static int load_stored(idx_writer *w, seg_err *e)
 
 static int inflight_has(const idx_writer *w, const char *id, size_t n, uint64_t h);
 static int flush_start(idx_writer *w, seg_err *e);
+static seg_builder *copy_range(const seg_builder *src, uint32_t from, uint32_t to);
 
 /* 1 when an event with this _id is already stored or buffered; 0 when new
  * (and now remembered); <0 on error. */
@@ -621,8 +626,12 @@ typedef struct flush_batch {
     int ran_inline;
     int finished;           /* atomic: the flush thread is done */
     uint64_t wal_seq;       /* WAL files <= this hold only this batch's events (and older) */
+    pthread_mutex_t *wmu;   /* the writer's mutex and condition: finishing is */
+    pthread_cond_t *wcv;    /* announced under it (back-pressure waiters) */
     seg_reader **mem;       /* in-memory segments of these events, visible until joined */
-    size_t nmem;
+    size_t nmem, capmem;
+    seg_builder **tail;     /* per bucket: the events no snapshot sealed yet (copies), */
+    size_t ntail;           /* sealed into mem by the next snapshot (server mode) */
 } flush_batch;
 
 static void *flush_worker(void *arg)
@@ -685,8 +694,17 @@ static void *flush_main(void *arg)
     flush_worker(j);
     for (int t = 0; t < started; t++)
         pthread_join(th[t], NULL);
+    pthread_mutex_lock(j->wmu);
     __atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(j->wcv);
+    pthread_mutex_unlock(j->wmu);
     return NULL;
+}
+
+/* 1 while a flush thread is still writing (joining it would block). */
+static int flush_running(const idx_writer *w)
+{
+    return w->inflight && !__atomic_load_n(&w->inflight->finished, __ATOMIC_ACQUIRE);
 }
 
 static int inflight_has(const idx_writer *w, const char *id, size_t n, uint64_t h)
@@ -707,6 +725,9 @@ static void batch_free(flush_batch *j)
     for (size_t i = 0; i < j->nmem; i++)
         seg_reader_unref(j->mem[i]);
     seg_free(j->mem);
+    for (size_t i = 0; i < j->ntail; i++)
+        seg_builder_free(j->tail[i]);
+    seg_free(j->tail);
     seg_free(j->dir);
     pthread_mutex_destroy(&j->lock);
     seg_free(j);
@@ -781,6 +802,24 @@ static int flush_start(idx_writer *w, seg_err *e)
         m->bucket = w->buckets[i].start;
         m->docs = seg_builder_count(w->buckets[i].b);
     }
+    if (w->opts.wal) {
+        /* events not yet in an in-memory segment stay visible while the
+         * flush runs: copies, sealed by the next snapshot (if any) */
+        j->tail = seg_calloc(w->nbuckets, sizeof *j->tail);
+        if (!j->tail) {
+            batch_free(j);
+            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        }
+        j->ntail = w->nbuckets;
+        for (size_t i = 0; i < w->nbuckets; i++) {
+            bucket *b = &w->buckets[i];
+            uint32_t n = seg_builder_count(b->b);
+            if (b->sealed < n && !(j->tail[i] = copy_range(b->b, b->sealed, n))) {
+                batch_free(j);
+                return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            }
+        }
+    }
     if (w->opts.wal && (rc = idx_wal_rotate(&w->wal, &j->wal_seq, e))) {
         batch_free(j);
         return rc;
@@ -791,6 +830,9 @@ static int flush_start(idx_writer *w, seg_err *e)
     j->threads = w->opts.threads;
     j->mem = w->mem;
     j->nmem = w->nmem;
+    j->capmem = w->capmem;
+    j->wmu = &w->mu;
+    j->wcv = &w->flushed;
     w->mem = NULL;
     w->nmem = w->capmem = 0;
     memset(&w->pending, 0, sizeof w->pending);
@@ -800,7 +842,13 @@ static int flush_start(idx_writer *w, seg_err *e)
     w->buffered_events = 0;
     w->inflight = j;
     if (pthread_create(&j->th, NULL, flush_main, j) != 0) {
-        flush_main(j); /* no thread to be had: flush here */
+        /* no thread to be had: flush here (flush_main takes the writer's
+         * mutex at its end, which server-mode callers hold) */
+        if (w->opts.wal)
+            pthread_mutex_unlock(&w->mu);
+        flush_main(j);
+        if (w->opts.wal)
+            pthread_mutex_lock(&w->mu);
         j->ran_inline = 1;
         return flush_join(w, e);
     }
@@ -833,8 +881,10 @@ int idx_close(idx_writer *w, seg_err *e)
         seg_reader_unref(w->mem[i]);
     seg_free(w->mem);
     seg_set_unref(w->snap);
-    if (w->lockfd >= 0 && w->dir)
+    if (w->lockfd >= 0 && w->dir) {
         pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->flushed);
+    }
     for (size_t i = 0; i < w->nbuckets; i++)
         bucket_free(&w->buckets[i]);
     seg_free(w->buckets);
@@ -968,6 +1018,26 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
     /* 2. de-duplicate, buffer and log, under the lock */
     uint64_t ticket = 0, parse_rejected = out->rejected;
     pthread_mutex_lock(&w->mu);
+    /* back-pressure: a full buffer waits for the flush in flight */
+    if (w->buffered >= w->opts.buffer_bytes) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t ns = until.tv_nsec + w->opts.ingest_wait_ns;
+        until.tv_sec += ns / 1000000000LL;
+        until.tv_nsec = ns % 1000000000LL;
+        while (rc == SEG_OK && w->buffered >= w->opts.buffer_bytes) {
+            if (!flush_running(w)) {
+                rc = flush_start(w, e);
+                continue;
+            }
+            if (pthread_cond_timedwait(&w->flushed, &w->mu, &until) == ETIMEDOUT && flush_running(w)) {
+                rc = seg_err_set(e, SEG_EBUSY, NULL,
+                                 "ingest buffer full (%zu MiB) while the previous flush is still being written; "
+                                 "retry shortly", w->opts.buffer_bytes >> 20);
+                w->busy_refusals++;
+            }
+        }
+    }
     int64_t now = seg_time_now();
     uint32_t nacc = 0;
     for (size_t i = 0; i < np && rc == SEG_OK; i++) {
@@ -1015,7 +1085,7 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
         w->counts.rejected += out->rejected;
         w->counts.lines += np + parse_rejected;
         w->counts.bytes += n;
-        if (w->buffered >= w->opts.buffer_bytes)
+        if (w->buffered >= w->opts.buffer_bytes && !flush_running(w))
             rc = flush_start(w, e);
     }
     pthread_mutex_unlock(&w->mu);
@@ -1030,52 +1100,84 @@ out:
     return rc;
 }
 
+/* A new builder holding events [from, to) of src (copies), or NULL. */
+static seg_builder *copy_range(const seg_builder *src, uint32_t from, uint32_t to)
+{
+    seg_builder *nb = seg_builder_new();
+    for (uint32_t k = from; nb && k < to; k++) {
+        const char *js, *id;
+        size_t jl, il;
+        int64_t t;
+        int ex;
+        seg_builder_event(src, k, &js, &jl, &t, &id, &il, &ex);
+        if (seg_builder_add(nb, js, jl, t, id, il, ex)) {
+            seg_builder_free(nb);
+            nb = NULL;
+        }
+    }
+    return nb;
+}
+
+/* Indexes builder nb (consumed) into an in-memory segment appended to
+ * (*arr, *n, *cap).  label names it in messages.  Called under mu. */
+static int seal_into(idx_writer *w, seg_builder *nb, const char *label, seg_reader ***arr, size_t *n, size_t *cap,
+                     seg_err *e)
+{
+    seg_buf mem = {0};
+    seg_reader *r = NULL;
+    int rc = seg_builder_write_mem(nb, w->tok, w->js, &mem, e);
+    seg_builder_free(nb);
+    if (rc == SEG_OK) {
+        rc = seg_reader_open_mem(label, mem.p, mem.n, &r, e);
+        mem.p = NULL;
+    }
+    seg_buf_free(&mem);
+    if (rc)
+        return rc;
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        seg_reader **q = seg_realloc(*arr, nc * sizeof *q);
+        if (!q) {
+            seg_reader_unref(r);
+            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        }
+        *arr = q;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = r;
+    return SEG_OK;
+}
+
 /* Seals the events buffered since the last seal into in-memory segments
- * (one per bucket), so that snapshots see them.  Called under mu. */
+ * (one per bucket), so that snapshots see them; and the unsealed events
+ * of the flush in flight (copied aside when it started).  Called under
+ * mu. */
 static int seal(idx_writer *w, seg_err *e)
 {
+    char label[4200];
+    flush_batch *j = w->inflight;
+    for (size_t i = 0; j && i < j->ntail; i++) {
+        if (!j->tail[i])
+            continue;
+        snprintf(label, sizeof label, "%s/(flushing buffer %zu)", w->dir, i);
+        seg_builder *nb = j->tail[i];
+        j->tail[i] = NULL;
+        int rc = seal_into(w, nb, label, &j->mem, &j->nmem, &j->capmem, e);
+        if (rc)
+            return rc;
+    }
     for (size_t i = 0; i < w->nbuckets; i++) {
         bucket *b = &w->buckets[i];
         uint32_t n = seg_builder_count(b->b);
         if (b->sealed == n)
             continue;
-        seg_builder *nb = seg_builder_new();
+        seg_builder *nb = copy_range(b->b, b->sealed, n);
         if (!nb)
             return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-        int rc = SEG_OK;
-        for (uint32_t k = b->sealed; k < n && rc == SEG_OK; k++) {
-            const char *js, *id;
-            size_t jl, il;
-            int64_t t;
-            int ex;
-            seg_builder_event(b->b, k, &js, &jl, &t, &id, &il, &ex);
-            rc = seg_builder_add(nb, js, jl, t, id, il, ex);
-        }
-        seg_buf mem = {0};
-        if (rc == SEG_OK)
-            rc = seg_builder_write_mem(nb, w->tok, w->js, &mem, e);
-        seg_builder_free(nb);
-        seg_reader *r = NULL;
-        if (rc == SEG_OK) {
-            char name[128];
-            snprintf(name, sizeof name, "%s/(buffer %lld+%u)", w->dir, (long long)b->start, b->sealed);
-            rc = seg_reader_open_mem(name, mem.p, mem.n, &r, e);
-            mem.p = NULL;
-        }
-        seg_buf_free(&mem);
+        snprintf(label, sizeof label, "%s/(buffer %lld+%u)", w->dir, (long long)b->start, b->sealed);
+        int rc = seal_into(w, nb, label, &w->mem, &w->nmem, &w->capmem, e);
         if (rc)
-            return rc ? rc : SEG_ENOMEM;
-        if (w->nmem == w->capmem) {
-            size_t cap = w->capmem ? w->capmem * 2 : 16;
-            seg_reader **q = seg_realloc(w->mem, cap * sizeof *q);
-            if (!q) {
-                seg_reader_unref(r);
-                return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-            }
-            w->mem = q;
-            w->capmem = cap;
-        }
-        w->mem[w->nmem++] = r;
+            return rc;
         b->sealed = n;
     }
     return SEG_OK;
@@ -1121,7 +1223,8 @@ int idx_tick(idx_writer *w, seg_err *e)
     pthread_mutex_lock(&w->mu);
     if (w->inflight && __atomic_load_n(&w->inflight->finished, __ATOMIC_ACQUIRE))
         rc = flush_join(w, e);
-    if (rc == SEG_OK && w->nbuckets && !w->inflight && seg_time_now() - w->buffer_since >= w->opts.max_age_ns)
+    if (rc == SEG_OK && w->nbuckets && !w->inflight &&
+        (seg_time_now() - w->buffer_since >= w->opts.max_age_ns || w->buffered >= w->opts.buffer_bytes))
         rc = flush_start(w, e);
     pthread_mutex_unlock(&w->mu);
     return rc;
@@ -1145,6 +1248,7 @@ void idx_get_metrics(idx_writer *w, idx_metrics *m)
     m->dropped_segments = w->dropped_segments;
     m->dropped_events = w->dropped_events;
     m->dropped_bytes = w->dropped_bytes;
+    m->busy_refusals = w->busy_refusals;
     pthread_mutex_unlock(&w->mu);
     if (w->opts.wal) {
         pthread_mutex_lock(&w->wal.mu);

@@ -43,6 +43,7 @@ enum {
     SEG_ENOENT,     /* no such index or file */
     SEG_ELOCKED,    /* the data directory is locked by another writer */
     SEG_ELIMIT,     /* an input exceeded a documented limit */
+    SEG_EBUSY,      /* overloaded for now: retry later */
     SEG_NCODES
 };
 
@@ -77,7 +78,8 @@ void seg_fault_inject(unsigned long nth);
 /* Crash points for crash-safety tests.  When the environment variable
  * LOGDEX_FAILPOINT is "NAME" or "NAME:N", the N-th (default first) call of
  * seg_failpoint("NAME") in the process kills it with SIGKILL, as a power
- * cut or kill -9 would.  Unset, a call costs one cached load. */
+ * cut or kill -9 would; "NAME~MS" sleeps MS milliseconds at every call
+ * instead (a slow disk).  Unset, a call costs one cached load. */
 void seg_failpoint(const char *name);
 
 /* Growable byte buffer.  Sticky error: after a failed allocation every

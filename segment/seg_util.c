@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
@@ -33,6 +34,7 @@ static const char *const seg_codes[SEG_NCODES] = {
     [SEG_ENOENT] = "not found",
     [SEG_ELOCKED] = "locked by another writer",
     [SEG_ELIMIT] = "limit exceeded",
+    [SEG_EBUSY] = "busy: retry later",
 };
 
 const char *seg_strerror(int code)
@@ -92,6 +94,7 @@ static int fault_now(void)
 static pthread_once_t fp_once = PTHREAD_ONCE_INIT;
 static char fp_name[64];
 static unsigned long fp_count;   /* hits of fp_name still to pass (atomic) */
+static long fp_sleep_ms;         /* NAME~MS: sleep at every hit instead */
 
 static void fp_init(void)
 {
@@ -99,6 +102,12 @@ static void fp_init(void)
     if (!v || !*v)
         return;
     snprintf(fp_name, sizeof fp_name, "%s", v);
+    char *tilde = strchr(fp_name, '~');
+    if (tilde) {
+        *tilde = 0;
+        fp_sleep_ms = strtol(tilde + 1, NULL, 10);
+        return;
+    }
     char *colon = strchr(fp_name, ':');
     fp_count = 1;
     if (colon) {
@@ -114,6 +123,11 @@ void seg_failpoint(const char *name)
     pthread_once(&fp_once, fp_init);
     if (!fp_name[0] || strcmp(fp_name, name))
         return;
+    if (fp_sleep_ms > 0) {
+        struct timespec ts = {fp_sleep_ms / 1000, (fp_sleep_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        return;
+    }
     if (__atomic_sub_fetch(&fp_count, 1, __ATOMIC_ACQ_REL) == 0) {
         fprintf(stderr, "logdex: failpoint %s: killing the process\n", name);
         raise(SIGKILL);

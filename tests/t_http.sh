@@ -132,6 +132,24 @@ head -c 5000 /dev/zero | tr '\0' 'x' > "$T/big"
 is "$(code -XPOST -H 'Authorization: Bearer s3cret' --data-binary @"$T/big" "$U/api/v1/web/ingest")" 413 "body over --max-body: 413"
 stop
 
+# back-pressure: with flushes slowed to 2 s each (a slow disk), a third
+# 1 MiB buffer cannot be taken: the ingest waits --ingest-wait, then 429
+python3 -c 'import json
+for i in range(6000): print(json.dumps({"msg": "back pressure %d" % i, "pad": "x" * 150}))' > "$T/mb"
+LOGDEX_FAILPOINT='segment-before-rename~2000' start "$T/bp" --buffer-mb 1 --ingest-wait 0.3
+codes=""
+for i in 1 2 3 4; do codes="$codes $(curl -s -o "$T/bpbody" -D "$T/bphdr" -w '%{http_code}' -XPOST --data-binary @"$T/mb" "$U/api/v1/bp/ingest")"; done
+ok "$(echo "$codes" | grep -q 429; echo $?)" "buffers full while a flush is slow: 429 (statuses:$codes)"
+ok "$(grep -qi '^Retry-After: 1' "$T/bphdr" && grep -q '"type":"too_many_requests"' "$T/bpbody"; echo $?)" "  ... with Retry-After and a JSON reason"
+accepted=$(( $(echo "$codes" | tr ' ' '\n' | grep -c 200) * 6000 ))
+is "$(curl -s "$U/api/v1/bp/search?q=pressure&limit=0" | grep -o '"total":[0-9]*')" "\"total\":$accepted" "read your writes while those flushes are still being written"
+sleep 4.5
+is "$(curl -s -o /dev/null -w '%{http_code}' -XPOST --data-binary @"$T/mb" "$U/api/v1/bp/ingest")" 200 "after the flush, ingest is accepted again"
+accepted=$((accepted + 6000))
+is "$(curl -s "$U/api/v1/bp/search?q=pressure&limit=0" | grep -o '"total":[0-9]*')" "\"total\":$accepted" "exactly the accepted batches are stored (refused ones not at all)"
+ok "$(curl -s "$U/metrics" | grep -q '^logdex_ingest_busy_total{index="bp"} [1-9]'; echo $?)" "refusals are counted in /metrics"
+kill -9 $PID; wait $PID 2>/dev/null; PID=
+
 # crash rounds: kill -9 during concurrent ingest
 rounds=${LOGDEX_CRASH_ROUNDS:-20}
 : > "$T/acked"
