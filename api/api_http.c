@@ -101,7 +101,7 @@ static struct server {
     size_t ntokens;
     unsigned idle_timeout;     /* seconds without a byte before a connection is closed */
     int quiet;
-    volatile int stopping;
+    int stopping;              /* atomic */
     /* metrics (atomics) */
     uint64_t requests, searches, search_ns, search_hist[12], ingest_requests, open_conns, http_errors;
     uint64_t failed_segments;
@@ -1026,7 +1026,7 @@ static void *ticker(void *arg)
 {
     (void)arg;
     unsigned rounds = 0;
-    while (!srv.stopping) {
+    while (!__atomic_load_n(&srv.stopping, __ATOMIC_ACQUIRE)) {
         struct timespec ts = {0, 250 * 1000000L};
         nanosleep(&ts, NULL);
         idx_writer *w[MAX_INDEXES];
@@ -1068,10 +1068,10 @@ static void *merger(void *arg)
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     static idx_writer *w[MAX_INDEXES];
     static char names[MAX_INDEXES][72];
-    while (!srv.stopping) {
+    while (!__atomic_load_n(&srv.stopping, __ATOMIC_ACQUIRE)) {
         size_t n = writers(w, names);
         int did = 0;
-        for (size_t i = 0; i < n && !srv.stopping; i++) {
+        for (size_t i = 0; i < n && !__atomic_load_n(&srv.stopping, __ATOMIC_ACQUIRE); i++) {
             seg_err e = {0};
             idx_merge_info mi;
             char b[1024], ts[40];
@@ -1090,7 +1090,7 @@ static void *merger(void *arg)
             }
         }
         if (!did)
-            for (int k = 0; k < 5 && !srv.stopping; k++) {
+            for (int k = 0; k < 5 && !__atomic_load_n(&srv.stopping, __ATOMIC_ACQUIRE); k++) {
                 struct timespec ts = {0, 100 * 1000000L};
                 nanosleep(&ts, NULL);
             }
@@ -1311,7 +1311,7 @@ int api_serve(int argc, char **argv)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(daemon);
-    srv.stopping = 1;
+    __atomic_store_n(&srv.stopping, 1, __ATOMIC_RELEASE);
     pthread_join(tick, NULL);
     if (!srv.no_merge)
         pthread_join(merge, NULL);

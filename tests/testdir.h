@@ -20,7 +20,7 @@ static inline long test_verify_index(const char *dir)
         return 1;
     long problems = 0;
     for (size_t i = 0; i < m.n; i++) {
-        char p[4200];
+        char p[4400];
         snprintf(p, sizeof p, "%s/%s", dir, m.e[i].name);
         problems += seg_reader_verify(p, NULL, NULL);
     }
