@@ -630,8 +630,9 @@ typedef struct flush_batch {
     pthread_cond_t *wcv;    /* announced under it (back-pressure waiters) */
     seg_reader **mem;       /* in-memory segments of these events, visible until joined */
     size_t nmem, capmem;
-    seg_builder **tail;     /* per bucket: the events no snapshot sealed yet (copies), */
-    size_t ntail;           /* sealed into mem by the next snapshot (server mode) */
+    int keep_builders;      /* server mode: buckets' builders live until the join, so
+                               that a snapshot can seal events no snapshot saw yet
+                               (the flush threads only read them) */
 } flush_batch;
 
 static void *flush_worker(void *arg)
@@ -663,9 +664,12 @@ static void *flush_worker(void *arg)
                 seg_reader_close(r);
             }
         }
-        /* the events are in the file now: free the buffer early */
-        seg_builder_free(b->b);
-        b->b = NULL;
+        /* the events are in the file now: free the buffer early (unless
+         * snapshots may still read it) */
+        if (!j->keep_builders) {
+            seg_builder_free(b->b);
+            b->b = NULL;
+        }
         pthread_mutex_lock(&j->lock);
         if (rc)
             seg_err_set(&j->err, e.code, e.file[0] ? e.file : NULL, "%s", e.msg);
@@ -725,9 +729,6 @@ static void batch_free(flush_batch *j)
     for (size_t i = 0; i < j->nmem; i++)
         seg_reader_unref(j->mem[i]);
     seg_free(j->mem);
-    for (size_t i = 0; i < j->ntail; i++)
-        seg_builder_free(j->tail[i]);
-    seg_free(j->tail);
     seg_free(j->dir);
     pthread_mutex_destroy(&j->lock);
     seg_free(j);
@@ -802,24 +803,6 @@ static int flush_start(idx_writer *w, seg_err *e)
         m->bucket = w->buckets[i].start;
         m->docs = seg_builder_count(w->buckets[i].b);
     }
-    if (w->opts.wal) {
-        /* events not yet in an in-memory segment stay visible while the
-         * flush runs: copies, sealed by the next snapshot (if any) */
-        j->tail = seg_calloc(w->nbuckets, sizeof *j->tail);
-        if (!j->tail) {
-            batch_free(j);
-            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-        }
-        j->ntail = w->nbuckets;
-        for (size_t i = 0; i < w->nbuckets; i++) {
-            bucket *b = &w->buckets[i];
-            uint32_t n = seg_builder_count(b->b);
-            if (b->sealed < n && !(j->tail[i] = copy_range(b->b, b->sealed, n))) {
-                batch_free(j);
-                return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-            }
-        }
-    }
     if (w->opts.wal && (rc = idx_wal_rotate(&w->wal, &j->wal_seq, e))) {
         batch_free(j);
         return rc;
@@ -828,6 +811,7 @@ static int flush_start(idx_writer *w, seg_err *e)
     j->n = w->nbuckets;
     j->ids = w->pending;
     j->threads = w->opts.threads;
+    j->keep_builders = w->opts.wal;
     j->mem = w->mem;
     j->nmem = w->nmem;
     j->capmem = w->capmem;
@@ -1149,22 +1133,26 @@ static int seal_into(idx_writer *w, seg_builder *nb, const char *label, seg_read
 }
 
 /* Seals the events buffered since the last seal into in-memory segments
- * (one per bucket), so that snapshots see them; and the unsealed events
- * of the flush in flight (copied aside when it started).  Called under
- * mu. */
+ * (one per bucket), so that snapshots see them: those of the flush in
+ * flight (whose builders its threads only read, and which live until the
+ * join, which takes mu), then those of the buffer.  Called under mu. */
 static int seal(idx_writer *w, seg_err *e)
 {
     char label[4200];
     flush_batch *j = w->inflight;
-    for (size_t i = 0; j && i < j->ntail; i++) {
-        if (!j->tail[i])
+    for (size_t i = 0; j && j->keep_builders && i < j->n; i++) {
+        bucket *b = &j->buckets[i];
+        uint32_t n = b->b ? seg_builder_count(b->b) : 0;
+        if (b->sealed >= n)
             continue;
-        snprintf(label, sizeof label, "%s/(flushing buffer %zu)", w->dir, i);
-        seg_builder *nb = j->tail[i];
-        j->tail[i] = NULL;
+        seg_builder *nb = copy_range(b->b, b->sealed, n);
+        if (!nb)
+            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        snprintf(label, sizeof label, "%s/(flushing buffer %lld+%u)", w->dir, (long long)b->start, b->sealed);
         int rc = seal_into(w, nb, label, &j->mem, &j->nmem, &j->capmem, e);
         if (rc)
             return rc;
+        b->sealed = n;
     }
     for (size_t i = 0; i < w->nbuckets; i++) {
         bucket *b = &w->buckets[i];

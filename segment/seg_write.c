@@ -761,7 +761,7 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o)
     seg_buf_free(&ids);
 }
 
-static int enc_store(const seg_builder *b, const uint32_t *order, seg_buf *o)
+static int enc_store(const seg_builder *b, const uint32_t *order, int fast, seg_buf *o)
 {
     uint32_t n = b->n;
     seg_buf raw = {0}, idx = {0}, data = {0};
@@ -785,8 +785,11 @@ static int enc_store(const seg_builder *b, const uint32_t *order, seg_buf *o)
                     cbuf = c;
                     cap = need;
                 }
-                /* LZ4 block format, HC encoder at level 3 (readers see plain LZ4) */
-                int cl = LZ4_compress_HC((const char *)raw.p, cbuf, (int)raw.n, cap, SEG_STORE_LZ4HC_LEVEL);
+                /* LZ4 block format, HC encoder at level 3 (readers see plain
+                 * LZ4); the fast encoder for in-memory segments, which live
+                 * seconds (sealed buffers, live tail batches) */
+                int cl = fast ? LZ4_compress_default((const char *)raw.p, cbuf, (int)raw.n, cap)
+                              : LZ4_compress_HC((const char *)raw.p, cbuf, (int)raw.n, cap, SEG_STORE_LZ4HC_LEVEL);
                 if (cl <= 0) {
                     rc = -1;
                     break;
@@ -1006,7 +1009,7 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
         if (rc)
             goto out;
     }
-    if (enc_store(b, order, &sec)) {
+    if (enc_store(b, order, mem != NULL, &sec)) {
         rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory compressing events");
         goto out;
     }
