@@ -65,6 +65,8 @@ static const char *const usage_serve =
     "  --merge-settle SECS    merge a bucket down once it got no new segment for\n"
     "                      SECS (default 60)\n"
     "  --no-merge          do not merge in the background\n"
+    "  --merge-nice N      CPU niceness of the merge thread (default 5: requests\n"
+    "                      get the cores first, merges still progress)\n"
     "  --ingest-wait SECS  when both buffers are full (one being flushed), an\n"
     "                      ingest waits this long, then gets 429 (default 5)\n"
     "  --idle-timeout SECS close a connection idle (no byte in or out) this long\n"
@@ -94,6 +96,7 @@ static struct server {
     int64_t retention_ns;
     uint64_t max_disk;
     int no_merge;
+    int merge_nice;            /* CPU niceness of the merge thread */
     struct {
         char *tok;
         int rights;
@@ -1060,12 +1063,14 @@ static size_t writers(idx_writer **w, char (*names)[72])
 }
 
 /* The merge thread: one merge at a time over every index, at a lower CPU
- * priority than ingest and search (its throttle: the kernel gives the
- * request threads the cores first). */
+ * priority than ingest and search (its throttle: at nice 5 the kernel
+ * gives it about a third of a request thread's share when the cores are
+ * busy; at nice 10 merges starved under saturated ingest and segments
+ * piled up). */
 static void *merger(void *arg)
 {
     (void)arg;
-    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), srv.merge_nice);
     static idx_writer *w[MAX_INDEXES];
     static char names[MAX_INDEXES][72];
     while (!__atomic_load_n(&srv.stopping, __ATOMIC_ACQUIRE)) {
@@ -1137,12 +1142,13 @@ int api_serve(int argc, char **argv)
     srv.max_body = 64u << 20;
     srv.max_tails = 256;
     srv.idle_timeout = 60;
+    srv.merge_nice = 5;
     static const struct option opts[] = {
         {"data", 1, 0, 'd'},      {"listen", 1, 0, 'l'},    {"max-body", 1, 0, 'm'}, {"auth-token", 1, 0, 'a'}, {"auth-tokens", 1, 0, 'A'},
         {"tls-cert", 1, 0, 'c'},  {"tls-key", 1, 0, 'k'},   {"buffer-mb", 1, 0, 'b'}, {"flush-age", 1, 0, 'g'},
         {"quiet", 0, 0, 'q'},     {"retention", 1, 0, 'r'}, {"help", 0, 0, 'h'}, {"max-tails", 1, 0, 'T'},
         {"max-disk", 1, 0, 'D'},  {"max-future", 1, 0, 'F'}, {"segment-target-mb", 1, 0, 'S'},
-        {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {"idle-timeout", 1, 0, 'I'}, {"ingest-wait", 1, 0, 'W'}, {0, 0, 0, 0}};
+        {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {"merge-nice", 1, 0, 'P'}, {"idle-timeout", 1, 0, 'I'}, {"ingest-wait", 1, 0, 'W'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -1189,6 +1195,7 @@ int api_serve(int argc, char **argv)
         case 'S': srv.opts.segment_target = strtoull(optarg, NULL, 10) << 20; break;
         case 'M': srv.opts.settle_ns = (int64_t)(atof(optarg) * 1e9); break;
         case 'N': srv.no_merge = 1; break;
+        case 'P': srv.merge_nice = atoi(optarg); break;
         case 'I': srv.idle_timeout = (unsigned)atoi(optarg); break;
         case 'W': srv.opts.ingest_wait_ns = (int64_t)(atof(optarg) * 1e9); break;
         case 'h': fputs(usage_serve, stdout); return 0;
