@@ -205,55 +205,15 @@ void api_hub_publish(api_hub *h, seg_builder *events, seg_tok *tok, seg_json *js
     memset(&b, 0, sizeof b);
     b.n = n;
     b.events = events;
+    /* doc d of the batch's segment is event pos[d] of the batch (the
+     * builder's own order: no need to read ids back from the store) */
     b.pos = seg_malloc((size_t)n * sizeof *b.pos);
-    seg_store_cur *sc = seg_store_cur_new();
-    /* position by id: ids are unique within a batch (duplicates were
-     * dropped, engine ids are fresh) */
-    uint32_t mask = 1;
-    while (mask < n * 2)
-        mask <<= 1;
-    uint32_t *slot = seg_calloc(mask, sizeof *slot);
-    mask--;
-    int ok = b.pos && sc && slot && !seg_builder_write_mem(events, tok, js, &mem, &e) &&
+    int ok = b.pos && !seg_builder_write_mem(events, tok, js, &mem, &e) &&
              !seg_reader_open_mem("(tail batch)", mem.p, mem.n, &b.seg, &e);
     if (!b.seg)
         seg_buf_free(&mem);
-    for (uint32_t i = 0; ok && i < n; i++) {
-        const char *json, *id;
-        size_t jl, il;
-        int64_t t;
-        int ex;
-        seg_builder_event(events, i, &json, &jl, &t, &id, &il, &ex);
-        uint32_t k = (uint32_t)seg_hash64(id, il) & mask;
-        while (slot[k])
-            k = (k + 1) & mask;
-        slot[k] = i + 1;
-    }
-    for (uint32_t d = 0; ok && d < n; d++) {
-        const char *id, *j2, *bid;
-        size_t il, jl, bl;
-        int64_t t;
-        int ex;
-        if (seg_reader_doc(b.seg, sc, d, &id, &il, NULL, NULL, &e)) {
-            ok = 0;
-            break;
-        }
-        uint32_t k = (uint32_t)seg_hash64(id, il) & mask;
-        for (;;) {
-            if (!slot[k]) {
-                ok = 0;
-                break;
-            }
-            seg_builder_event(events, slot[k] - 1, &j2, &jl, &t, &bid, &bl, &ex);
-            if (bl == il && !memcmp(bid, id, il)) {
-                b.pos[d] = slot[k] - 1;
-                break;
-            }
-            k = (k + 1) & mask;
-        }
-    }
-    seg_free(slot);
-    seg_store_cur_free(sc);
+    if (ok)
+        seg_builder_order(events, b.pos);
     if (!ok) {
         wbatch_free(&b);
         return;

@@ -233,6 +233,10 @@ uint32_t seg_builder_count(const seg_builder *b);
 void seg_builder_event(const seg_builder *b, uint32_t i, const char **json, size_t *len, int64_t *time,
                        const char **id, size_t *idlen, int *explicit_id);
 size_t seg_builder_bytes(const seg_builder *b);
+/* The order of the events in the segment the builder writes: order[d] is
+ * the index (in order of adding) of the event that becomes doc d (time
+ * descending, then _id ascending).  order has count entries. */
+void seg_builder_order(const seg_builder *b, uint32_t *order);
 /* Sorts, indexes and writes the segment to path (temp name, fsync,
  * rename, directory fsync).  tok and js are the calling thread's. */
 int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js,

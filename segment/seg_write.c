@@ -474,6 +474,13 @@ static int ev_cmp(const void *pa, const void *pb, void *ctx)
     return a->id_len < b->id_len ? -1 : a->id_len > b->id_len;
 }
 
+void seg_builder_order(const seg_builder *b, uint32_t *order)
+{
+    for (uint32_t i = 0; i < b->n; i++)
+        order[i] = i;
+    qsort_r(order, b->n, sizeof *order, ev_cmp, (void *)b);
+}
+
 static int key_cmp(const void *pa, const void *pb, void *ctx)
 {
     const build *sort_x = ctx;
@@ -940,9 +947,7 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
         rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
         goto out;
     }
-    for (uint32_t i = 0; i < b->n; i++)
-        order[i] = i;
-    qsort_r(order, b->n, sizeof *order, ev_cmp, b);
+    seg_builder_order(b, order);
     for (uint32_t d = 0; d < b->n; d++) {
         const ev *ev = &b->ev[order[d]];
         rc = index_doc(&x, js, d, (const char *)b->arena.p + ev->off, ev->len, e);
