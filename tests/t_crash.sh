@@ -91,6 +91,22 @@ for r in 1 2 3 4 5; do
 done
 cstart; sleep 0.5; stop
 
+# 300 small ingests, each its own segment (`logdex ingest` of one event),
+# settle in the server to at most 4 segments per bucket
+for i in $(seq 1 300); do
+  printf '{"_id":"s%d","msg":"small ingest %d"}\n' $i $i | "$LOGDEX" ingest --data "$T/small" --index s - > /dev/null
+done
+peak=$("$LOGDEX" stats --data "$T/small" --index s | grep -o '"max_segments_per_bucket":[0-9]*' | cut -d: -f2)
+start "$T/small" --merge-settle 0.5
+for k in $(seq 1 150); do
+  most=$(curl -s "$U/api/v1/s/stats" | grep -o '"max_segments_per_bucket":[0-9]*' | cut -d: -f2)
+  [ "$most" -le 4 ] && break; sleep 0.2
+done
+ok "$([ "$peak" -ge 300 ] && [ "$most" -le 4 ]; echo $?)" "300 small ingests ($peak segments in one bucket) settle to at most 4 segments per bucket ($most)"
+is "$(curl -s "$U/api/v1/s/search?q=small&limit=0" | grep -o '"total":[0-9]*')" '"total":300' "all 300 events, once each"
+stop
+"$LOGDEX" verify --data "$T/small" > /dev/null; ok $? "verify passes"
+
 # the end state
 "$LOGDEX" verify --data "$D" > "$T/verify"; ok $? "verify passes after every crash"
 "$LOGDEX" search --data "$D" --index c --limit 0 '*' | grep -o '"_id":"[^"]*"' | sed 's/"_id":"//; s/"$//' | sort > "$T/stored"
