@@ -1319,6 +1319,8 @@ int api_serve(int argc, char **argv)
     }
     MHD_stop_daemon(daemon);
     __atomic_store_n(&srv.stopping, 1, __ATOMIC_RELEASE);
+    for (size_t i = 0; i < srv.nix; i++)
+        idx_merge_cancel(srv.ix[i].w); /* a long merge must not hold up the exit */
     pthread_join(tick, NULL);
     if (!srv.no_merge)
         pthread_join(merge, NULL);

@@ -116,6 +116,9 @@ typedef struct idx_merge_info {
  * Safe to call from a thread of its own in server mode; one merge runs at
  * a time per writer. */
 int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e);
+/* Stops a merge in progress soon (it leaves nothing behind) and makes
+ * later idx_merge_step calls do nothing: for a prompt shutdown. */
+void idx_merge_cancel(idx_writer *w);
 
 typedef struct idx_drop_info {
     uint64_t buckets, segments, events, bytes;

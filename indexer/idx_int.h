@@ -61,7 +61,9 @@ typedef struct idx_merge_out {
 } idx_merge_out;
 
 /* Writes the events of in[0..n) (less repeated explicit _ids) as one new
- * segment at path. */
-int idx_merge_build(seg_reader *const *in, size_t n, const char *path, idx_merge_out *out, seg_err *e);
+ * segment at path.  When *cancel (if given) turns non-zero, stops with
+ * SEG_EBUSY and leaves nothing on disk. */
+int idx_merge_build(seg_reader *const *in, size_t n, const char *path, const int *cancel, idx_merge_out *out,
+                    seg_err *e);
 
 #endif

@@ -182,7 +182,8 @@ static int cmp_idrec(const void *a, const void *b)
 #define BIT_SET(m, i) ((m)[(i) >> 3] |= (uint8_t)(1u << ((i) & 7)))
 #define BIT_GET(m, i) (((m)[(i) >> 3] >> ((i) & 7)) & 1u)
 
-int idx_merge_build(seg_reader *const *in, size_t n, const char *path, idx_merge_out *out, seg_err *e)
+int idx_merge_build(seg_reader *const *in, size_t n, const char *path, const int *cancel, idx_merge_out *out,
+                    seg_err *e)
 {
     memset(out, 0, sizeof *out);
     out->min_time = INT64_MAX;
@@ -200,6 +201,8 @@ int idx_merge_build(seg_reader *const *in, size_t n, const char *path, idx_merge
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory (merge)");
         goto out;
     }
+    if (cancel)
+        seg_builder_set_cancel(b, cancel);
     /* 1. the explicit ids of every input, sorted by hash */
     for (size_t s = 0; s < n; s++) {
         uint32_t nd = seg_reader_ndocs(in[s]);
@@ -274,6 +277,10 @@ int idx_merge_build(seg_reader *const *in, size_t n, const char *path, idx_merge
         if (nd && (rc = seg_reader_times(in[s], 0, nd, times, e)))
             goto out;
         for (uint32_t d = 0; d < nd; d++) {
+            if (cancel && (d & 1023) == 0 && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
+                rc = seg_err_set(e, SEG_EBUSY, NULL, "merge cancelled");
+                goto out;
+            }
             if (BIT_GET(drop[s], d))
                 continue;
             const char *id, *json;

@@ -89,6 +89,7 @@ struct idx_writer {
     int64_t *touched;
     size_t ntouched;
     int merging;                    /* a merge is between plan and commit */
+    int cancel_merge;               /* atomic: idx_merge_cancel was called */
     uint64_t merges, merged_inputs, merge_in, merge_out, merge_dups;
     uint64_t dropped_segments, dropped_events, dropped_bytes;
     uint64_t busy_refusals;         /* ingests refused with SEG_EBUSY */
@@ -1281,6 +1282,8 @@ static void unlink_names(const char *dir, char (*names)[64], size_t n, const cha
         seg_fsync_dir(dir, &ignore);
 }
 
+void idx_merge_cancel(idx_writer *w) { __atomic_store_n(&w->cancel_merge, 1, __ATOMIC_RELEASE); }
+
 int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
 {
     memset(info, 0, sizeof *info);
@@ -1290,7 +1293,7 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pthread_mutex_lock(&w->mu);
-    if (w->merging || w->man.n < 2) {
+    if (w->merging || w->man.n < 2 || __atomic_load_n(&w->cancel_merge, __ATOMIC_ACQUIRE)) {
         pthread_mutex_unlock(&w->mu);
         return SEG_OK;
     }
@@ -1322,7 +1325,10 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     pthread_mutex_unlock(&w->mu);
 
     idx_merge_out mo;
-    rc = idx_merge_build(in, np, path, &mo, e);
+    rc = idx_merge_build(in, np, path, &w->cancel_merge, &mo, e);
+    int cancelled = rc == SEG_EBUSY;
+    if (cancelled)
+        rc = SEG_OK; /* not an error: nothing changed */
     seg_failpoint("merge-before-manifest");
 
     pthread_mutex_lock(&w->mu);
@@ -1338,7 +1344,7 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
         else
             drop[i] = 1;
     }
-    if (rc == SEG_OK && !gone) {
+    if (rc == SEG_OK && !gone && !cancelled) {
         /* the new manifest: the old one less the inputs, plus the output */
         seg_manifest nm = w->man;
         nm.e = seg_malloc((w->man.n + 1) * sizeof *nm.e);
@@ -1388,7 +1394,7 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     seg_free(drop);
     for (size_t k = 0; k < np; k++)
         seg_reader_unref(in[k]);
-    if (rc || gone) {
+    if (rc || gone || cancelled) {
         unlink(path); /* not listed: never seen by anyone */
         return rc;
     }

@@ -229,6 +229,9 @@ void seg_builder_free(seg_builder *b);
 int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns,
                     const char *id, size_t idlen, int explicit_id);
 uint32_t seg_builder_count(const seg_builder *b);
+/* A write of b stops with SEG_EBUSY ("cancelled") soon after *flag turns
+ * non-zero (read atomically); nothing is left on disk. */
+void seg_builder_set_cancel(seg_builder *b, const int *flag);
 /* The JSON bytes and time of the i-th added event (in order of adding). */
 void seg_builder_event(const seg_builder *b, uint32_t i, const char **json, size_t *len, int64_t *time,
                        const char **id, size_t *idlen, int *explicit_id);

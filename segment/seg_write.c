@@ -36,7 +36,10 @@ struct seg_builder {
     seg_buf arena;
     ev *ev;
     uint32_t n, cap;
+    const int *cancel;      /* when *cancel turns non-zero, a write stops */
 };
+
+void seg_builder_set_cancel(seg_builder *b, const int *flag) { b->cancel = flag; }
 
 seg_builder *seg_builder_new(void) { return seg_calloc(1, sizeof(seg_builder)); }
 
@@ -949,6 +952,10 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
     }
     seg_builder_order(b, order);
     for (uint32_t d = 0; d < b->n; d++) {
+        if (b->cancel && (d & 1023) == 0 && __atomic_load_n(b->cancel, __ATOMIC_ACQUIRE)) {
+            rc = seg_err_set(e, SEG_EBUSY, path, "cancelled");
+            goto out;
+        }
         const ev *ev = &b->ev[order[d]];
         rc = index_doc(&x, js, d, (const char *)b->arena.p + ev->off, ev->len, e);
         if (rc)
