@@ -31,6 +31,10 @@ int api_serve(int argc, char **argv);
 /* Runs an aggregation request body {"q","start","end","aggs"} over ix and
  * writes the answer {"took_ms","total","aggs"} to out.  tok is the calling
  * thread's tokenizer.  SEG_EQUERY (with a reason) for a bad request. */
-int api_aggregate(srch_index *ix, seg_tok *tok, const char *body, size_t n, seg_buf *out, seg_err *e);
+int api_aggregate(srch_index *ix, seg_tok *tok, const char *body, size_t n, seg_buf *out, srch_stats *st,
+                  seg_err *e);
+/* Appends ,"partial":{"failed_segments":N,"reason":"..."} when corrupt
+ * segments were left out of an answer (nothing otherwise). */
+void api_put_partial(seg_buf *b, const srch_stats *st);
 
 #endif

@@ -298,7 +298,8 @@ static int time_field(json_t *j, const char *k, int64_t *out, int *has, seg_err 
     return api_parse_time(k, buf, out, e);
 }
 
-int api_aggregate(srch_index *ix, seg_tok *tok, const char *body, size_t n, seg_buf *out, seg_err *e)
+int api_aggregate(srch_index *ix, seg_tok *tok, const char *body, size_t n, seg_buf *out, srch_stats *st,
+                  seg_err *e)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -336,7 +337,8 @@ int api_aggregate(srch_index *ix, seg_tok *tok, const char *body, size_t n, seg_
     if ((rc = parse_aggs(ag, &aggs, &naggs, 0, e)))
         goto out;
     rq.q = q;
-    if ((rc = srch_aggregate(ix, &rq, aggs, naggs, &res, &total, e)))
+    srch_stats local;
+    if ((rc = srch_aggregate(ix, &rq, aggs, naggs, &res, &total, st ? st : &local, e)))
         goto out;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     char head[128];
@@ -344,7 +346,9 @@ int api_aggregate(srch_index *ix, seg_tok *tok, const char *body, size_t n, seg_
              (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6, (unsigned long long)total);
     api_put_s(out, head);
     write_results(out, aggs, res, naggs);
-    api_put_s(out, "}}");
+    api_put_s(out, "}");
+    api_put_partial(out, st ? st : &local);
+    api_put_s(out, "}");
     if (out->oom)
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
 out:

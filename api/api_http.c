@@ -382,6 +382,16 @@ static srch_index *snapshot(const char *index, seg_err *e)
     return ix;
 }
 
+/* Counts and logs corrupt segments left out of an answer. */
+static void note_failed(const srch_stats *st, const char *what)
+{
+    if (!st->segments_failed)
+        return;
+    __atomic_add_fetch(&srv.failed_segments, st->segments_failed, __ATOMIC_RELAXED);
+    if (!srv.quiet)
+        fprintf(stderr, "%s: %zu corrupt segment(s) left out: %s\n", what, st->segments_failed, st->failure);
+}
+
 static void do_search(reply *r, struct MHD_Connection *c, const char *index)
 {
     struct timespec t0;
@@ -449,18 +459,8 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
         api_put_jstr(&r->body, res.cursor, strlen(res.cursor));
     else
         api_put_s(&r->body, "null");
-    if (res.stats.segments_failed) {
-        /* corrupt segments were left out: say so, and count them */
-        char f[64];
-        snprintf(f, sizeof f, ",\"partial\":{\"failed_segments\":%zu,\"reason\":", res.stats.segments_failed);
-        api_put_s(&r->body, f);
-        api_put_jstr(&r->body, res.stats.failure, strlen(res.stats.failure));
-        api_put_s(&r->body, "}");
-        __atomic_add_fetch(&srv.failed_segments, res.stats.segments_failed, __ATOMIC_RELAXED);
-        if (!srv.quiet)
-            fprintf(stderr, "search: %zu corrupt segment(s) left out: %s\n", res.stats.segments_failed,
-                    res.stats.failure);
-    }
+    api_put_partial(&r->body, &res.stats);
+    note_failed(&res.stats, "search");
     api_put_s(&r->body, "}");
     srch_result_free(&res);
     srch_index_close(ix);
@@ -496,9 +496,12 @@ static void do_aggregate(reply *r, const char *index, const char *body, size_t n
         r->retry_after = "1";
         return;
     }
-    if (api_aggregate(ix, srv.qtok[slot], body, n, &r->body, &e)) {
+    srch_stats st;
+    if (api_aggregate(ix, srv.qtok[slot], body, n, &r->body, &st, &e)) {
         r->body.n = 0;
         seg_error_reply(r, &e);
+    } else {
+        note_failed(&st, "aggregate");
     }
     tok_give(slot);
     srch_index_close(ix);

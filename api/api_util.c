@@ -132,3 +132,14 @@ int api_parse_bytes(const char *s, uint64_t *bytes)
     *bytes = (uint64_t)v << shift;
     return 0;
 }
+
+void api_put_partial(seg_buf *b, const srch_stats *st)
+{
+    if (!st->segments_failed)
+        return;
+    char f[80];
+    snprintf(f, sizeof f, ",\"partial\":{\"failed_segments\":%zu,\"reason\":", st->segments_failed);
+    api_put_s(b, f);
+    api_put_jstr(b, st->failure, strlen(st->failure));
+    api_put_s(b, "}");
+}

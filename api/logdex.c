@@ -655,8 +655,11 @@ static int cmd_agg(int argc, char **argv)
     seg_buf out = {0};
     int rc = !tok ? seg_err_set(&e, SEG_ENOMEM, NULL, "cannot start the tokenizer")
                   : srch_index_open(data, index, pool, &ix, &e);
+    srch_stats st;
     if (rc == SEG_OK)
-        rc = api_aggregate(ix, tok, argv[optind], strlen(argv[optind]), &out, &e);
+        rc = api_aggregate(ix, tok, argv[optind], strlen(argv[optind]), &out, &st, &e);
+    if (rc == SEG_OK && st.segments_failed)
+        fprintf(stderr, "logdex agg: %zu corrupt segment(s) left out: %s\n", st.segments_failed, st.failure);
     if (rc == SEG_OK)
         printf("%.*s\n", (int)out.n, (const char *)out.p);
     else

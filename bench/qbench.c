@@ -95,7 +95,7 @@ int main(int argc, char **argv)
                 seg_buf out = {0};
                 seg_err ae = {0};
                 double t0 = now_ms();
-                int rc = api_aggregate(ix, tok, fields[2], strlen(fields[2]), &out, &ae);
+                int rc = api_aggregate(ix, tok, fields[2], strlen(fields[2]), &out, NULL, &ae);
                 double dt = now_ms() - t0;
                 seg_buf_free(&out);
                 if (rc) {

@@ -156,9 +156,10 @@ struct srch_agg_result {
 
 /* Aggregates the events matching rq (q, start, end) with naggs top-level
  * aggregations; *out receives naggs results.  Bad requests (too many
- * buckets, ...) are SEG_EQUERY with a reason. */
+ * buckets, ...) are SEG_EQUERY with a reason.  A corrupt segment is left
+ * out and reported in st (segments_failed, failure) when st is given. */
 int srch_aggregate(srch_index *ix, const srch_request *rq, const srch_agg *aggs, size_t naggs,
-                   srch_agg_result **out, uint64_t *total, seg_err *e);
+                   srch_agg_result **out, uint64_t *total, srch_stats *st, seg_err *e);
 void srch_agg_results_free(srch_agg_result *r, size_t n);
 
 #endif

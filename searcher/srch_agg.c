@@ -17,6 +17,7 @@
 #include "searcher/srch_exec.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -976,10 +977,12 @@ static void agg_copy_free(srch_agg *c, size_t n)
 }
 
 int srch_aggregate(srch_index *ix, const srch_request *rq, const srch_agg *aggs, size_t naggs,
-                   srch_agg_result **out, uint64_t *total, seg_err *e)
+                   srch_agg_result **out, uint64_t *total, srch_stats *st, seg_err *e)
 {
     *out = NULL;
     *total = 0;
+    if (st)
+        memset(st, 0, sizeof *st);
     size_t ns = srch_index_nsegments(ix);
     /* the time span: the request's, else the data's */
     int64_t lo = INT64_MAX, hi = INT64_MIN;
@@ -1019,6 +1022,14 @@ int srch_aggregate(srch_index *ix, const srch_request *rq, const srch_agg *aggs,
     if (rc == SEG_OK && !merged)
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     for (size_t i = 0; rc == SEG_OK && i < nt; i++) {
+        if (t[i].rc && t[i].e.code == SEG_ECORRUPT && st) {
+            /* left out, and said so: the healthy segments still answer */
+            if (st->segments_failed++ == 0) {
+                char b[600];
+                snprintf(st->failure, sizeof st->failure, "%s", seg_err_str(&t[i].e, b, sizeof b));
+            }
+            continue;
+        }
         if (t[i].rc) {
             rc = seg_err_set(e, t[i].e.code ? t[i].e.code : t[i].rc, t[i].e.file[0] ? t[i].e.file : NULL, "%s", t[i].e.msg);
             break;

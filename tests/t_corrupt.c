@@ -149,6 +149,25 @@ static void partial_answers(const char *data, seg_tok *tok, srch_pool *pool)
                healthy, (unsigned long long)res.total, res.nhits);
             srch_result_free(&res);
         }
+        if (k == 0) {
+            /* an aggregation leaves the segment out too (its TERMDICT
+             * fails when the query is matched) */
+            srch_agg ag;
+            memset(&ag, 0, sizeof ag);
+            ag.type = SRCH_AGG_CARDINALITY;
+            ag.name = "c";
+            ag.field = "msg";
+            srch_agg_result *ar = NULL;
+            uint64_t total = 0;
+            srch_stats st;
+            seg_err ae = {0};
+            int arc = srch_aggregate(ix, &rq, &ag, 1, &ar, &total, &st, &ae);
+            ok(arc == SEG_OK && st.segments_failed == 1 && total == healthy && strstr(st.failure, p),
+               "an aggregation answers from the healthy segment and names the corrupt one (%s)",
+               arc ? ae.msg : st.failure);
+            if (arc == SEG_OK)
+                srch_agg_results_free(ar, 1);
+        }
         srch_query_free(q);
         srch_index_close(ix);
         spit(p, orig, n);

@@ -712,7 +712,7 @@ static int check_aggregations(srch_index *ix, int nq)
         srch_request rq = {pq, has_s, has_e, s, e, 0, NULL, 1};
         srch_agg_result *res;
         uint64_t total;
-        if (srch_aggregate(ix, &rq, aggs, 6, &res, &total, &se)) {
+        if (srch_aggregate(ix, &rq, aggs, 6, &res, &total, NULL, &se)) {
             if (bad++ < 10)
                 tap_diag("aggregate for '%s': %s", qs, se.msg);
         } else {
@@ -1140,7 +1140,7 @@ static void test_keycol_fallback(void)
     srch_request rq = {q, 0, 0, 0, 0, 0, NULL, 1};
     srch_agg_result *res;
     uint64_t total;
-    if (ok(srch_aggregate(ix, &rq, aggs, 3, &res, &total, &e) == SEG_OK, "aggregate over 6000 distinct values")) {
+    if (ok(srch_aggregate(ix, &rq, aggs, 3, &res, &total, NULL, &e) == SEG_OK, "aggregate over 6000 distinct values")) {
         int ones = 1;
         for (size_t i = 0; i < res[0].nbuckets; i++)
             ones &= res[0].buckets[i].count == 1 && res[0].buckets[i].key_is_str;
