@@ -15,6 +15,9 @@ typedef struct idx_wal {
     int fd;                    /* the file being appended */
     uint64_t seq;              /* its sequence number */
     uint64_t written, synced;  /* bytes appended / covered by fdatasync */
+    seg_buf pend;              /* appended records not yet written to fd */
+    int broken;                /* a write or sync failed: records may be
+                                  lost, so nothing is acknowledged again */
     int syncing;
     uint64_t fsyncs, fsync_ns_total, bytes_total;
 } idx_wal;
@@ -30,8 +33,10 @@ int idx_wal_open(idx_wal *w, const char *indexdir, uint64_t done_seq, idx_wal_re
 /* Encodes one event of a record into events. */
 void idx_wal_record_event(seg_buf *events, int64_t t, int explicit_id, const char *id, size_t il,
                           const char *json, size_t jl);
-/* Appends a record of count events (encoded by idx_wal_record_event);
- * *ticket is what idx_wal_sync must cover. */
+/* Appends a record of count events (encoded by idx_wal_record_event) to
+ * the log's memory; *ticket is what idx_wal_sync must cover (the sync
+ * writes and fdatasyncs every record appended so far: one write and one
+ * fdatasync for a whole group of concurrent appenders). */
 int idx_wal_append(idx_wal *w, uint32_t count, const seg_buf *events, uint64_t *ticket, seg_err *e);
 /* Returns once the record of `ticket` is on disk (group commit). */
 int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e);

@@ -8,19 +8,22 @@
  *   payload: varint count, then per event: varint zigzag(time ns),
  *            u8 explicit id (0/1), varint id length, id, varint JSON
  *            length, JSON bytes
- * A record is appended with one write() and acknowledged only after an
- * fdatasync that covers it.  Concurrent appenders share fdatasyncs (group
- * commit): whoever finds no sync running syncs everything written so far
- * and wakes the others.
+ * A record is appended to a memory buffer (in the order of appends, which
+ * idx_ingest makes under the writer's mutex) and acknowledged only after
+ * a write and an fdatasync that cover it.  Concurrent appenders share
+ * them (group commit): whoever finds no sync running takes the buffer,
+ * writes it with one write() and syncs, then wakes the others; a group of
+ * N requests costs one write and one fdatasync, not N writes.
  *
  * Replay reads files in order and stops a file at the first record that is
  * short or fails its checksum: a torn last write, never acknowledged.
  * The manifest's "wal SEQ" line says that every file <= SEQ is in segments;
  * such files are deleted after the manifest is saved.
  *
- * Concurrency: all fields are guarded by mu, except that fdatasync runs
- * without it (the fd cannot be closed meanwhile: rotation waits until no
- * sync is running).
+ * Concurrency: all fields are guarded by mu, except that the leader's
+ * write and fdatasync run without it (the fd cannot be closed meanwhile:
+ * rotation waits until no sync is running, then writes what is pending
+ * before switching files).
  */
 #define _GNU_SOURCE
 #include "indexer/idx_int.h"
@@ -38,6 +41,24 @@
 #define WAL_MAGIC "LOGDXWAL"
 #define WAL_VERSION 1u
 #define WAL_REC_MAGIC 0x57584444u
+
+/* 0, or -1 with errno. */
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            if (k == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
 
 static void wal_path(const idx_wal *w, uint64_t seq, char *out, size_t n)
 {
@@ -212,17 +233,13 @@ int idx_wal_append(idx_wal *w, uint32_t count, const seg_buf *events, uint64_t *
     memcpy(head + 16, cnt.p, cnt.n);
     size_t hl = 16 + cnt.n;
     seg_buf_free(&cnt);
-    struct iovec iov[2] = {{head, hl}, {events->p, events->n}};
     size_t total = hl + events->n;
     pthread_mutex_lock(&w->mu);
-    ssize_t k;
-    do
-        k = writev(w->fd, iov, 2);
-    while (k < 0 && errno == EINTR);
-    if (k != (ssize_t)total) {
+    seg_buf_put(&w->pend, head, hl);
+    seg_buf_put(&w->pend, events->p, events->n);
+    if (w->pend.oom) {
         pthread_mutex_unlock(&w->mu);
-        return seg_err_set(e, SEG_EIO, w->dir, "write-ahead log write: %s",
-                           k < 0 ? strerror(errno) : "short write");
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory (write-ahead log)");
     }
     w->written += total;
     w->bytes_total += total;
@@ -236,25 +253,39 @@ int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
     int rc = SEG_OK;
     pthread_mutex_lock(&w->mu);
     while (w->synced < ticket && rc == SEG_OK) {
+        if (w->broken) {
+            rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log failed earlier: restart the server");
+            break;
+        }
         if (w->syncing) {
             pthread_cond_wait(&w->cv, &w->mu);
             continue;
         }
+        /* the leader: take what is pending, write it and sync */
         w->syncing = 1;
         uint64_t target = w->written;
         int fd = w->fd;
+        seg_buf mine = w->pend;
+        memset(&w->pend, 0, sizeof w->pend);
         pthread_mutex_unlock(&w->mu);
         struct timespec t0, t1;
+        int r = write_all(fd, mine.p, mine.n);
+        const char *what = "write";
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        int r = fdatasync(fd);
+        if (r == 0) {
+            r = fdatasync(fd);
+            what = "fsync";
+        }
         clock_gettime(CLOCK_MONOTONIC, &t1);
+        seg_buf_free(&mine);
         pthread_mutex_lock(&w->mu);
         w->syncing = 0;
         w->fsyncs++;
         w->fsync_ns_total += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
-        if (r != 0)
-            rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log fsync: %s", strerror(errno));
-        else if (target > w->synced)
+        if (r != 0) {
+            rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log %s: %s", what, strerror(errno));
+            w->broken = 1;
+        } else if (target > w->synced)
             w->synced = target;
         pthread_cond_broadcast(&w->cv);
     }
@@ -268,8 +299,11 @@ int idx_wal_rotate(idx_wal *w, uint64_t *closed_seq, seg_err *e)
     while (w->syncing)
         pthread_cond_wait(&w->cv, &w->mu);
     int rc = SEG_OK;
-    if (fdatasync(w->fd) != 0)
-        rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log fsync: %s", strerror(errno));
+    if (write_all(w->fd, w->pend.p, w->pend.n) != 0 || fdatasync(w->fd) != 0) {
+        rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log write: %s", strerror(errno));
+        w->broken = 1;
+    }
+    w->pend.n = 0;
     if (rc == SEG_OK) {
         w->synced = w->written;
         close(w->fd);
@@ -299,10 +333,12 @@ void idx_wal_drop_upto(idx_wal *w, uint64_t seq)
 void idx_wal_close(idx_wal *w)
 {
     if (w->fd >= 0) {
+        write_all(w->fd, w->pend.p, w->pend.n);
         fdatasync(w->fd);
         close(w->fd);
         w->fd = -1;
     }
+    seg_buf_free(&w->pend);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
 }
