@@ -144,7 +144,9 @@ static int touch_sync(idx_writer *w, int64_t when)
  * snapshots keep their own references. */
 static void entries_remove(idx_writer *w, const uint8_t *drop)
 {
-    size_t k = 0;
+    /* readers[] and touched[] may be shorter than man.e (readers are
+     * opened on demand): an entry kept beyond their length stays beyond */
+    size_t k = 0, kr = 0, kt = 0;
     for (size_t i = 0; i < w->man.n; i++) {
         seg_reader *r = i < w->nreaders ? w->readers[i] : NULL;
         if (drop[i]) {
@@ -154,19 +156,18 @@ static void entries_remove(idx_writer *w, const uint8_t *drop)
         }
         w->man.e[k] = w->man.e[i];
         if (i < w->nreaders)
-            w->readers[k] = r;
+            w->readers[kr++] = r;
         if (i < w->ntouched)
-            w->touched[k] = w->touched[i];
+            w->touched[kt++] = w->touched[i];
         k++;
     }
-    size_t removed = w->man.n - k;
     w->man.n = k;
-    w->nreaders = w->nreaders > removed ? w->nreaders - removed : 0;
-    if (w->nreaders > k)
-        w->nreaders = k;
-    w->ntouched = w->ntouched > removed ? w->ntouched - removed : 0;
-    if (w->ntouched > k)
-        w->ntouched = k;
+    /* a kept entry past the old readers[] end now sits at a smaller index;
+     * readers[] only covers the prefix that was fully inside it */
+    for (size_t i = kr; i < w->nreaders; i++)
+        w->readers[i] = NULL;
+    w->nreaders = kr <= k ? kr : k;
+    w->ntouched = kt <= k ? kt : k;
 }
 
 /* Why an event time is refused, or NULL when it is accepted. */
