@@ -27,7 +27,7 @@ curl -s "$U/metrics" | grep -E '^logdex_wal_fsyncs_total|^logdex_events_ingested
 kill $PID; wait $PID 2>/dev/null || true
 
 echo "## 2. 1 MiB batches over HTTP (4 at a time) vs offline ingest"
-BYTES=$(stat -c %s "$CORPUS")
+BYTES=$(stat -L -c %s "$CORPUS")
 serve
 t0=$(date +%s.%N)
 ls "$D"/chunk.* | xargs -P4 -I{} curl -s -o /dev/null -XPOST --data-binary @{} "$U/api/v1/load/ingest"

@@ -19,7 +19,7 @@ PID=; TAILS=()
 cleanup() { [ ${#TAILS[@]} -gt 0 ] && kill "${TAILS[@]}" 2>/dev/null; [ -n "$PID" ] && kill $PID 2>/dev/null; rm -rf "$D"; }
 trap cleanup EXIT
 split -C 1M -d -a 4 "$CORPUS" "$D/chunk."
-BYTES=$(stat -c %s "$CORPUS")
+BYTES=$(stat -L -c %s "$CORPUS")
 run() { # run MODE: prints MB/s
   rm -rf "$D/data"
   ./logdex serve --data "$D/data" --listen 127.0.0.1:0 --quiet --max-tails 1000 > "$D/out" 2>&1 & PID=$!
