@@ -649,15 +649,15 @@ static void do_metrics(reply *r)
             case 8: v = (double)m[i].segments; break;
             case 9: v = (double)tails[i]; break;
             case 10: v = (double)m[i].segment_bytes; break;
-            case 11: v = (double)m[i].merges; break;
-            case 12: v = (double)m[i].merged_inputs; break;
-            case 13: v = (double)m[i].merge_bytes_in; break;
-            case 14: v = (double)m[i].merge_bytes_out; break;
-            case 15: v = (double)m[i].merge_dups; break;
-            case 16: v = (double)m[i].dropped_segments; break;
-            case 17: v = (double)m[i].dropped_events; break;
-            case 18: v = (double)m[i].dropped_bytes; break;
-            default: v = (double)m[i].busy_refusals; break;
+            case 11: v = (double)m[i].life.merges; break;
+            case 12: v = (double)m[i].life.merged_inputs; break;
+            case 13: v = (double)m[i].life.merge_bytes_in; break;
+            case 14: v = (double)m[i].life.merge_bytes_out; break;
+            case 15: v = (double)m[i].life.merge_dups; break;
+            case 16: v = (double)m[i].life.dropped_segments; break;
+            case 17: v = (double)m[i].life.dropped_events; break;
+            case 18: v = (double)m[i].life.dropped_bytes; break;
+            default: v = (double)m[i].life.busy_refusals; break;
             }
             char l[128];
             snprintf(l, sizeof l, "{index=\"%s\"}", names[i]);

@@ -765,8 +765,8 @@ static int cmd_compact(int argc, char **argv)
     }
     printf("{\"merges\":%llu,\"segments_before\":%llu,\"segments_after\":%llu,\"duplicates_removed\":%llu,"
            "\"seconds\":%.3f}\n",
-           (unsigned long long)(m1.merges - m0.merges), (unsigned long long)m0.segments,
-           (unsigned long long)m1.segments, (unsigned long long)(m1.merge_dups - m0.merge_dups), now_s() - t0);
+           (unsigned long long)(m1.life.merges - m0.life.merges), (unsigned long long)m0.segments,
+           (unsigned long long)m1.segments, (unsigned long long)(m1.life.merge_dups - m0.life.merge_dups), now_s() - t0);
     return 0;
 }
 

@@ -133,11 +133,15 @@ int idx_retain(idx_writer *const *ws, size_t n, int64_t now, int64_t retention_n
                idx_drop_info *info, seg_err *e);
 
 /* Figures for /metrics. */
+typedef struct idx_life {
+    uint64_t merges, merged_inputs, merge_bytes_in, merge_bytes_out, merge_dups;
+    uint64_t dropped_segments, dropped_events, dropped_bytes;
+    uint64_t busy_refusals;       /* ingests refused with SEG_EBUSY */
+} idx_life;
 typedef struct idx_metrics {
     idx_counts counts;
-    uint64_t wal_bytes, wal_fsyncs, wal_fsync_ns, buffered_bytes, segments, replayed;
-    uint64_t segment_bytes, merges, merged_inputs, merge_bytes_in, merge_bytes_out, merge_dups;
-    uint64_t dropped_segments, dropped_events, dropped_bytes, busy_refusals;
+    uint64_t wal_bytes, wal_fsyncs, wal_fsync_ns, buffered_bytes, segments, replayed, segment_bytes;
+    idx_life life;                /* merges, retention, back-pressure */
 } idx_metrics;
 void idx_get_metrics(idx_writer *w, idx_metrics *m);
 

@@ -51,11 +51,10 @@ typedef struct cand {
     int level;
 } cand;
 
+/* by size (hence by level too: levels grow with size), then position */
 static int cmp_bytes(const void *a, const void *b)
 {
     const cand *x = a, *y = b;
-    if (x->level != y->level)
-        return x->level < y->level ? -1 : 1;
     if (x->bytes != y->bytes)
         return x->bytes < y->bytes ? -1 : 1;
     return x->idx < y->idx ? -1 : x->idx > y->idx;
@@ -70,8 +69,8 @@ static int cmp_bucket(const void *a, const void *b, void *ud)
     return *x < *y ? -1 : *x > *y;
 }
 
-/* The candidate of one bucket's small segments c[0..n) (sorted by level,
- * then size): fills pick, returns its length (0: none). */
+/* The candidate of one bucket's small segments c[0..n) (sorted by size):
+ * fills pick, returns its length (0: none). */
 static size_t plan_bucket(cand *c, size_t n, int settled, uint64_t target, size_t *pick)
 {
     /* tiered: the lowest level with 4 or more */
@@ -95,7 +94,7 @@ static size_t plan_bucket(cand *c, size_t n, int settled, uint64_t target, size_
     }
     if (!settled || n < 2)
         return 0;
-    /* settled: smallest first (levels are ordered by size already) */
+    /* settled: smallest first */
     uint64_t sum = c[0].bytes;
     size_t k = 1;
     pick[0] = c[0].idx;
@@ -117,9 +116,9 @@ size_t idx_merge_plan(const seg_mentry *e, size_t n, const uint8_t *busy, int64_
 {
     if (n < 2)
         return 0;
-    size_t *ord = malloc(n * sizeof *ord);
-    cand *c = malloc(n * sizeof *c);
-    size_t *tmp = malloc(IDX_MERGE_MAX * sizeof *tmp);
+    size_t *ord = seg_malloc(n * sizeof *ord);
+    cand *c = seg_malloc(n * sizeof *c);
+    size_t *tmp = seg_malloc(IDX_MERGE_MAX * sizeof *tmp);
     size_t best = 0;
     if (!ord || !c || !tmp)
         goto out;
@@ -156,9 +155,9 @@ size_t idx_merge_plan(const seg_mentry *e, size_t n, const uint8_t *busy, int64_
         i = j;
     }
 out:
-    free(ord);
-    free(c);
-    free(tmp);
+    seg_free(ord);
+    seg_free(c);
+    seg_free(tmp);
     return best;
 }
 

@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #define WAL_MAGIC "LOGDXWAL"

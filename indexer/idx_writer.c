@@ -90,9 +90,7 @@ struct idx_writer {
     size_t ntouched;
     int merging;                    /* a merge is between plan and commit */
     int cancel_merge;               /* atomic: idx_merge_cancel was called */
-    uint64_t merges, merged_inputs, merge_in, merge_out, merge_dups;
-    uint64_t dropped_segments, dropped_events, dropped_bytes;
-    uint64_t busy_refusals;         /* ingests refused with SEG_EBUSY */
+    idx_life life;                  /* counters for /metrics */
 };
 
 int idx_name_valid(const char *name)
@@ -122,6 +120,13 @@ void idx_opts_default(idx_opts *o)
     o->segment_target = 512ull << 20;
     o->settle_ns = 60LL * 1000000000LL;
     o->ingest_wait_ns = 5LL * 1000000000LL;
+}
+
+/* The cached snapshot is stale: the next idx_snapshot builds a new one. */
+static void snap_drop(idx_writer *w)
+{
+    seg_set_unref(w->snap);
+    w->snap = NULL;
 }
 
 /* Keeps touched[] as long as man.e, new entries marked `when`. */
@@ -467,7 +472,6 @@ static int load_stored(idx_writer *w, seg_err *e)
 
 static int inflight_has(const idx_writer *w, const char *id, size_t n, uint64_t h);
 static int flush_start(idx_writer *w, seg_err *e);
-static seg_builder *copy_range(const seg_builder *src, uint32_t from, uint32_t to);
 
 /* 1 when an event with this _id is already stored or buffered; 0 when new
  * (and now remembered); <0 on error. */
@@ -507,10 +511,7 @@ static int buffer_event(idx_writer *w, const char *json, size_t n, int64_t t, co
         w->buffer_since = seg_time_now();
     w->buffered += n + idlen + 40;
     w->buffered_events++;
-    if (w->snap) {
-        seg_set_unref(w->snap);
-        w->snap = NULL;
-    }
+    snap_drop(w);
     return SEG_OK;
 }
 
@@ -766,10 +767,7 @@ static int flush_join(idx_writer *w, seg_err *e)
     seg_failpoint("flush-before-wal-drop");
     if (j->wal_seq)
         idx_wal_drop_upto(&w->wal, j->wal_seq);
-    if (w->snap) {
-        seg_set_unref(w->snap);
-        w->snap = NULL;
-    }
+    snap_drop(w);
     /* the batch's ids are stored now */
     for (uint32_t k = 0; w->stored_loaded && j->ids.slots && k <= j->ids.mask; k++)
         if (j->ids.slots[k].hash && stored_add(w, j->ids.slots[k].hash)) {
@@ -1020,7 +1018,7 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
                 rc = seg_err_set(e, SEG_EBUSY, NULL,
                                  "ingest buffer full (%zu MiB) while the previous flush is still being written; "
                                  "retry shortly", w->opts.buffer_bytes >> 20);
-                w->busy_refusals++;
+                w->life.busy_refusals++;
             }
         }
     }
@@ -1134,43 +1132,42 @@ static int seal_into(idx_writer *w, seg_builder *nb, const char *label, seg_read
     return SEG_OK;
 }
 
-/* Seals the events buffered since the last seal into in-memory segments
- * (one per bucket), so that snapshots see them: those of the flush in
+/* Seals the events of buckets bs[0..n) that no in-memory segment holds
+ * yet into in-memory segments appended to (*arr, *na, *cap); what names
+ * them in messages.  Called under mu. */
+static int seal_buckets(idx_writer *w, bucket *bs, size_t n, const char *what, seg_reader ***arr, size_t *na,
+                        size_t *cap, seg_err *e)
+{
+    char label[4200];
+    for (size_t i = 0; i < n; i++) {
+        bucket *b = &bs[i];
+        uint32_t end = b->b ? seg_builder_count(b->b) : 0;
+        if (b->sealed >= end)
+            continue;
+        seg_builder *nb = copy_range(b->b, b->sealed, end);
+        if (!nb)
+            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        snprintf(label, sizeof label, "%s/(%s %lld+%u)", w->dir, what, (long long)b->start, b->sealed);
+        int rc = seal_into(w, nb, label, arr, na, cap, e);
+        if (rc)
+            return rc;
+        b->sealed = end;
+    }
+    return SEG_OK;
+}
+
+/* Makes every buffered event visible to snapshots: those of the flush in
  * flight (whose builders its threads only read, and which live until the
  * join, which takes mu), then those of the buffer.  Called under mu. */
 static int seal(idx_writer *w, seg_err *e)
 {
-    char label[4200];
     flush_batch *j = w->inflight;
-    for (size_t i = 0; j && j->keep_builders && i < j->n; i++) {
-        bucket *b = &j->buckets[i];
-        uint32_t n = b->b ? seg_builder_count(b->b) : 0;
-        if (b->sealed >= n)
-            continue;
-        seg_builder *nb = copy_range(b->b, b->sealed, n);
-        if (!nb)
-            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-        snprintf(label, sizeof label, "%s/(flushing buffer %lld+%u)", w->dir, (long long)b->start, b->sealed);
-        int rc = seal_into(w, nb, label, &j->mem, &j->nmem, &j->capmem, e);
-        if (rc)
-            return rc;
-        b->sealed = n;
-    }
-    for (size_t i = 0; i < w->nbuckets; i++) {
-        bucket *b = &w->buckets[i];
-        uint32_t n = seg_builder_count(b->b);
-        if (b->sealed == n)
-            continue;
-        seg_builder *nb = copy_range(b->b, b->sealed, n);
-        if (!nb)
-            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-        snprintf(label, sizeof label, "%s/(buffer %lld+%u)", w->dir, (long long)b->start, b->sealed);
-        int rc = seal_into(w, nb, label, &w->mem, &w->nmem, &w->capmem, e);
-        if (rc)
-            return rc;
-        b->sealed = n;
-    }
-    return SEG_OK;
+    int rc = SEG_OK;
+    if (j && j->keep_builders)
+        rc = seal_buckets(w, j->buckets, j->n, "flushing buffer", &j->mem, &j->nmem, &j->capmem, e);
+    if (rc == SEG_OK)
+        rc = seal_buckets(w, w->buckets, w->nbuckets, "buffer", &w->mem, &w->nmem, &w->capmem, e);
+    return rc;
 }
 
 int idx_snapshot(idx_writer *w, seg_set **out, seg_err *e)
@@ -1230,15 +1227,7 @@ void idx_get_metrics(idx_writer *w, idx_metrics *m)
     m->replayed = w->replayed;
     for (size_t i = 0; i < w->man.n; i++)
         m->segment_bytes += w->man.e[i].bytes;
-    m->merges = w->merges;
-    m->merged_inputs = w->merged_inputs;
-    m->merge_bytes_in = w->merge_in;
-    m->merge_bytes_out = w->merge_out;
-    m->merge_dups = w->merge_dups;
-    m->dropped_segments = w->dropped_segments;
-    m->dropped_events = w->dropped_events;
-    m->dropped_bytes = w->dropped_bytes;
-    m->busy_refusals = w->busy_refusals;
+    m->life = w->life;
     pthread_mutex_unlock(&w->mu);
     if (w->opts.wal) {
         pthread_mutex_lock(&w->wal.mu);
@@ -1260,6 +1249,33 @@ void idx_get_metrics(idx_writer *w, idx_metrics *m)
 /* any point leaves a manifest that lists each event once; files it does */
 /* not list are deleted at the next open (remove_orphans).              */
 /* ------------------------------------------------------------------ */
+
+/* Replaces the manifest, on disk first (atomically), then in memory: the
+ * entries marked in drop[] leave, *add (when given) joins.  When the save
+ * fails nothing has changed.  Called under mu. */
+static int manifest_replace(idx_writer *w, const uint8_t *drop, const seg_mentry *add, seg_err *e)
+{
+    seg_manifest nm = w->man;
+    nm.cap = w->man.n + 1;
+    nm.n = 0;
+    nm.e = seg_malloc(nm.cap * sizeof *nm.e);
+    if (!nm.e)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    for (size_t i = 0; i < w->man.n; i++)
+        if (!drop[i])
+            nm.e[nm.n++] = w->man.e[i];
+    if (add)
+        nm.e[nm.n++] = *add;
+    int rc = seg_manifest_save(w->dir, &nm, e);
+    seg_free(nm.e);
+    if (rc)
+        return rc;
+    entries_remove(w, drop);
+    snap_drop(w);
+    if (add && (seg_manifest_add(&w->man, add) || touch_sync(w, INT64_MIN)))
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory (the manifest on disk is right)");
+    return SEG_OK;
+}
 
 static long entry_find(const idx_writer *w, const char *name)
 {
@@ -1346,49 +1362,21 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
             drop[i] = 1;
     }
     if (rc == SEG_OK && !gone && !cancelled) {
-        /* the new manifest: the old one less the inputs, plus the output */
-        seg_manifest nm = w->man;
-        nm.e = seg_malloc((w->man.n + 1) * sizeof *nm.e);
-        nm.n = 0;
-        nm.cap = w->man.n + 1;
-        if (!nm.e)
-            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-        for (size_t i = 0; rc == SEG_OK && i < w->man.n; i++)
-            if (!drop[i])
-                nm.e[nm.n++] = w->man.e[i];
+        /* the inputs out, the output in */
+        seg_mentry m = {0};
+        memcpy(m.name, out_name, sizeof out_name);
+        m.bucket = bucket;
+        m.docs = mo.docs;
+        m.min_time = mo.min_time;
+        m.max_time = mo.max_time;
+        m.bytes = mo.bytes;
+        rc = manifest_replace(w, drop, &m, e);
         if (rc == SEG_OK) {
-            seg_mentry *m = &nm.e[nm.n++];
-            memset(m, 0, sizeof *m);
-            memcpy(m->name, out_name, sizeof out_name);
-            m->bucket = bucket;
-            m->docs = mo.docs;
-            m->min_time = mo.min_time;
-            m->max_time = mo.max_time;
-            m->bytes = mo.bytes;
-            rc = seg_manifest_save(w->dir, &nm, e);
-        }
-        seg_free(nm.e);
-        if (rc == SEG_OK) {
-            /* the same change in memory: inputs out, output in */
-            entries_remove(w, drop);
-            seg_mentry m = {0};
-            memcpy(m.name, out_name, sizeof out_name);
-            m.bucket = bucket;
-            m.docs = mo.docs;
-            m.min_time = mo.min_time;
-            m.max_time = mo.max_time;
-            m.bytes = mo.bytes;
-            if (seg_manifest_add(&w->man, &m) || touch_sync(w, INT64_MIN))
-                rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory (the manifest on disk is right)");
-            if (w->snap) {
-                seg_set_unref(w->snap);
-                w->snap = NULL;
-            }
-            w->merges++;
-            w->merged_inputs += np;
-            w->merge_in += mo.in_bytes;
-            w->merge_out += mo.bytes;
-            w->merge_dups += mo.dups;
+            w->life.merges++;
+            w->life.merged_inputs += np;
+            w->life.merge_bytes_in += mo.in_bytes;
+            w->life.merge_bytes_out += mo.bytes;
+            w->life.merge_dups += mo.dups;
         }
     }
     pthread_mutex_unlock(&w->mu);
@@ -1409,6 +1397,16 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     info->dups = mo.dups;
     info->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     return SEG_OK;
+}
+
+/* 1 when an entry before e[i] (among those marked in mask, when given)
+ * has e[i]'s bucket: counts each bucket once. */
+static int bucket_before(const seg_mentry *e, size_t i, const uint8_t *mask)
+{
+    for (size_t k = 0; k < i; k++)
+        if ((!mask || mask[k]) && e[k].bucket == e[i].bucket)
+            return 1;
+    return 0;
 }
 
 /* Drops every segment of w whose bucket satisfies `ends at or before
@@ -1436,37 +1434,14 @@ static int drop_buckets(idx_writer *w, int64_t cutoff, int64_t only, idx_drop_in
         d.segments++;
         d.events += m->docs;
         d.bytes += m->bytes;
-        int first = 1;
-        for (size_t k = 0; k < i; k++)
-            if (drop[k] && w->man.e[k].bucket == m->bucket)
-                first = 0;
-        d.buckets += first;
+        d.buckets += !bucket_before(w->man.e, i, drop);
     }
-    if (!nd)
-        goto out;
-    seg_manifest nm = w->man;
-    nm.e = seg_malloc((n + 1) * sizeof *nm.e);
-    nm.n = 0;
-    if (!nm.e) {
-        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!drop[i])
-            nm.e[nm.n++] = w->man.e[i];
-    rc = seg_manifest_save(w->dir, &nm, e);
-    seg_free(nm.e);
-    if (rc)
+    if (!nd || (rc = manifest_replace(w, drop, NULL, e)))
         goto out;
     seg_failpoint("retention-before-unlink");
-    entries_remove(w, drop);
-    if (w->snap) {
-        seg_set_unref(w->snap);
-        w->snap = NULL;
-    }
-    w->dropped_segments += d.segments;
-    w->dropped_events += d.events;
-    w->dropped_bytes += d.bytes;
+    w->life.dropped_segments += d.segments;
+    w->life.dropped_events += d.events;
+    w->life.dropped_bytes += d.bytes;
     info->buckets += d.buckets;
     info->segments += d.segments;
     info->events += d.events;
@@ -1490,10 +1465,7 @@ static void disk_of(idx_writer *w, uint64_t *bytes, int64_t *oldest, size_t *nbu
     for (size_t i = 0; i < w->man.n; i++) {
         const seg_mentry *m = &w->man.e[i];
         *bytes += m->bytes;
-        int seen = 0;
-        for (size_t k = 0; k < i && !seen; k++)
-            seen = w->man.e[k].bucket == m->bucket;
-        *nbuckets += !seen;
+        *nbuckets += !bucket_before(w->man.e, i, NULL);
         if (m->bucket < *oldest)
             *oldest = m->bucket;
     }

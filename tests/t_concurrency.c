@@ -182,7 +182,7 @@ int main(void)
     is_int(acked, distinct, "each distinct id acknowledged once (resent ones counted as duplicates)");
     idx_metrics m;
     idx_get_metrics(W, &m);
-    tap_diag("%llu merges, %llu segments at the end", (unsigned long long)m.merges, (unsigned long long)m.segments);
+    tap_diag("%llu merges, %llu segments at the end", (unsigned long long)m.life.merges, (unsigned long long)m.segments);
     ok(idx_close(W, &e) == SEG_OK, "close");
     srch_index *ix;
     ok(srch_index_open(dir, "c", POOL, &ix, &e) == SEG_OK, "reopen offline");

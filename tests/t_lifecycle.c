@@ -196,7 +196,7 @@ static void test_retention(void)
     ok(d.buckets >= 71 && d.buckets <= 73, "about 72 buckets deleted (%llu)", (unsigned long long)d.buckets);
     idx_metrics mm;
     idx_get_metrics(w, &mm);
-    is_int(mm.dropped_events, d.events, "metrics count the deleted events");
+    is_int(mm.life.dropped_events, d.events, "metrics count the deleted events");
     /* size limit: about half of what is left */
     uint64_t half = mm.segment_bytes / 2;
     idx_drop_info d2 = {0};
