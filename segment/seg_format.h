@@ -16,7 +16,7 @@
  *
  * HEADER (64 bytes at offset 0)
  *   0   8  magic "LOGDXSEG"
- *   8   4  version (SEG_VERSION)
+ *   8   4  version (SEG_VERSION; this build also reads SEG_VERSION_MIN..)
  *   12  4  flags (0)
  *   16  4  ndocs
  *   20  4  nsections
@@ -76,9 +76,17 @@
  *
  * STORE (kind 6): u32 ndocs, u32 nblocks, nblocks * {u32 first doc,
  *   u32 raw length, u64 offset into the data, u32 compressed length,
- *   u32 reserved 0}; data: LZ4 blocks (raw ~64 KiB, written with the HC
- *   encoder); raw: per doc varint
- *   id length, id bytes, varint JSON length, the original JSON bytes.
+ *   u32 codec}; data: the compressed blocks; raw: per doc varint id
+ *   length, id bytes, varint JSON length, the original JSON bytes.
+ *   Codec 0 (SEG_CODEC_LZ4): an LZ4 block (version 1 files, in which this
+ *   field was reserved 0; in-memory segments).  Codec 1 (SEG_CODEC_ZSTD,
+ *   version >= 2): one zstd frame holding the raw size, compressed with
+ *   the STOREDICT bytes as a raw-content dictionary when that section
+ *   exists.
+ *
+ * STOREDICT (kind 9, version >= 2, optional): <= 64 KiB of raw records
+ *   (the format above) sampled evenly from the segment's events; the
+ *   dictionary of every zstd block of STORE.
  *
  * IDS (kind 7): u32 n, n * {u64 XXH3 of the _id, u32 doc} sorted by hash
  *   then doc: the events whose _id came from the event (for de-dupe).
@@ -100,7 +108,8 @@
 /* Bump SEG_VERSION on any change to the bytes above; readers refuse
  * versions they do not know.  Keep a golden file of every released
  * version in tests/golden/. */
-#define SEG_VERSION 1u
+#define SEG_VERSION 2u
+#define SEG_VERSION_MIN 1u         /* oldest version this build reads */
 #define SEG_HEADER_SIZE 64
 #define SEG_DIRENT_SIZE 32
 
@@ -113,6 +122,13 @@ enum {
     SEG_S_STORE = 6,
     SEG_S_IDS = 7,
     SEG_S_KEYCOL = 8,
+    SEG_S_STOREDICT = 9,
+};
+
+/* Codecs of STORE blocks (the block index's last field). */
+enum {
+    SEG_CODEC_LZ4 = 0,
+    SEG_CODEC_ZSTD = 1,
 };
 
 #define SEG_TIME_BLOCK 128
@@ -126,8 +142,13 @@ enum {
  * aggregations read the stored events for it). */
 #define SEG_KEYCOL_MAX_DISTINCT 4096
 #define SEG_KEYCOL_MIN_DISTINCT 256
-#define SEG_STORE_BLOCK (64 * 1024)
-#define SEG_STORE_LZ4HC_LEVEL 3
+/* Files: zstd (level 3) blocks of ~8 KiB raw sharing a dictionary of <= 64
+ * KiB; in-memory segments (sealed buffers, tail batches, which live
+ * seconds): LZ4's fast encoder, 64 KiB blocks, no dictionary. */
+#define SEG_STORE_BLOCK (8 * 1024)
+#define SEG_STORE_BLOCK_MEM (64 * 1024)
+#define SEG_STORE_DICT (64 * 1024)
+#define SEG_STORE_ZSTD_LEVEL 3
 #define SEG_MAX_FIELDS 65535
 #define SEG_MAX_KEY (SEG_TOK_MAX + 4)
 

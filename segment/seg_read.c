@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 typedef struct section {
     uint32_t kind, arg;
@@ -41,10 +42,11 @@ struct seg_reader {
     int refs;                  /* atomic */
     uint64_t gen;              /* unique id for cursor caches */
     uint32_t ndocs;
+    uint32_t version;
     int64_t min_time, max_time;
     section *sec;
     uint32_t nsec;
-    int s_fields, s_times, s_dict, s_post, s_store, s_ids;  /* index or -1 */
+    int s_fields, s_times, s_dict, s_post, s_store, s_ids, s_sdict;  /* index or -1 */
     int *s_num;                /* per field: NUMCOL section index or -1 */
     int *s_key;                /* per field: KEYCOL section index or -1 */
     seg_field *fields;
@@ -211,7 +213,7 @@ static int reader_init(seg_reader *r, seg_err *e)
 {
     const char *path = r->path;
     int rc = SEG_OK;
-    r->s_fields = r->s_times = r->s_dict = r->s_post = r->s_store = r->s_ids = -1;
+    r->s_fields = r->s_times = r->s_dict = r->s_post = r->s_store = r->s_ids = r->s_sdict = -1;
     r->gen = __atomic_add_fetch(&reader_gen, 1, __ATOMIC_RELAXED);
     const uint8_t *h = r->map;
     if (memcmp(h, SEG_MAGIC, 8) != 0) {
@@ -223,11 +225,12 @@ static int reader_init(seg_reader *r, seg_err *e)
         goto fail;
     }
     uint32_t ver = seg_rd_u32(h + 8);
-    if (ver != SEG_VERSION) {
-        rc = seg_err_set(e, SEG_EVERSION, path, "segment version %u, this build reads %u", ver,
-                         SEG_VERSION);
+    if (ver < SEG_VERSION_MIN || ver > SEG_VERSION) {
+        rc = seg_err_set(e, SEG_EVERSION, path, "segment version %u, this build reads %u to %u", ver,
+                         SEG_VERSION_MIN, SEG_VERSION);
         goto fail;
     }
+    r->version = ver;
     r->ndocs = seg_rd_u32(h + 16);
     r->nsec = seg_rd_u32(h + 20);
     r->min_time = (int64_t)seg_rd_u64(h + 24);
@@ -267,6 +270,7 @@ static int reader_init(seg_reader *r, seg_err *e)
         case SEG_S_POSTINGS: slot = &r->s_post; break;
         case SEG_S_STORE: slot = &r->s_store; break;
         case SEG_S_IDS: slot = &r->s_ids; break;
+        case SEG_S_STOREDICT: slot = &r->s_sdict; break;
         default: break;
         }
         if (slot)
@@ -1033,8 +1037,12 @@ struct seg_store_cur {
     const uint8_t *src;        /* the block's compressed bytes */
     uint32_t clen, rawlen;
     uint32_t have;             /* bytes of raw decoded so far */
+    uint32_t codec;            /* SEG_CODEC_* of the block */
+    const uint8_t *dict;       /* the segment's store dictionary, or NULL */
+    uint32_t dictlen;
     char *raw;
     size_t rawcap;
+    ZSTD_DCtx *zd;             /* made at the first zstd block */
 };
 
 seg_store_cur *seg_store_cur_new(void) { return seg_calloc(1, sizeof(seg_store_cur)); }
@@ -1044,6 +1052,7 @@ void seg_store_cur_free(seg_store_cur *c)
     if (!c)
         return;
     seg_free(c->raw);
+    ZSTD_freeDCtx(c->zd);
     seg_free(c);
 }
 
@@ -1072,9 +1081,11 @@ static int store_block(seg_reader *r, seg_store_cur *sc, uint32_t doc, seg_err *
         return SEG_OK;
     const uint8_t *ie = ix + (size_t)lo * 24;
     uint32_t first = seg_rd_u32(ie), rawlen = seg_rd_u32(ie + 4), clen = seg_rd_u32(ie + 16);
+    uint32_t codec = seg_rd_u32(ie + 20);
     uint64_t off = seg_rd_u64(ie + 8);
     if (first > doc || off > (uint64_t)(c.end - data) || clen > (uint64_t)(c.end - data) - off ||
-        rawlen > (1u << 30) || clen > (1u << 30)) {
+        rawlen > (1u << 30) || clen > (1u << 30) || codec > SEG_CODEC_ZSTD ||
+        (codec != SEG_CODEC_LZ4 && r->version < 2)) {
         mark_failed(r, "bad event store block");
         return CORRUPT(r, e, "bad event store block %u", lo);
     }
@@ -1090,7 +1101,17 @@ static int store_block(seg_reader *r, seg_store_cur *sc, uint32_t doc, seg_err *
         mark_failed(r, "bad event store block");
         return CORRUPT(r, e, "bad event store block %u", lo);
     }
+    sc->dict = NULL;
+    sc->dictlen = 0;
+    if (r->s_sdict >= 0) {
+        seg_cur dc;
+        if (sec_get(r, r->s_sdict, &dc, e))
+            return SEG_ECORRUPT;
+        sc->dict = dc.p;
+        sc->dictlen = (uint32_t)(dc.end - dc.p);
+    }
     sc->gen = r->gen;
+    sc->codec = codec;
     sc->blk = lo;
     sc->first = first;
     sc->count = next_first - first;
@@ -1102,7 +1123,8 @@ static int store_block(seg_reader *r, seg_store_cur *sc, uint32_t doc, seg_err *
 }
 
 /* Decodes the block at least up to `want` bytes (LZ4 can stop early; a
- * later call that needs more decodes again from the start). */
+ * later call that needs more decodes again from the start; zstd blocks,
+ * ~8 KiB, are decoded whole, with the segment's dictionary). */
 static int store_decode(seg_reader *r, seg_store_cur *sc, uint32_t want, seg_err *e)
 {
     if (want > sc->rawlen)
@@ -1110,10 +1132,21 @@ static int store_decode(seg_reader *r, seg_store_cur *sc, uint32_t want, seg_err
     if (sc->have >= want)
         return SEG_OK;
     uint32_t target = want;
-    int got = target >= sc->rawlen
-                  ? LZ4_decompress_safe((const char *)sc->src, sc->raw, (int)sc->clen, (int)sc->rawlen)
-                  : LZ4_decompress_safe_partial((const char *)sc->src, sc->raw, (int)sc->clen, (int)target,
-                                                (int)sc->rawlen);
+    int got;
+    if (sc->codec == SEG_CODEC_ZSTD) {
+        /* zstd blocks are decoded whole */
+        if (!sc->zd && !(sc->zd = ZSTD_createDCtx()))
+            return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
+        size_t zr = ZSTD_decompress_usingDict(sc->zd, sc->raw, sc->rawlen, sc->src, sc->clen, sc->dict,
+                                              sc->dictlen);
+        got = ZSTD_isError(zr) ? -1 : (int)zr;
+        target = sc->rawlen;
+    } else if (target >= sc->rawlen) {
+        got = LZ4_decompress_safe((const char *)sc->src, sc->raw, (int)sc->clen, (int)sc->rawlen);
+    } else {
+        got = LZ4_decompress_safe_partial((const char *)sc->src, sc->raw, (int)sc->clen, (int)target,
+                                          (int)sc->rawlen);
+    }
     if (got < (int)want || (target >= sc->rawlen && got != (int)sc->rawlen)) {
         sc->gen = 0;
         mark_failed(r, "event store block does not decompress");
@@ -1412,13 +1445,14 @@ int seg_reader_dump(const char *path, void (*out)(void *ud, const char *line), v
     seg_time_format(r->min_time, a);
     seg_time_format(r->max_time, b);
     snprintf(line, sizeof line, "segment %s: version %u, %u events, %s .. %s, %zu bytes", path,
-             SEG_VERSION, r->ndocs, a, b, r->size);
+             r->version, r->ndocs, a, b, r->size);
     out(ud, line);
-    static const char *const names[] = {"?", "FIELDS", "TIMES", "TERMDICT", "POSTINGS", "NUMCOL", "STORE", "IDS"};
+    static const char *const names[] = {"?",     "FIELDS", "TIMES", "TERMDICT", "POSTINGS",
+                                        "NUMCOL", "STORE", "IDS",   "KEYCOL",   "STOREDICT"};
     for (uint32_t i = 0; i < r->nsec; i++) {
         section *s = &r->sec[i];
         snprintf(line, sizeof line, "section %u: %s arg %u offset %llu length %llu checksum %016llx", i,
-                 s->kind < 8 ? names[s->kind] : "?", s->arg, (unsigned long long)s->off,
+                 s->kind < sizeof names / sizeof *names ? names[s->kind] : "?", s->arg, (unsigned long long)s->off,
                  (unsigned long long)s->len, (unsigned long long)s->sum);
         out(ud, line);
     }

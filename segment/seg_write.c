@@ -17,11 +17,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lz4.h>
-#include <lz4hc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zstd.h>
 
 typedef struct ev {
     uint64_t off;          /* JSON bytes in arena */
@@ -771,35 +771,87 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o)
     seg_buf_free(&ids);
 }
 
-static int enc_store(const seg_builder *b, const uint32_t *order, int fast, seg_buf *o)
+/* The store's dictionary: whole records of events spread evenly over the
+ * segment, up to SEG_STORE_DICT bytes; every block is compressed with it
+ * as a prefix, so small blocks compress about as well as large ones and a
+ * lookup decodes only a small block.  Empty (no STOREDICT section) when
+ * the events are too few for it to pay. */
+static int store_dict(const seg_builder *b, const uint32_t *order, seg_buf *o)
+{
+    uint64_t total = 0;
+    for (uint32_t d = 0; d < b->n; d++)
+        total += b->ev[d].len + b->ev[d].id_len + 4;
+    if (total < 4 * (uint64_t)SEG_STORE_DICT)
+        return 0;
+    /* take every step-th event, step chosen to spread the sample */
+    uint64_t avg = total / b->n + 1;
+    uint64_t want = SEG_STORE_DICT / avg + 1;
+    uint32_t step = (uint32_t)(b->n / want);
+    if (step == 0)
+        step = 1;
+    for (uint32_t d = step / 2; d < b->n; d += step) {
+        const ev *e = &b->ev[order[d]];
+        if (o->n + e->len + e->id_len + 20 > SEG_STORE_DICT)
+            continue;
+        seg_buf_put_varint(o, e->id_len);
+        seg_buf_put(o, b->arena.p + e->id_off, e->id_len);
+        seg_buf_put_varint(o, e->len);
+        seg_buf_put(o, b->arena.p + e->off, e->len);
+    }
+    /* zstd would take bytes starting with its dictionary magic for a
+     * formatted dictionary (a record cannot start so: that is an id of 55
+     * bytes starting with a UTF-8 continuation byte; belt and braces) */
+    if (o->n >= 4 && seg_rd_u32(o->p) == ZSTD_MAGIC_DICTIONARY)
+        o->n = 0;
+    return o->oom ? -1 : 0;
+}
+
+/* Compresses one raw block into *cbuf (grown as needed): zstd with the
+ * segment's dictionary for files, LZ4's fast encoder for in-memory
+ * segments.  Returns the compressed length, or -1. */
+static int store_compress(const seg_buf *raw, int codec, ZSTD_CCtx *zc, const ZSTD_CDict *zd, char **cbuf,
+                          size_t *cap)
+{
+    size_t need = codec == SEG_CODEC_ZSTD ? ZSTD_compressBound(raw->n) : (size_t)LZ4_compressBound((int)raw->n);
+    if (need == 0 || need > INT32_MAX)
+        return -1;
+    if (need > *cap) {
+        char *c = seg_realloc(*cbuf, need);
+        if (!c)
+            return -1;
+        *cbuf = c;
+        *cap = need;
+    }
+    if (codec == SEG_CODEC_LZ4)
+        return LZ4_compress_default((const char *)raw->p, *cbuf, (int)raw->n, (int)*cap);
+    size_t cl = zd ? ZSTD_compress_usingCDict(zc, *cbuf, *cap, raw->p, raw->n, zd)
+                   : ZSTD_compressCCtx(zc, *cbuf, *cap, raw->p, raw->n, SEG_STORE_ZSTD_LEVEL);
+    return ZSTD_isError(cl) ? -1 : (int)cl;
+}
+
+static int enc_store(const seg_builder *b, const uint32_t *order, int fast, seg_buf *o, seg_buf *dict)
 {
     uint32_t n = b->n;
     seg_buf raw = {0}, idx = {0}, data = {0};
     uint32_t nb = 0, first = 0;
     char *cbuf = NULL;
-    int cap = 0, rc = 0;
-    for (uint32_t d = 0; d <= n; d++) {
-        if (d == n || raw.n >= SEG_STORE_BLOCK) {
+    size_t cap = 0;
+    int rc = 0;
+    int codec = fast ? SEG_CODEC_LZ4 : SEG_CODEC_ZSTD;
+    uint32_t block = fast ? SEG_STORE_BLOCK_MEM : SEG_STORE_BLOCK;
+    ZSTD_CCtx *zc = NULL;
+    ZSTD_CDict *zd = NULL;
+    dict->n = 0;
+    if (!fast) {
+        zc = ZSTD_createCCtx();
+        if (!zc || store_dict(b, order, dict) ||
+            (dict->n && !(zd = ZSTD_createCDict(dict->p, dict->n, SEG_STORE_ZSTD_LEVEL))))
+            rc = -1;
+    }
+    for (uint32_t d = 0; d <= n && rc == 0; d++) {
+        if (d == n || raw.n >= block) {
             if (raw.n) {
-                int need = LZ4_compressBound((int)raw.n);
-                if (need <= 0) {
-                    rc = -1;
-                    break;
-                }
-                if (need > cap) {
-                    char *c = seg_realloc(cbuf, (size_t)need);
-                    if (!c) {
-                        rc = -1;
-                        break;
-                    }
-                    cbuf = c;
-                    cap = need;
-                }
-                /* LZ4 block format, HC encoder at level 3 (readers see plain
-                 * LZ4); the fast encoder for in-memory segments, which live
-                 * seconds (sealed buffers, live tail batches) */
-                int cl = fast ? LZ4_compress_default((const char *)raw.p, cbuf, (int)raw.n, cap)
-                              : LZ4_compress_HC((const char *)raw.p, cbuf, (int)raw.n, cap, SEG_STORE_LZ4HC_LEVEL);
+                int cl = store_compress(&raw, codec, zc, zd, &cbuf, &cap);
                 if (cl <= 0) {
                     rc = -1;
                     break;
@@ -808,7 +860,7 @@ static int enc_store(const seg_builder *b, const uint32_t *order, int fast, seg_
                 seg_buf_put_u32(&idx, (uint32_t)raw.n);
                 seg_buf_put_u64(&idx, data.n);
                 seg_buf_put_u32(&idx, (uint32_t)cl);
-                seg_buf_put_u32(&idx, 0);
+                seg_buf_put_u32(&idx, (uint32_t)codec);
                 seg_buf_put(&data, cbuf, (size_t)cl);
                 nb++;
                 raw.n = 0;
@@ -822,10 +874,8 @@ static int enc_store(const seg_builder *b, const uint32_t *order, int fast, seg_
         seg_buf_put(&raw, b->arena.p + e->id_off, e->id_len);
         seg_buf_put_varint(&raw, e->len);
         seg_buf_put(&raw, b->arena.p + e->off, e->len);
-        if (raw.oom) {
+        if (raw.oom)
             rc = -1;
-            break;
-        }
     }
     seg_buf_put_u32(o, n);
     seg_buf_put_u32(o, nb);
@@ -833,6 +883,8 @@ static int enc_store(const seg_builder *b, const uint32_t *order, int fast, seg_
     seg_buf_put(o, data.p, data.n);
     if (idx.oom || data.oom)
         rc = -1;
+    ZSTD_freeCDict(zd);
+    ZSTD_freeCCtx(zc);
     seg_buf_free(&raw);
     seg_buf_free(&idx);
     seg_buf_free(&data);
@@ -1021,12 +1073,19 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
         if (rc)
             goto out;
     }
-    if (enc_store(b, order, mem != NULL, &sec)) {
-        rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory compressing events");
-        goto out;
+    {
+        seg_buf dict = {0};
+        if (enc_store(b, order, mem != NULL, &sec, &dict)) {
+            seg_buf_free(&dict);
+            rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory compressing events");
+            goto out;
+        }
+        if ((rc = wr_section(&w, SEG_S_STORE, 0, &sec)) == SEG_OK && dict.n)
+            rc = wr_section(&w, SEG_S_STOREDICT, 0, &dict);
+        seg_buf_free(&dict);
+        if (rc)
+            goto out;
     }
-    if ((rc = wr_section(&w, SEG_S_STORE, 0, &sec)))
-        goto out;
     enc_ids(b, order, &sec);
     if ((rc = wr_section(&w, SEG_S_IDS, 0, &sec)))
         goto out;

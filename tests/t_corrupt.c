@@ -184,7 +184,8 @@ int main(void)
     idx_writer *w;
     ok(idx_open(data, "c", NULL, &w, &e) == SEG_OK, "writer");
     static const char *const msgs[] = {"disk full on node", "error reading block", "user login ok", "cache miss"};
-    for (int i = 0; i < 600; i++) {
+    /* enough events (~330 KiB) for the store to get its dictionary */
+    for (int i = 0; i < 2000; i++) {
         char line[512];
         snprintf(line, sizeof line,
                  "{\"@timestamp\":\"2024-05-01T10:%02d:%02d.%03dZ\",\"_id\":\"e%d\",\"msg\":\"%s %d\",\"status\":%d,"
@@ -223,7 +224,9 @@ int main(void)
     names[ns++] = "header";
     spots[ns] = (size_t)diroff + 5;
     names[ns++] = "directory";
-    static const char *const kinds[] = {"?", "FIELDS", "TIMES", "TERMDICT", "POSTINGS", "NUMCOL", "STORE", "IDS"};
+    static const char *const kinds[] = {"?",     "FIELDS", "TIMES", "TERMDICT", "POSTINGS",
+                                        "NUMCOL", "STORE", "IDS",   "KEYCOL",   "STOREDICT"};
+    int has_dict = 0;
     for (uint32_t i = 0; i < nsec && ns < 64; i++) {
         const uint8_t *de2 = orig + diroff + (size_t)i * 32;
         uint32_t kind = seg_rd_u32(de2);
@@ -231,8 +234,10 @@ int main(void)
         if (!len)
             continue;
         spots[ns] = (size_t)(off + len / 2);
-        names[ns++] = kind < 8 ? kinds[kind] : "?";
+        names[ns++] = kind < sizeof kinds / sizeof *kinds ? kinds[kind] : "?";
+        has_dict |= kind == 9;
     }
+    ok(has_dict, "the segment has a store dictionary (flipped below)");
     uint8_t *b = malloc(n);
     for (size_t s = 0; s < ns; s++) {
         memcpy(b, orig, n);
