@@ -24,16 +24,27 @@
 #include <zstd.h>
 
 typedef struct ev {
-    uint64_t off;          /* JSON bytes in arena */
+    const char *json;      /* in a chunk of the builder */
+    const char *id;        /* follows the JSON bytes */
     uint32_t len;
     uint32_t id_len;
-    uint64_t id_off;
     int64_t time;
     uint8_t explicit_id;
 } ev;
 
+/* Event bytes live in chunks that never move (a growing contiguous arena
+ * copied itself at every doubling: ~8% of ingest time). */
+typedef struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    char data[];
+} chunk;
+
+#define CHUNK_SIZE ((size_t)1 << 20)
+
 struct seg_builder {
-    seg_buf arena;
+    chunk *chunks;          /* newest first */
+    size_t bytes;           /* event bytes held */
     ev *ev;
     uint32_t n, cap;
     const int *cancel;      /* when *cancel turns non-zero, a write stops */
@@ -47,9 +58,31 @@ void seg_builder_free(seg_builder *b)
 {
     if (!b)
         return;
-    seg_buf_free(&b->arena);
+    for (chunk *c = b->chunks, *next; c; c = next) {
+        next = c->next;
+        seg_free(c);
+    }
     seg_free(b->ev);
     seg_free(b);
+}
+
+/* Room for n bytes that will not move, or NULL. */
+static char *chunk_take(seg_builder *b, size_t n)
+{
+    chunk *c = b->chunks;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > CHUNK_SIZE ? n : CHUNK_SIZE;
+        if (!(c = seg_malloc(sizeof *c + cap)))
+            return NULL;
+        c->used = 0;
+        c->cap = cap;
+        c->next = b->chunks;
+        b->chunks = c;
+    }
+    char *p = c->data + c->used;
+    c->used += n;
+    b->bytes += n;
+    return p;
 }
 
 uint32_t seg_builder_count(const seg_builder *b) { return b->n; }
@@ -58,14 +91,14 @@ void seg_builder_event(const seg_builder *b, uint32_t i, const char **json, size
                        const char **id, size_t *idlen, int *explicit_id)
 {
     const ev *e = &b->ev[i];
-    *json = (const char *)b->arena.p + e->off;
+    *json = e->json;
     *len = e->len;
     *time = e->time;
-    *id = (const char *)b->arena.p + e->id_off;
+    *id = e->id;
     *idlen = e->id_len;
     *explicit_id = e->explicit_id;
 }
-size_t seg_builder_bytes(const seg_builder *b) { return b->arena.n + (size_t)b->n * sizeof(ev); }
+size_t seg_builder_bytes(const seg_builder *b) { return b->bytes + (size_t)b->n * sizeof(ev); }
 
 int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
                     size_t idlen, int explicit_id)
@@ -80,15 +113,16 @@ int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns,
         b->ev = e;
         b->cap = cap;
     }
-    ev *e = &b->ev[b->n];
-    e->off = b->arena.n;
-    e->len = (uint32_t)n;
-    seg_buf_put(&b->arena, json, n);
-    e->id_off = b->arena.n;
-    e->id_len = (uint32_t)idlen;
-    seg_buf_put(&b->arena, id, idlen);
-    if (b->arena.oom)
+    char *p = chunk_take(b, n + idlen);
+    if (!p)
         return SEG_ENOMEM;
+    memcpy(p, json, n);
+    memcpy(p + n, id, idlen);
+    ev *e = &b->ev[b->n];
+    e->json = p;
+    e->len = (uint32_t)n;
+    e->id = p + n;
+    e->id_len = (uint32_t)idlen;
     e->time = time_ns;
     e->explicit_id = (uint8_t)(explicit_id != 0);
     b->n++;
@@ -134,7 +168,8 @@ typedef struct build {
     seg_buf keys;          /* key bytes of terms and field names */
     term *terms;
     uint32_t nterms, capterms;
-    uint32_t *tslot;       /* hash slots -> term index + 1 */
+    uint64_t *tslot;       /* hash slots: term index + 1 (low 32 bits) and
+                            * the key's hash high 32 bits (compared first) */
     uint32_t tmask;
     fieldinfo *fields;
     uint32_t nfields, capfields;
@@ -159,15 +194,17 @@ typedef struct build {
 
 static uint32_t term_get(build *x, const uint8_t *key, size_t n)
 {
-    uint64_t h = seg_hash64(key, n);
-    uint32_t i = (uint32_t)h & x->tmask;
+    uint64_t tag = seg_hash64(key, n) & 0xffffffff00000000ull;
+    uint32_t i = (uint32_t)(tag >> 32) & x->tmask;
     for (;;) {
-        uint32_t s = x->tslot[i];
+        uint64_t s = x->tslot[i];
         if (!s)
             break;
-        term *t = &x->terms[s - 1];
-        if (t->key_len == n && !memcmp(x->keys.p + t->key_off, key, n))
-            return s - 1;
+        if ((s & 0xffffffff00000000ull) == tag) {
+            term *t = &x->terms[(uint32_t)s - 1];
+            if (t->key_len == n && !memcmp(x->keys.p + t->key_off, key, n))
+                return (uint32_t)s - 1;
+        }
         i = (i + 1) & x->tmask;
     }
     if (x->nterms == x->capterms) {
@@ -187,20 +224,23 @@ static uint32_t term_get(build *x, const uint8_t *key, size_t n)
     t->last_doc = -1;
     t->kind = key[n - 1];
     seg_buf_put(&x->keys, key, n);
-    x->tslot[i] = ++x->nterms;
+    x->tslot[i] = tag | ++x->nterms;
     if (x->nterms * 2 > x->tmask) {
+        /* grow: the tags keep the hashes, no key is re-read */
         uint32_t nmask = x->tmask * 2 + 1;
-        uint32_t *ns = seg_calloc((size_t)nmask + 1, sizeof *ns);
+        uint64_t *ns = seg_calloc((size_t)nmask + 1, sizeof *ns);
         if (!ns) {
             x->oom = 1;
             return x->nterms - 1;
         }
-        for (uint32_t k = 0; k < x->nterms; k++) {
-            term *q = &x->terms[k];
-            uint32_t j = (uint32_t)seg_hash64(x->keys.p + q->key_off, q->key_len) & nmask;
+        for (uint32_t k = 0; k <= x->tmask; k++) {
+            uint64_t v = x->tslot[k];
+            if (!v)
+                continue;
+            uint32_t j = (uint32_t)(v >> 32) & nmask;
             while (ns[j])
                 j = (j + 1) & nmask;
-            ns[j] = k + 1;
+            ns[j] = v;
         }
         seg_free(x->tslot);
         x->tslot = ns;
@@ -471,7 +511,7 @@ static int ev_cmp(const void *pa, const void *pb, void *ctx)
     if (a->time != b->time)
         return a->time > b->time ? -1 : 1;
     size_t n = a->id_len < b->id_len ? a->id_len : b->id_len;
-    int c = memcmp(sort_b->arena.p + a->id_off, sort_b->arena.p + b->id_off, n);
+    int c = memcmp(a->id, b->id, n);
     if (c)
         return c;
     return a->id_len < b->id_len ? -1 : a->id_len > b->id_len;
@@ -794,9 +834,9 @@ static int store_dict(const seg_builder *b, const uint32_t *order, seg_buf *o)
         if (o->n + e->len + e->id_len + 20 > SEG_STORE_DICT)
             continue;
         seg_buf_put_varint(o, e->id_len);
-        seg_buf_put(o, b->arena.p + e->id_off, e->id_len);
+        seg_buf_put(o, e->id, e->id_len);
         seg_buf_put_varint(o, e->len);
-        seg_buf_put(o, b->arena.p + e->off, e->len);
+        seg_buf_put(o, e->json, e->len);
     }
     /* zstd would take bytes starting with its dictionary magic for a
      * formatted dictionary (a record cannot start so: that is an id of 55
@@ -871,9 +911,9 @@ static int enc_store(const seg_builder *b, const uint32_t *order, int fast, seg_
         }
         const ev *e = &b->ev[order[d]];
         seg_buf_put_varint(&raw, e->id_len);
-        seg_buf_put(&raw, b->arena.p + e->id_off, e->id_len);
+        seg_buf_put(&raw, e->id, e->id_len);
         seg_buf_put_varint(&raw, e->len);
-        seg_buf_put(&raw, b->arena.p + e->off, e->len);
+        seg_buf_put(&raw, e->json, e->len);
         if (raw.oom)
             rc = -1;
     }
@@ -906,7 +946,7 @@ static void enc_ids(const seg_builder *b, const uint32_t *order, seg_buf *o)
     for (uint32_t d = 0; d < b->n; d++) {
         const ev *e = &b->ev[order[d]];
         if (e->explicit_id) {
-            r[k].h = seg_hash64(b->arena.p + e->id_off, e->id_len);
+            r[k].h = seg_hash64(e->id, e->id_len);
             r[k].doc = d;
             k++;
         }
@@ -1009,7 +1049,7 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
             goto out;
         }
         const ev *ev = &b->ev[order[d]];
-        rc = index_doc(&x, js, d, (const char *)b->arena.p + ev->off, ev->len, e);
+        rc = index_doc(&x, js, d, ev->json, ev->len, e);
         if (rc)
             goto out;
     }
