@@ -68,11 +68,14 @@
  *   span two values.
  *
  * NUMCOL (kind 5, arg = field id): u32 nvalues, u8 type (0 integers,
- *   1 reals), u32 nblocks, nblocks * {f64 min, f64 max, u32 first doc,
- *   u32 offset into the data}; data: per block of up to 128 values, in
- *   doc order: varint (doc - previous doc; previous = first doc at the
- *   block start), then the value: type 0 zigzag varint of (value -
- *   previous value; previous = 0 at the block start), type 1 an f64.
+ *   1 reals, 2 decimals: version >= 2), for type 2 only u8 scale (0..6),
+ *   u32 nblocks, nblocks * {f64 min, f64 max, u32 first doc, u32 offset
+ *   into the data}; data: per block of up to 128 values, in doc order:
+ *   varint (doc - previous doc; previous = first doc at the block start),
+ *   then the value: types 0 and 2 zigzag varint of (m - previous m;
+ *   previous = 0 at the block start) where the value is m (type 0) or
+ *   m / 10^scale computed in binary64 (type 2: chosen by the writer only
+ *   when that gives back every value exactly), type 1 an f64.
  *
  * STORE (kind 6): u32 ndocs, u32 nblocks, nblocks * {u32 first doc,
  *   u32 raw length, u64 offset into the data, u32 compressed length,
@@ -124,6 +127,14 @@ enum {
     SEG_S_KEYCOL = 8,
     SEG_S_STOREDICT = 9,
 };
+
+/* NUMCOL value types. */
+enum {
+    SEG_NUM_INT = 0,
+    SEG_NUM_REAL = 1,
+    SEG_NUM_DECIMAL = 2,       /* version >= 2 */
+};
+#define SEG_NUM_MAX_SCALE 6
 
 /* Codecs of STORE blocks (the block index's last field). */
 enum {

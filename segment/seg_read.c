@@ -891,10 +891,13 @@ int seg_reader_num_scan(seg_reader *r, uint32_t field, double lo, int lo_incl, d
     seg_cur c;
     if (sec_get(r, r->s_num[field], &c, e))
         return SEG_ECORRUPT;
+    static const double pow10_tab[SEG_NUM_MAX_SCALE + 1] = {1, 10, 100, 1000, 10000, 100000, 1000000};
     uint32_t n = seg_get_u32(&c);
     uint8_t type = seg_get_u8(&c);
+    uint8_t scale = type == SEG_NUM_DECIMAL ? seg_get_u8(&c) : 0;
     uint32_t nb = seg_get_u32(&c);
-    if (c.bad || type > 1 || nb != (n + SEG_NUM_BLOCK - 1) / SEG_NUM_BLOCK ||
+    if (c.bad || type > SEG_NUM_DECIMAL || (type == SEG_NUM_DECIMAL && r->version < 2) ||
+        scale > SEG_NUM_MAX_SCALE || nb != (n + SEG_NUM_BLOCK - 1) / SEG_NUM_BLOCK ||
         (uint64_t)nb * 24 > (uint64_t)(c.end - c.p)) {
         mark_failed(r, "bad numeric column");
         return CORRUPT(r, e, "bad numeric column for field %u", field);
@@ -920,11 +923,11 @@ int seg_reader_num_scan(seg_reader *r, uint32_t field, double lo, int lo_incl, d
         for (uint32_t k = 0; k < cnt; k++) {
             doc += (uint32_t)seg_get_varint(&d);
             double v;
-            if (type == 0) {
-                prev = (int64_t)((uint64_t)prev + (uint64_t)seg_unzigzag(seg_get_varint(&d)));
-                v = (double)prev;
-            } else {
+            if (type == SEG_NUM_REAL) {
                 v = seg_get_f64(&d);
+            } else {
+                prev = (int64_t)((uint64_t)prev + (uint64_t)seg_unzigzag(seg_get_varint(&d)));
+                v = type == SEG_NUM_INT ? (double)prev : (double)prev / pow10_tab[scale];
             }
             if (d.bad || doc >= r->ndocs) {
                 mark_failed(r, "bad numeric block");

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lz4.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,7 @@ typedef struct fieldinfo {
     uint32_t nnum;
     double min, max;
     int all_int;
+    int dec_scale;     /* largest decimal scale its reals need; > SEG_NUM_MAX_SCALE: none fits */
     seg_buf nums;      /* (u32 doc, u8 isint, 8 bytes value) records */
     seg_buf kws;       /* (u32 doc, u32 value id) records: keyword values */
     uint32_t nkw_distinct;
@@ -407,6 +409,26 @@ static uint32_t kv_get(build *x, uint32_t f, const char *s, size_t n)
     return x->nkv - 1;
 }
 
+static const double pow10_tab[SEG_NUM_MAX_SCALE + 1] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+
+/* Decimal columns hold values below this in magnitude: their mantissa
+ * at any scale stays below 2^53, exact in a double. */
+#define DEC_LIMIT (9007199254740992.0 / 1e6)
+
+/* The smallest scale s (<= SEG_NUM_MAX_SCALE) with d == m / 10^s for an
+ * integer m, or SEG_NUM_MAX_SCALE + 1. */
+static int dec_scale(double d)
+{
+    if (!(fabs(d) < DEC_LIMIT))
+        return SEG_NUM_MAX_SCALE + 1;
+    for (int s = 0; s <= SEG_NUM_MAX_SCALE; s++) {
+        double m = (double)llround(d * pow10_tab[s]);
+        if (m / pow10_tab[s] == d)
+            return s;
+    }
+    return SEG_NUM_MAX_SCALE + 1;
+}
+
 static void add_num(build *x, uint32_t doc, uint32_t f, int isint, int64_t i, double d)
 {
     fieldinfo *fi = &x->fields[f];
@@ -416,8 +438,16 @@ static void add_num(build *x, uint32_t doc, uint32_t f, int isint, int64_t i, do
     if (fi->nnum == 0 || v > fi->max)
         fi->max = v;
     fi->nnum++;
-    if (!isint)
+    if (!isint) {
         fi->all_int = 0;
+        if (fi->dec_scale <= SEG_NUM_MAX_SCALE) {
+            int sc = dec_scale(d);
+            if (sc > fi->dec_scale)
+                fi->dec_scale = sc;
+        }
+    } else if (!(fabs((double)i) < DEC_LIMIT)) {
+        fi->dec_scale = SEG_NUM_MAX_SCALE + 1;
+    }
     uint8_t rec[13];
     seg_wr_u32(rec, doc);
     rec[4] = (uint8_t)isint;
@@ -687,9 +717,11 @@ static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict
 static void enc_numcol(fieldinfo *fi, seg_buf *o)
 {
     uint32_t n = fi->nnum, nb = (n + SEG_NUM_BLOCK - 1) / SEG_NUM_BLOCK;
-    int type = fi->all_int ? 0 : 1;
+    int type = fi->all_int ? SEG_NUM_INT : fi->dec_scale <= SEG_NUM_MAX_SCALE ? SEG_NUM_DECIMAL : SEG_NUM_REAL;
     seg_buf_put_u32(o, n);
     seg_buf_put_u8(o, (uint8_t)type);
+    if (type == SEG_NUM_DECIMAL)
+        seg_buf_put_u8(o, (uint8_t)fi->dec_scale);
     seg_buf_put_u32(o, nb);
     size_t idx = o->n;
     seg_buf_reserve(o, (size_t)nb * 24);
@@ -709,20 +741,20 @@ static void enc_numcol(fieldinfo *fi, seg_buf *o)
             uint32_t doc = seg_rd_u32(q);
             uint64_t u = seg_rd_u64(q + 5);
             double v;
+            if (q[4]) {
+                v = (double)(int64_t)u;
+            } else {
+                memcpy(&v, &u, 8);
+            }
             seg_buf_put_varint(o, doc - prevdoc);
             prevdoc = doc;
-            if (type == 0) {
-                int64_t iv = (int64_t)u;
+            if (type == SEG_NUM_REAL) {
+                seg_buf_put_f64(o, v);
+            } else {
+                /* integers as they are; decimals as their mantissa */
+                int64_t iv = type == SEG_NUM_INT ? (int64_t)u : llround(v * pow10_tab[fi->dec_scale]);
                 seg_buf_put_varint(o, seg_zigzag((int64_t)((uint64_t)iv - (uint64_t)previ)));
                 previ = iv;
-                v = (double)iv;
-            } else {
-                if (q[4]) {
-                    v = (double)(int64_t)u;
-                } else {
-                    memcpy(&v, &u, 8);
-                }
-                seg_buf_put_f64(o, v);
             }
             if (k == s || v < mn)
                 mn = v;

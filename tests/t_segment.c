@@ -2,10 +2,17 @@
 #include "segment/seg.h"
 #include "tests/tap.h"
 
+#include <stdlib.h>
 #include <unistd.h>
 
 #define N 1000
 #define T0 1714557600000000000LL /* 2024-05-01T10:00:00Z */
+
+struct numcheck {
+    const char *const *vals;
+    int n, exact;
+};
+void on_exact(void *ud, uint32_t doc, double v);
 
 static void dump_line(void *ud, const char *line)
 {
@@ -121,7 +128,16 @@ int main(void)
     struct counter {
         long n;
     } c = {0};
-    void on_num(void *ud, uint32_t doc, double v);
+    /* docs are newest first: doc d holds event 299 - d */
+void on_exact(void *ud, uint32_t doc, double v)
+{
+    struct numcheck *nc = ud;
+    double want = strtod(nc->vals[(299 - doc) % 6], NULL);
+    nc->n++;
+    nc->exact += memcmp(&want, &v, sizeof v) == 0;
+}
+
+void on_num(void *ud, uint32_t doc, double v);
     ok(seg_reader_num_scan(r, (uint32_t)fn, 100, 1, 200, 0, on_num, &c, &e) == SEG_OK && c.n == 100, "range scan [100, 200) finds 100 values");
     int fr = seg_reader_field_find(r, "r", 1);
     c.n = 0;
@@ -156,11 +172,53 @@ int main(void)
     seg_store_cur_free(sc);
     seg_reader_close(r);
     seg_builder_free(b);
+
+    /* numeric columns give back every value bit for bit, whether stored as
+     * decimals (m / 10^scale), reals or integers */
+    static const char *const cols[][6] = {
+        {"0.1", "444.5", "-3.25", "7", "1e-6", "123456.789"},       /* decimals, scale 6 */
+        {"0.1", "2.5", "1e-7", "3", "-0.3", "5"},                  /* 1e-7: reals */
+        {"1.5", "9007199254", "3", "2.25", "4", "8"},             /* too large for a decimal */
+        {"0.30000000000000004", "1.1", "2", "3", "4", "5"},       /* not a short decimal */
+        {"-9007199254740991", "9007199254740991", "0", "1", "-1", "2"}, /* integers */
+        {"1e300", "-1e-300", "2.5", "0", "6.02214076e23", "1"},
+    };
+    int exact = 0, total = 0;
+    for (size_t k = 0; k < sizeof cols / sizeof *cols; k++) {
+        snprintf(path, sizeof path, "%s/n%zu.seg", dir, k);
+        b = seg_builder_new();
+        for (int i = 0; i < 300; i++) {
+            snprintf(line, sizeof line, "{\"v\":%s}", cols[k][i % 6]);
+            seg_builder_add(b, line, strlen(line), T0 + i, "", 0, 0);
+        }
+        if (seg_builder_write(b, tok, js, path, NULL, &e) != SEG_OK || seg_reader_open(path, &r, &e) != SEG_OK) {
+            seg_builder_free(b);
+            continue;
+        }
+        struct numcheck nc = {0};
+        nc.vals = cols[k];
+        int fv = seg_reader_field_find(r, "v", 1);
+        if (fv >= 0 && seg_reader_num_scan(r, (uint32_t)fv, -1.0 / 0.0, 1, 1.0 / 0.0, 1, on_exact, &nc, &e) == SEG_OK)
+            exact += nc.exact, total += nc.n;
+        seg_reader_close(r);
+        seg_builder_free(b);
+        unlink(path);
+    }
+    ok(exact == 6 * 300, "6 numeric columns x 300 values: every value read back exactly (%d of %d)", exact, total);
     seg_json_free(js);
     seg_tok_free(tok);
     unlink(path);
     rmdir(dir);
     return tap_done();
+}
+
+/* docs are newest first: doc d holds event 299 - d */
+void on_exact(void *ud, uint32_t doc, double v)
+{
+    struct numcheck *nc = ud;
+    double want = strtod(nc->vals[(299 - doc) % 6], NULL);
+    nc->n++;
+    nc->exact += memcmp(&want, &v, sizeof v) == 0;
 }
 
 void on_num(void *ud, uint32_t doc, double v)
