@@ -664,6 +664,78 @@ static it *num_iter(cx *c, int f, double lo, int lo_incl, double hi, int hi_incl
     return it_from_bitmap(bm, nd, c->e);
 }
 
+/* The phrase of q's tokens in field f: positions count within a field
+ * (each of its values starts one past the previous value's last token). */
+static it *phrase_iter(cx *c, const qnode *q, int f)
+{
+    it **k = seg_calloc(q->ntoks, sizeof *k);
+    if (!k)
+        return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), NULL;
+    for (size_t i = 0; i < q->ntoks; i++) {
+        k[i] = token_iter(c, q->toks[i], q->tok_lens[i], f);
+        if (!k[i]) {
+            free_arr(k, i);
+            return NULL;
+        }
+    }
+    return it_and(k, q->ntoks, NULL, 0, 1, c->e);
+}
+
+/* A phrase in any field: the union of the phrase in each field holding
+ * its first token (positions of two fields are not comparable). */
+static it *phrase_any_field(cx *c, const qnode *q)
+{
+    size_t n = q->tok_lens[0];
+    uint8_t from[SEG_TOK_MAX + 8];
+    if (n > SEG_TOK_MAX)
+        return it_none();
+    memcpy(from, q->toks[0], n);
+    from[n] = 0;
+    /* the fields first: the dictionary iterator must be done before the
+     * phrases look their terms up */
+    uint32_t *fs = NULL;
+    size_t nf = 0, fcap = 0;
+    seg_dict_iter *di;
+    if (seg_dict_iter_open(c->r, from, n + 1, &di, c->e))
+        return NULL;
+    seg_term t;
+    int rc;
+    while ((rc = seg_dict_iter_next(di, &t, c->e)) == 1) {
+        if (t.key_len != n + 4 || memcmp(t.key, from, n + 1))
+            break;
+        if (t.kind != SEG_K_TEXT)
+            continue;
+        if (nf == fcap) {
+            fcap = fcap ? fcap * 2 : 8;
+            uint32_t *g = seg_realloc(fs, fcap * sizeof *fs);
+            if (!g) {
+                rc = -1;
+                break;
+            }
+            fs = g;
+        }
+        fs[nf++] = (uint32_t)(t.key[n + 1] << 8 | t.key[n + 2]);
+    }
+    seg_dict_iter_free(di);
+    it **k = NULL;
+    size_t nk = 0, cap = 0;
+    for (size_t i = 0; rc >= 0 && i < nf; i++) {
+        it *x = phrase_iter(c, q, (int)fs[i]);
+        if (!x || push(&k, &nk, &cap, x)) {
+            it_free(x);
+            rc = -1;
+        }
+    }
+    seg_free(fs);
+    if (rc < 0) {
+        free_arr(k, nk);
+        if (!c->e->code)
+            seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    return it_or(k, nk, c->e);
+}
+
 static it *text_iter(cx *c, const qnode *q)
 {
     int f = -1;
@@ -677,18 +749,10 @@ static it *text_iter(cx *c, const qnode *q)
         txt = it_none();
     } else if (q->ntoks == 1) {
         txt = token_iter(c, q->toks[0], q->tok_lens[0], f);
+    } else if (f >= 0) {
+        txt = phrase_iter(c, q, f);
     } else {
-        it **k = seg_calloc(q->ntoks, sizeof *k);
-        if (!k)
-            return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), NULL;
-        for (size_t i = 0; i < q->ntoks; i++) {
-            k[i] = token_iter(c, q->toks[i], q->tok_lens[i], f);
-            if (!k[i]) {
-                free_arr(k, i);
-                return NULL;
-            }
-        }
-        txt = it_and(k, q->ntoks, NULL, 0, 1, c->e);
+        txt = phrase_any_field(c, q);
     }
     if (!txt || (!q->vkey && !q->has_num))
         return txt;

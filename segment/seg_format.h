@@ -62,10 +62,11 @@
  *   length; docs: packed gaps (doc - previous doc - 1, previous = -1 at the
  *   start of the term; it carries across blocks), then for TEXT terms
  *   packed (tf - 1); positions (TEXT only): packed values, per doc tf of
- *   them: the first position, then differences.  Positions number the tokens of an
- *   event across all its string values in order; each value starts one
+ *   them: the first position, then differences.  Positions number the
+ *   tokens of one field of an event (version 2; version 1: of the whole
+ *   event) across its string values in order; each value starts one
  *   position after the previous value's last token + 1, so no phrase can
- *   span two values.
+ *   span two values, and a phrase in any field is matched field by field.
  *
  * NUMCOL (kind 5, arg = field id): u32 nvalues, u8 type (0 integers,
  *   1 reals, 2 decimals: version >= 2), for type 2 only u8 scale (0..6),

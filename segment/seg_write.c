@@ -158,6 +158,7 @@ typedef struct fieldinfo {
     double min, max;
     int all_int;
     int dec_scale;     /* largest decimal scale its reals need; > SEG_NUM_MAX_SCALE: none fits */
+    uint32_t next_pos; /* the field's next token position in doc last_doc */
     seg_buf nums;      /* (u32 doc, u8 isint, 8 bytes value) records */
     seg_buf kws;       /* (u32 doc, u32 value id) records: keyword values */
     uint32_t nkw_distinct;
@@ -472,7 +473,6 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, siz
                            "stored event %u no longer parses: %s", doc, je.msg);
     }
     x->cur_doc = doc;
-    x->pos = 0;
     for (size_t i = 0; i < nv; i++) {
         uint32_t f = field_get(x, v[i].path, v[i].path_len);
         if (f == UINT32_MAX)
@@ -480,6 +480,7 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, siz
         fieldinfo *fi = &x->fields[f];
         if (fi->last_doc != doc) {
             fi->last_doc = doc;
+            fi->next_pos = 0;
             fi->docs++;
             uint8_t key[8];
             size_t kn = seg_key_make(key, "", 0, (uint16_t)f, SEG_K_EXISTS);
@@ -489,9 +490,10 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, siz
         case SEG_JV_STRING:
             fi->flags |= SEG_F_STRING;
             x->cur_field = f;
+            x->pos = fi->next_pos;
             if (seg_tok_run(x->tok, v[i].str, v[i].str_len, on_token, x) < 0)
                 return seg_err_set(e, SEG_EINVAL, NULL, "tokenizer failed on event %u", doc);
-            x->pos++; /* gap: no phrase across two values */
+            fi->next_pos = x->pos + 1; /* gap: no phrase across two values */
             if (v[i].str_len <= SEG_KEYWORD_MAX && !fi->no_keycol) {
                 uint32_t before = x->nkv;
                 uint32_t id = kv_get(x, f, v[i].str, v[i].str_len);
