@@ -599,21 +599,27 @@ static it *key_iter(cx *c, const char *tok, size_t n, uint16_t f, uint8_t kind)
     return it_post(c->r, &t, c->e);
 }
 
-/* One token, in field f (>= 0) or in any field (f < 0). */
-static it *token_iter(cx *c, const char *tok, size_t n, int f)
+/* The TEXT terms of a token in every field (key pointers cleared: they
+ * last only while the dictionary iterator does).  Returns 0 or -1. */
+typedef struct fterm {
+    seg_term t;
+    uint32_t field;
+} fterm;
+
+static int token_terms(cx *c, const char *tok, size_t n, fterm **out, size_t *nout)
 {
-    if (f >= 0)
-        return key_iter(c, tok, n, (uint16_t)f, SEG_K_TEXT);
-    uint8_t from[SEG_TOK_MAX + 8];
+    *out = NULL;
+    *nout = 0;
     if (n > SEG_TOK_MAX)
-        return it_none();
+        return 0;
+    uint8_t from[SEG_TOK_MAX + 8];
     memcpy(from, tok, n);
     from[n] = 0;
     seg_dict_iter *di;
     if (seg_dict_iter_open(c->r, from, n + 1, &di, c->e))
-        return NULL;
-    it **k = NULL;
-    size_t nk = 0, cap = 0;
+        return -1;
+    fterm *v = NULL;
+    size_t nv = 0, cap = 0;
     seg_term t;
     int rc;
     while ((rc = seg_dict_iter_next(di, &t, c->e)) == 1) {
@@ -621,21 +627,64 @@ static it *token_iter(cx *c, const char *tok, size_t n, int f)
             break;
         if (t.kind != SEG_K_TEXT)
             continue;
-        it *x = it_post(c->r, &t, c->e);
-        if (!x || push(&k, &nk, &cap, x)) {
-            it_free(x);
-            rc = -1;
-            break;
+        if (nv == cap) {
+            cap = cap ? cap * 2 : 8;
+            fterm *g = seg_realloc(v, cap * sizeof *v);
+            if (!g) {
+                seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+                rc = -1;
+                break;
+            }
+            v = g;
         }
+        v[nv].field = (uint32_t)(t.key[n + 1] << 8 | t.key[n + 2]);
+        v[nv].t = t;
+        v[nv++].t.key = NULL;
     }
     seg_dict_iter_free(di);
     if (rc < 0) {
-        free_arr(k, nk);
-        if (!c->e->code)
-            seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
-        return NULL;
+        seg_free(v);
+        return -1;
     }
+    *out = v;
+    *nout = nv;
+    return 0;
+}
+
+static it *phrase_iter(cx *c, const qnode *q, int f);
+
+/* The union, over the fields holding token tok: its postings, or when
+ * phrase is set, that phrase within the field (positions of two fields
+ * are not comparable). */
+static it *any_field_iter(cx *c, const char *tok, size_t n, const qnode *phrase)
+{
+    fterm *ts;
+    size_t nt;
+    if (token_terms(c, tok, n, &ts, &nt))
+        return NULL;
+    it **k = NULL;
+    size_t nk = 0, cap = 0;
+    for (size_t i = 0; i < nt; i++) {
+        it *x = phrase ? phrase_iter(c, phrase, (int)ts[i].field) : it_post(c->r, &ts[i].t, c->e);
+        if (!x || push(&k, &nk, &cap, x)) {
+            it_free(x);
+            seg_free(ts);
+            free_arr(k, nk);
+            if (!c->e->code)
+                seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+            return NULL;
+        }
+    }
+    seg_free(ts);
     return it_or(k, nk, c->e);
+}
+
+/* One token, in field f (>= 0) or in any field (f < 0). */
+static it *token_iter(cx *c, const char *tok, size_t n, int f)
+{
+    if (f >= 0)
+        return key_iter(c, tok, n, (uint16_t)f, SEG_K_TEXT);
+    return any_field_iter(c, tok, n, NULL);
 }
 
 static void set_bit(void *ud, uint32_t doc, double v)
@@ -681,61 +730,6 @@ static it *phrase_iter(cx *c, const qnode *q, int f)
     return it_and(k, q->ntoks, NULL, 0, 1, c->e);
 }
 
-/* A phrase in any field: the union of the phrase in each field holding
- * its first token (positions of two fields are not comparable). */
-static it *phrase_any_field(cx *c, const qnode *q)
-{
-    size_t n = q->tok_lens[0];
-    uint8_t from[SEG_TOK_MAX + 8];
-    if (n > SEG_TOK_MAX)
-        return it_none();
-    memcpy(from, q->toks[0], n);
-    from[n] = 0;
-    /* the fields first: the dictionary iterator must be done before the
-     * phrases look their terms up */
-    uint32_t *fs = NULL;
-    size_t nf = 0, fcap = 0;
-    seg_dict_iter *di;
-    if (seg_dict_iter_open(c->r, from, n + 1, &di, c->e))
-        return NULL;
-    seg_term t;
-    int rc;
-    while ((rc = seg_dict_iter_next(di, &t, c->e)) == 1) {
-        if (t.key_len != n + 4 || memcmp(t.key, from, n + 1))
-            break;
-        if (t.kind != SEG_K_TEXT)
-            continue;
-        if (nf == fcap) {
-            fcap = fcap ? fcap * 2 : 8;
-            uint32_t *g = seg_realloc(fs, fcap * sizeof *fs);
-            if (!g) {
-                rc = -1;
-                break;
-            }
-            fs = g;
-        }
-        fs[nf++] = (uint32_t)(t.key[n + 1] << 8 | t.key[n + 2]);
-    }
-    seg_dict_iter_free(di);
-    it **k = NULL;
-    size_t nk = 0, cap = 0;
-    for (size_t i = 0; rc >= 0 && i < nf; i++) {
-        it *x = phrase_iter(c, q, (int)fs[i]);
-        if (!x || push(&k, &nk, &cap, x)) {
-            it_free(x);
-            rc = -1;
-        }
-    }
-    seg_free(fs);
-    if (rc < 0) {
-        free_arr(k, nk);
-        if (!c->e->code)
-            seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
-        return NULL;
-    }
-    return it_or(k, nk, c->e);
-}
-
 static it *text_iter(cx *c, const qnode *q)
 {
     int f = -1;
@@ -752,7 +746,7 @@ static it *text_iter(cx *c, const qnode *q)
     } else if (f >= 0) {
         txt = phrase_iter(c, q, f);
     } else {
-        txt = phrase_any_field(c, q);
+        txt = any_field_iter(c, q->toks[0], q->tok_lens[0], q);
     }
     if (!txt || (!q->vkey && !q->has_num))
         return txt;
