@@ -313,6 +313,9 @@ typedef struct seg_term {
     uint8_t kind;         /* SEG_K_*: the key's last byte */
     uint32_t df;
     uint64_t post_off, post_len;
+    const uint8_t *inl;   /* df 1 (version >= 2): the doc and positions,
+                           * inline in the dictionary; else NULL */
+    uint32_t inl_len;
 } seg_term;
 typedef struct seg_dict_iter seg_dict_iter;
 /* Iterates keys >= from (all keys if from_len==0) in order. */

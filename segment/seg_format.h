@@ -39,16 +39,19 @@
  *   2 integer, 4 real, 8 boolean), u32 docs with a value, u32 numeric
  *   values, f64 numeric min, f64 numeric max (0 when no numeric value).
  *
- * TIMES (kind 2): u32 ndocs, u32 nblocks; nblocks * {i64 first time,
- *   u32 offset into the data}; data: per block of 128 docs, (count - 1)
- *   varints of (previous time - time), which are >= 0 since times descend.
+ * TIMES (kind 2): u32 ndocs, u32 nblocks, u64 unit (version >= 2: the
+ *   gcd of the differences; version 1: absent, 1); nblocks * {i64 first
+ *   time, u32 offset into the data}; data: per block of 128 docs, (count -
+ *   1) varints of (previous time - time) / unit, >= 0 since times descend.
  *
  * TERMDICT (kind 3): u32 nterms, u32 nblocks, nblocks * u32 offset (from
  *   the start of the block area, which follows the offsets); blocks of up
  *   to 32 terms in key order; a term: varint shared prefix length with the
  *   previous key of the block (0 for the first), varint suffix length,
- *   suffix bytes, varint df, varint postings offset (within POSTINGS),
- *   varint postings length.
+ *   suffix bytes, varint df, then varint postings offset (within
+ *   POSTINGS) and varint postings length; except, in version >= 2, for
+ *   df == 1: the postings inline, varint doc, and for TEXT varint tf and
+ *   tf varints of positions (the first, then differences).
  *   A key is: token bytes (folded UTF-8), 0x00, field id (u16 big-endian),
  *   kind (1 byte).  Keys sort bytewise, so all fields of one token are
  *   adjacent and a prefix query is a range scan.  Kinds:

@@ -384,14 +384,31 @@ int seg_reader_field_find(seg_reader *r, const char *name, size_t n)
 /* ------------------------------------------------------------------ */
 
 /* Decodes time block blk into t[] (up to 128); returns count or -1. */
+/* The TIMES header: leaves c at the block index. */
+static int times_open(seg_reader *r, seg_cur *c, uint32_t *nb, uint64_t *unit, seg_err *e)
+{
+    if (sec_get(r, r->s_times, c, e))
+        return -1;
+    uint32_t n = seg_get_u32(c);
+    *nb = seg_get_u32(c);
+    *unit = r->version >= 2 ? seg_get_u64(c) : 1;
+    if (c->bad || n != r->ndocs || *nb != (n + SEG_TIME_BLOCK - 1) / SEG_TIME_BLOCK || *unit == 0 ||
+        *unit > (uint64_t)INT64_MAX || (uint64_t)*nb * 12 > (uint64_t)(c->end - c->p)) {
+        mark_failed(r, "bad time column");
+        return CORRUPT(r, e, "bad time column"), -1;
+    }
+    return 0;
+}
+
 static int time_block(seg_reader *r, uint32_t blk, int64_t *t, seg_err *e)
 {
     seg_cur c;
-    if (sec_get(r, r->s_times, &c, e))
+    uint32_t nb;
+    uint64_t unit;
+    if (times_open(r, &c, &nb, &unit, e))
         return -1;
-    uint32_t n = seg_get_u32(&c), nb = seg_get_u32(&c);
-    if (c.bad || n != r->ndocs || nb != (n + SEG_TIME_BLOCK - 1) / SEG_TIME_BLOCK ||
-        (uint64_t)nb * 12 > (uint64_t)(c.end - c.p) || blk >= nb) {
+    uint32_t n = r->ndocs;
+    if (blk >= nb) {
         mark_failed(r, "bad time column");
         return CORRUPT(r, e, "bad time column"), -1;
     }
@@ -405,8 +422,16 @@ static int time_block(seg_reader *r, uint32_t blk, int64_t *t, seg_err *e)
     seg_cur d = {data + off, c.end, 0};
     uint32_t cnt = n - blk * SEG_TIME_BLOCK < SEG_TIME_BLOCK ? n - blk * SEG_TIME_BLOCK : SEG_TIME_BLOCK;
     t[0] = (int64_t)seg_rd_u64(ix);
-    for (uint32_t k = 1; k < cnt; k++)
-        t[k] = t[k - 1] - (int64_t)seg_get_varint(&d);
+    for (uint32_t k = 1; k < cnt; k++) {
+        uint64_t g = seg_get_varint(&d);
+        /* room below t[k - 1] before INT64_MIN, computed unsigned */
+        uint64_t room = (uint64_t)t[k - 1] - (uint64_t)INT64_MIN;
+        if (g > (uint64_t)INT64_MAX / unit || g * unit > room) {
+            d.bad = 1;
+            break;
+        }
+        t[k] = t[k - 1] - (int64_t)(g * unit);
+    }
     if (d.bad) {
         mark_failed(r, "truncated time block");
         return CORRUPT(r, e, "truncated time block"), -1;
@@ -429,11 +454,10 @@ int seg_reader_time(seg_reader *r, uint32_t doc, int64_t *t, seg_err *e)
 static int time_seek(seg_reader *r, int64_t t, int strict, uint32_t *doc, seg_err *e)
 {
     seg_cur c;
-    if (sec_get(r, r->s_times, &c, e))
+    uint32_t nb, n = r->ndocs;
+    uint64_t unit;
+    if (times_open(r, &c, &nb, &unit, e))
         return SEG_ECORRUPT;
-    uint32_t n = seg_get_u32(&c), nb = seg_get_u32(&c);
-    if (c.bad || nb == 0 || (uint64_t)nb * 12 > (uint64_t)(c.end - c.p))
-        return CORRUPT(r, e, "bad time column");
 #define OK_T(x) (strict ? (x) < t : (x) <= t)
     /* first block whose first time satisfies; the answer is in the block before or at its start */
     uint32_t lo = 0, hi = nb;
@@ -528,13 +552,31 @@ static int dict_read(seg_dict_iter *it, seg_term *t)
     memcpy(it->key + shared, s, suf);
     it->key_len = (uint32_t)(shared + suf);
     t->df = (uint32_t)seg_get_varint(c);
-    t->post_off = seg_get_varint(c);
-    t->post_len = seg_get_varint(c);
+    t->kind = it->key[it->key_len - 1];
+    t->inl = NULL;
+    t->inl_len = 0;
+    if (t->df == 1 && it->r->version >= 2) {
+        /* a singleton, inline: varint doc, TEXT: varint tf, tf positions */
+        const uint8_t *start = c->p;
+        seg_get_varint(c);
+        if (t->kind == SEG_K_TEXT) {
+            uint64_t tf = seg_get_varint(c);
+            if (tf == 0 || tf > (uint64_t)(c->end - c->p))
+                return -1;
+            for (uint64_t k = 0; k < tf; k++)
+                seg_get_varint(c);
+        }
+        t->inl = start;
+        t->inl_len = (uint32_t)(c->p - start);
+        t->post_off = t->post_len = 0;
+    } else {
+        t->post_off = seg_get_varint(c);
+        t->post_len = seg_get_varint(c);
+    }
     if (c->bad)
         return -1;
     t->key = it->key;
     t->key_len = it->key_len;
-    t->kind = it->key[it->key_len - 1];
     it->in_blk++;
     return 1;
 }
@@ -731,9 +773,57 @@ static uint32_t post_decode(seg_post *p)
     return p->doc;
 }
 
+/* A singleton's postings from its inline dictionary bytes (see dict_read):
+ * one loaded block of one doc, its positions already unpacked. */
+static int post_inline(seg_post *p, const seg_term *t)
+{
+    seg_cur c = {t->inl, t->inl + t->inl_len, 0};
+    uint64_t doc = seg_get_varint(&c), tf = p->text ? seg_get_varint(&c) : 0;
+    if (c.bad || doc >= p->ndocs || (p->text && (tf == 0 || tf > t->inl_len)))
+        return -1;
+    if (tf) {
+        if (!(p->bpos = seg_malloc((size_t)tf * sizeof *p->bpos)))
+            return -1;
+        p->bposcap = (uint32_t)tf;
+        for (uint64_t k = 0; k < tf; k++)
+            p->bpos[k] = (uint32_t)seg_get_varint(&c);
+    }
+    if (c.bad || c.p != c.end)
+        return -1;
+    p->docs[0] = (uint32_t)doc;
+    p->tfs[0] = (uint32_t)tf;
+    p->tfoff[0] = 0;
+    p->tfoff[1] = (uint32_t)tf;
+    p->blk_last = (uint32_t)doc;
+    p->blk_n = 1;
+    p->blk_i = 0;
+    p->remaining = 0;
+    p->bpos_loaded = 1;
+    p->next = p->end = NULL;
+    post_decode(p);
+    return 0;
+}
+
 int seg_post_open(seg_reader *r, const seg_term *t, seg_post **out, seg_err *e)
 {
     *out = NULL;
+    if (t->inl) {
+        seg_post *p = seg_calloc(1, sizeof *p);
+        if (!p)
+            return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
+        p->r = r;
+        p->text = t->kind == SEG_K_TEXT;
+        p->df = 1;
+        p->ndocs = r->ndocs;
+        p->base = -1;
+        if (post_inline(p, t)) {
+            seg_post_free(p);
+            mark_failed(r, "corrupt inline postings");
+            return CORRUPT(r, e, "corrupt inline postings");
+        }
+        *out = p;
+        return SEG_OK;
+    }
     seg_cur c;
     if (sec_get(r, r->s_post, &c, e))
         return SEG_ECORRUPT;
@@ -1473,9 +1563,13 @@ int seg_reader_dump(const char *path, void (*out)(void *ud, const char *line), v
         unsigned shown = 0;
         while (shown < 50 && seg_dict_iter_next(it, &t, &e) == 1) {
             uint16_t fid = (uint16_t)(t.key[t.key_len - 3] << 8 | t.key[t.key_len - 2]);
-            snprintf(line, sizeof line, "term %.*s field %u kind %u df %u postings %llu+%llu",
-                     (int)(t.key_len - 4), (const char *)t.key, fid, t.key[t.key_len - 1], t.df,
-                     (unsigned long long)t.post_off, (unsigned long long)t.post_len);
+            if (t.inl)
+                snprintf(line, sizeof line, "term %.*s field %u kind %u df 1 inline %u bytes",
+                         (int)(t.key_len - 4), (const char *)t.key, fid, t.key[t.key_len - 1], t.inl_len);
+            else
+                snprintf(line, sizeof line, "term %.*s field %u kind %u df %u postings %llu+%llu",
+                         (int)(t.key_len - 4), (const char *)t.key, fid, t.key[t.key_len - 1], t.df,
+                         (unsigned long long)t.post_off, (unsigned long long)t.post_len);
             out(ud, line);
             shown++;
         }

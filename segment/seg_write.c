@@ -602,8 +602,21 @@ static void enc_fields(build *x, seg_buf *o)
 static void enc_times(const seg_builder *b, const uint32_t *order, seg_buf *o)
 {
     uint32_t n = b->n, nb = (n + SEG_TIME_BLOCK - 1) / SEG_TIME_BLOCK;
+    /* the unit: the gcd of the differences (1e6 for times in whole ms) */
+    uint64_t unit = 0;
+    for (uint32_t d = 1; d < n && unit != 1; d++) {
+        uint64_t g = (uint64_t)(b->ev[order[d - 1]].time - b->ev[order[d]].time);
+        while (g) {
+            uint64_t t = unit % g;
+            unit = g;
+            g = t;
+        }
+    }
+    if (unit == 0)
+        unit = 1;
     seg_buf_put_u32(o, n);
     seg_buf_put_u32(o, nb);
+    seg_buf_put_u64(o, unit);
     size_t idx = o->n;
     seg_buf_reserve(o, (size_t)nb * 12);
     if (o->oom)
@@ -615,7 +628,7 @@ static void enc_times(const seg_builder *b, const uint32_t *order, seg_buf *o)
         int64_t first = b->ev[order[s]].time;
         uint32_t off = (uint32_t)(o->n - data0);
         for (uint32_t d = s + 1; d < e; d++)
-            seg_buf_put_varint(o, (uint64_t)(b->ev[order[d - 1]].time - b->ev[order[d]].time));
+            seg_buf_put_varint(o, (uint64_t)(b->ev[order[d - 1]].time - b->ev[order[d]].time) / unit);
         if (o->oom)
             return;
         seg_wr_u64(o->p + idx + (size_t)blk * 12, (uint64_t)first);
@@ -676,6 +689,32 @@ static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, s
     return rc;
 }
 
+/* A term of one doc, inline in its dictionary entry: varint doc, and for
+ * TEXT varint tf, then the positions (the first, then differences). */
+static int enc_single(const term *t, int text, seg_buf *o)
+{
+    seg_cur c = {t->data.p, t->data.p + t->data.n, 0};
+    seg_buf_put_varint(o, seg_get_varint(&c)); /* gap from -1: the doc */
+    if (!text)
+        return c.bad ? -1 : 0;
+    /* positions until the end: the first is pos + 1, then differences */
+    const uint8_t *p0 = c.p;
+    uint32_t tf = 0;
+    while (c.p < c.end) {
+        seg_get_varint(&c);
+        tf++;
+    }
+    if (c.bad || tf == 0)
+        return -1;
+    seg_buf_put_varint(o, tf);
+    c.p = p0;
+    for (uint32_t k = 0; k < tf; k++) {
+        uint64_t d = seg_get_varint(&c);
+        seg_buf_put_varint(o, k == 0 ? d - 1 : d);
+    }
+    return 0;
+}
+
 static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict, seg_buf *post)
 {
     uint32_t n = x->nterms, nb = (n + SEG_DICT_BLOCK - 1) / SEG_DICT_BLOCK;
@@ -696,15 +735,21 @@ static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict
         if (prev)
             while (shared < prevlen && shared < t->key_len && prev[shared] == key[shared])
                 shared++;
-        uint64_t off = post->n;
-        if (enc_postings(t, key[t->key_len - 1] == SEG_K_TEXT, post, &docs, &pos))
-            post->oom = 1;
+        int text = key[t->key_len - 1] == SEG_K_TEXT;
         seg_buf_put_varint(&blocks, shared);
         seg_buf_put_varint(&blocks, t->key_len - shared);
         seg_buf_put(&blocks, key + shared, t->key_len - shared);
         seg_buf_put_varint(&blocks, t->df);
-        seg_buf_put_varint(&blocks, off);
-        seg_buf_put_varint(&blocks, post->n - off);
+        if (t->df == 1) {
+            if (enc_single(t, text, &blocks))
+                post->oom = 1;
+        } else {
+            uint64_t off = post->n;
+            if (enc_postings(t, text, post, &docs, &pos))
+                post->oom = 1;
+            seg_buf_put_varint(&blocks, off);
+            seg_buf_put_varint(&blocks, post->n - off);
+        }
         prev = key;
         prevlen = t->key_len;
     }
