@@ -6,7 +6,10 @@
  * in-memory segment of the accepted events, numbers them (the SSE `id:`,
  * increasing per index in ingest order) and runs every subscriber's query
  * over that segment with the searcher: the tokenization is shared by all
- * subscribers and the matching is exactly search's.  Matches are formatted
+ * subscribers and the matching is exactly search's.  The segment is
+ * partial: it indexes only what the subscribers' queries read (the fields
+ * they name; every string field's tokens if a word has no field), and a
+ * subscriber that needs more has the batch re-indexed fully first.  Matches are formatted
  * and appended to each subscriber's bounded queue; a subscriber whose queue
  * is full loses events and is told so (`event: dropped`).
  *
@@ -33,6 +36,8 @@ typedef struct wbatch {
     uint64_t first;                    /* seq of its first event */
     uint32_t n;
     seg_reader *seg;                   /* in-memory segment */
+    seg_index_only have;               /* what seg indexes, unless full */
+    int full;                          /* seg indexes everything */
     seg_builder *events;               /* the events, in ingest order */
     uint32_t *pos;                     /* doc -> position in ingest order */
 } wbatch;
@@ -41,6 +46,7 @@ typedef struct sub sub;
 struct sub {
     api_hub *hub;
     srch_query *q;
+    seg_index_only need;               /* what q needs of a batch's segment */
     pthread_mutex_t mu;                /* guards everything below */
     pthread_cond_t cv;
     seg_buf queue;                     /* formatted SSE text not yet sent */
@@ -62,6 +68,8 @@ struct api_hub {
     wbatch win[TAIL_WINDOW];
     size_t nwin, winpos;
     int64_t last_sub_ns;               /* keep the window while tails come and go */
+    seg_tok *tok;                      /* for rebuilding a batch fully (under mu) */
+    seg_json *js;
 };
 
 api_hub *api_hub_new(void)
@@ -77,6 +85,7 @@ api_hub *api_hub_new(void)
 static void wbatch_free(wbatch *b)
 {
     seg_reader_unref(b->seg);
+    srch_need_free(&b->have);
     seg_builder_free(b->events);
     seg_free(b->pos);
     memset(b, 0, sizeof *b);
@@ -88,6 +97,8 @@ void api_hub_free(api_hub *h)
         return;
     for (size_t i = 0; i < TAIL_WINDOW; i++)
         wbatch_free(&h->win[i]);
+    seg_tok_free(h->tok);
+    seg_json_free(h->js);
     pthread_mutex_destroy(&h->mu);
     seg_free(h);
 }
@@ -153,13 +164,39 @@ static int u32cmp(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
+/* Makes b's segment index everything (a subscriber needs what the batch
+ * was not indexed for: it came after the batch was published).  Called
+ * with hub->mu held. */
+static int wbatch_full(api_hub *h, wbatch *b)
+{
+    if (!h->tok)
+        h->tok = seg_tok_new();
+    if (!h->js)
+        h->js = seg_json_new();
+    seg_buf mem = {0};
+    seg_reader *r = NULL;
+    seg_err e = {0};
+    if (!h->tok || !h->js || seg_builder_write_mem(b->events, h->tok, h->js, &mem, &e) ||
+        seg_reader_open_mem("(tail batch)", mem.p, mem.n, &r, &e)) {
+        if (!r)
+            seg_buf_free(&mem);
+        return -1;
+    }
+    seg_reader_unref(b->seg);
+    b->seg = r;
+    b->full = 1;
+    return 0;
+}
+
 /* Queues the events of batch b that match s's query and come after seq
  * `after`, in ingest order.  Called with hub->mu held. */
-static void deliver(sub *s, const wbatch *b, uint64_t after)
+static void deliver(sub *s, wbatch *b, uint64_t after)
 {
     uint32_t *docs;
     size_t nd;
     seg_err e = {0};
+    if (!b->full && !srch_need_covers(&b->have, &s->need) && wbatch_full(s->hub, b))
+        return;
     if (srch_match_docs(b->seg, s->q, &docs, &nd, &e) || !nd) {
         seg_free(docs);
         return;
@@ -205,11 +242,18 @@ void api_hub_publish(api_hub *h, seg_builder *events, seg_tok *tok, seg_json *js
     memset(&b, 0, sizeof b);
     b.n = n;
     b.events = events;
+    /* index only what the current subscribers' queries read (with none,
+     * nothing: a reconnect that needs more rebuilds the batch) */
+    int ok = 1;
+    pthread_mutex_lock(&h->mu);
+    for (sub *s = h->subs; s && ok; s = s->next)
+        ok = srch_query_need(s->q, &b.have) == 0;
+    pthread_mutex_unlock(&h->mu);
     /* doc d of the batch's segment is event pos[d] of the batch (the
      * builder's own order: no need to read ids back from the store) */
     b.pos = seg_malloc((size_t)n * sizeof *b.pos);
-    int ok = b.pos && !seg_builder_write_mem(events, tok, js, &mem, &e) &&
-             !seg_reader_open_mem("(tail batch)", mem.p, mem.n, &b.seg, &e);
+    ok = ok && b.pos && !seg_builder_write_partial(events, tok, js, &b.have, &mem, &e) &&
+         !seg_reader_open_mem("(tail batch)", mem.p, mem.n, &b.seg, &e);
     if (!b.seg)
         seg_buf_free(&mem);
     if (ok)
@@ -287,6 +331,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
 static void sub_destroy(sub *s)
 {
     srch_query_free(s->q);
+    srch_need_free(&s->need);
     seg_buf_free(&s->queue);
     for (size_t i = 0; i < s->nseam; i++)
         seg_free(s->seam[i]);
@@ -325,6 +370,12 @@ struct MHD_Response *api_tail_open(api_hub *h, int max_tails, srch_query *q, src
     s->hub = h;
     s->q = q;
     s->heartbeat_s = heartbeat_s;
+    if (srch_query_need(q, &s->need)) {
+        sub_destroy(s);
+        *status = 503;
+        seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_mutex_lock(&h->mu);
@@ -350,7 +401,7 @@ struct MHD_Response *api_tail_open(api_hub *h, int max_tails, srch_query *q, src
             pthread_mutex_unlock(&s->mu);
         }
         for (size_t k = 0; k < h->nwin; k++) {
-            const wbatch *b = &h->win[(start + k) % TAIL_WINDOW];
+            wbatch *b = &h->win[(start + k) % TAIL_WINDOW];
             if (b->first + b->n > after + 1)
                 deliver(s, b, after);
         }

@@ -33,6 +33,14 @@ int srch_query_parse(const char *q, size_t n, seg_tok *tok, srch_query **out, se
 void srch_query_free(srch_query *q);
 /* A canonical rendering of the parsed tree, for tests and debugging. */
 void srch_query_dump(const srch_query *q, seg_buf *out);
+/* What a partial segment must index for q to match exactly as over a full
+ * one (seg_builder_write_partial): the fields q names, and any_text when a
+ * word, phrase or prefix has no field.  Adds to *need (names not already
+ * there, seg_malloc'd); 0 or SEG_ENOMEM. */
+int srch_query_need(const srch_query *q, seg_index_only *need);
+/* 1 when a partial segment indexed for `have` answers a query needing `want`. */
+int srch_need_covers(const seg_index_only *have, const seg_index_only *want);
+void srch_need_free(seg_index_only *need);
 
 /* Time parameters: RFC 3339, epoch seconds or milliseconds, "now",
  * "now-15m" (units s m h d).  Returns SEG_EQUERY on a bad value. */

@@ -736,3 +736,63 @@ int srch_parse_time(const char *s, int64_t now, int64_t *out, seg_err *e)
     return seg_err_set(e, SEG_EQUERY, NULL,
                        "bad time '%.64s': use now, now-15m (units s m h d), RFC 3339 or epoch", s);
 }
+
+/* ------------------------------------------------------------------ */
+/* What a query needs of a partial segment                              */
+/* ------------------------------------------------------------------ */
+
+static int need_has(const seg_index_only *n, const char *f, size_t len)
+{
+    for (size_t i = 0; i < n->nfields; i++)
+        if (strlen(n->fields[i]) == len && !memcmp(n->fields[i], f, len))
+            return 1;
+    return 0;
+}
+
+static int need_add(seg_index_only *n, const char *f, size_t len)
+{
+    if (need_has(n, f, len))
+        return 0;
+    char **g = seg_realloc(n->fields, (n->nfields + 1) * sizeof *g);
+    if (!g)
+        return SEG_ENOMEM;
+    n->fields = g;
+    if (!(g[n->nfields] = seg_strndup(f, len)))
+        return SEG_ENOMEM;
+    n->nfields++;
+    return 0;
+}
+
+static int need_node(const qnode *q, seg_index_only *n)
+{
+    if (q->field) {
+        if (need_add(n, q->field, q->field_len))
+            return SEG_ENOMEM;
+    } else if (q->type == Q_TEXT || q->type == Q_PREFIX) {
+        n->any_text = 1;
+    }
+    for (size_t i = 0; i < q->nkids; i++)
+        if (need_node(q->kids[i], n))
+            return SEG_ENOMEM;
+    return 0;
+}
+
+int srch_query_need(const srch_query *q, seg_index_only *need) { return need_node(q->root, need); }
+
+int srch_need_covers(const seg_index_only *have, const seg_index_only *want)
+{
+    if (want->any_text && !have->any_text)
+        return 0;
+    for (size_t i = 0; i < want->nfields; i++)
+        if (!need_has(have, want->fields[i], strlen(want->fields[i])))
+            return 0;
+    return 1;
+}
+
+void srch_need_free(seg_index_only *need)
+{
+    for (size_t i = 0; i < need->nfields; i++)
+        seg_free(need->fields[i]);
+    seg_free(need->fields);
+    memset(need, 0, sizeof *need);
+}

@@ -249,6 +249,18 @@ int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js,
  * in-memory segments that make buffered events searchable. */
 int seg_builder_write_mem(seg_builder *b, seg_tok *tok, seg_json *js, seg_buf *out, seg_err *e);
 
+/* A partial in-memory segment, only for matching (the live tail): the
+ * named fields indexed fully (terms, existence, numbers), and when
+ * any_text is set the tokens of every string field; no other field, no
+ * STORE and no KEYCOL sections.  Events are not fetched from it. */
+typedef struct seg_index_only {
+    char **fields;
+    size_t nfields;
+    int any_text;
+} seg_index_only;
+int seg_builder_write_partial(seg_builder *b, seg_tok *tok, seg_json *js, const seg_index_only *only,
+                              seg_buf *out, seg_err *e);
+
 /* ------------------------------------------------------------------ */
 /* Segment reader                                                      */
 /* ------------------------------------------------------------------ */

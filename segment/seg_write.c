@@ -159,6 +159,7 @@ typedef struct fieldinfo {
     int all_int;
     int dec_scale;     /* largest decimal scale its reals need; > SEG_NUM_MAX_SCALE: none fits */
     uint32_t next_pos; /* the field's next token position in doc last_doc */
+    uint8_t want;      /* partial segments: WANT_* */
     seg_buf nums;      /* (u32 doc, u8 isint, 8 bytes value) records */
     seg_buf kws;       /* (u32 doc, u32 value id) records: keyword values */
     uint32_t nkw_distinct;
@@ -193,7 +194,11 @@ typedef struct build {
     uint32_t pos;
     int oom;
     uint32_t unindexed_fields;
+    const seg_index_only *only;  /* partial segment, or NULL */
 } build;
+
+/* What a partial segment indexes of a field. */
+enum { WANT_NONE = 0, WANT_TEXT = 1, WANT_ALL = 2 };
 
 static uint32_t term_get(build *x, const uint8_t *key, size_t n)
 {
@@ -285,6 +290,13 @@ static uint32_t field_get(build *x, const char *name, size_t n)
     f->name_len = (uint32_t)n;
     f->last_doc = -1;
     f->all_int = 1;
+    f->want = WANT_ALL;
+    if (x->only) {
+        f->want = x->only->any_text ? WANT_TEXT : WANT_NONE;
+        for (size_t k = 0; k < x->only->nfields; k++)
+            if (strlen(x->only->fields[k]) == n && !memcmp(x->only->fields[k], name, n))
+                f->want = WANT_ALL;
+    }
     seg_buf_put(&x->keys, name, n);
     x->fslot[i] = ++x->nfields;
     if (x->nfields * 2 > x->fmask) {
@@ -462,6 +474,19 @@ static void add_num(build *x, uint32_t doc, uint32_t f, int isint, int64_t i, do
 }
 
 /* Indexes one event as doc `doc`. */
+/* The tokens of string value v of field f, at the field's next positions;
+ * one position is skipped after it (no phrase across two values). */
+static int index_text(build *x, uint32_t f, const seg_jval *v)
+{
+    fieldinfo *fi = &x->fields[f];
+    x->cur_field = f;
+    x->pos = fi->next_pos;
+    if (seg_tok_run(x->tok, v->str, v->str_len, on_token, x) < 0)
+        return -1;
+    fi->next_pos = x->pos + 1;
+    return 0;
+}
+
 static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, size_t len, seg_err *e)
 {
     const seg_jval *v;
@@ -478,9 +503,18 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, siz
         if (f == UINT32_MAX)
             continue;
         fieldinfo *fi = &x->fields[f];
-        if (fi->last_doc != doc) {
+        int first = fi->last_doc != doc; /* the field's first value in doc */
+        if (first) {
             fi->last_doc = doc;
             fi->next_pos = 0;
+        }
+        if (fi->want != WANT_ALL) {
+            /* partial segments: only the tokens of this string, if wanted */
+            if (fi->want == WANT_TEXT && v[i].type == SEG_JV_STRING && index_text(x, f, &v[i]))
+                return seg_err_set(e, SEG_EINVAL, NULL, "tokenizer failed on event %u", doc);
+            continue;
+        }
+        if (first) {
             fi->docs++;
             uint8_t key[8];
             size_t kn = seg_key_make(key, "", 0, (uint16_t)f, SEG_K_EXISTS);
@@ -489,12 +523,9 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, siz
         switch (v[i].type) {
         case SEG_JV_STRING:
             fi->flags |= SEG_F_STRING;
-            x->cur_field = f;
-            x->pos = fi->next_pos;
-            if (seg_tok_run(x->tok, v[i].str, v[i].str_len, on_token, x) < 0)
+            if (index_text(x, f, &v[i]))
                 return seg_err_set(e, SEG_EINVAL, NULL, "tokenizer failed on event %u", doc);
-            fi->next_pos = x->pos + 1; /* gap: no phrase across two values */
-            if (v[i].str_len <= SEG_KEYWORD_MAX && !fi->no_keycol) {
+            if (v[i].str_len <= SEG_KEYWORD_MAX && !fi->no_keycol && !x->only) {
                 uint32_t before = x->nkv;
                 uint32_t id = kv_get(x, f, v[i].str, v[i].str_len);
                 if (x->nkv != before && ++fi->nkw_distinct > SEG_KEYCOL_MAX_DISTINCT &&
@@ -1094,13 +1125,14 @@ static int wr_section(wfile *w, uint32_t kind, uint32_t arg, seg_buf *s)
 /* Builds the segment and writes it to path (temp, fsync, rename) or, when
  * mem is set, into mem. */
 static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *path, seg_buf *mem,
-                       uint64_t *bytes_out, seg_err *e)
+                       const seg_index_only *only, uint64_t *bytes_out, seg_err *e)
 {
     int rc = SEG_OK;
     build x;
     memset(&x, 0, sizeof x);
     x.b = b;
     x.tok = tok;
+    x.only = only;
     uint32_t *order = NULL, *torder = NULL;
     seg_buf sec = {0}, post = {0};
     char tmp[4096];
@@ -1179,7 +1211,7 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
             rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
             goto out;
         }
-        for (uint32_t f = 0; f < x.nfields && rc == SEG_OK; f++) {
+        for (uint32_t f = 0; f < x.nfields && rc == SEG_OK && !only; f++) {
             fieldinfo *fi = &x.fields[f];
             /* mostly distinct values: no column (see SEG_KEYCOL_MAX_DISTINCT) */
             if (!fi->kws.n || fi->no_keycol ||
@@ -1192,7 +1224,7 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
         if (rc)
             goto out;
     }
-    {
+    if (!only) {
         seg_buf dict = {0};
         if (enc_store(b, order, mem != NULL, &sec, &dict)) {
             seg_buf_free(&dict);
@@ -1292,10 +1324,16 @@ out:
 int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *path,
                       uint64_t *bytes_out, seg_err *e)
 {
-    return build_write(b, tok, js, path, NULL, bytes_out, e);
+    return build_write(b, tok, js, path, NULL, NULL, bytes_out, e);
 }
 
 int seg_builder_write_mem(seg_builder *b, seg_tok *tok, seg_json *js, seg_buf *out, seg_err *e)
 {
-    return build_write(b, tok, js, NULL, out, NULL, e);
+    return build_write(b, tok, js, NULL, out, NULL, NULL, e);
+}
+
+int seg_builder_write_partial(seg_builder *b, seg_tok *tok, seg_json *js, const seg_index_only *only,
+                              seg_buf *out, seg_err *e)
+{
+    return build_write(b, tok, js, NULL, out, only, NULL, e);
 }

@@ -819,6 +819,77 @@ static void test_merge_while_searching(const char *dir)
     is_int(test_verify_index(ixdir), 0, "verify passes after merging");
 }
 
+/* The live tail's partial segments (only what the query reads is
+ * indexed: srch_query_need) match exactly what the model says, query by
+ * query, over a batch of the model's first 1000 events. */
+static void test_partial(int nq)
+{
+    size_t n = model_count(M) < 1000 ? model_count(M) : 1000;
+    seg_builder *b = seg_builder_new();
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *js = model_json(M, i, &len);
+        const char *id = model_id(M, i);
+        char auto_id[32];
+        if (!id) {
+            snprintf(auto_id, sizeof auto_id, "auto%zu", i);
+            id = auto_id;
+        }
+        seg_builder_add(b, js, len, model_time(M, i), id, strlen(id), model_id(M, i) != NULL);
+    }
+    uint32_t *order = malloc(n * sizeof *order);
+    seg_builder_order(b, order);
+    seg_json *js = seg_json_new();
+    char *want = malloc(n), *got = malloc(n);
+    long bad = 0, partial_smaller = 0, fields_total = 0;
+    seg_buf full = {0};
+    seg_err e = {0};
+    seg_builder_write_mem(b, TOK, js, &full, &e);
+    for (int qi = 0; qi < nq; qi++) {
+        mq *q = gen_query(0);
+        const char *qs = mq_render(q);
+        srch_query *pq = NULL;
+        seg_index_only need = {0};
+        seg_buf mem = {0};
+        seg_reader *r = NULL;
+        uint32_t *docs = NULL;
+        size_t nd = 0;
+        if (srch_query_parse(qs, strlen(qs), TOK, &pq, &e) || srch_query_need(pq, &need) ||
+            seg_builder_write_partial(b, TOK, js, &need, &mem, &e) ||
+            seg_reader_open_mem("(partial)", mem.p, mem.n, &r, &e) || srch_match_docs(r, pq, &docs, &nd, &e)) {
+            if (bad++ < 5)
+                tap_diag("partial: query '%s': %s", qs, e.msg);
+        } else {
+            partial_smaller += mem.n < full.n / 2;
+            fields_total += (long)need.nfields;
+            memset(got, 0, n);
+            for (size_t i = 0; i < nd; i++)
+                got[order[docs[i]]] = 1;
+            for (size_t i = 0; i < n; i++)
+                want[i] = (char)model_match(M, i, q);
+            if (memcmp(want, got, n) && bad++ < 5)
+                tap_diag("partial: query '%s' (%zu fields%s) disagrees with the model", qs, need.nfields,
+                         need.any_text ? ", any text" : "");
+        }
+        if (!r)
+            seg_buf_free(&mem);
+        seg_reader_unref(r);
+        seg_free(docs);
+        srch_need_free(&need);
+        srch_query_free(pq);
+        mq_free(q);
+    }
+    ok(bad == 0, "%d queries over partial segments (only the fields each reads) agree with the model (%ld not)", nq, bad);
+    ok(partial_smaller > nq / 4, "and partial segments are smaller (%ld of %d under half the full one's %zu bytes)",
+       partial_smaller, nq, full.n);
+    seg_buf_free(&full);
+    free(want);
+    free(got);
+    free(order);
+    seg_json_free(js);
+    seg_builder_free(b);
+}
+
 static void test_generated(void)
 {
     char dir[] = "/tmp/logdex-t-diff-XXXXXX";
@@ -905,6 +976,7 @@ static void test_generated(void)
     is_int(check_aggregations(ix, 25), 0,
            "25 aggregation requests (histogram, terms, stats, percentiles, cardinality, nested) agree with the model");
     srch_index_close(ix);
+    test_partial(600);
     test_merge_while_searching(dir);
     model_free(M);
     M = NULL;
