@@ -959,6 +959,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     if (*upload_size) {
+        if (q->body.n == 0 && !q->body.cap) {
+            /* the whole body at once: no doubling copies */
+            const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+            unsigned long long want = cl ? strtoull(cl, NULL, 10) : 0;
+            if (want && want <= srv.max_body)
+                seg_buf_reserve(&q->body, (size_t)want);
+        }
         if (q->body.n + *upload_size > srv.max_body)
             q->too_large = 1;
         else

@@ -16,6 +16,8 @@ typedef struct idx_wal {
     uint64_t seq;              /* its sequence number */
     uint64_t written, synced;  /* bytes appended / covered by fdatasync */
     seg_buf pend;              /* appended records not yet written to fd */
+    seg_buf spare;             /* the leader's last buffer, kept for reuse
+                                * (fresh memory costs page faults) */
     int broken;                /* a write or sync failed: records may be
                                   lost, so nothing is acknowledged again */
     int syncing;

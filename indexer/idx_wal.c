@@ -265,7 +265,9 @@ int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
         uint64_t target = w->written;
         int fd = w->fd;
         seg_buf mine = w->pend;
-        memset(&w->pend, 0, sizeof w->pend);
+        w->pend = w->spare;
+        w->pend.n = 0;
+        memset(&w->spare, 0, sizeof w->spare);
         pthread_mutex_unlock(&w->mu);
         struct timespec t0, t1;
         int r = write_all(fd, mine.p, mine.n);
@@ -276,8 +278,14 @@ int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
             what = "fsync";
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        seg_buf_free(&mine);
         pthread_mutex_lock(&w->mu);
+        /* keep the larger buffer for the next leader, up to 64 MiB */
+        if (mine.cap > w->spare.cap && mine.cap <= (64u << 20) && !mine.oom) {
+            seg_buf_free(&w->spare);
+            w->spare = mine;
+        } else {
+            seg_buf_free(&mine);
+        }
         w->syncing = 0;
         w->fsyncs++;
         w->fsync_ns_total += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
@@ -338,6 +346,7 @@ void idx_wal_close(idx_wal *w)
         w->fd = -1;
     }
     seg_buf_free(&w->pend);
+    seg_buf_free(&w->spare);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
 }

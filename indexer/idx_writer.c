@@ -528,8 +528,29 @@ static int replay_event(void *ud, const char *json, size_t n, int64_t time, cons
 /* An engine-assigned id: writer start (ms) and a sequence, in hex. */
 static size_t auto_id(idx_writer *w, char out[40])
 {
-    return (size_t)snprintf(out, 40, "%011llx%08llx", (unsigned long long)(w->auto_base / 1000000),
-                            (unsigned long long)w->auto_seq++);
+    /* as "%011llx%08llx" (the writer's start in ms, then the sequence),
+     * without printf on every event */
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = (uint64_t)(w->auto_base / 1000000), b = w->auto_seq++;
+    char tmp[24];
+    size_t n = 0;
+    do
+        tmp[n++] = hex[a & 15];
+    while ((a >>= 4) != 0);
+    while (n < 11)
+        tmp[n++] = '0';
+    size_t k = 0;
+    while (n)
+        out[k++] = tmp[--n];
+    do
+        tmp[n++] = hex[b & 15];
+    while ((b >>= 4) != 0);
+    while (n < 8)
+        tmp[n++] = '0';
+    while (n)
+        out[k++] = tmp[--n];
+    out[k] = 0;
+    return k;
 }
 
 int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_reject_fn reject,
@@ -999,6 +1020,10 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
         goto out;
     }
+    /* the log record: the events plus ~10% (ids, times, lengths), sized
+     * once rather than grown by doubling copies */
+    if (w->opts.wal)
+        seg_buf_reserve(&rec, n + n / 4 + 64);
     /* 2. de-duplicate, buffer and log, under the lock */
     uint64_t ticket = 0, parse_rejected = out->rejected;
     pthread_mutex_lock(&w->mu);

@@ -18,7 +18,7 @@ printf '%s\n' '{"@timestamp":"2024-01-02T03:04:05Z","_id":"a","msg":"disk full",
 is "$(code -XPOST --data-binary @"$T/b1" "$U/api/v1/web/ingest")" 200 "ingest answers 200 with a bad line"
 is "$(cat "$T/body")" '{"accepted":2,"rejected":1,"duplicates":1,"errors":[{"line":2,"reason":"not a JSON object near byte 1"}]}' "ingest counts and the bad line's number"
 is "$(code "$U/api/v1/web/search?q=hello")" 200 "search 200"
-ok "$(grep -c '"total":1,"hits":\[{"_id":"[0-9a-f]*","_time":"2024-01-02T03:05:00.000Z","_source":{"ts":1704164700,"msg":"Hello World","tags":\["x"\]}}\],"cursor":null}' "$T/body" | sed 's/^1$/0/')" "read your writes: the hit, its _time and its _source as sent"
+ok "$(grep -c '"total":1,"hits":\[{"_id":"[0-9a-f]\{19\}","_time":"2024-01-02T03:05:00.000Z","_source":{"ts":1704164700,"msg":"Hello World","tags":\["x"\]}}\],"cursor":null}' "$T/body" | sed 's/^1$/0/')" "read your writes: the hit, its _time and its _source as sent"
 is "$(code "$U/api/v1/web/search?q=status:500&limit=1")" 200 "numeric field query"
 ok "$(grep -c '"total":1' "$T/body" | sed 's/^1$/0/')" "status:500 found"
 is "$(code "$U/api/v1/web/search?q=a%20AND")" 400 "malformed q is 400"
