@@ -731,36 +731,60 @@ static int need_times(const srch_agg *a, size_t n)
     return 0;
 }
 
-/* Metadata fast path: with the query `*`, a segment wholly inside the
- * requested time range, and only top-level date histograms without
- * sub-aggregations whose bucket holds the whole segment, the answer is the
- * segment's event count: no column is read. */
-static int answer_from_metadata(const ajob *j, atask *t)
+static int64_t floor_to(int64_t t, int64_t iv) { return (t / iv - (t % iv < 0 ? 1 : 0)) * iv; }
+
+/* Fast path for the query `*` with only top-level date histograms without
+ * sub-aggregations (a dashboard's events-over-time panel): a segment's
+ * events are sorted by time, so each bucket's count is the distance
+ * between two time seeks (binary search over the TIMES block index, one
+ * block decoded).  Docs [lo, hi) are those in the requested time range.
+ * Used when the buckets are few against the docs; returns 0 to fall back
+ * to reading the column. */
+static int answer_by_seeks(const ajob *j, atask *t, uint32_t lo, uint32_t hi)
 {
     const srch_request *rq = j->rq;
     seg_reader *r = t->r;
-    int64_t mn = seg_reader_min_time(r), mx = seg_reader_max_time(r);
-    if (rq->q->root->type != Q_ALL || (rq->has_start && mn < rq->start) || (rq->has_end && mx >= rq->end))
+    if (rq->q->root->type != Q_ALL)
         return 0;
+    for (size_t k = 0; k < j->naggs; k++)
+        if (j->aggs[k].type != SRCH_AGG_DATE_HISTOGRAM || j->aggs[k].nsubs)
+            return 0;
+    int64_t tmin = seg_reader_min_time(r), tmax = seg_reader_max_time(r);
+    if (rq->has_start && rq->start > tmin)
+        tmin = rq->start;
+    if (rq->has_end && rq->end - 1 < tmax)
+        tmax = rq->end - 1;
+    for (size_t k = 0; k < j->naggs; k++) {
+        int64_t iv = j->aggs[k].interval_ns;
+        uint64_t nb = (uint64_t)(floor_to(tmax, iv) - floor_to(tmin, iv)) / (uint64_t)iv + 1;
+        if (nb > 1 && nb > (hi - lo) / 32 + 1)
+            return 0;
+    }
     for (size_t k = 0; k < j->naggs; k++) {
         const srch_agg *a = &j->aggs[k];
-        if (a->type != SRCH_AGG_DATE_HISTOGRAM || a->nsubs)
-            return 0;
         int64_t iv = a->interval_ns;
-        if (mn / iv - (mn % iv < 0) != mx / iv - (mx % iv < 0))
-            return 0;
-    }
-    uint32_t n = seg_reader_ndocs(r);
-    for (size_t k = 0; k < j->naggs; k++) {
-        int64_t iv = j->aggs[k].interval_ns, key = (mn / iv - (mn % iv < 0)) * iv;
-        pbucket *b = bucket_get(&t->parts[k], &j->aggs[k], 0, key, 0, NULL, 0);
-        if (!b) {
-            t->rc = seg_err_set(&t->e, SEG_ENOMEM, NULL, "out of memory");
-            return 1;
+        /* buckets newest first: doc ranges follow each other from lo */
+        uint32_t top = lo;
+        for (int64_t key = floor_to(tmax, iv);; key -= iv) {
+            uint32_t below = hi; /* first doc older than the bucket */
+            if (key > tmin && (t->rc = seg_reader_time_seek_lt(r, key, &below, &t->e)))
+                return 1;
+            if (below > hi)
+                below = hi;
+            if (below > top) {
+                pbucket *b = bucket_get(&t->parts[k], a, 0, key, 0, NULL, 0);
+                if (!b) {
+                    t->rc = seg_err_set(&t->e, SEG_ENOMEM, NULL, "out of memory");
+                    return 1;
+                }
+                b->count += below - top;
+                top = below;
+            }
+            if (key <= tmin || top >= hi)
+                break;
         }
-        b->count += n;
     }
-    t->total = n;
+    t->total = hi - lo;
     return 1;
 }
 
@@ -771,14 +795,12 @@ static void run_atask(void *arg, size_t i)
     const srch_request *rq = j->rq;
     seg_reader *r = t->r;
     uint32_t lo = 0, hi = seg_reader_ndocs(r);
-    if (answer_from_metadata(j, t))
-        return;
     srch_seg_out out = {0};
     segctx c = {r, 0, NULL, 0, &t->e};
     if ((rq->has_end && (t->rc = seg_reader_time_seek_lt(r, rq->end, &lo, &t->e))) ||
         (rq->has_start && (t->rc = seg_reader_time_seek_lt(r, rq->start, &hi, &t->e))))
         return;
-    if (hi <= lo)
+    if (hi <= lo || answer_by_seeks(j, t, lo, hi))
         return;
     if ((t->rc = srch_exec_segment(r, rq->q, lo, hi, lo, SIZE_MAX, &out, &t->e)))
         goto done;
