@@ -308,6 +308,8 @@ typedef struct segctx {
     int64_t *times;
     int64_t interval;          /* resolved date_histogram interval (per node: see eval) */
     seg_err *e;
+    uint32_t all_lo;           /* a dlist without d[]: docs [all_lo, all_lo + n) */
+    uint32_t *alld;            /* ... made into a list on first need */
 } segctx;
 
 typedef struct dlist {
@@ -523,7 +525,13 @@ static int terms_ordinals(segctx *c, const srch_agg *a, part *p, const dlist *dl
         goto out;
     }
     vjoin j = {dl->d, dl->n, 0, NULL, ord_pair, &o};
-    if (seg_reader_keycol_scan(c->r, kc, join_str, &j, c->e)) {
+    if (!o.collect && dl->n == seg_reader_ndocs(c->r)) {
+        /* every doc: count the ordinals, no join with the doc list */
+        if (seg_reader_keycol_count(c->r, kc, o.cnt, o.last, c->e)) {
+            rc = -1;
+            goto out;
+        }
+    } else if (seg_reader_keycol_scan(c->r, kc, join_str, &j, c->e)) {
         rc = -1;
         goto out;
     }
@@ -644,6 +652,29 @@ static int eval_subs(segctx *c, const srch_agg *a, pbucket *b, const dlist *dl)
 static int eval(segctx *c, const srch_agg *a, part *p, const dlist *dl)
 {
     seg_reader *r = c->r;
+    if (!dl->d) {
+        /* the query `*`: a terms count over a whole keyword column needs
+         * no doc list; anything else gets one */
+        int f = a->type == SRCH_AGG_TERMS && !a->nsubs && dl->n == seg_reader_ndocs(r)
+                    ? seg_reader_field_find(r, a->field, strlen(a->field))
+                    : -1;
+        seg_keycol kc;
+        if (f >= 0 && !seg_reader_field(r, (uint32_t)f)->nnum) {
+            int has = seg_reader_keycol(r, (uint32_t)f, &kc, c->e);
+            if (has < 0)
+                return -1;
+            if (has)
+                return terms_ordinals(c, a, p, dl, &kc);
+        }
+        if (!c->alld) {
+            if (!(c->alld = seg_malloc((dl->n ? dl->n : 1) * sizeof *c->alld)))
+                return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), -1;
+            for (size_t i = 0; i < dl->n; i++)
+                c->alld[i] = c->all_lo + (uint32_t)i;
+        }
+        dlist full = {c->alld, dl->n};
+        return eval(c, a, p, &full);
+    }
     if (a->type == SRCH_AGG_DATE_HISTOGRAM) {
         /* docs descend in time: equal bucket keys are adjacent */
         for (size_t i = 0; i < dl->n;) {
@@ -796,14 +827,19 @@ static void run_atask(void *arg, size_t i)
     seg_reader *r = t->r;
     uint32_t lo = 0, hi = seg_reader_ndocs(r);
     srch_seg_out out = {0};
-    segctx c = {r, 0, NULL, 0, &t->e};
+    segctx c = {r, 0, NULL, 0, &t->e, 0, NULL};
     if ((rq->has_end && (t->rc = seg_reader_time_seek_lt(r, rq->end, &lo, &t->e))) ||
         (rq->has_start && (t->rc = seg_reader_time_seek_lt(r, rq->start, &hi, &t->e))))
         return;
     if (hi <= lo || answer_by_seeks(j, t, lo, hi))
         return;
-    if ((t->rc = srch_exec_segment(r, rq->q, lo, hi, lo, SIZE_MAX, &out, &t->e)))
+    if (rq->q->root->type == Q_ALL) {
+        /* every doc of [lo, hi): no list unless an aggregation needs one */
+        out.nhits = out.total = hi - lo;
+        c.all_lo = lo;
+    } else if ((t->rc = srch_exec_segment(r, rq->q, lo, hi, lo, SIZE_MAX, &out, &t->e))) {
         goto done;
+    }
     t->total = out.total;
     if (j->need_times && out.nhits) {
         c.lo = lo;
@@ -823,6 +859,7 @@ static void run_atask(void *arg, size_t i)
         }
 done:
     seg_free(c.times);
+    seg_free(c.alld);
     seg_free(out.docs);
 }
 

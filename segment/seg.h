@@ -377,6 +377,10 @@ int seg_keycol_value(const seg_keycol *kc, uint32_t ord, const char **p, size_t 
 /* Calls fn(ud, doc, ordinal) for every pair, in doc order. */
 typedef void (*seg_kw_fn)(void *ud, uint32_t doc, uint32_t ord);
 int seg_reader_keycol_scan(seg_reader *r, const seg_keycol *kc, seg_kw_fn fn, void *ud, seg_err *e);
+/* Counts, for every ordinal, the docs holding it (a doc with a value twice
+ * counts once): cnt[] and last[] have kc->ndict entries, last[] zeroed
+ * (it keeps doc + 1 of the latest count).  A terms count over all docs. */
+int seg_reader_keycol_count(seg_reader *r, const seg_keycol *kc, uint32_t *cnt, uint32_t *last, seg_err *e);
 /* The times of docs [lo, hi) into out[0 .. hi-lo). */
 int seg_reader_times(seg_reader *r, uint32_t lo, uint32_t hi, int64_t *out, seg_err *e);
 
