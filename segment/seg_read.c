@@ -1102,30 +1102,23 @@ int seg_reader_keycol_scan(seg_reader *r, const seg_keycol *kc, seg_kw_fn fn, vo
     return SEG_OK;
 }
 
+typedef struct kwcount {
+    uint32_t *cnt, *last;
+} kwcount;
+
+static void kw_count(void *ud, uint32_t doc, uint32_t ord)
+{
+    kwcount *k = ud;
+    if (k->last[ord] != doc + 1) {
+        k->last[ord] = doc + 1;
+        k->cnt[ord]++;
+    }
+}
+
 int seg_reader_keycol_count(seg_reader *r, const seg_keycol *kc, uint32_t *cnt, uint32_t *last, seg_err *e)
 {
-    uint32_t docs[SEG_KEY_BLOCK], ords[SEG_KEY_BLOCK];
-    for (uint32_t b = 0; b < kc->nblocks; b++) {
-        uint32_t first = seg_rd_u32(kc->index + (size_t)b * 8), off = seg_rd_u32(kc->index + (size_t)b * 8 + 4);
-        uint32_t n = kc->npairs - b * SEG_KEY_BLOCK < SEG_KEY_BLOCK ? kc->npairs - b * SEG_KEY_BLOCK : SEG_KEY_BLOCK;
-        seg_cur c = {kc->data + off, kc->end, 0};
-        if (off > (size_t)(kc->end - kc->data) || seg_get_packed(&c, docs, n) || seg_get_packed(&c, ords, n)) {
-            mark_failed(r, "bad keyword block");
-            return CORRUPT(r, e, "bad keyword column block");
-        }
-        for (uint32_t k = 0; k < n; k++) {
-            uint64_t d = (uint64_t)first + docs[k];
-            if (d >= r->ndocs || ords[k] >= kc->ndict) {
-                mark_failed(r, "bad keyword block");
-                return CORRUPT(r, e, "bad keyword column entry");
-            }
-            if (last[ords[k]] != d + 1) {
-                last[ords[k]] = (uint32_t)d + 1;
-                cnt[ords[k]]++;
-            }
-        }
-    }
-    return SEG_OK;
+    kwcount k = {cnt, last};
+    return seg_reader_keycol_scan(r, kc, kw_count, &k, e);
 }
 
 int seg_reader_times(seg_reader *r, uint32_t lo, uint32_t hi, int64_t *out, seg_err *e)
