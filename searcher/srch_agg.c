@@ -649,6 +649,25 @@ static int eval_subs(segctx *c, const srch_agg *a, pbucket *b, const dlist *dl)
     return 0;
 }
 
+/* terms over every doc of a segment from its stored per-value counts */
+static int terms_stored_counts(segctx *c, const srch_agg *a, part *p, const seg_keycol *kc, const uint8_t *cnts)
+{
+    for (uint32_t k = 0; k < kc->ndict; k++) {
+        uint32_t n = seg_rd_u32(cnts + (size_t)k * 4);
+        if (!n)
+            continue;
+        const char *s;
+        size_t sl;
+        if (seg_keycol_value(kc, k, &s, &sl))
+            return seg_err_set(c->e, SEG_ECORRUPT, seg_reader_path(c->r), "bad keyword ordinal"), -1;
+        pbucket *b = bucket_get(p, a, 1, 0, 0, s, sl);
+        if (!b)
+            return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), -1;
+        b->count += n;
+    }
+    return 0;
+}
+
 static int eval(segctx *c, const srch_agg *a, part *p, const dlist *dl)
 {
     seg_reader *r = c->r;
@@ -661,8 +680,12 @@ static int eval(segctx *c, const srch_agg *a, part *p, const dlist *dl)
         seg_keycol kc;
         if (f >= 0 && !seg_reader_field(r, (uint32_t)f)->nnum) {
             int has = seg_reader_keycol(r, (uint32_t)f, &kc, c->e);
-            if (has < 0)
+            const uint8_t *cnts;
+            int hc = has > 0 ? seg_reader_keycol_counts(r, (uint32_t)f, &kc, &cnts, c->e) : 0;
+            if (has < 0 || hc < 0)
                 return -1;
+            if (hc)
+                return terms_stored_counts(c, a, p, &kc, cnts);
             if (has)
                 return terms_ordinals(c, a, p, dl, &kc);
         }

@@ -381,6 +381,11 @@ int seg_reader_keycol_scan(seg_reader *r, const seg_keycol *kc, seg_kw_fn fn, vo
  * counts once): cnt[] and last[] have kc->ndict entries, last[] zeroed
  * (it keeps doc + 1 of the latest count).  A terms count over all docs. */
 int seg_reader_keycol_count(seg_reader *r, const seg_keycol *kc, uint32_t *cnt, uint32_t *last, seg_err *e);
+/* The stored per-ordinal doc counts of field's keyword column (KEYCOUNT,
+ * version >= 2): 1 with *counts at kc->ndict little-endian u32, 0 when the
+ * segment has none, -1 when corrupt. */
+int seg_reader_keycol_counts(seg_reader *r, uint32_t field, const seg_keycol *kc, const uint8_t **counts,
+                             seg_err *e);
 /* The times of docs [lo, hi) into out[0 .. hi-lo). */
 int seg_reader_times(seg_reader *r, uint32_t lo, uint32_t hi, int64_t *out, seg_err *e);
 

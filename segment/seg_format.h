@@ -91,6 +91,10 @@
  *   the STOREDICT bytes as a raw-content dictionary when that section
  *   exists.
  *
+ * KEYCOUNT (kind 10, arg = field id, version >= 2, optional): u32 ndict,
+ *   then per ordinal of the field's KEYCOL a u32: the docs holding that
+ *   value (terms over all events without decoding the pairs).
+ *
  * STOREDICT (kind 9, version >= 2, optional): <= 64 KiB of raw records
  *   (the format above) sampled evenly from the segment's events; the
  *   dictionary of every zstd block of STORE.
@@ -130,6 +134,7 @@ enum {
     SEG_S_IDS = 7,
     SEG_S_KEYCOL = 8,
     SEG_S_STOREDICT = 9,
+    SEG_S_KEYCOUNT = 10,
 };
 
 /* NUMCOL value types. */

@@ -49,6 +49,7 @@ struct seg_reader {
     int s_fields, s_times, s_dict, s_post, s_store, s_ids, s_sdict;  /* index or -1 */
     int *s_num;                /* per field: NUMCOL section index or -1 */
     int *s_key;                /* per field: KEYCOL section index or -1 */
+    int *s_kcount;             /* per field: KEYCOUNT section index or -1 */
     seg_field *fields;
     uint32_t nfields;
     uint32_t *fslot;
@@ -117,7 +118,8 @@ static int parse_fields(seg_reader *r, seg_err *e)
     r->fslot = seg_calloc(cap, sizeof *r->fslot);
     r->s_num = seg_malloc((n ? n : 1) * sizeof(int));
     r->s_key = seg_malloc((n ? n : 1) * sizeof(int));
-    if (!r->fields || !r->fslot || !r->s_num || !r->s_key)
+    r->s_kcount = seg_malloc((n ? n : 1) * sizeof(int));
+    if (!r->fields || !r->fslot || !r->s_num || !r->s_key || !r->s_kcount)
         return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
     r->fmask = cap - 1;
     for (uint32_t f = 0; f < n; f++) {
@@ -133,6 +135,7 @@ static int parse_fields(seg_reader *r, seg_err *e)
             return CORRUPT(r, e, "bad field entry %u", f);
         r->s_num[f] = -1;
         r->s_key[f] = -1;
+        r->s_kcount[f] = -1;
         uint32_t j = (uint32_t)seg_hash64(fi->name, fi->name_len) & r->fmask;
         while (r->fslot[j])
             j = (j + 1) & r->fmask;
@@ -295,6 +298,12 @@ static int reader_init(seg_reader *r, seg_err *e)
                 goto fail;
             }
             r->s_key[r->sec[i].arg] = (int)i;
+        } else if (r->sec[i].kind == SEG_S_KEYCOUNT && r->version >= 2) {
+            if (r->sec[i].arg >= r->nfields) {
+                rc = CORRUPT(r, e, "keyword counts for unknown field %u", r->sec[i].arg);
+                goto fail;
+            }
+            r->s_kcount[r->sec[i].arg] = (int)i;
         }
 fail:
     return rc;
@@ -314,6 +323,7 @@ void seg_reader_close(seg_reader *r)
     seg_free(r->fslot);
     seg_free(r->s_num);
     seg_free(r->s_key);
+    seg_free(r->s_kcount);
     seg_free(r);
 }
 
@@ -1102,6 +1112,23 @@ int seg_reader_keycol_scan(seg_reader *r, const seg_keycol *kc, seg_kw_fn fn, vo
     return SEG_OK;
 }
 
+int seg_reader_keycol_counts(seg_reader *r, uint32_t field, const seg_keycol *kc, const uint8_t **counts,
+                             seg_err *e)
+{
+    if (field >= r->nfields || r->s_kcount[field] < 0)
+        return 0;
+    seg_cur c;
+    if (sec_get(r, r->s_kcount[field], &c, e))
+        return -1;
+    uint32_t nd = seg_get_u32(&c);
+    if (c.bad || nd != kc->ndict || (uint64_t)nd * 4 != (uint64_t)(c.end - c.p)) {
+        mark_failed(r, "bad keyword counts");
+        return CORRUPT(r, e, "bad keyword counts for field %u", field), -1;
+    }
+    *counts = c.p;
+    return 1;
+}
+
 typedef struct kwcount {
     uint32_t *cnt, *last;
 } kwcount;
@@ -1524,6 +1551,23 @@ long seg_reader_verify(const char *path, seg_report_fn report, void *ud)
                 break;
             }
         }
+        /* the stored counts agree with the pairs */
+        const uint8_t *cnts;
+        int hc = has ? seg_reader_keycol_counts(r, f, &kc, &cnts, &ke) : 0;
+        if (hc < 0) {
+            vproblem(&v, "%s", ke.msg);
+        } else if (hc) {
+            uint32_t *cnt = seg_calloc(kc.ndict ? kc.ndict : 1, sizeof *cnt);
+            uint32_t *last = seg_calloc(kc.ndict ? kc.ndict : 1, sizeof *last);
+            if (cnt && last && seg_reader_keycol_count(r, &kc, cnt, last, &ke) == SEG_OK)
+                for (uint32_t o = 0; o < kc.ndict; o++)
+                    if (seg_rd_u32(cnts + (size_t)o * 4) != cnt[o]) {
+                        vproblem(&v, "keyword counts of field %u disagree with its column", f);
+                        break;
+                    }
+            seg_free(cnt);
+            seg_free(last);
+        }
     }
     /* every stored event */
     seg_store_cur *sc = seg_store_cur_new();
@@ -1559,8 +1603,8 @@ int seg_reader_dump(const char *path, void (*out)(void *ud, const char *line), v
     snprintf(line, sizeof line, "segment %s: version %u, %u events, %s .. %s, %zu bytes", path,
              r->version, r->ndocs, a, b, r->size);
     out(ud, line);
-    static const char *const names[] = {"?",     "FIELDS", "TIMES", "TERMDICT", "POSTINGS",
-                                        "NUMCOL", "STORE", "IDS",   "KEYCOL",   "STOREDICT"};
+    static const char *const names[] = {"?",     "FIELDS", "TIMES", "TERMDICT", "POSTINGS", "NUMCOL",
+                                        "STORE", "IDS",    "KEYCOL", "STOREDICT", "KEYCOUNT"};
     for (uint32_t i = 0; i < r->nsec; i++) {
         section *s = &r->sec[i];
         snprintf(line, sizeof line, "section %u: %s arg %u offset %llu length %llu checksum %016llx", i,

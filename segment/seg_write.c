@@ -863,7 +863,7 @@ static int kv_cmp(const void *pa, const void *pb, void *ctx)
 
 /* KEYCOL: the field's distinct values sorted, then (doc, ordinal) pairs in
  * bit-packed blocks.  ord_of is scratch of nkv entries. */
-static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o)
+static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, seg_buf *counts)
 {
     size_t npairs = fi->kws.n / 8;
     const uint8_t *rec = fi->kws.p;
@@ -902,6 +902,27 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o)
     }
     o->n += (size_t)nb * 8;
     size_t data0 = o->n;
+    /* per ordinal, the docs holding it (pairs come in doc order) */
+    seg_buf_put_u32(counts, nd);
+    size_t c0 = counts->n;
+    uint32_t *lastdoc = seg_calloc(nd ? nd : 1, sizeof *lastdoc);
+    if (!lastdoc || seg_buf_reserve(counts, (size_t)nd * 4)) {
+        seg_free(lastdoc);
+        counts->oom = 1;
+        seg_buf_free(&ids);
+        return;
+    }
+    memset(counts->p + c0, 0, (size_t)nd * 4);
+    counts->n += (size_t)nd * 4;
+    for (size_t k = 0; k < npairs; k++) {
+        uint32_t ord = ord_of[seg_rd_u32(rec + k * 8 + 4)], doc = seg_rd_u32(rec + k * 8);
+        if (lastdoc[ord] != doc + 1) {
+            lastdoc[ord] = doc + 1;
+            uint8_t *cp = counts->p + c0 + (size_t)ord * 4;
+            seg_wr_u32(cp, seg_rd_u32(cp) + 1);
+        }
+    }
+    seg_free(lastdoc);
     uint32_t docs[SEG_KEY_BLOCK], ords[SEG_KEY_BLOCK];
     for (uint32_t b = 0; b < nb; b++) {
         size_t s = (size_t)b * SEG_KEY_BLOCK, e = s + SEG_KEY_BLOCK < npairs ? s + SEG_KEY_BLOCK : npairs;
@@ -1217,8 +1238,12 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
             if (!fi->kws.n || fi->no_keycol ||
                 (fi->nkw_distinct > SEG_KEYCOL_MIN_DISTINCT && (uint64_t)fi->nkw_distinct * 4 > fi->kws.n / 8))
                 continue;
-            enc_keycol(&x, &x.fields[f], ord_of, &sec);
+            seg_buf counts = {0};
+            enc_keycol(&x, &x.fields[f], ord_of, &sec, &counts);
             rc = wr_section(&w, SEG_S_KEYCOL, f, &sec);
+            if (rc == SEG_OK)
+                rc = wr_section(&w, SEG_S_KEYCOUNT, f, &counts);
+            seg_buf_free(&counts);
         }
         seg_free(ord_of);
         if (rc)

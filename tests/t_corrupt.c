@@ -225,7 +225,7 @@ int main(void)
     spots[ns] = (size_t)diroff + 5;
     names[ns++] = "directory";
     static const char *const kinds[] = {"?",     "FIELDS", "TIMES", "TERMDICT", "POSTINGS",
-                                        "NUMCOL", "STORE", "IDS",   "KEYCOL",   "STOREDICT"};
+                                        "NUMCOL", "STORE", "IDS",   "KEYCOL",   "STOREDICT", "KEYCOUNT"};
     int has_dict = 0;
     for (uint32_t i = 0; i < nsec && ns < 64; i++) {
         const uint8_t *de2 = orig + diroff + (size_t)i * 32;
