@@ -15,8 +15,13 @@ typedef struct idx_wal {
     int fd;                    /* the file being appended */
     uint64_t seq;              /* its sequence number */
     uint64_t written, synced;  /* bytes appended / covered by fdatasync */
-    seg_buf pend;              /* appended records not yet written to fd */
-    seg_buf spare;             /* the leader's last buffer, kept for reuse
+    seg_buf pend;              /* record heads and small records, copied */
+    seg_buf parts;             /* wal_part[]: what to write, in order: a
+                                * range of pend, or a large record's events
+                                * in the appender's own buffer (it waits in
+                                * idx_wal_sync until written, so the buffer
+                                * outlives the reference) */
+    seg_buf spare, spare_parts; /* the leader's last buffers, kept for reuse
                                 * (fresh memory costs page faults) */
     int broken;                /* a write or sync failed: records may be
                                   lost, so nothing is acknowledged again */
@@ -40,7 +45,9 @@ void idx_wal_record_event(seg_buf *events, int64_t t, int explicit_id, const cha
  * writes and fdatasyncs every record appended so far: one write and one
  * fdatasync for a whole group of concurrent appenders). */
 int idx_wal_append(idx_wal *w, uint32_t count, const seg_buf *events, uint64_t *ticket, seg_err *e);
-/* Returns once the record of `ticket` is on disk (group commit). */
+/* Returns once the record of `ticket` is on disk (group commit).  Every
+ * successful idx_wal_append must be followed by this call before the
+ * events buffer is freed or changed: a large record is written from it. */
 int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e);
 /* Closes the current file (synced) and starts the next; *closed_seq is
  * the closed file's sequence number. */

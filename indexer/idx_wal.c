@@ -8,12 +8,16 @@
  *   payload: varint count, then per event: varint zigzag(time ns),
  *            u8 explicit id (0/1), varint id length, id, varint JSON
  *            length, JSON bytes
- * A record is appended to a memory buffer (in the order of appends, which
+ * A record is appended to the pending list (in the order of appends, which
  * idx_ingest makes under the writer's mutex) and acknowledged only after
  * a write and an fdatasync that cover it.  Concurrent appenders share
- * them (group commit): whoever finds no sync running takes the buffer,
- * writes it with one write() and syncs, then wakes the others; a group of
- * N requests costs one write and one fdatasync, not N writes.
+ * them (group commit): whoever finds no sync running takes the list,
+ * writes it with one writev() and syncs, then wakes the others; a group
+ * of N requests costs one write and one fdatasync, not N writes.  Small
+ * records are copied into the list's buffer; a large one (>= 64 KiB) is
+ * written from its appender's buffer, which stays valid because the
+ * appender waits in idx_wal_sync until the record is written.  When the
+ * log breaks, the pending list is dropped (its appenders get the error).
  *
  * Replay reads files in order and stops a file at the first record that is
  * short or fails its checksum: a torn last write, never acknowledged.
@@ -34,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,22 +46,64 @@
 #define WAL_VERSION 1u
 #define WAL_REC_MAGIC 0x57584444u
 
-/* 0, or -1 with errno. */
-static int write_all(int fd, const uint8_t *p, size_t n)
+/* A record at least this large is written from its appender's buffer. */
+#define WAL_BYREF (64u * 1024)
+
+typedef struct wal_part {
+    const uint8_t *ext;        /* NULL: bytes [off, off + len) of pend */
+    uint64_t off, len;
+} wal_part;
+
+/* 0, or -1 with errno: writes the parts in order (writev, IOV_MAX at a
+ * time, resuming after short writes). */
+static int write_parts(int fd, const seg_buf *pend, const seg_buf *parts)
 {
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
+    const wal_part *pt = (const wal_part *)(const void *)parts->p;
+    size_t np = parts->n / sizeof *pt, i = 0, done = 0; /* bytes of part i written */
+    while (i < np) {
+        struct iovec iov[64];
+        int k = 0;
+        for (size_t j = i; j < np && k < 64; j++, k++) {
+            const uint8_t *b = pt[j].ext ? pt[j].ext : pend->p + pt[j].off;
+            size_t skip = j == i ? done : 0;
+            iov[k].iov_base = (void *)(b + skip);
+            iov[k].iov_len = pt[j].len - skip;
+        }
+        ssize_t w = writev(fd, iov, k);
+        if (w < 0 && errno == EINTR)
             continue;
-        if (k <= 0) {
-            if (k == 0)
+        if (w <= 0) {
+            if (w == 0)
                 errno = EIO;
             return -1;
         }
-        p += k;
-        n -= (size_t)k;
+        size_t left = (size_t)w;
+        while (left && i < np) {
+            size_t rest = pt[i].len - done;
+            if (left >= rest) {
+                left -= rest;
+                i++;
+                done = 0;
+            } else {
+                done += left;
+                left = 0;
+            }
+        }
     }
     return 0;
+}
+
+/* Drops what is pending (the log broke: nothing of it is acknowledged). */
+static void drop_pending(idx_wal *w)
+{
+    w->pend.n = 0;
+    w->parts.n = 0;
+}
+
+static void add_part(idx_wal *w, const uint8_t *ext, uint64_t off, uint64_t len)
+{
+    wal_part p = {ext, off, len};
+    seg_buf_put(&w->parts, &p, sizeof p);
 }
 
 static void wal_path(const idx_wal *w, uint64_t seq, char *out, size_t n)
@@ -234,9 +281,24 @@ int idx_wal_append(idx_wal *w, uint32_t count, const seg_buf *events, uint64_t *
     seg_buf_free(&cnt);
     size_t total = hl + events->n;
     pthread_mutex_lock(&w->mu);
+    if (w->broken) {
+        pthread_mutex_unlock(&w->mu);
+        return seg_err_set(e, SEG_EIO, w->dir, "write-ahead log failed earlier: restart the server");
+    }
+    size_t pn = w->pend.n, partn = w->parts.n;
     seg_buf_put(&w->pend, head, hl);
-    seg_buf_put(&w->pend, events->p, events->n);
-    if (w->pend.oom) {
+    if (events->n >= WAL_BYREF) {
+        add_part(w, NULL, pn, hl);
+        add_part(w, events->p, 0, events->n);
+    } else {
+        seg_buf_put(&w->pend, events->p, events->n);
+        add_part(w, NULL, pn, total);
+    }
+    if (w->pend.oom || w->parts.oom) {
+        /* take the record back out: nothing of it may be written */
+        w->pend.n = pn;
+        w->parts.n = partn;
+        w->pend.oom = w->parts.oom = 0;
         pthread_mutex_unlock(&w->mu);
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory (write-ahead log)");
     }
@@ -264,13 +326,15 @@ int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
         w->syncing = 1;
         uint64_t target = w->written;
         int fd = w->fd;
-        seg_buf mine = w->pend;
+        seg_buf mine = w->pend, mparts = w->parts;
         w->pend = w->spare;
-        w->pend.n = 0;
+        w->parts = w->spare_parts;
+        w->pend.n = w->parts.n = 0;
         memset(&w->spare, 0, sizeof w->spare);
+        memset(&w->spare_parts, 0, sizeof w->spare_parts);
         pthread_mutex_unlock(&w->mu);
         struct timespec t0, t1;
-        int r = write_all(fd, mine.p, mine.n);
+        int r = write_parts(fd, &mine, &mparts);
         const char *what = "write";
         clock_gettime(CLOCK_MONOTONIC, &t0);
         if (r == 0) {
@@ -286,12 +350,19 @@ int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
         } else {
             seg_buf_free(&mine);
         }
+        if (mparts.cap > w->spare_parts.cap && !mparts.oom) {
+            seg_buf_free(&w->spare_parts);
+            w->spare_parts = mparts;
+        } else {
+            seg_buf_free(&mparts);
+        }
         w->syncing = 0;
         w->fsyncs++;
         w->fsync_ns_total += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
         if (r != 0) {
             rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log %s: %s", what, strerror(errno));
             w->broken = 1;
+            drop_pending(w);
         } else if (target > w->synced)
             w->synced = target;
         pthread_cond_broadcast(&w->cv);
@@ -306,11 +377,13 @@ int idx_wal_rotate(idx_wal *w, uint64_t *closed_seq, seg_err *e)
     while (w->syncing)
         pthread_cond_wait(&w->cv, &w->mu);
     int rc = SEG_OK;
-    if (write_all(w->fd, w->pend.p, w->pend.n) != 0 || fdatasync(w->fd) != 0) {
+    if (w->broken) {
+        rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log failed earlier: restart the server");
+    } else if (write_parts(w->fd, &w->pend, &w->parts) != 0 || fdatasync(w->fd) != 0) {
         rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log write: %s", strerror(errno));
         w->broken = 1;
     }
-    w->pend.n = 0;
+    drop_pending(w);
     if (rc == SEG_OK) {
         w->synced = w->written;
         close(w->fd);
@@ -340,13 +413,16 @@ void idx_wal_drop_upto(idx_wal *w, uint64_t seq)
 void idx_wal_close(idx_wal *w)
 {
     if (w->fd >= 0) {
-        write_all(w->fd, w->pend.p, w->pend.n);
+        if (!w->broken)
+            write_parts(w->fd, &w->pend, &w->parts);
         fdatasync(w->fd);
         close(w->fd);
         w->fd = -1;
     }
     seg_buf_free(&w->pend);
+    seg_buf_free(&w->parts);
     seg_buf_free(&w->spare);
+    seg_buf_free(&w->spare_parts);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
 }

@@ -1098,9 +1098,14 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
             rc = flush_start(w, e);
     }
     pthread_mutex_unlock(&w->mu);
-    /* 3. wait until the log is on disk (shared fsync) */
-    if (rc == SEG_OK && ticket)
-        rc = idx_wal_sync(&w->wal, ticket, e);
+    /* 3. wait until the log is on disk (shared fsync); also after a later
+     * failure: the log may write the record from rec until then */
+    if (ticket) {
+        seg_err se = {0};
+        int src = idx_wal_sync(&w->wal, ticket, rc == SEG_OK ? e : &se);
+        if (rc == SEG_OK)
+            rc = src;
+    }
 out:
     seg_json_free(js);
     seg_free(p);

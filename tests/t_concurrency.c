@@ -23,6 +23,7 @@
 #define SEARCHERS 8
 #define BATCHES 40
 #define PER_BATCH 50
+static char PAD[1501]; /* 1500 x "p", filled in main */
 
 static idx_writer *W;
 static srch_pool *POOL;
@@ -54,13 +55,15 @@ static void *ingester(void *arg)
     for (b = 0; b < BATCHES || now_s() < until; b++) {
         body.n = 0;
         for (int i = 0; i < PER_BATCH; i++) {
-            char line[256];
-            /* every 4th batch resends the previous batch's ids: duplicates */
+            char line[2048];
+            /* every 4th batch resends the previous batch's ids: duplicates;
+             * odd threads send ~80 KB batches (a 1.5 KB field per event),
+             * which the write-ahead log writes from the request's buffer */
             int bb = (b % 4 == 3) ? b - 1 : b;
             int n = snprintf(line, sizeof line,
                              "{\"_id\":\"t%ld-b%d-%d\",\"@timestamp\":\"2024-07-01T%02d:%02d:00Z\",\"msg\":\"thread %ld "
-                             "batch %d\",\"n\":%d}\n",
-                             k, bb, i, (int)(k % 3), i % 60, k, bb, i);
+                             "batch %d\",\"n\":%d,\"pad\":\"%.*s\"}\n",
+                             k, bb, i, (int)(k % 3), i % 60, k, bb, i, k % 2 ? 1500 : 0, PAD);
             seg_buf_put(&body, line, (size_t)n);
         }
         idx_batch out = {0};
@@ -144,6 +147,7 @@ static void *background(void *arg)
 
 int main(void)
 {
+    memset(PAD, 'p', sizeof PAD - 1);
     const char *sv = getenv("LOGDEX_CONC_SECONDS");
     if (sv)
         seconds = atof(sv);

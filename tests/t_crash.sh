@@ -15,13 +15,17 @@ D="$T/d"
 cstart() { start "$D" --flush-age 0.05 --merge-settle 0.3 "$@"; }
 
 # ingest TAG MAX [TIME]: batches of 5 events until the server dies (0) or
-# MAX batches went in (1).  Acknowledged ids go to $T/acked.
+# MAX batches went in (1).  Acknowledged ids go to $T/acked.  Every 7th
+# batch is ~70 KB (a 14 KB field per event): the write-ahead log writes
+# such records from the request's own buffer, not a copy.
+PAD=$(head -c 14000 /dev/zero | tr '\0' 'p')
 ingest() {
   local tag=$1 max=$2 ts=${3:-}
   for i in $(seq 1 "$max"); do
-    local body="" ids=""
+    local body="" ids="" pad=""
+    [ $((i % 7)) -eq 0 ] && pad="\"pad\":\"$PAD\","
     for k in 1 2 3 4 5; do
-      body="$body{\"_id\":\"$tag-$i-$k\",${ts:+\"@timestamp\":\"$ts\",}\"msg\":\"crash test $tag batch $i\",\"n\":$k}"$'\n'
+      body="$body{\"_id\":\"$tag-$i-$k\",${ts:+\"@timestamp\":\"$ts\",}$pad\"msg\":\"crash test $tag batch $i\",\"n\":$k}"$'\n'
       ids="$ids$tag-$i-$k"$'\n'
     done
     out=$(printf '%s' "$body" | curl -s -m 5 -XPOST --data-binary @- "$U/api/v1/c/ingest") || return 0
