@@ -130,6 +130,42 @@ static int usage_err(const char *u)
     return 2;
 }
 
+/* The words of argv[from..argc) joined by spaces, NUL-terminated, in *out
+ * (a query given as several arguments). */
+static void join_args(int argc, char **argv, int from, seg_buf *out)
+{
+    for (int i = from; i < argc; i++) {
+        if (i > from)
+            seg_buf_put_u8(out, ' ');
+        seg_buf_put(out, argv[i], strlen(argv[i]));
+    }
+    seg_buf_put_u8(out, 0);
+}
+
+/* Options of the commands that take only --data, --index and --help:
+ * -1 when the command goes on, else its exit status. */
+static int data_index_opts(int argc, char **argv, const char *cmd, const char *usage, const char **data,
+                           const char **index)
+{
+    static const struct option opts[] = {{"data", 1, 0, 'd'}, {"index", 1, 0, 'i'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    *data = "./data";
+    *index = "default";
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': *data = optarg; break;
+        case 'i': *index = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: return usage_err(usage);
+        }
+    }
+    if (!idx_name_valid(*index)) {
+        fprintf(stderr, "logdex %s: invalid index name '%s'\n", cmd, *index);
+        return 2;
+    }
+    return -1;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -364,12 +400,7 @@ static int cmd_search(int argc, char **argv)
     }
     /* the query is the remaining arguments joined by spaces */
     seg_buf qb = {0};
-    for (int i = optind; i < argc; i++) {
-        if (i > optind)
-            seg_buf_put_u8(&qb, ' ');
-        seg_buf_put(&qb, argv[i], strlen(argv[i]));
-    }
-    seg_buf_put_u8(&qb, 0);
+    join_args(argc, argv, optind, &qb);
     if (!idx_name_valid(index)) {
         fprintf(stderr, "logdex search: invalid index name '%s'\n", index);
         return 2;
@@ -600,12 +631,7 @@ static int cmd_tail(int argc, char **argv)
         }
     }
     seg_buf qb = {0};
-    for (int i = optind; i < argc; i++) {
-        if (i > optind)
-            seg_buf_put_u8(&qb, ' ');
-        seg_buf_put(&qb, argv[i], strlen(argv[i]));
-    }
-    seg_buf_put_u8(&qb, 0);
+    join_args(argc, argv, optind, &qb);
     char host[256];
     int port = 80;
     if (strncmp(url, "http://", 7) || sscanf(url + 7, "%255[^:/]:%d", host, &port) < 1 || !idx_name_valid(index)) {
@@ -631,23 +657,12 @@ static int cmd_tail(int argc, char **argv)
 
 static int cmd_agg(int argc, char **argv)
 {
-    const char *data = "./data", *index = "default";
-    static const struct option opts[] = {{"data", 1, 0, 'd'}, {"index", 1, 0, 'i'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'd': data = optarg; break;
-        case 'i': index = optarg; break;
-        case 'h': fputs(usage_agg, stdout); return 0;
-        default: return usage_err(usage_agg);
-        }
-    }
+    const char *data, *index;
+    int rc0 = data_index_opts(argc, argv, "agg", usage_agg, &data, &index);
+    if (rc0 >= 0)
+        return rc0;
     if (optind + 1 != argc)
         return usage_err(usage_agg);
-    if (!idx_name_valid(index)) {
-        fprintf(stderr, "logdex agg: invalid index name '%s'\n", index);
-        return 2;
-    }
     seg_err e = {0};
     seg_tok *tok = seg_tok_new();
     srch_pool *pool = srch_pool_new(0);
@@ -677,21 +692,10 @@ static int cmd_agg(int argc, char **argv)
 
 static int cmd_stats(int argc, char **argv)
 {
-    const char *data = "./data", *index = "default";
-    static const struct option opts[] = {{"data", 1, 0, 'd'}, {"index", 1, 0, 'i'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'd': data = optarg; break;
-        case 'i': index = optarg; break;
-        case 'h': fputs(usage_stats, stdout); return 0;
-        default: return usage_err(usage_stats);
-        }
-    }
-    if (!idx_name_valid(index)) {
-        fprintf(stderr, "logdex stats: invalid index name '%s'\n", index);
-        return 2;
-    }
+    const char *data, *index;
+    int rc0 = data_index_opts(argc, argv, "stats", usage_stats, &data, &index);
+    if (rc0 >= 0)
+        return rc0;
     seg_err e = {0};
     srch_index *ix;
     if (srch_index_open(data, index, NULL, &ix, &e)) {
@@ -875,24 +879,15 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     argv++;
     argc--;
-    if (!strcmp(cmd, "ingest"))
-        return cmd_ingest(argc, argv);
-    if (!strcmp(cmd, "search"))
-        return cmd_search(argc, argv);
-    if (!strcmp(cmd, "stats"))
-        return cmd_stats(argc, argv);
-    if (!strcmp(cmd, "agg"))
-        return cmd_agg(argc, argv);
-    if (!strcmp(cmd, "tail"))
-        return cmd_tail(argc, argv);
-    if (!strcmp(cmd, "compact"))
-        return cmd_compact(argc, argv);
-    if (!strcmp(cmd, "verify"))
-        return cmd_verify(argc, argv);
-    if (!strcmp(cmd, "dump"))
-        return cmd_dump(argc, argv);
-    if (!strcmp(cmd, "serve"))
-        return api_serve(argc, argv);
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"ingest", cmd_ingest}, {"search", cmd_search},   {"stats", cmd_stats},
+                {"agg", cmd_agg},       {"tail", cmd_tail},       {"compact", cmd_compact},
+                {"verify", cmd_verify}, {"dump", cmd_dump},       {"serve", api_serve}};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        if (!strcmp(cmd, cmds[i].name))
+            return cmds[i].fn(argc, argv);
     fprintf(stderr, "logdex: unknown command '%s'\n\n%s", cmd, usage_main);
     return 2;
 }

@@ -495,19 +495,32 @@ static int mkey_eq(const mkey *a, const mkey *b)
     return a->is_str == b->is_str && (a->is_str ? a->n == b->n && !memcmp(a->s, b->s, a->n) : a->v == b->v);
 }
 
+/* The next value of field f in event i from value *j on: 1 (and *j past
+ * it), or 0 at the end. */
+static int next_value(size_t i, const char *f, size_t *j, const char **str, size_t *sl, int *isn, double *num)
+{
+    for (; *j < model_nvalues(M, i); (*j)++) {
+        const char *path;
+        int isb;
+        model_value(M, i, *j, &path, str, sl, isn, num, &isb);
+        if (!strcmp(path, f)) {
+            (*j)++;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The keys of field f in event i (strings up to 256 bytes, numbers),
  * each once. */
 static size_t event_keys(size_t i, const char *f, mkey *out, size_t max)
 {
-    size_t k = 0;
-    for (size_t j = 0; j < model_nvalues(M, i) && k < max; j++) {
-        const char *path, *str;
-        size_t sl;
-        int isn, isb;
-        double num;
-        model_value(M, i, j, &path, &str, &sl, &isn, &num, &isb);
-        if (strcmp(path, f))
-            continue;
+    size_t k = 0, j = 0;
+    const char *str;
+    size_t sl;
+    int isn;
+    double num;
+    while (k < max && next_value(i, f, &j, &str, &sl, &isn, &num)) {
         mkey key = {str != NULL, str, sl, num == 0 ? 0 : num};
         if (!str && !isn)
             continue;
@@ -544,16 +557,14 @@ static size_t distinct_keys(const size_t *idx, size_t n, const char *f)
 
 static size_t event_nums(size_t i, const char *f, double *out, size_t max)
 {
-    size_t k = 0;
-    for (size_t j = 0; j < model_nvalues(M, i) && k < max; j++) {
-        const char *path, *str;
-        size_t sl;
-        int isn, isb;
-        double num;
-        model_value(M, i, j, &path, &str, &sl, &isn, &num, &isb);
-        if (isn && !strcmp(path, f))
+    size_t k = 0, j = 0;
+    const char *str;
+    size_t sl;
+    int isn;
+    double num;
+    while (k < max && next_value(i, f, &j, &str, &sl, &isn, &num))
+        if (isn)
             out[k++] = num;
-    }
     return k;
 }
 
