@@ -295,6 +295,14 @@ static int or_positions(it *i, const uint32_t **p, uint32_t *n)
 }
 static const it_ops or_ops = {or_next, or_seek, or_free, or_positions};
 
+/* Frees n iterators and their array. */
+static void free_arr(it **a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        it_free(a[i]);
+    seg_free(a);
+}
+
 /* Takes ownership of the kids array; drops empty kids. */
 static it *it_or(it **k, size_t n, seg_err *e)
 {
@@ -326,9 +334,7 @@ static it *it_or(it **k, size_t n, seg_err *e)
         }
     it_or_t *o = seg_calloc(1, sizeof *o);
     if (!o) {
-        for (size_t i = 0; i < m; i++)
-            it_free(k[i]);
-        seg_free(k);
+        free_arr(k, m);
         seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
         return NULL;
     }
@@ -477,12 +483,8 @@ static it *it_and(it **k, size_t n, it **x, size_t nx, int phrase, seg_err *e)
     }
     nx = mx;
     if (empty) {
-        for (size_t i = 0; i < n; i++)
-            it_free(k[i]);
-        for (size_t i = 0; i < nx; i++)
-            it_free(x[i]);
-        seg_free(k);
-        seg_free(x);
+        free_arr(k, n);
+        free_arr(x, nx);
         return it_none();
     }
     if (!phrase && n > 1) {
@@ -520,12 +522,8 @@ static it *it_and(it **k, size_t n, it **x, size_t nx, int phrase, seg_err *e)
             seg_free(a->pn);
             seg_free(a);
         }
-        for (size_t i = 0; i < n; i++)
-            it_free(k[i]);
-        for (size_t i = 0; i < nx; i++)
-            it_free(x[i]);
-        seg_free(k);
-        seg_free(x);
+        free_arr(k, n);
+        free_arr(x, nx);
         seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
         return NULL;
     }
@@ -567,13 +565,6 @@ static int push(it ***arr, size_t *n, size_t *cap, it *x)
     }
     (*arr)[(*n)++] = x;
     return 0;
-}
-
-static void free_arr(it **a, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        it_free(a[i]);
-    seg_free(a);
 }
 
 /* The field's id in this segment, -1 if absent. */
