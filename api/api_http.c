@@ -309,6 +309,25 @@ static void do_ingest(reply *r, const char *index, const char *body, size_t n)
 
 static srch_index *snapshot(const char *index, seg_err *e);
 
+/* Parses the query parameter q (absent: the empty query) with a pooled
+ * tokenizer; NULL with the error reply set (400 with the position, or 503
+ * when every tokenizer is busy). */
+static srch_query *parse_q(reply *r, const char *q, seg_err *e)
+{
+    int slot = tok_take();
+    if (slot < 0) {
+        error_reply(r, 503, "overloaded", "too many concurrent requests");
+        r->retry_after = "1";
+        return NULL;
+    }
+    srch_query *pq = NULL;
+    int rc = srch_query_parse(q ? q : "", q ? strlen(q) : 0, srv.qtok[slot], &pq, e);
+    tok_give(slot);
+    if (rc)
+        seg_error_reply(r, e);
+    return rc ? NULL : pq;
+}
+
 /* GET /api/v1/{index}/tail: the event-stream response, or NULL and an error
  * reply. */
 static struct MHD_Response *do_tail(reply *r, struct MHD_Connection *c, const char *index)
@@ -339,19 +358,9 @@ static struct MHD_Response *do_tail(reply *r, struct MHD_Connection *c, const ch
             return NULL;
         }
     }
-    int slot = tok_take();
-    if (slot < 0) {
-        error_reply(r, 503, "overloaded", "too many concurrent requests");
-        r->retry_after = "1";
+    srch_query *pq = parse_q(r, q, &e);
+    if (!pq)
         return NULL;
-    }
-    srch_query *pq = NULL;
-    int rc = srch_query_parse(q ? q : "", q ? strlen(q) : 0, srv.qtok[slot], &pq, &e);
-    tok_give(slot);
-    if (rc) {
-        seg_error_reply(r, &e);
-        return NULL;
-    }
     srch_index *snap = backfill ? snapshot(index, &e) : NULL;
     if (backfill && !snap) {
         srch_query_free(pq);
@@ -423,19 +432,9 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
         error_reply(r, 400, "bad_request", e.msg);
         return;
     }
-    int slot = tok_take();
-    if (slot < 0) {
-        error_reply(r, 503, "overloaded", "too many concurrent searches");
-        r->retry_after = "1";
+    srch_query *pq = parse_q(r, q, &e);
+    if (!pq)
         return;
-    }
-    srch_query *pq = NULL;
-    int rc = srch_query_parse(q ? q : "", q ? strlen(q) : 0, srv.qtok[slot], &pq, &e);
-    tok_give(slot);
-    if (rc) {
-        seg_error_reply(r, &e);
-        return;
-    }
     rq.q = pq;
     srch_index *ix = snapshot(index, &e);
     srch_result res;
