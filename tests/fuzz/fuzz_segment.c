@@ -10,27 +10,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static seg_buf base;
 static seg_tok *tok;
 
+/* A segment as files have it (zstd store with its dictionary, keyword
+ * counts), of enough events for the dictionary: written to a temporary
+ * file and read back. */
 static void build_base(void)
 {
     seg_builder *b = seg_builder_new();
     seg_json *js = seg_json_new();
     tok = seg_tok_new();
-    char line[256], id[32];
-    for (int i = 0; i < 300; i++) {
+    char line[512], id[32];
+    for (int i = 0; i < 1500; i++) {
         snprintf(line, sizeof line,
-                 "{\"msg\":\"error %d disk full\",\"n\":%d,\"r\":%d.5,\"svc\":\"s%d\",\"ok\":%s,\"tags\":[\"a\",\"b%d\"]}", i, i,
-                 i, i % 5, i % 2 ? "true" : "false", i % 3);
+                 "{\"msg\":\"error %d disk full on node-%d while writing block %d\",\"n\":%d,\"r\":%d.5,"
+                 "\"svc\":\"s%d\",\"ok\":%s,\"tags\":[\"a\",\"b%d\"],\"host\":{\"name\":\"web-%d\"}}",
+                 i, i % 17, i * 7, i, i, i % 5, i % 2 ? "true" : "false", i % 3, i % 9);
         snprintf(id, sizeof id, "id%d", i);
         seg_builder_add(b, line, strlen(line), 1700000000000000000LL + (int64_t)i * 1000000000LL, id, strlen(id), i % 2);
     }
+    char path[] = "/tmp/logdex-fuzz-seg-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0)
+        close(fd);
     seg_err e = {0};
-    seg_builder_write_mem(b, tok, js, &base, &e);
+    if (fd >= 0 && seg_builder_write(b, tok, js, path, NULL, &e) == SEG_OK) {
+        FILE *f = fopen(path, "rb");
+        char chunk[65536];
+        size_t k;
+        while (f && (k = fread(chunk, 1, sizeof chunk, f)) > 0)
+            seg_buf_put(&base, chunk, k);
+        if (f)
+            fclose(f);
+    }
+    unlink(path);
     seg_builder_free(b);
     seg_json_free(js);
+    if (!base.n) {
+        fprintf(stderr, "fuzz_segment: cannot build the base segment: %s\n", e.msg);
+        abort();
+    }
 }
 
 static void noop_num(void *ud, uint32_t doc, double v)
@@ -53,10 +75,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
         build_base();
     uint8_t *p = seg_malloc(base.n);
     memcpy(p, base.p, base.n);
-    /* the input: pairs of (offset, xor) bytes */
-    for (size_t i = 0; i + 2 < n; i += 3) {
-        size_t at = ((size_t)d[i] << 8 | d[i + 1]) % base.n;
-        p[at] ^= d[i + 2];
+    /* the input: (3-byte offset, xor byte) quads */
+    for (size_t i = 0; i + 3 < n; i += 4) {
+        size_t at = ((size_t)d[i] << 16 | (size_t)d[i + 1] << 8 | d[i + 2]) % base.n;
+        p[at] ^= d[i + 3];
     }
     if (n % 2)
         test_reseal(p, base.n);
@@ -85,8 +107,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
         seg_err fe = {0};
         seg_reader_num_scan(r, f, -INFINITY, 1, INFINITY, 1, noop_num, NULL, &fe);
         seg_keycol kc;
-        if (seg_reader_keycol(r, f, &kc, &fe) == 1)
+        if (seg_reader_keycol(r, f, &kc, &fe) == 1) {
             seg_reader_keycol_scan(r, &kc, noop_kw, NULL, &fe);
+            const uint8_t *cnts;
+            seg_reader_keycol_counts(r, f, &kc, &cnts, &fe);
+        }
     }
     seg_store_cur *sc = seg_store_cur_new();
     for (uint32_t doc = 0; doc < seg_reader_ndocs(r) && doc < 400; doc++) {
@@ -114,6 +139,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
             if (srch_search(ix, &rq, &res, &qe) == SEG_OK)
                 srch_result_free(&res);
             srch_query_free(q);
+        }
+        /* aggregations over `*`: time seeks, keyword counts, columns */
+        srch_query *all;
+        seg_err ae = {0};
+        if (srch_query_parse("*", 1, tok, &all, &ae) == SEG_OK) {
+            srch_agg aggs[4] = {
+                {SRCH_AGG_DATE_HISTOGRAM, "h", NULL, 60000000000LL, 0, {0}, 0, NULL, 0},
+                {SRCH_AGG_TERMS, "t", "svc", 0, 10, {0}, 0, NULL, 0},
+                {SRCH_AGG_STATS, "s", "r", 0, 0, {0}, 0, NULL, 0},
+                {SRCH_AGG_TERMS, "u", "host.name", 0, 10, {0}, 0, NULL, 0},
+            };
+            srch_request rq = {all, 0, 0, 0, 0, 0, NULL, 1};
+            srch_agg_result *res;
+            uint64_t total;
+            for (size_t k = 1; k <= 4; k++) /* the histogram alone, then with the others */
+                if (srch_aggregate(ix, &rq, aggs, k, &res, &total, NULL, &ae) == SEG_OK)
+                    srch_agg_results_free(res, k);
+            srch_query_free(all);
         }
         srch_index_close(ix);
     }
