@@ -164,6 +164,22 @@ static int u32cmp(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
+/* The in-memory segment of a batch's events, indexing what `only` says
+ * (NULL: everything), or NULL. */
+static seg_reader *batch_segment(seg_builder *events, seg_tok *tok, seg_json *js, const seg_index_only *only)
+{
+    seg_buf mem = {0};
+    seg_reader *r = NULL;
+    seg_err e = {0};
+    if (seg_builder_write_partial(events, tok, js, only, &mem, &e) ||
+        seg_reader_open_mem("(tail batch)", mem.p, mem.n, &r, &e)) {
+        if (!r)
+            seg_buf_free(&mem);
+        return NULL;
+    }
+    return r;
+}
+
 /* Makes b's segment index everything (a subscriber needs what the batch
  * was not indexed for: it came after the batch was published).  Called
  * with hub->mu held. */
@@ -173,15 +189,9 @@ static int wbatch_full(api_hub *h, wbatch *b)
         h->tok = seg_tok_new();
     if (!h->js)
         h->js = seg_json_new();
-    seg_buf mem = {0};
-    seg_reader *r = NULL;
-    seg_err e = {0};
-    if (!h->tok || !h->js || seg_builder_write_mem(b->events, h->tok, h->js, &mem, &e) ||
-        seg_reader_open_mem("(tail batch)", mem.p, mem.n, &r, &e)) {
-        if (!r)
-            seg_buf_free(&mem);
+    seg_reader *r = h->tok && h->js ? batch_segment(b->events, h->tok, h->js, NULL) : NULL;
+    if (!r)
         return -1;
-    }
     seg_reader_unref(b->seg);
     b->seg = r;
     b->full = 1;
@@ -236,8 +246,6 @@ void api_hub_publish(api_hub *h, seg_builder *events, seg_tok *tok, seg_json *js
         seg_builder_free(events);
         return;
     }
-    seg_buf mem = {0};
-    seg_err e = {0};
     wbatch b;
     memset(&b, 0, sizeof b);
     b.n = n;
@@ -252,16 +260,11 @@ void api_hub_publish(api_hub *h, seg_builder *events, seg_tok *tok, seg_json *js
     /* doc d of the batch's segment is event pos[d] of the batch (the
      * builder's own order: no need to read ids back from the store) */
     b.pos = seg_malloc((size_t)n * sizeof *b.pos);
-    ok = ok && b.pos && !seg_builder_write_partial(events, tok, js, &b.have, &mem, &e) &&
-         !seg_reader_open_mem("(tail batch)", mem.p, mem.n, &b.seg, &e);
-    if (!b.seg)
-        seg_buf_free(&mem);
-    if (ok)
-        seg_builder_order(events, b.pos);
-    if (!ok) {
+    if (!ok || !b.pos || !(b.seg = batch_segment(events, tok, js, &b.have))) {
         wbatch_free(&b);
         return;
     }
+    seg_builder_order(events, b.pos);
     pthread_mutex_lock(&h->mu);
     b.first = h->next_seq;
     h->next_seq += n;

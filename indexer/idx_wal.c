@@ -93,6 +93,18 @@ static int write_parts(int fd, const seg_buf *pend, const seg_buf *parts)
     return 0;
 }
 
+/* Keeps the larger of *spare and *used (up to 64 MiB) as the next
+ * leader's buffer, frees the other. */
+static void keep_spare(seg_buf *spare, seg_buf *used)
+{
+    if (used->cap > spare->cap && used->cap <= (64u << 20) && !used->oom) {
+        seg_buf_free(spare);
+        *spare = *used;
+    } else {
+        seg_buf_free(used);
+    }
+}
+
 /* Drops what is pending (the log broke: nothing of it is acknowledged). */
 static void drop_pending(idx_wal *w)
 {
@@ -343,19 +355,8 @@ int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         pthread_mutex_lock(&w->mu);
-        /* keep the larger buffer for the next leader, up to 64 MiB */
-        if (mine.cap > w->spare.cap && mine.cap <= (64u << 20) && !mine.oom) {
-            seg_buf_free(&w->spare);
-            w->spare = mine;
-        } else {
-            seg_buf_free(&mine);
-        }
-        if (mparts.cap > w->spare_parts.cap && !mparts.oom) {
-            seg_buf_free(&w->spare_parts);
-            w->spare_parts = mparts;
-        } else {
-            seg_buf_free(&mparts);
-        }
+        keep_spare(&w->spare, &mine);
+        keep_spare(&w->spare_parts, &mparts);
         w->syncing = 0;
         w->fsyncs++;
         w->fsync_ns_total += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));

@@ -525,30 +525,28 @@ static int replay_event(void *ud, const char *json, size_t n, int64_t time, cons
     return buffer_event(w, json, n, time, id, idlen, explicit_id, e);
 }
 
-/* An engine-assigned id: writer start (ms) and a sequence, in hex. */
-static size_t auto_id(idx_writer *w, char out[40])
+/* v in lower-case hex, at least width digits (zero-padded), at out;
+ * returns the digits written. */
+static size_t put_hex(char *out, uint64_t v, size_t width)
 {
-    /* as "%011llx%08llx" (the writer's start in ms, then the sequence),
-     * without printf on every event */
-    static const char hex[] = "0123456789abcdef";
-    uint64_t a = (uint64_t)(w->auto_base / 1000000), b = w->auto_seq++;
-    char tmp[24];
+    char tmp[16];
     size_t n = 0;
     do
-        tmp[n++] = hex[a & 15];
-    while ((a >>= 4) != 0);
-    while (n < 11)
+        tmp[n++] = "0123456789abcdef"[v & 15];
+    while ((v >>= 4) != 0);
+    while (n < width)
         tmp[n++] = '0';
-    size_t k = 0;
-    while (n)
-        out[k++] = tmp[--n];
-    do
-        tmp[n++] = hex[b & 15];
-    while ((b >>= 4) != 0);
-    while (n < 8)
-        tmp[n++] = '0';
-    while (n)
-        out[k++] = tmp[--n];
+    for (size_t k = 0; k < n; k++)
+        out[k] = tmp[n - 1 - k];
+    return n;
+}
+
+/* An engine-assigned id: writer start (ms) and a sequence, in hex (as
+ * "%011llx%08llx", without printf on every event). */
+static size_t auto_id(idx_writer *w, char out[40])
+{
+    size_t k = put_hex(out, (uint64_t)(w->auto_base / 1000000), 11);
+    k += put_hex(out + k, w->auto_seq++, 8);
     out[k] = 0;
     return k;
 }

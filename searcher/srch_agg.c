@@ -649,6 +649,9 @@ static int eval_subs(segctx *c, const srch_agg *a, pbucket *b, const dlist *dl)
     return 0;
 }
 
+/* The start of t's bucket of width iv (floor, also below zero). */
+static int64_t floor_to(int64_t t, int64_t iv) { return (t / iv - (t % iv < 0 ? 1 : 0)) * iv; }
+
 /* terms over every doc of a segment from its stored per-value counts */
 static int terms_stored_counts(segctx *c, const srch_agg *a, part *p, const seg_keycol *kc, const uint8_t *cnts)
 {
@@ -701,10 +704,7 @@ static int eval(segctx *c, const srch_agg *a, part *p, const dlist *dl)
     if (a->type == SRCH_AGG_DATE_HISTOGRAM) {
         /* docs descend in time: equal bucket keys are adjacent */
         for (size_t i = 0; i < dl->n;) {
-            int64_t t = c->times[dl->d[i] - c->lo];
-            int64_t key = t / a->interval_ns * a->interval_ns;
-            if (t % a->interval_ns < 0)
-                key -= a->interval_ns;
+            int64_t key = floor_to(c->times[dl->d[i] - c->lo], a->interval_ns);
             size_t j = i + 1;
             while (j < dl->n) {
                 int64_t tj = c->times[dl->d[j] - c->lo];
@@ -784,8 +784,6 @@ static int need_times(const srch_agg *a, size_t n)
             return 1;
     return 0;
 }
-
-static int64_t floor_to(int64_t t, int64_t iv) { return (t / iv - (t % iv < 0 ? 1 : 0)) * iv; }
 
 /* Fast path for the query `*` with only top-level date histograms without
  * sub-aggregations (a dashboard's events-over-time panel): a segment's

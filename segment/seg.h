@@ -252,7 +252,8 @@ int seg_builder_write_mem(seg_builder *b, seg_tok *tok, seg_json *js, seg_buf *o
 /* A partial in-memory segment, only for matching (the live tail): the
  * named fields indexed fully (terms, existence, numbers), and when
  * any_text is set the tokens of every string field; no other field, no
- * STORE and no KEYCOL sections.  Events are not fetched from it. */
+ * STORE and no KEYCOL sections.  Events are not fetched from it.  only
+ * NULL: everything, as seg_builder_write_mem. */
 typedef struct seg_index_only {
     char **fields;
     size_t nfields;

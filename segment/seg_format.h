@@ -144,6 +144,8 @@ enum {
     SEG_NUM_DECIMAL = 2,       /* version >= 2 */
 };
 #define SEG_NUM_MAX_SCALE 6
+/* 10^scale for NUMCOL type 2 (exact doubles) */
+static const double seg_pow10[SEG_NUM_MAX_SCALE + 1] = {1, 10, 100, 1000, 10000, 100000, 1000000};
 
 /* Codecs of STORE blocks (the block index's last field). */
 enum {

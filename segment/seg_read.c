@@ -817,50 +817,39 @@ static int post_inline(seg_post *p, const seg_term *t)
 int seg_post_open(seg_reader *r, const seg_term *t, seg_post **out, seg_err *e)
 {
     *out = NULL;
+    seg_cur c = {0};
+    if (!t->inl) {
+        if (sec_get(r, r->s_post, &c, e))
+            return SEG_ECORRUPT;
+        if (t->post_off > (uint64_t)(c.end - c.p) || t->post_len > (uint64_t)(c.end - c.p) - t->post_off ||
+            t->df == 0 || t->df > r->ndocs) {
+            mark_failed(r, "postings out of bounds");
+            return CORRUPT(r, e, "postings out of bounds");
+        }
+    }
+    seg_post *p = seg_calloc(1, sizeof *p);
+    if (!p)
+        return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
+    p->r = r;
+    p->text = t->kind == SEG_K_TEXT;
+    p->df = p->remaining = t->df;
+    p->ndocs = r->ndocs;
+    p->base = -1;
     if (t->inl) {
-        seg_post *p = seg_calloc(1, sizeof *p);
-        if (!p)
-            return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
-        p->r = r;
-        p->text = t->kind == SEG_K_TEXT;
-        p->df = 1;
-        p->ndocs = r->ndocs;
-        p->base = -1;
         if (post_inline(p, t)) {
             seg_post_free(p);
             mark_failed(r, "corrupt inline postings");
             return CORRUPT(r, e, "corrupt inline postings");
         }
-        *out = p;
-        return SEG_OK;
-    }
-    seg_cur c;
-    if (sec_get(r, r->s_post, &c, e))
-        return SEG_ECORRUPT;
-    if (t->post_off > (uint64_t)(c.end - c.p) || t->post_len > (uint64_t)(c.end - c.p) - t->post_off ||
-        t->df == 0 || t->df > r->ndocs) {
-        mark_failed(r, "postings out of bounds");
-        return CORRUPT(r, e, "postings out of bounds");
-    }
-    seg_post *p = seg_malloc(sizeof *p);
-    if (!p)
-        return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
-    p->r = r;
-    p->next = c.p + t->post_off;
-    p->end = p->next + t->post_len;
-    p->text = t->kind == SEG_K_TEXT;
-    p->df = p->remaining = t->df;
-    p->ndocs = r->ndocs;
-    p->base = -1;
-    p->blk_n = p->blk_i = 0;
-    p->bpos = p->pos = NULL;
-    p->bposcap = p->poscap = 0;
-    p->err = 0;
-    if (post_load_block(p) == 0)
-        post_decode(p);
-    if (p->err) {
-        seg_post_free(p);
-        return CORRUPT(r, e, "corrupt postings");
+    } else {
+        p->next = c.p + t->post_off;
+        p->end = p->next + t->post_len;
+        if (post_load_block(p) == 0)
+            post_decode(p);
+        if (p->err) {
+            seg_post_free(p);
+            return CORRUPT(r, e, "corrupt postings");
+        }
     }
     *out = p;
     return SEG_OK;
@@ -991,7 +980,6 @@ int seg_reader_num_scan(seg_reader *r, uint32_t field, double lo, int lo_incl, d
     seg_cur c;
     if (sec_get(r, r->s_num[field], &c, e))
         return SEG_ECORRUPT;
-    static const double pow10_tab[SEG_NUM_MAX_SCALE + 1] = {1, 10, 100, 1000, 10000, 100000, 1000000};
     uint32_t n = seg_get_u32(&c);
     uint8_t type = seg_get_u8(&c);
     uint8_t scale = type == SEG_NUM_DECIMAL ? seg_get_u8(&c) : 0;
@@ -1027,7 +1015,7 @@ int seg_reader_num_scan(seg_reader *r, uint32_t field, double lo, int lo_incl, d
                 v = seg_get_f64(&d);
             } else {
                 prev = (int64_t)((uint64_t)prev + (uint64_t)seg_unzigzag(seg_get_varint(&d)));
-                v = type == SEG_NUM_INT ? (double)prev : (double)prev / pow10_tab[scale];
+                v = type == SEG_NUM_INT ? (double)prev : (double)prev / seg_pow10[scale];
             }
             if (d.bad || doc >= r->ndocs) {
                 mark_failed(r, "bad numeric block");

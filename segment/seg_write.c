@@ -422,8 +422,6 @@ static uint32_t kv_get(build *x, uint32_t f, const char *s, size_t n)
     return x->nkv - 1;
 }
 
-static const double pow10_tab[SEG_NUM_MAX_SCALE + 1] = {1, 10, 100, 1000, 10000, 100000, 1000000};
-
 /* Decimal columns hold values below this in magnitude: their mantissa
  * at any scale stays below 2^53, exact in a double. */
 #define DEC_LIMIT (9007199254740992.0 / 1e6)
@@ -435,8 +433,8 @@ static int dec_scale(double d)
     if (!(fabs(d) < DEC_LIMIT))
         return SEG_NUM_MAX_SCALE + 1;
     for (int s = 0; s <= SEG_NUM_MAX_SCALE; s++) {
-        double m = (double)llround(d * pow10_tab[s]);
-        if (m / pow10_tab[s] == d)
+        double m = (double)llround(d * seg_pow10[s]);
+        if (m / seg_pow10[s] == d)
             return s;
     }
     return SEG_NUM_MAX_SCALE + 1;
@@ -473,7 +471,6 @@ static void add_num(build *x, uint32_t doc, uint32_t f, int isint, int64_t i, do
     seg_buf_put(&fi->nums, rec, 13);
 }
 
-/* Indexes one event as doc `doc`. */
 /* The tokens of string value v of field f, at the field's next positions;
  * one position is skipped after it (no phrase across two values). */
 static int index_text(build *x, uint32_t f, const seg_jval *v)
@@ -487,6 +484,7 @@ static int index_text(build *x, uint32_t f, const seg_jval *v)
     return 0;
 }
 
+/* Indexes one event as doc `doc`. */
 static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, size_t len, seg_err *e)
 {
     const seg_jval *v;
@@ -830,7 +828,7 @@ static void enc_numcol(fieldinfo *fi, seg_buf *o)
                 seg_buf_put_f64(o, v);
             } else {
                 /* integers as they are; decimals as their mantissa */
-                int64_t iv = type == SEG_NUM_INT ? (int64_t)u : llround(v * pow10_tab[fi->dec_scale]);
+                int64_t iv = type == SEG_NUM_INT ? (int64_t)u : llround(v * seg_pow10[fi->dec_scale]);
                 seg_buf_put_varint(o, seg_zigzag((int64_t)((uint64_t)iv - (uint64_t)previ)));
                 previ = iv;
             }
@@ -902,34 +900,27 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, se
     }
     o->n += (size_t)nb * 8;
     size_t data0 = o->n;
-    /* per ordinal, the docs holding it (pairs come in doc order) */
-    seg_buf_put_u32(counts, nd);
-    size_t c0 = counts->n;
-    uint32_t *lastdoc = seg_calloc(nd ? nd : 1, sizeof *lastdoc);
-    if (!lastdoc || seg_buf_reserve(counts, (size_t)nd * 4)) {
+    /* KEYCOUNT: per ordinal, the docs holding it (pairs come in doc order) */
+    uint32_t *cnt = seg_calloc(nd ? nd : 1, sizeof *cnt), *lastdoc = seg_calloc(nd ? nd : 1, sizeof *lastdoc);
+    if (!cnt || !lastdoc) {
+        seg_free(cnt);
         seg_free(lastdoc);
         counts->oom = 1;
         seg_buf_free(&ids);
         return;
     }
-    memset(counts->p + c0, 0, (size_t)nd * 4);
-    counts->n += (size_t)nd * 4;
-    for (size_t k = 0; k < npairs; k++) {
-        uint32_t ord = ord_of[seg_rd_u32(rec + k * 8 + 4)], doc = seg_rd_u32(rec + k * 8);
-        if (lastdoc[ord] != doc + 1) {
-            lastdoc[ord] = doc + 1;
-            uint8_t *cp = counts->p + c0 + (size_t)ord * 4;
-            seg_wr_u32(cp, seg_rd_u32(cp) + 1);
-        }
-    }
-    seg_free(lastdoc);
     uint32_t docs[SEG_KEY_BLOCK], ords[SEG_KEY_BLOCK];
     for (uint32_t b = 0; b < nb; b++) {
         size_t s = (size_t)b * SEG_KEY_BLOCK, e = s + SEG_KEY_BLOCK < npairs ? s + SEG_KEY_BLOCK : npairs;
         uint32_t first = seg_rd_u32(rec + s * 8);
         for (size_t k = s; k < e; k++) {
-            docs[k - s] = seg_rd_u32(rec + k * 8) - first;
-            ords[k - s] = ord_of[seg_rd_u32(rec + k * 8 + 4)];
+            uint32_t doc = seg_rd_u32(rec + k * 8), ord = ord_of[seg_rd_u32(rec + k * 8 + 4)];
+            docs[k - s] = doc - first;
+            ords[k - s] = ord;
+            if (lastdoc[ord] != doc + 1) { /* a doc counts once per value */
+                lastdoc[ord] = doc + 1;
+                cnt[ord]++;
+            }
         }
         uint32_t boff = (uint32_t)(o->n - data0);
         seg_buf_put_packed(o, docs, e - s);
@@ -939,6 +930,11 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, se
         seg_wr_u32(o->p + idx + (size_t)b * 8, first);
         seg_wr_u32(o->p + idx + (size_t)b * 8 + 4, boff);
     }
+    seg_buf_put_u32(counts, nd);
+    for (uint32_t i = 0; i < nd; i++)
+        seg_buf_put_u32(counts, cnt[i]);
+    seg_free(cnt);
+    seg_free(lastdoc);
     seg_buf_free(&ids);
 }
 
@@ -949,9 +945,7 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, se
  * the events are too few for it to pay. */
 static int store_dict(const seg_builder *b, const uint32_t *order, seg_buf *o)
 {
-    uint64_t total = 0;
-    for (uint32_t d = 0; d < b->n; d++)
-        total += b->ev[d].len + b->ev[d].id_len + 4;
+    uint64_t total = b->bytes + 4 * (uint64_t)b->n; /* records: ~4 bytes of lengths each */
     if (total < 4 * (uint64_t)SEG_STORE_DICT)
         return 0;
     /* take every step-th event, step chosen to spread the sample */
