@@ -497,14 +497,17 @@ static int id_is_duplicate(idx_writer *w, const char *id, size_t n, seg_err *e)
     return seen;
 }
 
-/* Appends an accepted event to its bucket's buffer. */
+/* Appends an accepted event to its bucket's buffer; v: its values as
+ * parsed from these bytes (kept so the flush does not parse again), or
+ * NULL. */
 static int buffer_event(idx_writer *w, const char *json, size_t n, int64_t t, const char *id, size_t idlen,
-                        int explicit_id, seg_err *e)
+                        int explicit_id, const seg_jval *v, size_t nv, seg_err *e)
 {
     bucket *b = bucket_get(w, bucket_of(w, t));
     if (!b)
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-    int rc = seg_builder_add(b->b, json, n, t, id, idlen, explicit_id);
+    int rc = v ? seg_builder_add_parsed(b->b, json, n, t, id, idlen, explicit_id, v, nv)
+               : seg_builder_add(b->b, json, n, t, id, idlen, explicit_id);
     if (rc)
         return seg_err_set(e, rc, NULL, "cannot buffer event: %s", seg_strerror(rc));
     if (!w->buffered)
@@ -522,7 +525,7 @@ static int replay_event(void *ud, const char *json, size_t n, int64_t time, cons
     idx_writer *w = ud;
     if (explicit_id && idset_seen(&w->pending, id, idlen, seg_hash64(id, idlen)) < 0)
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-    return buffer_event(w, json, n, time, id, idlen, explicit_id, e);
+    return buffer_event(w, json, n, time, id, idlen, explicit_id, NULL, 0, e);
 }
 
 /* v in lower-case hex, at least width digits (zero-padded), at out;
@@ -602,7 +605,7 @@ int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_rej
         idlen = auto_id(w, autoid);
         id = autoid;
     }
-    if ((rc = buffer_event(w, line, n, t, id, idlen, explicit_id, e)))
+    if ((rc = buffer_event(w, line, n, t, id, idlen, explicit_id, v, nv, e)))
         return rc;
     w->counts.accepted++;
     if (w->buffered >= w->opts.buffer_bytes ||
@@ -1074,7 +1077,7 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
             il = auto_id(w, autoid);
             id = autoid;
         }
-        if ((rc = buffer_event(w, x->json, x->len, t, id, il, x->explicit_id, e)))
+        if ((rc = buffer_event(w, x->json, x->len, t, id, il, x->explicit_id, NULL, 0, e)))
             break;
         idx_wal_record_event(&rec, t, x->explicit_id, id, il, x->json, x->len);
         if (out->events && seg_builder_add(out->events, x->json, x->len, t, id, il, x->explicit_id)) {

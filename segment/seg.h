@@ -228,6 +228,11 @@ void seg_builder_free(seg_builder *b);
  * "_id" field (enters the id index used for de-duplication). */
 int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns,
                     const char *id, size_t idlen, int explicit_id);
+/* The same, with the event's values as seg_json_parse gave them for these
+ * very bytes (v[k].str inside json or decoded elsewhere): kept in a compact
+ * form so that the write does not scan the JSON again. */
+int seg_builder_add_parsed(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
+                           size_t idlen, int explicit_id, const seg_jval *v, size_t nv);
 uint32_t seg_builder_count(const seg_builder *b);
 /* A write of b stops with SEG_EBUSY ("cancelled") soon after *flag turns
  * non-zero (read atomically); nothing is left on disk. */

@@ -31,6 +31,9 @@
 
 #include <errno.h>
 #include <math.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -178,6 +181,24 @@ static int parse_string(seg_json *j, uint64_t *off, uint32_t *len, uint8_t *in_a
     const uint8_t *start = p;
     /* fast scan: plain bytes up to the closing quote */
     for (;;) {
+#ifdef __SSE2__
+        /* 16 bytes at a time while none is a quote, a backslash, a control
+         * byte or non-ASCII (a signed compare below 0x20 catches the last
+         * two at once) */
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+                      space = _mm_set1_epi8(0x20);
+        while (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+            __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                     _mm_cmplt_epi8(v, space));
+            int bits = _mm_movemask_epi8(m);
+            if (bits) {
+                p += __builtin_ctz((unsigned)bits);
+                break;
+            }
+            p += 16;
+        }
+#endif
         while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
             p++;
         if (p >= end)

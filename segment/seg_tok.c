@@ -222,6 +222,19 @@ static int icu_run(seg_tok *t, const char *s, size_t n, seg_tok_fn fn, void *ud,
     return 0;
 }
 
+/* ASCII bytes that are token characters (is_tok_cp below 0x80), and
+ * their folded form. */
+static const uint8_t ascii_tok[128] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1,
+    ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,
+    ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
 long seg_tok_run(seg_tok *t, const char *s, size_t n, seg_tok_fn fn, void *ud)
 {
     long count = 0;
@@ -230,6 +243,11 @@ long seg_tok_run(seg_tok *t, const char *s, size_t n, seg_tok_fn fn, void *ud)
     if (n > INT32_MAX / 2)
         return -1;
     while (i < n) {
+        /* ASCII separators: skipped by table */
+        while (i < n && u[i] < 0x80 && !ascii_tok[u[i]])
+            i++;
+        if (i >= n)
+            break;
         /* find the start of a run */
         UChar32 c;
         size_t start = i;
@@ -244,19 +262,18 @@ long seg_tok_run(seg_tok *t, const char *s, size_t n, seg_tok_fn fn, void *ud)
             continue;
         int ascii = c < 0x80;
         while (i < n) {
-            size_t k = i;
-            if (u[k] < 0x80) {
-                c = u[k++];
-            } else {
-                int32_t kk = (int32_t)k;
-                U8_NEXT(u, kk, (int32_t)n, c);
-                k = (size_t)kk;
+            if (u[i] < 0x80) {
+                if (!ascii_tok[u[i]])
+                    break;
+                i++;
+                continue;
             }
+            int32_t kk = (int32_t)i;
+            U8_NEXT(u, kk, (int32_t)n, c);
             if (c < 0 || !is_tok_cp(c))
                 break;
-            if (c >= 0x80)
-                ascii = 0;
-            i = k;
+            ascii = 0;
+            i = (size_t)kk;
         }
         if (ascii && t->fast) {
             size_t len = i - start;

@@ -23,6 +23,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <zstd.h>
+/* The term table hashes every token: XXH3 inlined here (the library call
+ * and its length dispatch were ~6% of ingest).  Same function, same values
+ * as seg_hash64. */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 typedef struct ev {
     const char *json;      /* in a chunk of the builder */
@@ -31,6 +36,8 @@ typedef struct ev {
     uint32_t id_len;
     int64_t time;
     uint8_t explicit_id;
+    uint8_t parsed;        /* its values follow the id, pre-parsed */
+    uint32_t flat_len;     /* their bytes */
 } ev;
 
 /* Event bytes live in chunks that never move (a growing contiguous arena
@@ -43,12 +50,84 @@ typedef struct chunk {
 
 #define CHUNK_SIZE ((size_t)1 << 20)
 
+/* An open-addressing table of ids (0..count-1) keyed by bytes the caller
+ * keeps: slots hold id + 1, 0 is empty.  The caller compares keys (eq)
+ * and re-hashes them when the table doubles (hash). */
+typedef struct idtab {
+    uint32_t *slot;
+    uint32_t mask;
+} idtab;
+
+typedef int (*idtab_eq_fn)(const void *ctx, uint32_t id, const void *key, size_t n);
+typedef uint64_t (*idtab_hash_fn)(const void *ctx, uint32_t id);
+
+/* The slot of key (hash h): *slot is its id + 1, or 0 where it goes. */
+static inline uint32_t *idtab_probe(const idtab *t, uint64_t h, idtab_eq_fn eq, const void *ctx, const void *key,
+                                    size_t n)
+{
+    for (uint32_t i = (uint32_t)h & t->mask;; i = (i + 1) & t->mask)
+        if (!t->slot[i] || eq(ctx, t->slot[i] - 1, key, n))
+            return &t->slot[i];
+}
+
+/* Before the first probe: an empty table of size slots (a power of 2). */
+static int idtab_init(idtab *t, uint32_t size)
+{
+    t->mask = size - 1;
+    return (t->slot = seg_calloc(size, sizeof *t->slot)) ? 0 : -1;
+}
+
+/* After an insert made count ids: doubles the table when over half full. */
+static int idtab_grow(idtab *t, uint32_t count, idtab_hash_fn hash, const void *ctx)
+{
+    if (count * 2 <= t->mask)
+        return 0;
+    uint32_t nmask = t->mask * 2 + 1;
+    uint32_t *ns = seg_calloc((size_t)nmask + 1, sizeof *ns);
+    if (!ns)
+        return -1;
+    for (uint32_t id = 0; id < count; id++) {
+        uint32_t j = (uint32_t)hash(ctx, id) & nmask;
+        while (ns[j])
+            j = (j + 1) & nmask;
+        ns[j] = id + 1;
+    }
+    seg_free(t->slot);
+    t->slot = ns;
+    t->mask = nmask;
+    return 0;
+}
+
+/* Pre-parsed events (seg_builder_add_parsed): the caller has already
+ * scanned the event, so its flattened values are kept after the id, and
+ * the write does not scan the JSON again.  Per value:
+ *   varint path id (an index into the builder's path table), u8 type, then
+ *   SEG_JV_STRING  varint x: x even: the string is the JSON bytes at offset
+ *                  x/2, varint length follows; x odd: x/2 decoded bytes
+ *                  follow (the string had escapes)
+ *   SEG_JV_INT     varint zigzag(value)
+ *   SEG_JV_REAL    8 bytes, the double's bits, little-endian
+ *   TRUE, FALSE    nothing.
+ * Memory only: never written to a file. */
+typedef struct ppath {
+    uint32_t off, len;     /* in paths */
+} ppath;
+
 struct seg_builder {
     chunk *chunks;          /* newest first */
-    size_t bytes;           /* event bytes held */
+    size_t bytes;           /* bytes held in chunks */
+    size_t ev_bytes;        /* of which events and ids (no pre-parsed values) */
     ev *ev;
     uint32_t n, cap;
     const int *cancel;      /* when *cancel turns non-zero, a write stops */
+    /* pre-parsed events: distinct paths, and a scratch record */
+    seg_buf paths;
+    ppath *pp;
+    uint32_t npp, cappp;
+    idtab ptab;
+    uint32_t *prev;         /* path ids of the previous event's values */
+    size_t nprev, capprev;
+    seg_buf flat;
 };
 
 void seg_builder_set_cancel(seg_builder *b, const int *flag) { b->cancel = flag; }
@@ -64,6 +143,11 @@ void seg_builder_free(seg_builder *b)
         seg_free(c);
     }
     seg_free(b->ev);
+    seg_buf_free(&b->paths);
+    seg_free(b->pp);
+    seg_free(b->ptab.slot);
+    seg_free(b->prev);
+    seg_buf_free(&b->flat);
     seg_free(b);
 }
 
@@ -101,10 +185,11 @@ void seg_builder_event(const seg_builder *b, uint32_t i, const char **json, size
 }
 size_t seg_builder_bytes(const seg_builder *b) { return b->bytes + (size_t)b->n * sizeof(ev); }
 
-int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
-                    size_t idlen, int explicit_id)
+static int add_event(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
+                     size_t idlen, int explicit_id, const seg_buf *flat)
 {
-    if (b->n == UINT32_MAX - 1 || n > UINT32_MAX || idlen > UINT32_MAX)
+    size_t fl = flat ? flat->n : 0;
+    if (b->n == UINT32_MAX - 1 || n > UINT32_MAX || idlen > UINT32_MAX || fl > UINT32_MAX)
         return SEG_ELIMIT;
     if (b->n == b->cap) {
         uint32_t cap = b->cap ? b->cap * 2 : 1024;
@@ -114,11 +199,13 @@ int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns,
         b->ev = e;
         b->cap = cap;
     }
-    char *p = chunk_take(b, n + idlen);
+    char *p = chunk_take(b, n + idlen + fl);
     if (!p)
         return SEG_ENOMEM;
     memcpy(p, json, n);
     memcpy(p + n, id, idlen);
+    if (fl)
+        memcpy(p + n + idlen, flat->p, fl);
     ev *e = &b->ev[b->n];
     e->json = p;
     e->len = (uint32_t)n;
@@ -126,27 +213,126 @@ int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns,
     e->id_len = (uint32_t)idlen;
     e->time = time_ns;
     e->explicit_id = (uint8_t)(explicit_id != 0);
+    e->parsed = flat != NULL;
+    b->ev_bytes += n + idlen;
+    e->flat_len = (uint32_t)fl;
     b->n++;
     return SEG_OK;
+}
+
+int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
+                    size_t idlen, int explicit_id)
+{
+    return add_event(b, json, n, time_ns, id, idlen, explicit_id, NULL);
+}
+
+static int path_eq(const void *ctx, uint32_t id, const void *key, size_t n)
+{
+    const seg_builder *b = ctx;
+    return b->pp[id].len == n && !memcmp(b->paths.p + b->pp[id].off, key, n);
+}
+
+static uint64_t path_hash(const void *ctx, uint32_t id)
+{
+    const seg_builder *b = ctx;
+    return XXH3_64bits(b->paths.p + b->pp[id].off, b->pp[id].len);
+}
+
+/* The id of path s[0..n) in b's path table (added when new). */
+static uint32_t path_id(seg_builder *b, const char *s, size_t n)
+{
+    uint32_t *slot = idtab_probe(&b->ptab, XXH3_64bits(s, n), path_eq, b, s, n);
+    if (*slot)
+        return *slot - 1;
+    if (b->npp == b->cappp) {
+        uint32_t cap = b->cappp ? b->cappp * 2 : 64;
+        ppath *q = seg_realloc(b->pp, (size_t)cap * sizeof *q);
+        if (!q)
+            return UINT32_MAX;
+        b->pp = q;
+        b->cappp = cap;
+    }
+    if (b->paths.n + n > UINT32_MAX || seg_buf_reserve(&b->paths, n ? n : 1))
+        return UINT32_MAX;
+    b->pp[b->npp].off = (uint32_t)b->paths.n;
+    b->pp[b->npp].len = (uint32_t)n;
+    seg_buf_put(&b->paths, s, n);
+    *slot = ++b->npp;
+    return idtab_grow(&b->ptab, b->npp, path_hash, b) ? UINT32_MAX : b->npp - 1;
+}
+
+int seg_builder_add_parsed(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
+                           size_t idlen, int explicit_id, const seg_jval *v, size_t nv)
+{
+    if (!b->ptab.slot && idtab_init(&b->ptab, 64))
+        return SEG_ENOMEM;
+    if (nv > b->capprev) {
+        uint32_t *q = seg_realloc(b->prev, nv * sizeof *q);
+        if (!q)
+            return SEG_ENOMEM;
+        b->prev = q;
+        b->capprev = nv;
+    }
+    seg_buf *f = &b->flat;
+    f->n = 0;
+    for (size_t k = 0; k < nv; k++) {
+        const seg_jval *x = &v[k];
+        /* events of one source repeat their paths in order: the previous
+         * event's path at this position is tried before the table */
+        uint32_t pid;
+        if (k < b->nprev && b->pp[b->prev[k]].len == x->path_len &&
+            !memcmp(b->paths.p + b->pp[b->prev[k]].off, x->path, x->path_len))
+            pid = b->prev[k];
+        else if ((pid = path_id(b, x->path, x->path_len)) == UINT32_MAX)
+            return SEG_ENOMEM;
+        b->prev[k] = pid;
+        seg_buf_put_varint(f, pid);
+        seg_buf_put_u8(f, x->type);
+        switch (x->type) {
+        case SEG_JV_STRING:
+            if ((uintptr_t)x->str >= (uintptr_t)json && (uintptr_t)x->str + x->str_len <= (uintptr_t)json + n) {
+                seg_buf_put_varint(f, (uint64_t)(x->str - json) << 1);
+                seg_buf_put_varint(f, x->str_len);
+            } else {
+                seg_buf_put_varint(f, (uint64_t)x->str_len << 1 | 1);
+                seg_buf_put(f, x->str, x->str_len);
+            }
+            break;
+        case SEG_JV_INT:
+            seg_buf_put_varint(f, ((uint64_t)x->i << 1) ^ (uint64_t)(x->i >> 63));
+            break;
+        case SEG_JV_REAL:
+            seg_buf_put_f64(f, x->d);
+            break;
+        }
+    }
+    b->nprev = nv;
+    if (f->oom)
+        return SEG_ENOMEM;
+    return add_event(b, json, n, time_ns, id, idlen, explicit_id, f);
 }
 
 /* ------------------------------------------------------------------ */
 /* Term table                                                           */
 /* ------------------------------------------------------------------ */
 
-/* A term while building.  Its postings stream, in memory only: per doc a
- * varint gap (doc - previous doc - 1), then for TEXT terms the positions as
+/* A term while building: one 64-byte cache line, holding the key's first
+ * 16 bytes so that a lookup of a short key (nearly all) reads no other
+ * memory.  Its postings stream p[0..n), in memory only: per doc a varint
+ * gap (doc - previous doc - 1), then for TEXT terms the positions as
  * varints (first: pos + 1, then pos - previous pos; never 0), ended by a 0
  * when the term's next doc starts (or by the end of the stream). */
 typedef struct term {
-    uint64_t key_off;
+    uint8_t head[16];      /* key bytes 0..15, zero-padded */
+    uint64_t key_off;      /* the whole key, in build.keys */
     uint32_t key_len;
     uint32_t df;
-    int64_t last_doc;
-    int64_t last_pos;
+    uint32_t last_doc1;    /* last doc + 1; 0: none yet */
+    uint32_t last_pos1;    /* last position + 1 in that doc; 0: none */
+    uint8_t *p;
+    uint32_t n, cap;
     uint8_t kind;
-    seg_buf data;
-} term;
+} __attribute__((aligned(64))) term;
 
 typedef struct fieldinfo {
     uint64_t name_off;
@@ -170,15 +356,15 @@ typedef struct build {
     seg_builder *b;
     seg_tok *tok;
     seg_buf keys;          /* key bytes of terms and field names */
-    term *terms;
+    term *terms;           /* in terms_mem, 64-byte aligned */
+    void *terms_mem;
     uint32_t nterms, capterms;
     uint64_t *tslot;       /* hash slots: term index + 1 (low 32 bits) and
                             * the key's hash high 32 bits (compared first) */
     uint32_t tmask;
     fieldinfo *fields;
     uint32_t nfields, capfields;
-    uint32_t *fslot;
-    uint32_t fmask;
+    idtab ftab;
     /* distinct keyword values (field, bytes) -> id, for KEYCOL */
     struct kv {
         uint64_t off;
@@ -186,50 +372,83 @@ typedef struct build {
         uint32_t field;
     } *kv;
     uint32_t nkv, capkv;
-    uint32_t *kslot;
-    uint32_t kmask;
+    idtab ktab;
     /* per token callback */
     uint32_t cur_doc;
     uint32_t cur_field;
     uint32_t pos;
     int oom;
-    uint32_t unindexed_fields;
     const seg_index_only *only;  /* partial segment, or NULL */
+    /* pre-parsed events: decoded values, their fields, field by path id */
+    seg_jval *vals;
+    uint32_t *vfield;
+    size_t capvals;
+    uint32_t *pidf;
+    uint32_t npidf;
 } build;
 
 /* What a partial segment indexes of a field. */
 enum { WANT_NONE = 0, WANT_TEXT = 1, WANT_ALL = 2 };
 
+/* Whether the n bytes at a and b are equal; n >= 4 (every key ends with
+ * its field and kind).  Short keys compare as two overlapping words. */
+static inline int key_eq(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    uint64_t x, y, u, v;
+    if (n > 16)
+        return !memcmp(a, b, n);
+    if (n >= 8) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        memcpy(&u, a + n - 8, 8);
+        memcpy(&v, b + n - 8, 8);
+        return ((x ^ y) | (u ^ v)) == 0;
+    }
+    uint32_t x4, y4, u4, v4;
+    memcpy(&x4, a, 4);
+    memcpy(&y4, b, 4);
+    memcpy(&u4, a + n - 4, 4);
+    memcpy(&v4, b + n - 4, 4);
+    return ((x4 ^ y4) | (u4 ^ v4)) == 0;
+}
+
 static uint32_t term_get(build *x, const uint8_t *key, size_t n)
 {
-    uint64_t tag = seg_hash64(key, n) & 0xffffffff00000000ull;
+    uint64_t tag = XXH3_64bits(key, n) & 0xffffffff00000000ull;
     uint32_t i = (uint32_t)(tag >> 32) & x->tmask;
     for (;;) {
         uint64_t s = x->tslot[i];
         if (!s)
             break;
         if ((s & 0xffffffff00000000ull) == tag) {
-            term *t = &x->terms[(uint32_t)s - 1];
-            if (t->key_len == n && !memcmp(x->keys.p + t->key_off, key, n))
+            const term *t = &x->terms[(uint32_t)s - 1];
+            if (t->key_len == n &&
+                (n <= 16 ? key_eq(t->head, key, n) : key_eq(x->keys.p + t->key_off, key, n)))
                 return (uint32_t)s - 1;
         }
         i = (i + 1) & x->tmask;
     }
     if (x->nterms == x->capterms) {
+        /* cache-line aligned: realloc would not keep the alignment */
         uint32_t cap = x->capterms ? x->capterms * 2 : 4096;
-        term *t = seg_realloc(x->terms, (size_t)cap * sizeof *t);
-        if (!t) {
+        term *t = NULL;
+        if (cap < x->capterms || !(t = seg_malloc((size_t)cap * sizeof *t + 64))) {
             x->oom = 1;
             return UINT32_MAX;
         }
-        x->terms = t;
+        term *at = (term *)(void *)(((uintptr_t)t + 63) & ~(uintptr_t)63);
+        if (x->nterms)
+            memcpy(at, x->terms, (size_t)x->nterms * sizeof *at);
+        seg_free(x->terms_mem);
+        x->terms_mem = t;
+        x->terms = at;
         x->capterms = cap;
     }
     term *t = &x->terms[x->nterms];
     memset(t, 0, sizeof *t);
+    memcpy(t->head, key, n < 16 ? n : 16);
     t->key_off = x->keys.n;
     t->key_len = (uint32_t)n;
-    t->last_doc = -1;
     t->kind = key[n - 1];
     seg_buf_put(&x->keys, key, n);
     x->tslot[i] = tag | ++x->nterms;
@@ -257,23 +476,27 @@ static uint32_t term_get(build *x, const uint8_t *key, size_t n)
     return x->nterms - 1;
 }
 
+static int field_eq(const void *ctx, uint32_t id, const void *key, size_t n)
+{
+    const build *x = ctx;
+    return x->fields[id].name_len == n && !memcmp(x->keys.p + x->fields[id].name_off, key, n);
+}
+
+static uint64_t field_hash(const void *ctx, uint32_t id)
+{
+    const build *x = ctx;
+    return XXH3_64bits(x->keys.p + x->fields[id].name_off, x->fields[id].name_len);
+}
+
+/* The field named name[0..n) (added when new); UINT32_MAX past
+ * SEG_MAX_FIELDS fields (its values are not indexed) or out of memory. */
 static uint32_t field_get(build *x, const char *name, size_t n)
 {
-    uint64_t h = seg_hash64(name, n);
-    uint32_t i = (uint32_t)h & x->fmask;
-    for (;;) {
-        uint32_t s = x->fslot[i];
-        if (!s)
-            break;
-        fieldinfo *f = &x->fields[s - 1];
-        if (f->name_len == n && !memcmp(x->keys.p + f->name_off, name, n))
-            return s - 1;
-        i = (i + 1) & x->fmask;
-    }
-    if (x->nfields >= SEG_MAX_FIELDS) {
-        x->unindexed_fields++;
+    uint32_t *slot = idtab_probe(&x->ftab, XXH3_64bits(name, n), field_eq, x, name, n);
+    if (*slot)
+        return *slot - 1;
+    if (x->nfields >= SEG_MAX_FIELDS)
         return UINT32_MAX;
-    }
     if (x->nfields == x->capfields) {
         uint32_t cap = x->capfields ? x->capfields * 2 : 64;
         fieldinfo *f = seg_realloc(x->fields, (size_t)cap * sizeof *f);
@@ -298,25 +521,9 @@ static uint32_t field_get(build *x, const char *name, size_t n)
                 f->want = WANT_ALL;
     }
     seg_buf_put(&x->keys, name, n);
-    x->fslot[i] = ++x->nfields;
-    if (x->nfields * 2 > x->fmask) {
-        uint32_t nmask = x->fmask * 2 + 1;
-        uint32_t *ns = seg_calloc((size_t)nmask + 1, sizeof *ns);
-        if (!ns) {
-            x->oom = 1;
-            return x->nfields - 1;
-        }
-        for (uint32_t k = 0; k < x->nfields; k++) {
-            fieldinfo *q = &x->fields[k];
-            uint32_t j = (uint32_t)seg_hash64(x->keys.p + q->name_off, q->name_len) & nmask;
-            while (ns[j])
-                j = (j + 1) & nmask;
-            ns[j] = k + 1;
-        }
-        seg_free(x->fslot);
-        x->fslot = ns;
-        x->fmask = nmask;
-    }
+    *slot = ++x->nfields;
+    if (idtab_grow(&x->ftab, x->nfields, field_hash, x))
+        x->oom = 1;
     return x->nfields - 1;
 }
 
@@ -330,6 +537,28 @@ size_t seg_key_make(uint8_t *out, const char *tok, size_t toklen, uint16_t field
     return toklen + 4;
 }
 
+/* Appends varint v to term t's posting stream. */
+static inline void post_varint(build *x, term *t, uint64_t v)
+{
+    if (t->cap - t->n < 10) {
+        uint32_t cap = t->cap ? t->cap * 2 : 16;
+        uint8_t *p = cap > t->cap ? seg_realloc(t->p, cap) : NULL;
+        if (!p) {
+            x->oom = 1;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+    uint8_t *p = t->p + t->n;
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    t->n = (uint32_t)(p - t->p);
+}
+
 /* Records that term ti occurs in the current doc (at pos, for TEXT). */
 static void add_occ(build *x, uint32_t ti, uint32_t pos)
 {
@@ -337,22 +566,20 @@ static void add_occ(build *x, uint32_t ti, uint32_t pos)
         return;
     term *t = &x->terms[ti];
     uint32_t doc = x->cur_doc;
-    if (t->last_doc != (int64_t)doc) {
-        if (t->kind == SEG_K_TEXT && t->last_doc >= 0)
-            seg_buf_put_u8(&t->data, 0);
-        seg_buf_put_varint(&t->data, (uint64_t)((int64_t)doc - t->last_doc - 1));
-        t->last_doc = doc;
-        t->last_pos = -1;
+    if (t->last_doc1 != doc + 1) {
+        if (t->kind == SEG_K_TEXT && t->last_doc1)
+            post_varint(x, t, 0);
+        post_varint(x, t, doc - t->last_doc1);  /* doc - last doc - 1 */
+        t->last_doc1 = doc + 1;
+        t->last_pos1 = 0;
         t->df++;
     } else if (t->kind != SEG_K_TEXT) {
         return;
     }
     if (t->kind == SEG_K_TEXT) {
-        seg_buf_put_varint(&t->data, (uint64_t)((int64_t)pos - t->last_pos));
-        t->last_pos = pos;
+        post_varint(x, t, (uint64_t)pos + 1 - t->last_pos1);  /* pos - last pos */
+        t->last_pos1 = pos + 1;
     }
-    if (t->data.oom)
-        x->oom = 1;
 }
 
 static void on_token(void *ud, const char *tok, size_t len)
@@ -370,20 +597,39 @@ static void add_value_term(build *x, uint32_t f, const char *txt, size_t len)
     add_occ(x, term_get(x, key, n), 0);
 }
 
+/* Keyword values are keyed by (field, bytes). */
+typedef struct kvkey {
+    uint32_t field;
+    const char *s;
+} kvkey;
+
+static inline uint64_t kv_hash_of(uint32_t f, const void *s, size_t n)
+{
+    return XXH3_64bits(s, n) ^ ((uint64_t)f * 0x9E3779B97F4A7C15ULL);
+}
+
+static int kv_eq(const void *ctx, uint32_t id, const void *key, size_t n)
+{
+    const build *x = ctx;
+    const kvkey *k = key;
+    const struct kv *v = &x->kv[id];
+    return v->field == k->field && v->len == n && !memcmp(x->keys.p + v->off, k->s, n);
+}
+
+static uint64_t kv_hash(const void *ctx, uint32_t id)
+{
+    const build *x = ctx;
+    const struct kv *v = &x->kv[id];
+    return kv_hash_of(v->field, x->keys.p + v->off, v->len);
+}
+
 /* The id of keyword value s of field f (added when new). */
 static uint32_t kv_get(build *x, uint32_t f, const char *s, size_t n)
 {
-    uint64_t h = seg_hash64(s, n) ^ ((uint64_t)f * 0x9E3779B97F4A7C15ULL);
-    uint32_t i = (uint32_t)h & x->kmask;
-    for (;;) {
-        uint32_t sl = x->kslot[i];
-        if (!sl)
-            break;
-        struct kv *k = &x->kv[sl - 1];
-        if (k->field == f && k->len == n && !memcmp(x->keys.p + k->off, s, n))
-            return sl - 1;
-        i = (i + 1) & x->kmask;
-    }
+    kvkey key = {f, s};
+    uint32_t *slot = idtab_probe(&x->ktab, kv_hash_of(f, s, n), kv_eq, x, &key, n);
+    if (*slot)
+        return *slot - 1;
     if (x->nkv == x->capkv) {
         uint32_t cap = x->capkv ? x->capkv * 2 : 1024;
         struct kv *k = seg_realloc(x->kv, (size_t)cap * sizeof *k);
@@ -399,26 +645,9 @@ static uint32_t kv_get(build *x, uint32_t f, const char *s, size_t n)
     k->len = (uint32_t)n;
     k->field = f;
     seg_buf_put(&x->keys, s, n);
-    x->kslot[i] = ++x->nkv;
-    if (x->nkv * 2 > x->kmask) {
-        uint32_t nmask = x->kmask * 2 + 1;
-        uint32_t *ns = seg_calloc((size_t)nmask + 1, sizeof *ns);
-        if (!ns) {
-            x->oom = 1;
-            return x->nkv - 1;
-        }
-        for (uint32_t q = 0; q < x->nkv; q++) {
-            struct kv *kk = &x->kv[q];
-            uint64_t hh = seg_hash64(x->keys.p + kk->off, kk->len) ^ ((uint64_t)kk->field * 0x9E3779B97F4A7C15ULL);
-            uint32_t j = (uint32_t)hh & nmask;
-            while (ns[j])
-                j = (j + 1) & nmask;
-            ns[j] = q + 1;
-        }
-        seg_free(x->kslot);
-        x->kslot = ns;
-        x->kmask = nmask;
-    }
+    *slot = ++x->nkv;
+    if (idtab_grow(&x->ktab, x->nkv, kv_hash, x))
+        x->oom = 1;
     return x->nkv - 1;
 }
 
@@ -485,19 +714,107 @@ static int index_text(build *x, uint32_t f, const seg_jval *v)
 }
 
 /* Indexes one event as doc `doc`. */
-static int index_doc(build *x, seg_json *js, uint32_t doc, const char *json, size_t len, seg_err *e)
+/* Decodes the pre-parsed values of event ev (see seg_builder_add_parsed)
+ * into x->vals, with their fields in x->vfield. */
+static int decode_parsed(build *x, const ev *ev, size_t *nv)
+{
+    const seg_builder *b = x->b;
+    seg_cur c = {(const uint8_t *)ev->id + ev->id_len, (const uint8_t *)ev->id + ev->id_len + ev->flat_len, 0};
+    size_t k = 0;
+    while (c.p < c.end && !c.bad) {
+        if (k == x->capvals) {
+            size_t cap = x->capvals ? x->capvals * 2 : 64;
+            seg_jval *nvals = seg_realloc(x->vals, cap * sizeof *nvals);
+            uint32_t *nf = seg_realloc(x->vfield, cap * sizeof *nf);
+            if (nvals)
+                x->vals = nvals;
+            if (nf)
+                x->vfield = nf;
+            if (!nvals || !nf)
+                return SEG_ENOMEM;
+            x->capvals = cap;
+        }
+        seg_jval *v = &x->vals[k];
+        uint64_t pid = seg_get_varint(&c);
+        if (pid >= b->npp || c.p >= c.end)
+            return SEG_EINVAL;
+        v->path = (const char *)b->paths.p + b->pp[pid].off;
+        v->path_len = b->pp[pid].len;
+        v->type = *c.p++;
+        v->top = 0;
+        switch (v->type) {
+        case SEG_JV_STRING: {
+            uint64_t a = seg_get_varint(&c);
+            if (a & 1) {
+                v->str_len = (uint32_t)(a >> 1);
+                if ((size_t)(c.end - c.p) < v->str_len)
+                    return SEG_EINVAL;
+                v->str = (const char *)c.p;
+                c.p += v->str_len;
+            } else {
+                v->str = ev->json + (a >> 1);
+                v->str_len = (uint32_t)seg_get_varint(&c);
+                if ((a >> 1) + v->str_len > ev->len)
+                    return SEG_EINVAL;
+            }
+            break;
+        }
+        case SEG_JV_INT: {
+            uint64_t z = seg_get_varint(&c);
+            v->i = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+            break;
+        }
+        case SEG_JV_REAL:
+            v->d = seg_get_f64(&c);
+            break;
+        case SEG_JV_TRUE:
+        case SEG_JV_FALSE:
+            break;
+        default:
+            return SEG_EINVAL;
+        }
+        /* the path's field, looked up once per segment */
+        if (pid >= x->npidf) {
+            uint32_t n = b->npp;
+            uint32_t *q = seg_realloc(x->pidf, (size_t)n * sizeof *q);
+            if (!q)
+                return SEG_ENOMEM;
+            for (uint32_t j = x->npidf; j < n; j++)
+                q[j] = UINT32_MAX - 1;
+            x->pidf = q;
+            x->npidf = n;
+        }
+        if (x->pidf[pid] == UINT32_MAX - 1)
+            x->pidf[pid] = field_get(x, v->path, v->path_len);
+        x->vfield[k] = x->pidf[pid];
+        k++;
+    }
+    if (c.bad)
+        return SEG_EINVAL;
+    *nv = k;
+    return SEG_OK;
+}
+
+static int index_doc(build *x, seg_json *js, uint32_t doc, const ev *ev, seg_err *e)
 {
     const seg_jval *v;
     size_t nv;
     seg_err je = {0};
-    if (seg_json_parse(js, json, len, &v, &nv, &je) != SEG_OK) {
+    const uint32_t *vf = NULL;
+    if (ev->parsed) {
+        int rc = decode_parsed(x, ev, &nv);
+        if (rc)
+            return seg_err_set(e, rc, NULL, rc == SEG_ENOMEM ? "out of memory" : "pre-parsed event %u is damaged", doc);
+        v = x->vals;
+        vf = x->vfield;
+    } else if (seg_json_parse(js, ev->json, ev->len, &v, &nv, &je) != SEG_OK) {
         /* events were validated on the way in; a failure here is ours */
         return seg_err_set(e, je.code == SEG_ENOMEM ? SEG_ENOMEM : SEG_EINVAL, NULL,
                            "stored event %u no longer parses: %s", doc, je.msg);
     }
     x->cur_doc = doc;
     for (size_t i = 0; i < nv; i++) {
-        uint32_t f = field_get(x, v[i].path, v[i].path_len);
+        uint32_t f = vf ? vf[i] : field_get(x, v[i].path, v[i].path_len);
         if (f == UINT32_MAX)
             continue;
         fieldinfo *fi = &x->fields[f];
@@ -585,15 +902,49 @@ void seg_builder_order(const seg_builder *b, uint32_t *order)
     qsort_r(order, b->n, sizeof *order, ev_cmp, (void *)b);
 }
 
+/* Terms sort by key bytes.  Each carries its first 8 bytes as a
+ * big-endian number (zero-padded), so most comparisons touch neither the
+ * term nor its key. */
+typedef struct tsort {
+    uint64_t pre;
+    uint32_t i;
+} tsort;
+
 static int key_cmp(const void *pa, const void *pb, void *ctx)
 {
+    const tsort *ta = pa, *tb = pb;
+    if (ta->pre != tb->pre)
+        return ta->pre < tb->pre ? -1 : 1;
     const build *sort_x = ctx;
-    const term *a = &sort_x->terms[*(const uint32_t *)pa], *b = &sort_x->terms[*(const uint32_t *)pb];
+    const term *a = &sort_x->terms[ta->i], *b = &sort_x->terms[tb->i];
     size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
     int c = memcmp(sort_x->keys.p + a->key_off, sort_x->keys.p + b->key_off, n);
     if (c)
         return c;
     return a->key_len < b->key_len ? -1 : a->key_len > b->key_len;
+}
+
+/* torder[i]: the i-th term in key order. */
+static int sort_terms(build *x, uint32_t *torder)
+{
+    tsort *t = seg_malloc((size_t)(x->nterms ? x->nterms : 1) * sizeof *t);
+    if (!t)
+        return -1;
+    for (uint32_t i = 0; i < x->nterms; i++) {
+        const term *tm = &x->terms[i];
+        const uint8_t *k = x->keys.p + tm->key_off;
+        uint64_t pre = 0;
+        for (uint32_t j = 0; j < 8; j++)
+            pre = pre << 8 | (j < tm->key_len ? k[j] : 0);
+        t[i].pre = pre;
+        t[i].i = i;
+    }
+    if (x->nterms > 1)
+        qsort_r(t, x->nterms, sizeof *t, key_cmp, x);
+    for (uint32_t i = 0; i < x->nterms; i++)
+        torder[i] = t[i].i;
+    seg_free(t);
+    return 0;
 }
 
 typedef struct idrec {
@@ -669,7 +1020,7 @@ static void enc_times(const seg_builder *b, const uint32_t *order, seg_buf *o)
  * docs; appends to post. */
 static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, seg_buf *pos)
 {
-    seg_cur c = {t->data.p, t->data.p + t->data.n, 0};
+    seg_cur c = {t->p, t->p + t->n, 0};
     int64_t doc = -1;
     uint32_t left = t->df;
     uint32_t gaps[SEG_POST_BLOCK], tfs[SEG_POST_BLOCK];
@@ -722,7 +1073,7 @@ static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, s
  * TEXT varint tf, then the positions (the first, then differences). */
 static int enc_single(const term *t, int text, seg_buf *o)
 {
-    seg_cur c = {t->data.p, t->data.p + t->data.n, 0};
+    seg_cur c = {t->p, t->p + t->n, 0};
     seg_buf_put_varint(o, seg_get_varint(&c)); /* gap from -1: the doc */
     if (!text)
         return c.bad ? -1 : 0;
@@ -945,7 +1296,7 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, se
  * the events are too few for it to pay. */
 static int store_dict(const seg_builder *b, const uint32_t *order, seg_buf *o)
 {
-    uint64_t total = b->bytes + 4 * (uint64_t)b->n; /* records: ~4 bytes of lengths each */
+    uint64_t total = b->ev_bytes + 4 * (uint64_t)b->n; /* records: ~4 bytes of lengths each */
     if (total < 4 * (uint64_t)SEG_STORE_DICT)
         return 0;
     /* take every step-th event, step chosen to spread the sample */
@@ -1160,11 +1511,8 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
     order = seg_malloc((size_t)b->n * sizeof *order);
     x.tmask = 4095;
     x.tslot = seg_calloc(4096, sizeof *x.tslot);
-    x.fmask = 63;
-    x.fslot = seg_calloc(64, sizeof *x.fslot);
-    x.kmask = 1023;
-    x.kslot = seg_calloc(1024, sizeof *x.kslot);
-    if (!order || !x.tslot || !x.fslot || !x.kslot) {
+    int tabs = idtab_init(&x.ftab, 64) | idtab_init(&x.ktab, 1024);
+    if (!order || !x.tslot || tabs) {
         rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
         goto out;
     }
@@ -1174,20 +1522,15 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
             rc = seg_err_set(e, SEG_EBUSY, path, "cancelled");
             goto out;
         }
-        const ev *ev = &b->ev[order[d]];
-        rc = index_doc(&x, js, d, ev->json, ev->len, e);
+        rc = index_doc(&x, js, d, &b->ev[order[d]], e);
         if (rc)
             goto out;
     }
     torder = seg_malloc((size_t)(x.nterms ? x.nterms : 1) * sizeof *torder);
-    if (!torder || x.keys.oom) {
+    if (!torder || x.keys.oom || sort_terms(&x, torder)) {
         rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
         goto out;
     }
-    for (uint32_t i = 0; i < x.nterms; i++)
-        torder[i] = i;
-    if (x.nterms > 1)
-        qsort_r(torder, x.nterms, sizeof *torder, key_cmp, &x);
 
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (!mem) {
@@ -1325,17 +1668,20 @@ out:
     seg_free(order);
     seg_free(torder);
     for (uint32_t i = 0; i < x.nterms; i++)
-        seg_buf_free(&x.terms[i].data);
-    seg_free(x.terms);
+        seg_free(x.terms[i].p);
+    seg_free(x.terms_mem);
     seg_free(x.tslot);
     for (uint32_t f = 0; f < x.nfields; f++) {
         seg_buf_free(&x.fields[f].nums);
         seg_buf_free(&x.fields[f].kws);
     }
     seg_free(x.fields);
-    seg_free(x.fslot);
+    seg_free(x.ftab.slot);
     seg_free(x.kv);
-    seg_free(x.kslot);
+    seg_free(x.ktab.slot);
+    seg_free(x.vals);
+    seg_free(x.vfield);
+    seg_free(x.pidf);
     seg_buf_free(&x.keys);
     return rc;
 }
