@@ -110,7 +110,14 @@ uint16_t seg_get_u16(seg_cur *c);
 uint32_t seg_get_u32(seg_cur *c);
 uint64_t seg_get_u64(seg_cur *c);
 double seg_get_f64(seg_cur *c);
-uint64_t seg_get_varint(seg_cur *c);
+uint64_t seg_get_varint_slow(seg_cur *c);
+/* A varint: one-byte values (most of them) inline, others out of line. */
+static inline uint64_t seg_get_varint(seg_cur *c)
+{
+    if (!c->bad && c->p < c->end && *c->p < 0x80)
+        return *c->p++;
+    return seg_get_varint_slow(c);
+}
 const uint8_t *seg_get_bytes(seg_cur *c, size_t n);
 static inline uint64_t seg_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 static inline int64_t seg_unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }

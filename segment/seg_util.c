@@ -303,7 +303,7 @@ double seg_get_f64(seg_cur *c)
     return d;
 }
 
-uint64_t seg_get_varint(seg_cur *c)
+uint64_t seg_get_varint_slow(seg_cur *c)
 {
     uint64_t v = 0;
     for (int shift = 0; shift < 70; shift += 7) {

@@ -412,9 +412,32 @@ static inline int key_eq(const uint8_t *a, const uint8_t *b, size_t n)
     return ((x4 ^ y4) | (u4 ^ v4)) == 0;
 }
 
+/* The term table's hash (memory only, never stored).  Keys of 4 to 16
+ * bytes (nearly all: a token, its field and kind) are read as two words
+ * that together cover every byte, mixed by one 64x64->128-bit multiply;
+ * longer keys go through XXH3. */
+static inline uint64_t key_hash(const uint8_t *k, size_t n)
+{
+    uint64_t a, b;
+    if (n > 16)
+        return XXH3_64bits(k, n);
+    if (n >= 8) {
+        memcpy(&a, k, 8);
+        memcpy(&b, k + n - 8, 8);
+    } else {
+        uint32_t lo, hi;
+        memcpy(&lo, k, 4);
+        memcpy(&hi, k + n - 4, 4);
+        a = lo;
+        b = hi;
+    }
+    unsigned __int128 m = (unsigned __int128)(a ^ 0x9E3779B97F4A7C15ull) * (b ^ 0xC2B2AE3D27D4EB4Full ^ n);
+    return (uint64_t)m ^ (uint64_t)(m >> 64);
+}
+
 static uint32_t term_get(build *x, const uint8_t *key, size_t n)
 {
-    uint64_t tag = XXH3_64bits(key, n) & 0xffffffff00000000ull;
+    uint64_t tag = key_hash(key, n) & 0xffffffff00000000ull;
     uint32_t i = (uint32_t)(tag >> 32) & x->tmask;
     for (;;) {
         uint64_t s = x->tslot[i];
