@@ -497,17 +497,34 @@ static int id_is_duplicate(idx_writer *w, const char *id, size_t n, seg_err *e)
     return seen;
 }
 
-/* Appends an accepted event to its bucket's buffer; v: its values as
- * parsed from these bytes (kept so the flush does not parse again), or
- * NULL. */
+/* An event's values as parsed from its bytes, kept so that the flush does
+ * not parse it again: v[0..nv), or a record rec[0..len) of fl; or none. */
+typedef struct parsed {
+    const seg_jval *v;
+    size_t nv;
+    const seg_flat *fl;
+    const uint8_t *rec;
+    size_t len;
+} parsed;
+
+static int builder_add(seg_builder *b, const char *json, size_t n, int64_t t, const char *id, size_t idlen,
+                       int explicit_id, const parsed *pv)
+{
+    if (pv && pv->v)
+        return seg_builder_add_parsed(b, json, n, t, id, idlen, explicit_id, pv->v, pv->nv);
+    if (pv && pv->fl)
+        return seg_builder_add_flat(b, json, n, t, id, idlen, explicit_id, pv->fl, pv->rec, pv->len);
+    return seg_builder_add(b, json, n, t, id, idlen, explicit_id);
+}
+
+/* Appends an accepted event to its bucket's buffer. */
 static int buffer_event(idx_writer *w, const char *json, size_t n, int64_t t, const char *id, size_t idlen,
-                        int explicit_id, const seg_jval *v, size_t nv, seg_err *e)
+                        int explicit_id, const parsed *pv, seg_err *e)
 {
     bucket *b = bucket_get(w, bucket_of(w, t));
     if (!b)
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-    int rc = v ? seg_builder_add_parsed(b->b, json, n, t, id, idlen, explicit_id, v, nv)
-               : seg_builder_add(b->b, json, n, t, id, idlen, explicit_id);
+    int rc = builder_add(b->b, json, n, t, id, idlen, explicit_id, pv);
     if (rc)
         return seg_err_set(e, rc, NULL, "cannot buffer event: %s", seg_strerror(rc));
     if (!w->buffered)
@@ -525,7 +542,7 @@ static int replay_event(void *ud, const char *json, size_t n, int64_t time, cons
     idx_writer *w = ud;
     if (explicit_id && idset_seen(&w->pending, id, idlen, seg_hash64(id, idlen)) < 0)
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-    return buffer_event(w, json, n, time, id, idlen, explicit_id, NULL, 0, e);
+    return buffer_event(w, json, n, time, id, idlen, explicit_id, NULL, e);
 }
 
 /* v in lower-case hex, at least width digits (zero-padded), at out;
@@ -605,7 +622,8 @@ int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_rej
         idlen = auto_id(w, autoid);
         id = autoid;
     }
-    if ((rc = buffer_event(w, line, n, t, id, idlen, explicit_id, v, nv, e)))
+    parsed pv = {v, nv, NULL, NULL, 0};
+    if ((rc = buffer_event(w, line, n, t, id, idlen, explicit_id, &pv, e)))
         return rc;
     w->counts.accepted++;
     if (w->buffered >= w->opts.buffer_bytes ||
@@ -927,6 +945,7 @@ typedef struct prep {
     int has_time;
     size_t id_off, id_len;  /* in the request's id buffer */
     int explicit_id;
+    size_t flat_off, flat_len; /* its values, in the request's records */
 } prep;
 
 void idx_batch_free(idx_batch *b)
@@ -958,11 +977,12 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
     if (want && !(out->events = seg_builder_new()))
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     seg_json *js = seg_json_new();
+    seg_flat *enc = seg_flat_new();
     prep *p = NULL;
     size_t np = 0, cap = 0;
-    seg_buf ids = {0}, rec = {0};
+    seg_buf ids = {0}, rec = {0}, flat = {0};
     int rc = SEG_OK;
-    if (!js) {
+    if (!js || !enc) {
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
         goto out;
     }
@@ -1016,6 +1036,13 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
         x->id_len = x->explicit_id ? il : 0;
         if (x->explicit_id)
             seg_buf_put(&ids, id, il);
+        /* its values, for the builder (this parse is the only one) */
+        x->flat_off = flat.n;
+        if (seg_flat_encode(enc, line, len, v, nv, &flat)) {
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            goto out;
+        }
+        x->flat_len = flat.n - x->flat_off;
     }
     if (ids.oom) {
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
@@ -1077,10 +1104,11 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
             il = auto_id(w, autoid);
             id = autoid;
         }
-        if ((rc = buffer_event(w, x->json, x->len, t, id, il, x->explicit_id, NULL, 0, e)))
+        parsed pv = {NULL, 0, enc, flat.p + x->flat_off, x->flat_len};
+        if ((rc = buffer_event(w, x->json, x->len, t, id, il, x->explicit_id, &pv, e)))
             break;
         idx_wal_record_event(&rec, t, x->explicit_id, id, il, x->json, x->len);
-        if (out->events && seg_builder_add(out->events, x->json, x->len, t, id, il, x->explicit_id)) {
+        if (out->events && builder_add(out->events, x->json, x->len, t, id, il, x->explicit_id, &pv)) {
             rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
             break;
         }
@@ -1109,9 +1137,11 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
     }
 out:
     seg_json_free(js);
+    seg_flat_free(enc);
     seg_free(p);
     seg_buf_free(&ids);
     seg_buf_free(&rec);
+    seg_buf_free(&flat);
     return rc;
 }
 
@@ -1120,12 +1150,7 @@ static seg_builder *copy_range(const seg_builder *src, uint32_t from, uint32_t t
 {
     seg_builder *nb = seg_builder_new();
     for (uint32_t k = from; nb && k < to; k++) {
-        const char *js, *id;
-        size_t jl, il;
-        int64_t t;
-        int ex;
-        seg_builder_event(src, k, &js, &jl, &t, &id, &il, &ex);
-        if (seg_builder_add(nb, js, jl, t, id, il, ex)) {
+        if (seg_builder_add_from(nb, src, k)) {
             seg_builder_free(nb);
             nb = NULL;
         }

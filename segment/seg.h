@@ -240,6 +240,18 @@ int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns,
  * form so that the write does not scan the JSON again. */
 int seg_builder_add_parsed(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
                            size_t idlen, int explicit_id, const seg_jval *v, size_t nv);
+/* Pre-parsed values made off the builder: a seg_flat numbers field paths
+ * and encodes an event's values as a record (appended to out) that
+ * seg_builder_add_flat takes with the same seg_flat (the builder copies
+ * what it needs).  One seg_flat is used by one thread at a time. */
+typedef struct seg_flat seg_flat;
+seg_flat *seg_flat_new(void);
+void seg_flat_free(seg_flat *f);
+int seg_flat_encode(seg_flat *f, const char *json, size_t n, const seg_jval *v, size_t nv, seg_buf *out);
+int seg_builder_add_flat(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
+                         size_t idlen, int explicit_id, const seg_flat *f, const uint8_t *rec, size_t len);
+/* Adds event i of src (its values pre-parsed when they were). */
+int seg_builder_add_from(seg_builder *b, const seg_builder *src, uint32_t i);
 uint32_t seg_builder_count(const seg_builder *b);
 /* A write of b stops with SEG_EBUSY ("cancelled") soon after *flag turns
  * non-zero (read atomically); nothing is left on disk. */

@@ -98,10 +98,10 @@ static int idtab_grow(idtab *t, uint32_t count, idtab_hash_fn hash, const void *
     return 0;
 }
 
-/* Pre-parsed events (seg_builder_add_parsed): the caller has already
- * scanned the event, so its flattened values are kept after the id, and
- * the write does not scan the JSON again.  Per value:
- *   varint path id (an index into the builder's path table), u8 type, then
+/* Pre-parsed events (seg_builder_add_parsed, _add_flat): the caller has
+ * already scanned the event, so its flattened values are kept after the
+ * id, and the write does not scan the JSON again.  A record, per value:
+ *   varint path id (an index into a seg_flat's path table), u8 type, then
  *   SEG_JV_STRING  varint x: x even: the string is the JSON bytes at offset
  *                  x/2, varint length follows; x odd: x/2 decoded bytes
  *                  follow (the string had escapes)
@@ -113,6 +113,19 @@ typedef struct ppath {
     uint32_t off, len;     /* in paths */
 } ppath;
 
+/* A path table and its encoder state.  A builder keeps its own (records
+ * in its chunks use its ids); one made by seg_flat_new encodes records
+ * off the builder (outside a writer's lock), re-numbered when added. */
+struct seg_flat {
+    seg_buf paths;
+    ppath *pp;
+    uint32_t npp, cappp;
+    idtab ptab;
+    uint32_t *prev;         /* path ids of the previous event's values */
+    size_t nprev, capprev;
+    uint64_t serial;        /* unique: identifies the table in id maps */
+};
+
 struct seg_builder {
     chunk *chunks;          /* newest first */
     size_t bytes;           /* bytes held in chunks */
@@ -120,15 +133,16 @@ struct seg_builder {
     ev *ev;
     uint32_t n, cap;
     const int *cancel;      /* when *cancel turns non-zero, a write stops */
-    /* pre-parsed events: distinct paths, and a scratch record */
-    seg_buf paths;
-    ppath *pp;
-    uint32_t npp, cappp;
-    idtab ptab;
-    uint32_t *prev;         /* path ids of the previous event's values */
-    size_t nprev, capprev;
+    /* pre-parsed events: the paths, a scratch record, and the map of
+     * path ids from the foreign table last added from (map_serial) */
+    seg_flat enc;
     seg_buf flat;
+    uint32_t *map;
+    uint32_t nmap;
+    uint64_t map_serial;
 };
+
+static void flat_clear(seg_flat *f);
 
 void seg_builder_set_cancel(seg_builder *b, const int *flag) { b->cancel = flag; }
 
@@ -143,11 +157,9 @@ void seg_builder_free(seg_builder *b)
         seg_free(c);
     }
     seg_free(b->ev);
-    seg_buf_free(&b->paths);
-    seg_free(b->pp);
-    seg_free(b->ptab.slot);
-    seg_free(b->prev);
+    flat_clear(&b->enc);
     seg_buf_free(&b->flat);
+    seg_free(b->map);
     seg_free(b);
 }
 
@@ -228,64 +240,93 @@ int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns,
 
 static int path_eq(const void *ctx, uint32_t id, const void *key, size_t n)
 {
-    const seg_builder *b = ctx;
-    return b->pp[id].len == n && !memcmp(b->paths.p + b->pp[id].off, key, n);
+    const seg_flat *f = ctx;
+    return f->pp[id].len == n && !memcmp(f->paths.p + f->pp[id].off, key, n);
 }
 
 static uint64_t path_hash(const void *ctx, uint32_t id)
 {
-    const seg_builder *b = ctx;
-    return XXH3_64bits(b->paths.p + b->pp[id].off, b->pp[id].len);
+    const seg_flat *f = ctx;
+    return XXH3_64bits(f->paths.p + f->pp[id].off, f->pp[id].len);
 }
 
-/* The id of path s[0..n) in b's path table (added when new). */
-static uint32_t path_id(seg_builder *b, const char *s, size_t n)
+static uint64_t flat_serials;
+
+static int flat_init(seg_flat *f)
 {
-    uint32_t *slot = idtab_probe(&b->ptab, XXH3_64bits(s, n), path_eq, b, s, n);
+    f->serial = __atomic_add_fetch(&flat_serials, 1, __ATOMIC_RELAXED);
+    return idtab_init(&f->ptab, 64);
+}
+
+static void flat_clear(seg_flat *f)
+{
+    seg_buf_free(&f->paths);
+    seg_free(f->pp);
+    seg_free(f->ptab.slot);
+    seg_free(f->prev);
+}
+
+seg_flat *seg_flat_new(void)
+{
+    seg_flat *f = seg_calloc(1, sizeof *f);
+    if (f && flat_init(f)) {
+        seg_free(f);
+        f = NULL;
+    }
+    return f;
+}
+
+void seg_flat_free(seg_flat *f)
+{
+    if (f) {
+        flat_clear(f);
+        seg_free(f);
+    }
+}
+
+/* The id of path s[0..n) in f (added when new), or UINT32_MAX. */
+static uint32_t path_id(seg_flat *f, const char *s, size_t n)
+{
+    uint32_t *slot = idtab_probe(&f->ptab, XXH3_64bits(s, n), path_eq, f, s, n);
     if (*slot)
         return *slot - 1;
-    if (b->npp == b->cappp) {
-        uint32_t cap = b->cappp ? b->cappp * 2 : 64;
-        ppath *q = seg_realloc(b->pp, (size_t)cap * sizeof *q);
+    if (f->npp == f->cappp) {
+        uint32_t cap = f->cappp ? f->cappp * 2 : 64;
+        ppath *q = seg_realloc(f->pp, (size_t)cap * sizeof *q);
         if (!q)
             return UINT32_MAX;
-        b->pp = q;
-        b->cappp = cap;
+        f->pp = q;
+        f->cappp = cap;
     }
-    if (b->paths.n + n > UINT32_MAX || seg_buf_reserve(&b->paths, n ? n : 1))
+    if (f->paths.n + n > UINT32_MAX || seg_buf_reserve(&f->paths, n ? n : 1))
         return UINT32_MAX;
-    b->pp[b->npp].off = (uint32_t)b->paths.n;
-    b->pp[b->npp].len = (uint32_t)n;
-    seg_buf_put(&b->paths, s, n);
-    *slot = ++b->npp;
-    return idtab_grow(&b->ptab, b->npp, path_hash, b) ? UINT32_MAX : b->npp - 1;
+    f->pp[f->npp].off = (uint32_t)f->paths.n;
+    f->pp[f->npp].len = (uint32_t)n;
+    seg_buf_put(&f->paths, s, n);
+    *slot = ++f->npp;
+    return idtab_grow(&f->ptab, f->npp, path_hash, f) ? UINT32_MAX : f->npp - 1;
 }
 
-int seg_builder_add_parsed(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
-                           size_t idlen, int explicit_id, const seg_jval *v, size_t nv)
+int seg_flat_encode(seg_flat *fl, const char *json, size_t n, const seg_jval *v, size_t nv, seg_buf *f)
 {
-    if (!b->ptab.slot && idtab_init(&b->ptab, 64))
-        return SEG_ENOMEM;
-    if (nv > b->capprev) {
-        uint32_t *q = seg_realloc(b->prev, nv * sizeof *q);
+    if (nv > fl->capprev) {
+        uint32_t *q = seg_realloc(fl->prev, nv * sizeof *q);
         if (!q)
             return SEG_ENOMEM;
-        b->prev = q;
-        b->capprev = nv;
+        fl->prev = q;
+        fl->capprev = nv;
     }
-    seg_buf *f = &b->flat;
-    f->n = 0;
     for (size_t k = 0; k < nv; k++) {
         const seg_jval *x = &v[k];
         /* events of one source repeat their paths in order: the previous
          * event's path at this position is tried before the table */
         uint32_t pid;
-        if (k < b->nprev && b->pp[b->prev[k]].len == x->path_len &&
-            !memcmp(b->paths.p + b->pp[b->prev[k]].off, x->path, x->path_len))
-            pid = b->prev[k];
-        else if ((pid = path_id(b, x->path, x->path_len)) == UINT32_MAX)
+        if (k < fl->nprev && fl->pp[fl->prev[k]].len == x->path_len &&
+            !memcmp(fl->paths.p + fl->pp[fl->prev[k]].off, x->path, x->path_len))
+            pid = fl->prev[k];
+        else if ((pid = path_id(fl, x->path, x->path_len)) == UINT32_MAX)
             return SEG_ENOMEM;
-        b->prev[k] = pid;
+        fl->prev[k] = pid;
         seg_buf_put_varint(f, pid);
         seg_buf_put_u8(f, x->type);
         switch (x->type) {
@@ -306,10 +347,83 @@ int seg_builder_add_parsed(seg_builder *b, const char *json, size_t n, int64_t t
             break;
         }
     }
-    b->nprev = nv;
+    fl->nprev = nv;
+    return f->oom ? SEG_ENOMEM : SEG_OK;
+}
+
+int seg_builder_add_parsed(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
+                           size_t idlen, int explicit_id, const seg_jval *v, size_t nv)
+{
+    if (!b->enc.serial && flat_init(&b->enc))
+        return SEG_ENOMEM;
+    b->flat.n = 0;
+    int rc = seg_flat_encode(&b->enc, json, n, v, nv, &b->flat);
+    return rc ? rc : add_event(b, json, n, time_ns, id, idlen, explicit_id, &b->flat);
+}
+
+int seg_builder_add_flat(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
+                         size_t idlen, int explicit_id, const seg_flat *src, const uint8_t *rec, size_t len)
+{
+    if (!b->enc.serial && flat_init(&b->enc))
+        return SEG_ENOMEM;
+    if (b->map_serial != src->serial) {
+        b->map_serial = src->serial;
+        b->nmap = 0;
+    }
+    if (b->nmap < src->npp) {
+        uint32_t *m = seg_realloc(b->map, (size_t)src->npp * sizeof *m);
+        if (!m)
+            return SEG_ENOMEM;
+        for (uint32_t k = b->nmap; k < src->npp; k++)
+            m[k] = UINT32_MAX;
+        b->map = m;
+        b->nmap = src->npp;
+    }
+    /* the record again, with this builder's path ids; values as they are */
+    seg_buf *f = &b->flat;
+    f->n = 0;
+    seg_cur c = {rec, rec + len, 0};
+    while (c.p < c.end) {
+        uint64_t pid = seg_get_varint(&c);
+        if (c.bad || pid >= src->npp || c.p >= c.end)
+            return SEG_EINVAL;
+        if (b->map[pid] == UINT32_MAX &&
+            (b->map[pid] = path_id(&b->enc, (const char *)src->paths.p + src->pp[pid].off, src->pp[pid].len)) ==
+                UINT32_MAX)
+            return SEG_ENOMEM;
+        const uint8_t *v0 = c.p++; /* the type */
+        switch (*v0) {
+        case SEG_JV_STRING: {
+            uint64_t a = seg_get_varint(&c);
+            if (a & 1)
+                c.p = (uint64_t)(c.end - c.p) >= a >> 1 ? c.p + (a >> 1) : c.end + 1;
+            else
+                seg_get_varint(&c);
+            break;
+        }
+        case SEG_JV_INT: seg_get_varint(&c); break;
+        case SEG_JV_REAL: c.p = c.end - c.p >= 8 ? c.p + 8 : c.end + 1; break;
+        case SEG_JV_TRUE:
+        case SEG_JV_FALSE: break;
+        default: return SEG_EINVAL;
+        }
+        if (c.bad || c.p > c.end)
+            return SEG_EINVAL;
+        seg_buf_put_varint(f, b->map[pid]);
+        seg_buf_put(f, v0, (size_t)(c.p - v0));
+    }
     if (f->oom)
         return SEG_ENOMEM;
     return add_event(b, json, n, time_ns, id, idlen, explicit_id, f);
+}
+
+int seg_builder_add_from(seg_builder *b, const seg_builder *src, uint32_t i)
+{
+    const ev *e = &src->ev[i];
+    if (!e->parsed)
+        return add_event(b, e->json, e->len, e->time, e->id, e->id_len, e->explicit_id, NULL);
+    return seg_builder_add_flat(b, e->json, e->len, e->time, e->id, e->id_len, e->explicit_id, &src->enc,
+                                (const uint8_t *)e->id + e->id_len, e->flat_len);
 }
 
 /* ------------------------------------------------------------------ */
@@ -759,10 +873,10 @@ static int decode_parsed(build *x, const ev *ev, size_t *nv)
         }
         seg_jval *v = &x->vals[k];
         uint64_t pid = seg_get_varint(&c);
-        if (pid >= b->npp || c.p >= c.end)
+        if (pid >= b->enc.npp || c.p >= c.end)
             return SEG_EINVAL;
-        v->path = (const char *)b->paths.p + b->pp[pid].off;
-        v->path_len = b->pp[pid].len;
+        v->path = (const char *)b->enc.paths.p + b->enc.pp[pid].off;
+        v->path_len = b->enc.pp[pid].len;
         v->type = *c.p++;
         v->top = 0;
         switch (v->type) {
@@ -798,7 +912,7 @@ static int decode_parsed(build *x, const ev *ev, size_t *nv)
         }
         /* the path's field, looked up once per segment */
         if (pid >= x->npidf) {
-            uint32_t n = b->npp;
+            uint32_t n = b->enc.npp;
             uint32_t *q = seg_realloc(x->pidf, (size_t)n * sizeof *q);
             if (!q)
                 return SEG_ENOMEM;

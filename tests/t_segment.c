@@ -53,7 +53,12 @@ static void parsed_equals_plain(const char *dir, seg_tok *tok, seg_json *js)
         "{\"k\":\"first\",\"k\":\"second %d\",\"m\":%d}",
         "{\"lvl\":\"warn\",\"msg\":\"%d\",\"n\":%d}",
     };
-    seg_builder *a = seg_builder_new(), *p = seg_builder_new();
+    /* a: JSON only; p: pre-parsed; f: records of a separate seg_flat (as
+     * the server encodes them outside its lock); c: copied event by event
+     * from p (the server's snapshots) */
+    seg_builder *a = seg_builder_new(), *p = seg_builder_new(), *f = seg_builder_new(), *c = seg_builder_new();
+    seg_flat *fl = seg_flat_new();
+    seg_buf rec = {0};
     char line[512], id[32];
     int added = 0;
     for (int i = 0; i < 8000; i++) { /* ~500 KB: enough for a store dictionary */
@@ -65,32 +70,54 @@ static void parsed_equals_plain(const char *dir, seg_tok *tok, seg_json *js)
         if (seg_json_parse(js, line, strlen(line), &v, &nv, &je) != SEG_OK)
             continue;
         int64_t t = T0 + (int64_t)(i % 50) * 1000000LL;
+        rec.n = 0;
         if (seg_builder_add_parsed(p, line, strlen(line), t, id, strlen(id), i % 3 == 0, v, nv) == SEG_OK &&
-            seg_builder_add(a, line, strlen(line), t, id, strlen(id), i % 3 == 0) == SEG_OK)
+            seg_builder_add(a, line, strlen(line), t, id, strlen(id), i % 3 == 0) == SEG_OK &&
+            seg_flat_encode(fl, line, strlen(line), v, nv, &rec) == SEG_OK &&
+            seg_builder_add_flat(f, line, strlen(line), t, id, strlen(id), i % 3 == 0, fl, rec.p, rec.n) == SEG_OK)
             added++;
     }
+    for (uint32_t k = 0; k < seg_builder_count(p); k++)
+        if (seg_builder_add_from(c, p, k) != SEG_OK)
+            added = -1;
+    uint8_t bad[3] = {0x7f, SEG_JV_INT, 0}; /* a path id the seg_flat never gave */
+    ok(seg_builder_add_flat(f, "{}", 2, T0, "x", 1, 0, fl, bad, sizeof bad) == SEG_EINVAL,
+       "a record naming an unknown path is refused");
+    seg_flat_free(fl);
+    seg_buf_free(&rec);
     /* files, not memory: only file segments have the zstd store and its
      * dictionary sampled by size */
-    char pa[4200], pp[4200];
-    snprintf(pa, sizeof pa, "%s/plain.seg", dir);
-    snprintf(pp, sizeof pp, "%s/parsed.seg", dir);
-    seg_err e1 = {0}, e2 = {0};
-    uint64_t na = 0, np = 0;
-    int ra = seg_builder_write(a, tok, js, pa, &na, &e1), rp = seg_builder_write(p, tok, js, pp, &np, &e2);
-    ok(added == 8000 && ra == SEG_OK && rp == SEG_OK, "8000 events of 7 shapes built both ways (%s%s)", e1.msg, e2.msg);
-    seg_buf ma = {0}, mp = {0};
-    int rd = read_file(pa, &ma) == 0 && read_file(pp, &mp) == 0;
-    ok(rd && ma.n > 0 && ma.n == mp.n && memcmp(ma.p, mp.p, ma.n) == 0,
-       "pre-parsed events give the same segment bytes as parsing at write (%zu / %zu bytes)", ma.n, mp.n);
-    int dict = 0;
-    seg_reader_dump(pp, find_storedict, &dict);
-    ok(dict, "and it has a store dictionary");
-    unlink(pa);
-    unlink(pp);
-    seg_buf_free(&ma);
-    seg_buf_free(&mp);
+    seg_builder *bs[4] = {a, p, f, c};
+    seg_buf m[4] = {{0}};
+    int wrote = 0;
+    for (int k = 0; k < 4; k++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/way%d.seg", dir, k);
+        seg_err we = {0};
+        uint64_t nb = 0;
+        if (seg_builder_write(bs[k], tok, js, path, &nb, &we) == SEG_OK && read_file(path, &m[k]) == 0)
+            wrote++;
+        else
+            tap_diag("way %d: %s", k, we.msg);
+        if (k == 1) {
+            int dict = 0;
+            seg_reader_dump(path, find_storedict, &dict);
+            ok(dict, "the segment has a store dictionary");
+        }
+        unlink(path);
+    }
+    ok(added == 8000 && wrote == 4, "8000 events of 7 shapes built four ways");
+    for (int k = 1; k < 4; k++)
+        ok(m[0].n > 0 && m[k].n == m[0].n && memcmp(m[k].p, m[0].p, m[0].n) == 0,
+           "%s: the same segment bytes as parsing at write (%zu / %zu bytes)",
+           k == 1 ? "pre-parsed values" : k == 2 ? "records of a separate seg_flat" : "events copied from a builder",
+           m[k].n, m[0].n);
+    for (int k = 0; k < 4; k++)
+        seg_buf_free(&m[k]);
     seg_builder_free(a);
     seg_builder_free(p);
+    seg_builder_free(f);
+    seg_builder_free(c);
 }
 
 int main(void)
