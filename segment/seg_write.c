@@ -466,6 +466,8 @@ typedef struct fieldinfo {
     int no_keycol;     /* too many distinct values: no KEYCOL for this field */
 } fieldinfo;
 
+#define TOK_BATCH 16
+
 typedef struct build {
     seg_builder *b;
     seg_tok *tok;
@@ -493,6 +495,11 @@ typedef struct build {
     uint32_t pos;
     int oom;
     const seg_index_only *only;  /* partial segment, or NULL */
+    /* tokens waiting for their lookup (on_token) */
+    uint8_t tb_key[TOK_BATCH][SEG_MAX_KEY];
+    uint16_t tb_len[TOK_BATCH];
+    uint64_t tb_hash[TOK_BATCH];
+    uint32_t tb_n;
     /* pre-parsed events: decoded values, their fields, field by path id */
     seg_jval *vals;
     uint32_t *vfield;
@@ -549,9 +556,9 @@ static inline uint64_t key_hash(const uint8_t *k, size_t n)
     return (uint64_t)m ^ (uint64_t)(m >> 64);
 }
 
-static uint32_t term_get(build *x, const uint8_t *key, size_t n)
+static uint32_t term_get_h(build *x, const uint8_t *key, size_t n, uint64_t h)
 {
-    uint64_t tag = key_hash(key, n) & 0xffffffff00000000ull;
+    uint64_t tag = h & 0xffffffff00000000ull;
     uint32_t i = (uint32_t)(tag >> 32) & x->tmask;
     for (;;) {
         uint64_t s = x->tslot[i];
@@ -719,12 +726,35 @@ static void add_occ(build *x, uint32_t ti, uint32_t pos)
     }
 }
 
+static uint32_t term_get(build *x, const uint8_t *key, size_t n) { return term_get_h(x, key, n, key_hash(key, n)); }
+
+/* The tokens of a value are looked up in batches: their hash slots are
+ * prefetched as they arrive and read when the batch is full (or the value
+ * ends), so the cache misses of one batch overlap instead of queueing. */
+static void tokens_flush(build *x)
+{
+    /* the slots are in cache by now: prefetch the terms they point to */
+    for (uint32_t i = 0; i < x->tb_n; i++) {
+        uint64_t sl = x->tslot[(uint32_t)(x->tb_hash[i] >> 32) & x->tmask];
+        if (sl && ((sl ^ x->tb_hash[i]) & 0xffffffff00000000ull) == 0)
+            __builtin_prefetch(&x->terms[(uint32_t)sl - 1]);
+    }
+    for (uint32_t i = 0; i < x->tb_n; i++)
+        add_occ(x, term_get_h(x, x->tb_key[i], x->tb_len[i], x->tb_hash[i]), x->pos++);
+    x->tb_n = 0;
+}
+
 static void on_token(void *ud, const char *tok, size_t len)
 {
     build *x = ud;
-    uint8_t key[SEG_MAX_KEY];
-    size_t n = seg_key_make(key, tok, len, (uint16_t)x->cur_field, SEG_K_TEXT);
-    add_occ(x, term_get(x, key, n), x->pos++);
+    uint32_t i = x->tb_n;
+    size_t n = seg_key_make(x->tb_key[i], tok, len, (uint16_t)x->cur_field, SEG_K_TEXT);
+    uint64_t h = key_hash(x->tb_key[i], n);
+    __builtin_prefetch(&x->tslot[(uint32_t)(h >> 32) & x->tmask]);
+    x->tb_len[i] = (uint16_t)n;
+    x->tb_hash[i] = h;
+    if (++x->tb_n == TOK_BATCH)
+        tokens_flush(x);
 }
 
 static void add_value_term(build *x, uint32_t f, const char *txt, size_t len)
@@ -846,11 +876,11 @@ static int index_text(build *x, uint32_t f, const seg_jval *v)
     x->pos = fi->next_pos;
     if (seg_tok_run(x->tok, v->str, v->str_len, on_token, x) < 0)
         return -1;
+    tokens_flush(x);
     fi->next_pos = x->pos + 1;
     return 0;
 }
 
-/* Indexes one event as doc `doc`. */
 /* Decodes the pre-parsed values of event ev (see seg_builder_add_parsed)
  * into x->vals, with their fields in x->vfield. */
 static int decode_parsed(build *x, const ev *ev, size_t *nv)
@@ -932,6 +962,7 @@ static int decode_parsed(build *x, const ev *ev, size_t *nv)
     return SEG_OK;
 }
 
+/* Indexes one event as doc `doc`. */
 static int index_doc(build *x, seg_json *js, uint32_t doc, const ev *ev, seg_err *e)
 {
     const seg_jval *v;
