@@ -1272,6 +1272,15 @@ static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict
     const uint8_t *prev = NULL;
     uint32_t prevlen = 0;
     for (uint32_t i = 0; i < n; i++) {
+        /* terms come in key order, scattered in memory: fetch ahead the
+         * term 16 places on, and the key and postings of the one 8 on */
+        if (i + 16 < n)
+            __builtin_prefetch(&x->terms[order[i + 16]]);
+        if (i + 8 < n) {
+            const term *ahead = &x->terms[order[i + 8]];
+            __builtin_prefetch(x->keys.p + ahead->key_off);
+            __builtin_prefetch(ahead->p);
+        }
         const term *t = &x->terms[order[i]];
         const uint8_t *key = x->keys.p + t->key_off;
         if (i % SEG_DICT_BLOCK == 0) {
