@@ -41,7 +41,7 @@ post_batches() { # corpus: HTTP MB/s of sending it in 1 MiB batches; the server 
     args+=(-s -o /dev/null -XPOST --data-binary @"$f" "$U/api/v1/load/ingest")
   done
   local t0 t1; t0=$(date +%s.%N)
-  curl -s --parallel --parallel-max 4 "${args[@]}"
+  curl -s --parallel --parallel-max 4 "${args[@]}" 2>/dev/null
   t1=$(date +%s.%N); rm -rf "$d"
   echo "$(stat -L -c %s "$c") / 1048576 / ($t1 - $t0)" | bc -l
 }
