@@ -1,14 +1,19 @@
 /*
  * seg_write.c -- builds one segment from a set of events and writes it.
  *
- * The builder keeps the events' raw bytes; seg_builder_write() sorts them
- * (time descending, then _id ascending), re-scans each event, tokenizes its
- * string values into an in-memory term table, collects numeric columns and
- * field statistics, then writes the sections described in seg_format.h.
+ * The builder keeps the events' raw bytes, each with a record of its
+ * values when the caller had already scanned it (seg_builder_add_parsed,
+ * _add_flat, _add_from); seg_builder_write() sorts the events (time
+ * descending, then _id ascending), takes each one's values from its record
+ * (or scans the JSON when it has none), tokenizes its string values into
+ * an in-memory term table, collects numeric columns and field statistics,
+ * then writes the sections described in seg_format.h.  Records change
+ * nothing in the output: a segment is the same bytes either way.
  *
- * Memory: the raw events, plus the term table (key bytes and one growing
- * posting stream per term), plus the numeric columns.  One builder is used
- * by one thread at a time.
+ * Memory: the raw events and their records, plus the term table (64-byte
+ * entries, key bytes, one growing posting stream per term), plus the
+ * numeric and keyword columns.  One builder is used by one thread at a
+ * time.
  */
 #define _GNU_SOURCE
 #include "seg.h"
@@ -354,7 +359,7 @@ int seg_flat_encode(seg_flat *fl, const char *json, size_t n, const seg_jval *v,
 int seg_builder_add_parsed(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
                            size_t idlen, int explicit_id, const seg_jval *v, size_t nv)
 {
-    if (!b->enc.serial && flat_init(&b->enc))
+    if (!b->enc.ptab.slot && flat_init(&b->enc))
         return SEG_ENOMEM;
     b->flat.n = 0;
     int rc = seg_flat_encode(&b->enc, json, n, v, nv, &b->flat);
@@ -364,7 +369,7 @@ int seg_builder_add_parsed(seg_builder *b, const char *json, size_t n, int64_t t
 int seg_builder_add_flat(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
                          size_t idlen, int explicit_id, const seg_flat *src, const uint8_t *rec, size_t len)
 {
-    if (!b->enc.serial && flat_init(&b->enc))
+    if (!b->enc.ptab.slot && flat_init(&b->enc))
         return SEG_ENOMEM;
     if (b->map_serial != src->serial) {
         b->map_serial = src->serial;
@@ -395,19 +400,25 @@ int seg_builder_add_flat(seg_builder *b, const char *json, size_t n, int64_t tim
         switch (*v0) {
         case SEG_JV_STRING: {
             uint64_t a = seg_get_varint(&c);
-            if (a & 1)
-                c.p = (uint64_t)(c.end - c.p) >= a >> 1 ? c.p + (a >> 1) : c.end + 1;
-            else
+            if (!(a & 1))
                 seg_get_varint(&c);
+            else if ((uint64_t)(c.end - c.p) >= a >> 1)
+                c.p += a >> 1;
+            else
+                return SEG_EINVAL;
             break;
         }
         case SEG_JV_INT: seg_get_varint(&c); break;
-        case SEG_JV_REAL: c.p = c.end - c.p >= 8 ? c.p + 8 : c.end + 1; break;
+        case SEG_JV_REAL:
+            if (c.end - c.p < 8)
+                return SEG_EINVAL;
+            c.p += 8;
+            break;
         case SEG_JV_TRUE:
         case SEG_JV_FALSE: break;
         default: return SEG_EINVAL;
         }
-        if (c.bad || c.p > c.end)
+        if (c.bad)
             return SEG_EINVAL;
         seg_buf_put_varint(f, b->map[pid]);
         seg_buf_put(f, v0, (size_t)(c.p - v0));
@@ -511,12 +522,13 @@ typedef struct build {
 /* What a partial segment indexes of a field. */
 enum { WANT_NONE = 0, WANT_TEXT = 1, WANT_ALL = 2 };
 
-/* Whether the n bytes at a and b are equal; n >= 4 (every key ends with
- * its field and kind).  Short keys compare as two overlapping words. */
+/* Whether the n bytes at a and b are equal (keys are >= 4 bytes: every
+ * key ends with its field and kind).  Keys of 4 to 16 bytes compare as
+ * two overlapping words. */
 static inline int key_eq(const uint8_t *a, const uint8_t *b, size_t n)
 {
     uint64_t x, y, u, v;
-    if (n > 16)
+    if (n > 16 || n < 4)
         return !memcmp(a, b, n);
     if (n >= 8) {
         memcpy(&x, a, 8);
@@ -540,7 +552,7 @@ static inline int key_eq(const uint8_t *a, const uint8_t *b, size_t n)
 static inline uint64_t key_hash(const uint8_t *k, size_t n)
 {
     uint64_t a, b;
-    if (n > 16)
+    if (n > 16 || n < 4)
         return XXH3_64bits(k, n);
     if (n >= 8) {
         memcpy(&a, k, 8);
