@@ -312,6 +312,36 @@ int main(void)
         seg_buf_free(&b);
     }
 
+    /* strings scanned 16 bytes at a time: one special byte (or sequence)
+     * at every position of plain runs of 0..40 bytes, with the string at
+     * several offsets in the line and ending at the line's end or not */
+    static const char *const specials[] = {"\"", "\\n", "\\u00e9", "\x01", "\x1f", "\x7f", "\x80", "\xc3\xa9",
+                                           "\xe6\x9d\xb1", "\xf0\x9f\x98\x80", "\xed\xa0\x80", "\\", " ", "\t"};
+    long scan_bad = 0, scanned = 0;
+    for (size_t len = 0; len <= 40; len++)
+        for (size_t pos = 0; pos <= len; pos++)
+            for (size_t k = 0; k < sizeof specials / sizeof *specials; k++)
+                for (int pad = 0; pad < 3; pad++) {
+                    seg_buf b = {0};
+                    seg_buf_put(&b, "{\"k\":", 5);
+                    for (int q = 0; q < pad * 7; q++)
+                        seg_buf_put_u8(&b, ' ');
+                    seg_buf_put_u8(&b, '"');
+                    for (size_t q = 0; q <= len; q++) {
+                        if (q == pos)
+                            seg_buf_put(&b, specials[k], strlen(specials[k]));
+                        if (q < len)
+                            seg_buf_put_u8(&b, (uint8_t)('a' + q % 26));
+                    }
+                    seg_buf_put(&b, pad == 2 ? "\"}" : "\",\"z\":1}", pad == 2 ? 2 : 8);
+                    scanned++;
+                    if (!check_one(js, b.p, b.n, &accepted, why, sizeof why) && scan_bad++ < 5)
+                        tap_diag("scan case '%s': %s", esc(b.p, b.n), why);
+                    seg_buf_free(&b);
+                }
+    ok(scan_bad == 0, "%ld strings with a special byte at every offset agree with jansson (%ld differ)", scanned,
+       scan_bad);
+
     long gen_bad = 0, mut_bad = 0, mutated = 0;
     for (int i = 0; i < 30000; i++) {
         seg_buf b = {0};
