@@ -2,6 +2,8 @@
 #include "segment/seg.h"
 #include "tests/tap.h"
 
+#include <ctype.h>
+
 typedef struct acc {
     char buf[8192];
     size_t n;
@@ -114,6 +116,24 @@ int main(void)
         }
     }
     ok(idem, "tokens are fixed points of the tokenizer");
+
+    /* every ASCII byte between two letters, against the rule itself (ASCII
+     * token characters are exactly letters and digits), not against the
+     * ICU path: both paths share the scan that finds a run's ends */
+    int ascii_ok = 1;
+    for (int c = 1; c < 128; c++) {
+        char in[4] = {'x', (char)c, 'Y', 0}, want[8];
+        if (isalnum(c))
+            snprintf(want, sizeof want, "x%cy", (char)tolower(c));
+        else
+            snprintf(want, sizeof want, "x|y");
+        const char *got = toks(t, in, 3);
+        if (strcmp(got, want)) {
+            ascii_ok = 0;
+            tap_diag("byte %d: '%s', want '%s'", c, got, want);
+        }
+    }
+    ok(ascii_ok, "each ASCII byte is a token character exactly when it is a letter or digit");
     seg_tok_free(slow);
     seg_tok_free(t);
     return tap_done();
