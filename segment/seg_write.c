@@ -400,9 +400,12 @@ int seg_builder_add_flat(seg_builder *b, const char *json, size_t n, int64_t tim
         switch (*v0) {
         case SEG_JV_STRING: {
             uint64_t a = seg_get_varint(&c);
-            if (!(a & 1))
-                seg_get_varint(&c);
-            else if ((uint64_t)(c.end - c.p) >= a >> 1)
+            if (!(a & 1)) {
+                /* a span of the event's bytes: it must lie inside them */
+                uint64_t l = seg_get_varint(&c);
+                if ((a >> 1) > n || l > n - (a >> 1))
+                    return SEG_EINVAL;
+            } else if ((uint64_t)(c.end - c.p) >= a >> 1)
                 c.p += a >> 1;
             else
                 return SEG_EINVAL;
