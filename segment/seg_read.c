@@ -283,6 +283,14 @@ static int reader_init(seg_reader *r, seg_err *e)
         rc = CORRUPT(r, e, "bad header: %u events, time range inverted", r->ndocs);
         goto fail;
     }
+    /* every event takes at least a byte of the time column (a varint, or
+     * 12 bytes in the block index for a block's first): a header claiming
+     * more events than that is damaged, and readers size per-event arrays
+     * by this count */
+    if (r->s_times < 0 || r->ndocs > r->sec[r->s_times].len) {
+        rc = CORRUPT(r, e, "bad header: %u events, more than the time column holds", r->ndocs);
+        goto fail;
+    }
     if ((rc = parse_fields(r, e)))
         goto fail;
     for (uint32_t i = 0; i < r->nsec; i++)

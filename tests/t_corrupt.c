@@ -298,6 +298,21 @@ int main(void)
     }
     ok(1, "400 re-sealed hostile segments: no crash (%ld answered, %ld refused)", hostile_ok, hostile_err);
 
+    /* a header claiming far more events than the file holds (checksums
+     * right): refused at open, before anything sizes arrays by it (the
+     * segment fuzzer found an aggregation asking for 14 GB) */
+    memcpy(b, orig, n);
+    seg_wr_u32(b + 16, 0x7fffffffu);
+    test_reseal(b, n);
+    spit(segp, b, n);
+    seg_reader *big = NULL;
+    seg_err be = {0};
+    int brc = seg_reader_open(segp, &big, &be);
+    ok(brc != SEG_OK && strstr(be.msg, "more than the time column"), "a header claiming 2^31 events is refused (%s)",
+       be.msg);
+    if (big)
+        seg_reader_close(big);
+
     /* a file that is not a segment at all */
     spit(segp, (const uint8_t *)"hello, not a segment at all, just some bytes padding the header out....", 72);
     reported = 0;
