@@ -255,6 +255,42 @@ static uint64_t path_hash(const void *ctx, uint32_t id)
     return XXH3_64bits(f->paths.p + f->pp[id].off, f->pp[id].len);
 }
 
+/* Reads one value of a record after its path id: the type byte and what
+ * follows (see above), into v (a span of json[0..n), or bytes inside the
+ * record).  SEG_EINVAL when the bytes do not make a value. */
+static int rec_value(seg_cur *c, const char *json, size_t n, seg_jval *v)
+{
+    if (c->bad || c->p >= c->end)
+        return SEG_EINVAL;
+    v->type = *c->p++;
+    v->top = 0;
+    switch (v->type) {
+    case SEG_JV_STRING: {
+        uint64_t a = seg_get_varint(c);
+        if (a & 1) {
+            if ((uint64_t)(c->end - c->p) < a >> 1)
+                return SEG_EINVAL;
+            v->str = (const char *)c->p;
+            v->str_len = (uint32_t)(a >> 1);
+            c->p += a >> 1;
+        } else {
+            uint64_t l = seg_get_varint(c);
+            if ((a >> 1) > n || l > n - (a >> 1)) /* inside the event's bytes */
+                return SEG_EINVAL;
+            v->str = json + (a >> 1);
+            v->str_len = (uint32_t)l;
+        }
+        break;
+    }
+    case SEG_JV_INT: v->i = seg_unzigzag(seg_get_varint(c)); break;
+    case SEG_JV_REAL: v->d = seg_get_f64(c); break;
+    case SEG_JV_TRUE:
+    case SEG_JV_FALSE: break;
+    default: return SEG_EINVAL;
+    }
+    return c->bad ? SEG_EINVAL : SEG_OK;
+}
+
 static uint64_t flat_serials;
 
 static int flat_init(seg_flat *f)
@@ -390,38 +426,15 @@ int seg_builder_add_flat(seg_builder *b, const char *json, size_t n, int64_t tim
     seg_cur c = {rec, rec + len, 0};
     while (c.p < c.end) {
         uint64_t pid = seg_get_varint(&c);
-        if (c.bad || pid >= src->npp || c.p >= c.end)
+        if (c.bad || pid >= src->npp)
             return SEG_EINVAL;
         if (b->map[pid] == UINT32_MAX &&
             (b->map[pid] = path_id(&b->enc, (const char *)src->paths.p + src->pp[pid].off, src->pp[pid].len)) ==
                 UINT32_MAX)
             return SEG_ENOMEM;
-        const uint8_t *v0 = c.p++; /* the type */
-        switch (*v0) {
-        case SEG_JV_STRING: {
-            uint64_t a = seg_get_varint(&c);
-            if (!(a & 1)) {
-                /* a span of the event's bytes: it must lie inside them */
-                uint64_t l = seg_get_varint(&c);
-                if ((a >> 1) > n || l > n - (a >> 1))
-                    return SEG_EINVAL;
-            } else if ((uint64_t)(c.end - c.p) >= a >> 1)
-                c.p += a >> 1;
-            else
-                return SEG_EINVAL;
-            break;
-        }
-        case SEG_JV_INT: seg_get_varint(&c); break;
-        case SEG_JV_REAL:
-            if (c.end - c.p < 8)
-                return SEG_EINVAL;
-            c.p += 8;
-            break;
-        case SEG_JV_TRUE:
-        case SEG_JV_FALSE: break;
-        default: return SEG_EINVAL;
-        }
-        if (c.bad)
+        const uint8_t *v0 = c.p;
+        seg_jval v;
+        if (rec_value(&c, json, n, &v))
             return SEG_EINVAL;
         seg_buf_put_varint(f, b->map[pid]);
         seg_buf_put(f, v0, (size_t)(c.p - v0));
@@ -918,43 +931,10 @@ static int decode_parsed(build *x, const ev *ev, size_t *nv)
         }
         seg_jval *v = &x->vals[k];
         uint64_t pid = seg_get_varint(&c);
-        if (pid >= b->enc.npp || c.p >= c.end)
+        if (c.bad || pid >= b->enc.npp || rec_value(&c, ev->json, ev->len, v))
             return SEG_EINVAL;
         v->path = (const char *)b->enc.paths.p + b->enc.pp[pid].off;
         v->path_len = b->enc.pp[pid].len;
-        v->type = *c.p++;
-        v->top = 0;
-        switch (v->type) {
-        case SEG_JV_STRING: {
-            uint64_t a = seg_get_varint(&c);
-            if (a & 1) {
-                v->str_len = (uint32_t)(a >> 1);
-                if ((size_t)(c.end - c.p) < v->str_len)
-                    return SEG_EINVAL;
-                v->str = (const char *)c.p;
-                c.p += v->str_len;
-            } else {
-                v->str = ev->json + (a >> 1);
-                v->str_len = (uint32_t)seg_get_varint(&c);
-                if ((a >> 1) + v->str_len > ev->len)
-                    return SEG_EINVAL;
-            }
-            break;
-        }
-        case SEG_JV_INT: {
-            uint64_t z = seg_get_varint(&c);
-            v->i = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
-            break;
-        }
-        case SEG_JV_REAL:
-            v->d = seg_get_f64(&c);
-            break;
-        case SEG_JV_TRUE:
-        case SEG_JV_FALSE:
-            break;
-        default:
-            return SEG_EINVAL;
-        }
         /* the path's field, looked up once per segment */
         if (pid >= x->npidf) {
             uint32_t n = b->enc.npp;
@@ -1114,11 +1094,10 @@ static int sort_terms(build *x, uint32_t *torder)
     if (!t)
         return -1;
     for (uint32_t i = 0; i < x->nterms; i++) {
-        const term *tm = &x->terms[i];
-        const uint8_t *k = x->keys.p + tm->key_off;
+        const uint8_t *k = x->terms[i].head; /* the key's first bytes, zero-padded */
         uint64_t pre = 0;
         for (uint32_t j = 0; j < 8; j++)
-            pre = pre << 8 | (j < tm->key_len ? k[j] : 0);
+            pre = pre << 8 | k[j];
         t[i].pre = pre;
         t[i].i = i;
     }

@@ -14,6 +14,7 @@
 #include "searcher/srch.h"
 #include "tests/tap.h"
 #include "tests/reseal.h"
+#include "tests/testdir.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -26,25 +27,6 @@ static unsigned rnd(unsigned n)
     rs ^= rs >> 7;
     rs ^= rs << 17;
     return n ? (unsigned)(rs % n) : 0;
-}
-
-static uint8_t *slurp(const char *p, size_t *n)
-{
-    FILE *f = fopen(p, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long l = ftell(f);
-    *n = 0;
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)l);
-    if (fread(b, 1, (size_t)l, f) != (size_t)l) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = b ? (size_t)l : 0;
-    return b;
 }
 
 static void spit(const char *p, const uint8_t *b, size_t n)
@@ -123,7 +105,7 @@ static void partial_answers(const char *data, seg_tok *tok, srch_pool *pool)
         uint32_t healthy = m.e[0].docs;
         seg_manifest_free(&m);
         size_t n = 0;
-        uint8_t *b = slurp(p, &n), *orig = malloc(n);
+        uint8_t *b = test_slurp(p, &n), *orig = malloc(n);
         memcpy(orig, b, n);
         uint64_t diroff = seg_rd_u64(b + 40);
         uint32_t nsec = seg_rd_u32(b + 20);
@@ -204,7 +186,7 @@ int main(void)
             snprintf(segp, sizeof segp, "%s/%s", dir, de->d_name);
     closedir(d);
     size_t n = 0;
-    uint8_t *orig = slurp(segp, &n);
+    uint8_t *orig = test_slurp(segp, &n);
     ok(orig && n > 1000, "segment read back (%zu bytes)", n);
     reported = 0;
     is_int(seg_reader_verify(segp, report, NULL), 0, "the sound segment verifies");

@@ -1,6 +1,7 @@
 /* t_segment.c -- the segment writer and reader, section by section. */
 #include "segment/seg.h"
 #include "tests/tap.h"
+#include "tests/testdir.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -24,19 +25,6 @@ static void find_storedict(void *ud, const char *line)
 {
     if (strstr(line, "STOREDICT"))
         *(int *)ud = 1;
-}
-
-static int read_file(const char *path, seg_buf *out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    char tmp[65536];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0)
-        seg_buf_put(out, tmp, k);
-    fclose(f);
-    return out->oom ? -1 : 0;
 }
 
 /* Events handed over pre-parsed (seg_builder_add_parsed) must give the
@@ -131,14 +119,15 @@ static void parsed_equals_plain(const char *dir, seg_tok *tok, seg_json *js)
     /* files, not memory: only file segments have the zstd store and its
      * dictionary sampled by size */
     seg_builder *bs[4] = {a, p, f, c};
-    seg_buf m[4] = {{0}};
+    uint8_t *m[4] = {NULL};
+    size_t mn[4] = {0};
     int wrote = 0;
     for (int k = 0; k < 4; k++) {
         char path[4200];
         snprintf(path, sizeof path, "%s/way%d.seg", dir, k);
         seg_err we = {0};
         uint64_t nb = 0;
-        if (seg_builder_write(bs[k], tok, js, path, &nb, &we) == SEG_OK && read_file(path, &m[k]) == 0)
+        if (seg_builder_write(bs[k], tok, js, path, &nb, &we) == SEG_OK && (m[k] = test_slurp(path, &mn[k])))
             wrote++;
         else
             tap_diag("way %d: %s", k, we.msg);
@@ -151,12 +140,12 @@ static void parsed_equals_plain(const char *dir, seg_tok *tok, seg_json *js)
     }
     ok(added == 8000 && wrote == 4, "8000 events of 7 shapes built four ways");
     for (int k = 1; k < 4; k++)
-        ok(m[0].n > 0 && m[k].n == m[0].n && memcmp(m[k].p, m[0].p, m[0].n) == 0,
+        ok(m[0] && m[k] && mn[0] > 0 && mn[k] == mn[0] && memcmp(m[k], m[0], mn[0]) == 0,
            "%s: the same segment bytes as parsing at write (%zu / %zu bytes)",
            k == 1 ? "pre-parsed values" : k == 2 ? "records of a separate seg_flat" : "events copied from a builder",
-           m[k].n, m[0].n);
+           mn[k], mn[0]);
     for (int k = 0; k < 4; k++)
-        seg_buf_free(&m[k]);
+        free(m[k]);
     seg_builder_free(a);
     seg_builder_free(p);
     seg_builder_free(f);

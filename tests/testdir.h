@@ -1,6 +1,6 @@
 /*
  * testdir.h -- index directories in the C tests: verify every segment a
- * manifest lists, and remove a temporary tree.
+ * manifest lists, remove a temporary tree, read a whole file.
  */
 #ifndef LOGDEX_TEST_TESTDIR_H
 #define LOGDEX_TEST_TESTDIR_H
@@ -33,6 +33,26 @@ static inline int test_rm_rf(const char *dir)
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd);
+}
+
+/* The whole file at p (malloc'd, *n bytes), or NULL. */
+static inline uint8_t *test_slurp(const char *p, size_t *n)
+{
+    *n = 0;
+    FILE *f = fopen(p, "rb");
+    if (!f)
+        return NULL;
+    uint8_t *b = NULL;
+    long l = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (l >= 0 && fseek(f, 0, SEEK_SET) == 0 && (b = malloc(l ? (size_t)l : 1)) &&
+        fread(b, 1, (size_t)l, f) != (size_t)l) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b)
+        *n = (size_t)l;
+    return b;
 }
 
 #endif
