@@ -46,14 +46,21 @@
  *
  * TERMDICT (kind 3): u32 nterms, u32 nblocks, nblocks * u32 offset (from
  *   the start of the block area, which follows the offsets); blocks of up
- *   to 32 terms in key order; a term: varint shared prefix length with the
- *   previous key of the block (0 for the first), varint suffix length,
- *   suffix bytes, varint df, then varint postings offset (within
- *   POSTINGS) and varint postings length; except, in version >= 2, for
- *   df == 1: the postings inline, varint doc, and for TEXT varint tf and
- *   tf varints of positions (the first, then differences).
+ *   to 32 terms in key order.  A term, version >= 3: varint shared (bytes
+ *   of the token shared with the previous term's token of the block; 0 for
+ *   the first), varint (suffix length << 1 | hex), the suffix: hex = 0 its
+ *   bytes, hex = 1 that many lower-case hex digits [0-9a-f] two a byte,
+ *   high nibble first (an odd count leaves the last low nibble 0); varint
+ *   (field id << 2 | kind); varint df; then for df >= 2 varint postings
+ *   offset (within POSTINGS) and varint postings length, for df == 1 the
+ *   postings inline: varint doc, and for TEXT varint tf and tf varints of
+ *   positions (the first, then differences).  Versions 1 and 2: varint
+ *   shared and varint suffix length over the whole key (below), the
+ *   suffix bytes, varint df; version 1 always has offset and length,
+ *   version 2 inlines df == 1 as above.
  *   A key is: token bytes (folded UTF-8), 0x00, field id (u16 big-endian),
- *   kind (1 byte).  Keys sort bytewise, so all fields of one token are
+ *   kind (1 byte); readers of version 3 rebuild it from the token, field
+ *   and kind.  Keys sort bytewise, so all fields of one token are
  *   adjacent and a prefix query is a range scan.  Kinds:
  *     0 TEXT    a token of a string value; postings carry positions;
  *     1 VALUE   "true"/"false" for booleans; no positions (numbers
@@ -74,13 +81,18 @@
  * NUMCOL (kind 5, arg = field id): u32 nvalues, u8 type (0 integers,
  *   1 reals, 2 decimals: version >= 2), for type 2 only u8 scale (0..6),
  *   u32 nblocks, nblocks * {f64 min, f64 max, u32 first doc, u32 offset
- *   into the data}; data: per block of up to 128 values, in doc order:
- *   varint (doc - previous doc; previous = first doc at the block start),
- *   then the value: types 0 and 2 zigzag varint of (m - previous m;
- *   previous = 0 at the block start) where the value is m (type 0) or
- *   m / 10^scale computed in binary64 (type 2: chosen by the writer only
- *   when that gives back every value exactly), type 1 an f64.
- *
+ *   into the data}; data: per block of up to 128 values, in doc order.
+ *   A value is m (type 0) or m / 10^scale computed in binary64 (type 2:
+ *   chosen by the writer only when that gives back every value exactly),
+ *   or an f64 (type 1).  Version >= 3: packed(doc - previous doc; previous
+ *   = first doc at the block start), then type 1: count f64; types 0 and
+ *   2: u8 mode, mode 0 (SEG_NUMBLK_PACKED): varint zigzag(base), the
+ *   block's least m, then packed(m - base); mode 1 (SEG_NUMBLK_DELTAS,
+ *   when the values span more than 2^32 - 1): count varints zigzag(m -
+ *   previous m; previous = 0 at the block start).  Versions 1 and 2: per
+ *   value, varint (doc - previous doc), then types 0 and 2 the zigzag
+ *   varint of (m - previous m) as in mode 1, type 1 an f64.
+
  * STORE (kind 6): u32 ndocs, u32 nblocks, nblocks * {u32 first doc,
  *   u32 raw length, u64 offset into the data, u32 compressed length,
  *   u32 codec}; data: the compressed blocks; raw: per doc varint id
@@ -107,7 +119,8 @@
  *   (ndict + 1) * u32 offsets into the value bytes, the value bytes (values
  *   sorted bytewise, distinct), u32 nblocks, nblocks * {u32 first doc,
  *   u32 offset into the data}; data: per block of up to 128 (doc, ordinal)
- *   pairs in doc order: packed(doc - first doc), packed(ordinal).
+ *   pairs in doc order: packed(doc - previous doc; previous = first doc at
+ *   the block start; versions 1 and 2: doc - first doc), packed(ordinal).
  *
  * Packed: u8 bit width w, then the values, w bits each, LSB first, in
  *   ceil(n * w / 8) bytes (seg_buf_put_packed).
@@ -119,7 +132,7 @@
 /* Bump SEG_VERSION on any change to the bytes above; readers refuse
  * versions they do not know.  Keep a golden file of every released
  * version in tests/golden/. */
-#define SEG_VERSION 2u
+#define SEG_VERSION 3u
 #define SEG_VERSION_MIN 1u         /* oldest version this build reads */
 #define SEG_HEADER_SIZE 64
 #define SEG_DIRENT_SIZE 32
@@ -146,6 +159,12 @@ enum {
 #define SEG_NUM_MAX_SCALE 6
 /* 10^scale for NUMCOL type 2 (exact doubles) */
 static const double seg_pow10[SEG_NUM_MAX_SCALE + 1] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+
+/* NUMCOL block modes (version >= 3), for types 0 and 2. */
+enum {
+    SEG_NUMBLK_PACKED = 0,
+    SEG_NUMBLK_DELTAS = 1,
+};
 
 /* Codecs of STORE blocks (the block index's last field). */
 enum {

@@ -560,15 +560,47 @@ static int dict_read(seg_dict_iter *it, seg_term *t)
             return -1;
     }
     seg_cur *c = &it->c;
-    uint64_t shared = seg_get_varint(c), suf = seg_get_varint(c);
-    if (c->bad || shared > it->key_len || (it->in_blk == 0 && shared) ||
-        shared + suf > SEG_MAX_KEY + 8 || shared + suf < 4)
-        return -1;
-    const uint8_t *s = seg_get_bytes(c, suf);
-    if (!s)
-        return -1;
-    memcpy(it->key + shared, s, suf);
-    it->key_len = (uint32_t)(shared + suf);
+    if (it->r->version >= 3) {
+        /* token: shared prefix, suffix (maybe hex-packed); then field and
+         * kind; the canonical key is rebuilt after the token */
+        uint64_t shared = seg_get_varint(c), sl = seg_get_varint(c);
+        uint64_t suf = sl >> 1, tprev = it->in_blk ? it->key_len - 4 : 0;
+        if (c->bad || shared > tprev || shared + suf > SEG_MAX_KEY - 4)
+            return -1;
+        uint8_t *d = it->key + shared;
+        if (sl & 1) {
+            static const char hex[16] = "0123456789abcdef";
+            const uint8_t *s = seg_get_bytes(c, (suf + 1) / 2);
+            if (!s)
+                return -1;
+            for (uint64_t k = 0; k < suf; k++)
+                d[k] = (uint8_t)hex[(s[k / 2] >> (k & 1 ? 0 : 4)) & 15];
+        } else {
+            const uint8_t *s = seg_get_bytes(c, suf);
+            if (!s)
+                return -1;
+            memcpy(d, s, suf);
+        }
+        uint64_t fk = seg_get_varint(c);
+        if (c->bad || (fk >> 2) > SEG_MAX_FIELDS || (fk & 3) > SEG_K_EXISTS)
+            return -1;
+        d += suf;
+        d[0] = 0;
+        d[1] = (uint8_t)(fk >> 10);
+        d[2] = (uint8_t)(fk >> 2);
+        d[3] = (uint8_t)(fk & 3);
+        it->key_len = (uint32_t)(shared + suf + 4);
+    } else {
+        uint64_t shared = seg_get_varint(c), suf = seg_get_varint(c);
+        if (c->bad || shared > it->key_len || (it->in_blk == 0 && shared) ||
+            shared + suf > SEG_MAX_KEY + 8 || shared + suf < 4)
+            return -1;
+        const uint8_t *s = seg_get_bytes(c, suf);
+        if (!s)
+            return -1;
+        memcpy(it->key + shared, s, suf);
+        it->key_len = (uint32_t)(shared + suf);
+    }
     t->df = (uint32_t)seg_get_varint(c);
     t->kind = it->key[it->key_len - 1];
     t->inl = NULL;
@@ -980,6 +1012,54 @@ int seg_post_positions(seg_post *p, const uint32_t **pos, uint32_t *n)
 /* Numeric columns                                                      */
 /* ------------------------------------------------------------------ */
 
+/* One version 3 block (seg_format.h, NUMCOL): gaps, then the values. */
+static int num_block_v3(seg_reader *r, seg_cur *d, int type, int scale, uint32_t doc, uint32_t cnt, double lo,
+                        int lo_incl, double hi, int hi_incl, seg_num_fn fn, void *ud)
+{
+    uint32_t gaps[SEG_NUM_BLOCK], rel[SEG_NUM_BLOCK];
+    double v[SEG_NUM_BLOCK];
+    if (seg_get_packed(d, gaps, cnt))
+        return -1;
+    if (type == SEG_NUM_REAL) {
+        for (uint32_t k = 0; k < cnt; k++)
+            v[k] = seg_get_f64(d);
+    } else {
+        uint8_t mode = seg_get_u8(d);
+        if (mode == SEG_NUMBLK_PACKED) {
+            uint64_t base = (uint64_t)seg_unzigzag(seg_get_varint(d));
+            if (seg_get_packed(d, rel, cnt))
+                return -1;
+            for (uint32_t k = 0; k < cnt; k++) {
+                int64_t m = (int64_t)(base + rel[k]);
+                v[k] = type == SEG_NUM_INT ? (double)m : (double)m / seg_pow10[scale];
+            }
+        } else if (mode == SEG_NUMBLK_DELTAS) {
+            int64_t m = 0;
+            for (uint32_t k = 0; k < cnt; k++) {
+                m = (int64_t)((uint64_t)m + (uint64_t)seg_unzigzag(seg_get_varint(d)));
+                v[k] = type == SEG_NUM_INT ? (double)m : (double)m / seg_pow10[scale];
+            }
+        } else {
+            return -1;
+        }
+    }
+    if (d->bad)
+        return -1;
+    uint64_t dd = doc;
+    for (uint32_t k = 0; k < cnt; k++) {
+        dd += gaps[k];
+        if (dd >= r->ndocs)
+            return -1;
+    }
+    dd = doc;
+    for (uint32_t k = 0; k < cnt; k++) {
+        dd += gaps[k];
+        if ((v[k] > lo || (v[k] == lo && lo_incl)) && (v[k] < hi || (v[k] == hi && hi_incl)))
+            fn(ud, (uint32_t)dd, v[k]);
+    }
+    return 0;
+}
+
 int seg_reader_num_scan(seg_reader *r, uint32_t field, double lo, int lo_incl, double hi,
                         int hi_incl, seg_num_fn fn, void *ud, seg_err *e)
 {
@@ -1016,6 +1096,13 @@ int seg_reader_num_scan(seg_reader *r, uint32_t field, double lo, int lo_incl, d
         seg_cur d = {data + off, c.end, 0};
         uint32_t cnt = n - b * SEG_NUM_BLOCK < SEG_NUM_BLOCK ? n - b * SEG_NUM_BLOCK : SEG_NUM_BLOCK;
         int64_t prev = 0;
+        if (r->version >= 3) {
+            if (num_block_v3(r, &d, type, scale, doc, cnt, lo, lo_incl, hi, hi_incl, fn, ud)) {
+                mark_failed(r, "bad numeric block");
+                return CORRUPT(r, e, "corrupt numeric block for field %u", field);
+            }
+            continue;
+        }
         for (uint32_t k = 0; k < cnt; k++) {
             doc += (uint32_t)seg_get_varint(&d);
             double v;
@@ -1096,8 +1183,10 @@ int seg_reader_keycol_scan(seg_reader *r, const seg_keycol *kc, seg_kw_fn fn, vo
             mark_failed(r, "bad keyword block");
             return CORRUPT(r, e, "bad keyword column block");
         }
+        uint64_t d = first;
         for (uint32_t k = 0; k < cnt; k++) {
-            uint64_t d = (uint64_t)first + docs[k];
+            /* version >= 3: gaps from the previous pair; before: offsets */
+            d = r->version >= 3 ? d + docs[k] : (uint64_t)first + docs[k];
             if (d >= r->ndocs || ords[k] >= kc->ndict) {
                 mark_failed(r, "bad keyword block");
                 return CORRUPT(r, e, "bad keyword column entry");

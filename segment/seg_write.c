@@ -1257,6 +1257,34 @@ static int enc_single(const term *t, int text, seg_buf *o)
     return 0;
 }
 
+/* A suffix of lower-case hex digits (ids, hashes, numbers) of two or more
+ * is stored two digits a byte; every other suffix as it is.  Writes the
+ * length varint (length << 1 | packed) and the bytes. */
+static int is_hex_digit(uint8_t c) { return (uint8_t)(c - '0') < 10 || (uint8_t)(c - 'a') < 6; }
+static unsigned hex_nibble(uint8_t c) { return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10); }
+
+static void put_token_suffix(seg_buf *o, const uint8_t *s, uint32_t n)
+{
+    uint32_t k = 0;
+    if (n >= 2)
+        while (k < n && is_hex_digit(s[k]))
+            k++;
+    if (n < 2 || k < n) {
+        seg_buf_put_varint(o, (uint64_t)n << 1);
+        seg_buf_put(o, s, n);
+        return;
+    }
+    seg_buf_put_varint(o, (uint64_t)n << 1 | 1);
+    if (seg_buf_reserve(o, (n + 1) / 2))
+        return;
+    uint8_t *d = o->p + o->n;
+    for (k = 0; k + 1 < n; k += 2)
+        *d++ = (uint8_t)(hex_nibble(s[k]) << 4 | hex_nibble(s[k + 1]));
+    if (n & 1)
+        *d++ = (uint8_t)(hex_nibble(s[n - 1]) << 4);
+    o->n += (n + 1) / 2;
+}
+
 static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict, seg_buf *post)
 {
     uint32_t n = x->nterms, nb = (n + SEG_DICT_BLOCK - 1) / SEG_DICT_BLOCK;
@@ -1282,14 +1310,17 @@ static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict
             prev = NULL;
             prevlen = 0;
         }
-        uint32_t shared = 0;
+        /* the key's token, prefix-shared and hex-packed, then its field
+         * and kind as one varint (format: seg_format.h, TERMDICT) */
+        uint32_t tlen = t->key_len - 4, shared = 0;
         if (prev)
-            while (shared < prevlen && shared < t->key_len && prev[shared] == key[shared])
+            while (shared < prevlen && shared < tlen && prev[shared] == key[shared])
                 shared++;
         int text = key[t->key_len - 1] == SEG_K_TEXT;
         seg_buf_put_varint(&blocks, shared);
-        seg_buf_put_varint(&blocks, t->key_len - shared);
-        seg_buf_put(&blocks, key + shared, t->key_len - shared);
+        put_token_suffix(&blocks, key + shared, tlen - shared);
+        uint32_t fid = (uint32_t)key[tlen + 1] << 8 | key[tlen + 2];
+        seg_buf_put_varint(&blocks, fid << 2 | key[tlen + 3]);
         seg_buf_put_varint(&blocks, t->df);
         if (t->df == 1) {
             if (enc_single(t, text, &blocks))
@@ -1302,7 +1333,7 @@ static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict
             seg_buf_put_varint(&blocks, post->n - off);
         }
         prev = key;
-        prevlen = t->key_len;
+        prevlen = tlen;
     }
     seg_buf_put(dict, blocks.p, blocks.n);
     if (blocks.oom)
@@ -1328,11 +1359,13 @@ static void enc_numcol(fieldinfo *fi, seg_buf *o)
     o->n += (size_t)nb * 24;
     size_t data0 = o->n;
     const uint8_t *r = fi->nums.p;
+    uint32_t gaps[SEG_NUM_BLOCK], rel[SEG_NUM_BLOCK];
+    int64_t m[SEG_NUM_BLOCK];
     for (uint32_t blk = 0; blk < nb; blk++) {
-        uint32_t s = blk * SEG_NUM_BLOCK, e = s + SEG_NUM_BLOCK < n ? s + SEG_NUM_BLOCK : n;
+        uint32_t s = blk * SEG_NUM_BLOCK, e = s + SEG_NUM_BLOCK < n ? s + SEG_NUM_BLOCK : n, cnt = e - s;
         uint32_t first = seg_rd_u32(r + (size_t)s * 13), prevdoc = first;
-        int64_t previ = 0;
         double mn = 0, mx = 0;
+        int64_t mmin = 0, mmax = 0;
         uint32_t off = (uint32_t)(o->n - data0);
         for (uint32_t k = s; k < e; k++) {
             const uint8_t *q = r + (size_t)k * 13;
@@ -1344,20 +1377,43 @@ static void enc_numcol(fieldinfo *fi, seg_buf *o)
             } else {
                 memcpy(&v, &u, 8);
             }
-            seg_buf_put_varint(o, doc - prevdoc);
+            gaps[k - s] = doc - prevdoc;
             prevdoc = doc;
             if (type == SEG_NUM_REAL) {
-                seg_buf_put_f64(o, v);
+                memcpy(&m[k - s], &v, 8);
             } else {
                 /* integers as they are; decimals as their mantissa */
                 int64_t iv = type == SEG_NUM_INT ? (int64_t)u : llround(v * seg_pow10[fi->dec_scale]);
-                seg_buf_put_varint(o, seg_zigzag((int64_t)((uint64_t)iv - (uint64_t)previ)));
-                previ = iv;
+                m[k - s] = iv;
+                if (k == s || iv < mmin)
+                    mmin = iv;
+                if (k == s || iv > mmax)
+                    mmax = iv;
             }
             if (k == s || v < mn)
                 mn = v;
             if (k == s || v > mx)
                 mx = v;
+        }
+        seg_buf_put_packed(o, gaps, cnt);
+        if (type == SEG_NUM_REAL) {
+            for (uint32_t k = 0; k < cnt; k++)
+                seg_buf_put_u64(o, (uint64_t)m[k]);
+        } else if ((uint64_t)mmax - (uint64_t)mmin <= UINT32_MAX) {
+            /* frame of reference: the block's least value, then each
+             * value's distance from it, bit-packed */
+            seg_buf_put_u8(o, SEG_NUMBLK_PACKED);
+            seg_buf_put_varint(o, seg_zigzag(mmin));
+            for (uint32_t k = 0; k < cnt; k++)
+                rel[k] = (uint32_t)((uint64_t)m[k] - (uint64_t)mmin);
+            seg_buf_put_packed(o, rel, cnt);
+        } else {
+            seg_buf_put_u8(o, SEG_NUMBLK_DELTAS);
+            int64_t previ = 0;
+            for (uint32_t k = 0; k < cnt; k++) {
+                seg_buf_put_varint(o, seg_zigzag((int64_t)((uint64_t)m[k] - (uint64_t)previ)));
+                previ = m[k];
+            }
         }
         if (o->oom)
             return;
@@ -1434,10 +1490,11 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, se
     uint32_t docs[SEG_KEY_BLOCK], ords[SEG_KEY_BLOCK];
     for (uint32_t b = 0; b < nb; b++) {
         size_t s = (size_t)b * SEG_KEY_BLOCK, e = s + SEG_KEY_BLOCK < npairs ? s + SEG_KEY_BLOCK : npairs;
-        uint32_t first = seg_rd_u32(rec + s * 8);
+        uint32_t first = seg_rd_u32(rec + s * 8), prevdoc = first;
         for (size_t k = s; k < e; k++) {
             uint32_t doc = seg_rd_u32(rec + k * 8), ord = ord_of[seg_rd_u32(rec + k * 8 + 4)];
-            docs[k - s] = doc - first;
+            docs[k - s] = doc - prevdoc; /* pairs come in doc order */
+            prevdoc = doc;
             ords[k - s] = ord;
             if (lastdoc[ord] != doc + 1) { /* a doc counts once per value */
                 lastdoc[ord] = doc + 1;

@@ -105,9 +105,10 @@ ok "$(grep -c "$seg" "$T/verr" | sed 's/^[1-9][0-9]*$/0/')" "and names the file"
 "$LOGDEX" search --data "$T/rt" --count '*' >/dev/null 2>&1
 rc=$?; [ $rc -le 2 ]; ok $? "search over it exits cleanly (status $rc)"
 
-# the golden version 1 index (tests/golden, see docs/segment-format.md):
-# still verified and answered exactly as recorded, and a fresh ingest of
-# the same events (current version) answers the same
+# the golden indexes of earlier versions (tests/golden, see
+# docs/segment-format.md): each still verifies and answers exactly as
+# recorded, also after compaction rewrites it in the current version, and a
+# fresh ingest of the same events (current version) answers the same
 G="${top_srcdir:-.}/tests/golden"
 golden_answers() {
   while IFS= read -r q; do
@@ -117,17 +118,21 @@ golden_answers() {
   done < "$G/queries.txt"
   "$LOGDEX" agg --data "$1" '{"q":"*","aggs":{"h":{"date_histogram":{"interval":"10m"}},"t":{"terms":{"field":"service","size":5}},"s":{"stats":{"field":"http.duration_ms"}},"p":{"percentiles":{"field":"http.bytes","percents":[50,99]}}}}' | sed 's/"took_ms":[0-9.]*/"took_ms":T/'
 }
-cp -R "$G/v1" "$T/g1"
-"$LOGDEX" verify --data "$T/g1" >/dev/null; ok $? "a version 1 index verifies"
-is "$("$LOGDEX" dump "$T/g1/default/s0000000000000001.seg" | head -1 | grep -o 'version [0-9]*')" "version 1" "and is version 1"
-golden_answers "$T/g1" > "$T/g1.out"
-cmp -s "$G/v1.expected" "$T/g1.out"; ok $? "version 1 answers as recorded ($(wc -l < "$G/queries.txt" | tr -d ' ') queries, 4 aggregations)"
-"$LOGDEX" ingest --quiet --data "$T/g2" "$G/v1.ndjson" >/dev/null
-is "$("$LOGDEX" dump "$T/g2/default/s0000000000000001.seg" | head -1 | grep -o 'version [0-9]*')" "version 2" "a fresh ingest writes version 2"
-golden_answers "$T/g2" > "$T/g2.out"
-cmp -s "$G/v1.expected" "$T/g2.out"; ok $? "and answers the same"
-"$LOGDEX" compact --data "$T/g1" >/dev/null 2>&1; ok $? "compact over version 1 segments"
-golden_answers "$T/g1" > "$T/g1c.out"
-cmp -s "$G/v1.expected" "$T/g1c.out"; ok $? "answers unchanged after compaction"
+version_of() { "$LOGDEX" dump "$1/default/s0000000000000001.seg" | head -1 | grep -o 'version [0-9]*'; }
+for v in 1 2; do
+  cp -R "$G/v$v" "$T/g$v"
+  "$LOGDEX" verify --data "$T/g$v" >/dev/null; ok $? "a version $v index verifies"
+  is "$(version_of "$T/g$v")" "version $v" "and is version $v"
+  golden_answers "$T/g$v" > "$T/g$v.out"
+  cmp -s "$G/v1.expected" "$T/g$v.out"; ok $? "version $v answers as recorded ($(wc -l < "$G/queries.txt" | tr -d ' ') queries, 4 aggregations)"
+  "$LOGDEX" compact --data "$T/g$v" >/dev/null 2>&1; ok $? "compact over version $v segments"
+  golden_answers "$T/g$v" > "$T/g${v}c.out"
+  cmp -s "$G/v1.expected" "$T/g${v}c.out"; ok $? "answers unchanged after compaction"
+  "$LOGDEX" verify --data "$T/g$v" >/dev/null; ok $? "and the compacted index verifies"
+done
+"$LOGDEX" ingest --quiet --data "$T/gn" "$G/v1.ndjson" >/dev/null
+is "$(version_of "$T/gn")" "version 3" "a fresh ingest writes version 3"
+golden_answers "$T/gn" > "$T/gn.out"
+cmp -s "$G/v1.expected" "$T/gn.out"; ok $? "and answers the same"
 
 done_testing

@@ -41,7 +41,10 @@ static const char *const words[] = {
     "stopped", "GET", "POST", "cache", "miss", "hit", "disk", "full", "retry", "upstream", "refused", "token",
     "expired", "payment", "order", "created", "deleted", "queue", "worker", "panic", "null", "true", "500",
     "404", "v2", "api", "東京", "café", "Straße", "안녕", "naïve", "データ", "ERROR", "Timeout", "db-01",
-    "x86_64", "error42", "reset", "peer", "slow"};
+    "x86_64", "error42", "reset", "peer", "slow",
+    /* tokens of hex digits (packed two a byte in the dictionary), with
+     * shared prefixes, odd lengths and a non-hex tail */
+    "deadbeef", "deadbeefc", "dead", "deadbeefz", "c0ffee42", "0f", "a", "abcdef0123456789a", "7"};
 #define NWORDS (sizeof words / sizeof *words)
 
 static const char *zipf_word(void)
@@ -145,6 +148,11 @@ static char *gen_line(long id, int64_t t, int time_style)
     default: num[0] = 0;
     }
     put_str(&b, num);
+    if (rnd(3)) {
+        /* integers spanning more than 2^32 within a column block */
+        snprintf(num, sizeof num, ",\"big\":%lld", ((long long)rnd(600) - 20) * 10000000000LL + (long long)rnd(10));
+        put_str(&b, num);
+    }
     switch (rnd(5)) {
     case 0: put_str(&b, ",\"code\":500"); break;
     case 1: put_str(&b, ",\"code\":\"E500\""); break;
@@ -182,7 +190,7 @@ static char *gen_line(long id, int64_t t, int time_style)
 
 static const char *const text_fields[] = {"msg", "level", "service", "host.name", "tags", "user", "code",
                                           "nested.a.b", "arr.k", "host.ip"};
-static const char *const num_fields[] = {"status", "latency", "user", "code", "arr.n"};
+static const char *const num_fields[] = {"status", "latency", "user", "code", "arr.n", "big"};
 static const char *const all_fields[] = {"msg", "user", "code", "extra", "nested.a.b", "tags", "arr.n",
                                          "nested", "missing", "ok", "latency"};
 
@@ -299,6 +307,10 @@ static mq *gen_leaf(void)
         if (!strcmp(q->field, "latency") && rnd(2)) {
             a += 0.5;
             b += 0.5;
+        }
+        if (!strcmp(q->field, "big")) {
+            a = a * 1e10 + rnd(10);
+            b = b * 1e10 + rnd(10);
         }
         q->form = (int)rnd(5);
         q->lo = a;
@@ -679,7 +691,7 @@ static int check_agg(const srch_agg *a, const srch_agg_result *r, const size_t *
 static int check_aggregations(srch_index *ix, int nq)
 {
     static const char *const tfields[] = {"level", "service", "host.name", "user", "code", "tags", "status", "arr.k", "nested.a.b"};
-    static const char *const nfields[] = {"latency", "status", "user", "code", "arr.n"};
+    static const char *const nfields[] = {"latency", "status", "user", "code", "arr.n", "big"};
     static const int64_t ivs[] = {60000000000LL, 300000000000LL, 3600000000000LL, 0};
     long bad = 0, histo_only = 0;
     size_t *idx = malloc(model_count(M) * sizeof *idx);
@@ -702,13 +714,13 @@ static int check_aggregations(srch_index *ix, int nq)
             idx[n++] = i;
         }
         /* one aggregation of each kind, and a nested one */
-        srch_agg inner_stats = {SRCH_AGG_STATS, "st", (char *)nfields[rnd(5)], 0, 0, {0}, 0, NULL, 0};
+        srch_agg inner_stats = {SRCH_AGG_STATS, "st", (char *)nfields[rnd(6)], 0, 0, {0}, 0, NULL, 0};
         srch_agg inner_hist = {SRCH_AGG_DATE_HISTOGRAM, "h", NULL, 3600000000000LL, 0, {0}, 0, &inner_stats, 1};
         srch_agg aggs[6] = {
             {SRCH_AGG_DATE_HISTOGRAM, "hist", NULL, ivs[rnd(4)], 0, {0}, 0, NULL, 0},
             {SRCH_AGG_TERMS, "terms", (char *)tfields[rnd(9)], 0, 1000, {0}, 0, NULL, 0},
-            {SRCH_AGG_STATS, "stats", (char *)nfields[rnd(5)], 0, 0, {0}, 0, NULL, 0},
-            {SRCH_AGG_PERCENTILES, "pct", (char *)nfields[rnd(5)], 0, 0, {1, 50, 95, 99, 100}, 5, NULL, 0},
+            {SRCH_AGG_STATS, "stats", (char *)nfields[rnd(6)], 0, 0, {0}, 0, NULL, 0},
+            {SRCH_AGG_PERCENTILES, "pct", (char *)nfields[rnd(6)], 0, 0, {1, 50, 95, 99, 100}, 5, NULL, 0},
             {SRCH_AGG_CARDINALITY, "card", (char *)tfields[rnd(9)], 0, 0, {0}, 0, NULL, 0},
             {SRCH_AGG_TERMS, "nested", "service", 0, 1000, {0}, 0, &inner_hist, 1},
         };
