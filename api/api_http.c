@@ -639,6 +639,7 @@ static void do_metrics(reply *r)
         {"logdex_retention_deleted_events_total", "counter", "Events deleted by --retention or --max-disk.", 17},
         {"logdex_retention_deleted_bytes_total", "counter", "Bytes deleted by --retention or --max-disk.", 18},
         {"logdex_ingest_busy_total", "counter", "Ingests refused with 429: buffers full while a flush was running.", 19},
+        {"logdex_merge_rewrites_total", "counter", "Of the merges: one settled segment rewritten compact.", 20},
     };
     for (size_t k = 0; k < sizeof per / sizeof *per; k++) {
         for (size_t i = 0; i < n; i++) {
@@ -663,7 +664,8 @@ static void do_metrics(reply *r)
             case 16: v = (double)m[i].life.dropped_segments; break;
             case 17: v = (double)m[i].life.dropped_events; break;
             case 18: v = (double)m[i].life.dropped_bytes; break;
-            default: v = (double)m[i].life.busy_refusals; break;
+            case 19: v = (double)m[i].life.busy_refusals; break;
+            default: v = (double)m[i].life.rewrites; break;
             }
             char l[128];
             snprintf(l, sizeof l, "{index=\"%s\"}", names[i]);
@@ -1105,9 +1107,15 @@ static void *merger(void *arg)
             did = 1;
             if (!srv.quiet) {
                 seg_time_format(mi.bucket, ts);
-                fprintf(stderr, "merge %s bucket %s: %u segments (%.1f MB) -> 1 (%.1f MB, %u events, %llu duplicates removed) %.0f ms\n",
-                        names[i], ts, mi.inputs, (double)mi.in_bytes / 1e6, (double)mi.out_bytes / 1e6, mi.docs,
-                        (unsigned long long)mi.dups, mi.ms);
+                if (mi.inputs == 1)
+                    fprintf(stderr, "rewrite %s bucket %s: %.1f MB -> %.1f MB compact, %u events, %.0f ms\n", names[i],
+                            ts, (double)mi.in_bytes / 1e6, (double)mi.out_bytes / 1e6, mi.docs, mi.ms);
+                else
+                    fprintf(stderr,
+                            "merge %s bucket %s: %u segments (%.1f MB) -> 1%s (%.1f MB, %u events, %llu duplicates "
+                            "removed) %.0f ms\n",
+                            names[i], ts, mi.inputs, (double)mi.in_bytes / 1e6, mi.compact ? " compact" : "",
+                            (double)mi.out_bytes / 1e6, mi.docs, (unsigned long long)mi.dups, mi.ms);
             }
         }
         if (!did)

@@ -67,10 +67,11 @@ static const char *const usage_ingest =
 static const char *const usage_compact =
     "usage: logdex compact [--data DIR] [--index NAME] [--target-mb N]\n"
     "\n"
-    "Merges the small segments of every bucket of DIR/NAME into larger ones, as\n"
-    "the server does in the background once a bucket has settled (e.g. after a\n"
-    "bulk load made of many small files).  The server must not be running on DIR.\n"
-    "Prints {\"merges\":N,\"segments_before\":A,\"segments_after\":B,...}.\n"
+    "Merges the small segments of every bucket of DIR/NAME into larger ones and\n"
+    "rewrites the others with their events compressed for size (~20% smaller),\n"
+    "as the server does in the background once a bucket has settled (e.g. after\n"
+    "a bulk load).  The server must not be running on DIR.  Prints\n"
+    "{\"merges\":N,\"rewrites\":R,\"segments_before\":A,\"segments_after\":B,...}.\n"
     "\n"
     "  --data DIR        data directory (default ./data)\n"
     "  --index NAME      index name (default 'default')\n"
@@ -762,10 +763,12 @@ static int cmd_compact(int argc, char **argv)
         print_err("compact", &e);
         return 1;
     }
-    printf("{\"merges\":%llu,\"segments_before\":%llu,\"segments_after\":%llu,\"duplicates_removed\":%llu,"
-           "\"seconds\":%.3f}\n",
-           (unsigned long long)(m1.life.merges - m0.life.merges), (unsigned long long)m0.segments,
-           (unsigned long long)m1.segments, (unsigned long long)(m1.life.merge_dups - m0.life.merge_dups), now_s() - t0);
+    printf("{\"merges\":%llu,\"rewrites\":%llu,\"segments_before\":%llu,\"segments_after\":%llu,"
+           "\"duplicates_removed\":%llu,\"bytes_before\":%llu,\"bytes_after\":%llu,\"seconds\":%.3f}\n",
+           (unsigned long long)(m1.life.merges - m0.life.merges - (m1.life.rewrites - m0.life.rewrites)),
+           (unsigned long long)(m1.life.rewrites - m0.life.rewrites), (unsigned long long)m0.segments,
+           (unsigned long long)m1.segments, (unsigned long long)(m1.life.merge_dups - m0.life.merge_dups),
+           (unsigned long long)m0.segment_bytes, (unsigned long long)m1.segment_bytes, now_s() - t0);
     return 0;
 }
 

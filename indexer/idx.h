@@ -105,6 +105,7 @@ typedef struct idx_merge_info {
     int64_t bucket;
     uint32_t inputs, docs;
     uint64_t in_bytes, out_bytes, dups;
+    int compact;            /* the output's events are compressed for size */
     double ms;
 } idx_merge_info;
 
@@ -135,6 +136,7 @@ int idx_retain(idx_writer *const *ws, size_t n, int64_t now, int64_t retention_n
 /* Figures for /metrics. */
 typedef struct idx_life {
     uint64_t merges, merged_inputs, merge_bytes_in, merge_bytes_out, merge_dups;
+    uint64_t rewrites;            /* of these merges: one settled segment made compact */
     uint64_t dropped_segments, dropped_events, dropped_bytes;
     uint64_t busy_refusals;       /* ingests refused with SEG_EBUSY */
 } idx_life;

@@ -62,11 +62,15 @@ void idx_wal_close(idx_wal *w);
 
 /* Chooses one merge among the manifest's entries e[0..n): fills pick with
  * entry indexes (all of one bucket) and returns their count, or 0.  busy[i]
- * marks entries already being merged; touched[i] is when entry i was
- * added (INT64_MIN: before this process); force treats every bucket as
- * settled. */
-size_t idx_merge_plan(const seg_mentry *e, size_t n, const uint8_t *busy, int64_t now, int64_t settle_ns,
-                      const int64_t *touched, int force, uint64_t target, size_t *pick);
+ * marks entries already being merged; compact[i] entries whose events are
+ * already compressed for size (NULL: all are; then no lone rewrites);
+ * touched[i] is when entry i was added (INT64_MIN: before this process);
+ * force treats every bucket as settled.  *settled: the picked bucket has
+ * settled, so the output is to be compact.  One pick alone is a rewrite of
+ * a settled segment that is not compact yet. */
+size_t idx_merge_plan(const seg_mentry *e, size_t n, const uint8_t *busy, const uint8_t *compact, int64_t now,
+                      int64_t settle_ns, const int64_t *touched, int force, uint64_t target, size_t *pick,
+                      int *settled);
 
 typedef struct idx_merge_out {
     uint32_t docs, in_docs;
@@ -77,7 +81,7 @@ typedef struct idx_merge_out {
 /* Writes the events of in[0..n) (less repeated explicit _ids) as one new
  * segment at path.  When *cancel (if given) turns non-zero, stops with
  * SEG_EBUSY and leaves nothing on disk. */
-int idx_merge_build(seg_reader *const *in, size_t n, const char *path, const int *cancel, idx_merge_out *out,
-                    seg_err *e);
+int idx_merge_build(seg_reader *const *in, size_t n, const char *path, const int *cancel, int compact,
+                    idx_merge_out *out, seg_err *e);
 
 #endif

@@ -22,6 +22,12 @@
  *               not rewrite a large segment.
  *
  * Of all the buckets' candidates, the one with the most inputs goes first.
+ * A merge in a settled bucket writes a compact segment (its events
+ * compressed for size: seg_builder_set_compact).  When there is nothing to
+ * merge, a settled bucket's segment that is not yet compact (a lone flush,
+ * a full segment, one of an older build) is rewritten alone, one a step,
+ * smallest first: so every settled bucket ends up compact, and each byte
+ * pays the slow compression once.
  *
  * Merging (idx_merge_build) reads the inputs' stored events and builds a
  * new segment from them, as a flush would: postings, columns, field
@@ -111,15 +117,18 @@ static size_t plan_bucket(cand *c, size_t n, int settled, uint64_t target, size_
     return k >= 2 ? k : 0;
 }
 
-size_t idx_merge_plan(const seg_mentry *e, size_t n, const uint8_t *busy, int64_t now, int64_t settle_ns,
-                      const int64_t *touched, int force, uint64_t target, size_t *pick)
+size_t idx_merge_plan(const seg_mentry *e, size_t n, const uint8_t *busy, const uint8_t *compact, int64_t now,
+                      int64_t settle_ns, const int64_t *touched, int force, uint64_t target, size_t *pick,
+                      int *settled_out)
 {
-    if (n < 2)
+    *settled_out = 0;
+    if (n < 1)
         return 0;
     size_t *ord = seg_malloc(n * sizeof *ord);
     cand *c = seg_malloc(n * sizeof *c);
     size_t *tmp = seg_malloc(IDX_MERGE_MAX * sizeof *tmp);
-    size_t best = 0;
+    size_t best = 0, lone = SIZE_MAX; /* lone: a settled, not compact segment */
+    int best_settled = 0;
     if (!ord || !c || !tmp)
         goto out;
     for (size_t i = 0; i < n; i++)
@@ -134,9 +143,14 @@ size_t idx_merge_plan(const seg_mentry *e, size_t n, const uint8_t *busy, int64_
             j++;
         }
         size_t nc = 0;
+        int settled = force || last == INT64_MIN || now - last >= settle_ns;
         for (size_t x = i; x < j; x++) {
             size_t k = ord[x];
-            if ((busy && busy[k]) || e[k].bytes >= target / 2)
+            if (busy && busy[k])
+                continue;
+            if (settled && compact && !compact[k] && (lone == SIZE_MAX || e[k].bytes < e[lone].bytes))
+                lone = k;
+            if (e[k].bytes >= target / 2)
                 continue;
             c[nc].idx = k;
             c[nc].bytes = e[k].bytes;
@@ -145,15 +159,21 @@ size_t idx_merge_plan(const seg_mentry *e, size_t n, const uint8_t *busy, int64_
         }
         if (nc >= 2) {
             qsort(c, nc, sizeof *c, cmp_bytes);
-            int settled = force || last == INT64_MIN || now - last >= settle_ns;
             size_t k = plan_bucket(c, nc, settled, target, tmp);
             if (k > best) {
                 best = k;
+                best_settled = settled;
                 memcpy(pick, tmp, k * sizeof *pick);
             }
         }
         i = j;
     }
+    if (best == 0 && lone != SIZE_MAX) {
+        best = 1;
+        best_settled = 1;
+        pick[0] = lone;
+    }
+    *settled_out = best_settled;
 out:
     seg_free(ord);
     seg_free(c);
@@ -181,8 +201,8 @@ static int cmp_idrec(const void *a, const void *b)
 #define BIT_SET(m, i) ((m)[(i) >> 3] |= (uint8_t)(1u << ((i) & 7)))
 #define BIT_GET(m, i) (((m)[(i) >> 3] >> ((i) & 7)) & 1u)
 
-int idx_merge_build(seg_reader *const *in, size_t n, const char *path, const int *cancel, idx_merge_out *out,
-                    seg_err *e)
+int idx_merge_build(seg_reader *const *in, size_t n, const char *path, const int *cancel, int compact,
+                    idx_merge_out *out, seg_err *e)
 {
     memset(out, 0, sizeof *out);
     out->min_time = INT64_MAX;
@@ -202,6 +222,7 @@ int idx_merge_build(seg_reader *const *in, size_t n, const char *path, const int
     }
     if (cancel)
         seg_builder_set_cancel(b, cancel);
+    seg_builder_set_compact(b, compact);
     /* 1. the explicit ids of every input, sorted by hash */
     for (size_t s = 0; s < n; s++) {
         uint32_t nd = seg_reader_ndocs(in[s]);

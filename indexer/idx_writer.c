@@ -1366,13 +1366,32 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pthread_mutex_lock(&w->mu);
-    if (w->merging || w->man.n < 2 || __atomic_load_n(&w->cancel_merge, __ATOMIC_ACQUIRE)) {
+    if (w->merging || w->man.n == 0 || __atomic_load_n(&w->cancel_merge, __ATOMIC_ACQUIRE)) {
         pthread_mutex_unlock(&w->mu);
         return SEG_OK;
     }
     uint64_t target = w->opts.segment_target ? w->opts.segment_target : (512ull << 20);
-    size_t np = idx_merge_plan(w->man.e, w->man.n, NULL, seg_time_now(), w->opts.settle_ns, w->touched, force,
-                               target, pick);
+    /* which segments are compact already (their headers; the readers stay
+     * open for searches) */
+    uint8_t *compact = seg_malloc(w->man.n);
+    if (!compact) {
+        pthread_mutex_unlock(&w->mu);
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < w->man.n; i++) {
+        seg_reader *r = reader_at(w, i, e);
+        if (!r) {
+            /* unreadable: never a merge input for size alone */
+            compact[i] = 1;
+            seg_err_clear(e);
+            continue;
+        }
+        compact[i] = (seg_reader_flags(r) & SEG_FLAG_COMPACT) != 0;
+    }
+    int settled = 0;
+    size_t np = idx_merge_plan(w->man.e, w->man.n, NULL, compact, seg_time_now(), w->opts.settle_ns, w->touched,
+                               force, target, pick, &settled);
+    seg_free(compact);
     int rc = SEG_OK;
     size_t got = 0;
     for (; got < np; got++) {
@@ -1385,7 +1404,7 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
         in[got] = r;
         memcpy(names[got], w->man.e[pick[got]].name, 64);
     }
-    if (rc || np < 2) {
+    if (rc || np == 0) {
         pthread_mutex_unlock(&w->mu);
         for (size_t k = 0; k < got; k++)
             seg_reader_unref(in[k]);
@@ -1398,7 +1417,7 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     pthread_mutex_unlock(&w->mu);
 
     idx_merge_out mo;
-    rc = idx_merge_build(in, np, path, &w->cancel_merge, &mo, e);
+    rc = idx_merge_build(in, np, path, &w->cancel_merge, settled, &mo, e);
     int cancelled = rc == SEG_EBUSY;
     if (cancelled)
         rc = SEG_OK; /* not an error: nothing changed */
@@ -1433,6 +1452,7 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
             w->life.merge_bytes_in += mo.in_bytes;
             w->life.merge_bytes_out += mo.bytes;
             w->life.merge_dups += mo.dups;
+            w->life.rewrites += np == 1;
         }
     }
     pthread_mutex_unlock(&w->mu);
@@ -1451,6 +1471,7 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     info->in_bytes = mo.in_bytes;
     info->out_bytes = mo.bytes;
     info->dups = mo.dups;
+    info->compact = settled;
     info->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     return SEG_OK;
 }

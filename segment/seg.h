@@ -256,6 +256,11 @@ uint32_t seg_builder_count(const seg_builder *b);
 /* A write of b stops with SEG_EBUSY ("cancelled") soon after *flag turns
  * non-zero (read atomically); nothing is left on disk. */
 void seg_builder_set_cancel(seg_builder *b, const int *flag);
+/* on: the file's STORE is compressed for size rather than speed (zstd
+ * level 9, ~32 KiB blocks: ~20% smaller, ~2.5x the compression time, a
+ * lookup decodes 4x the bytes) and its header says so (SEG_FLAG_COMPACT).
+ * For buckets that have settled; in-memory segments ignore it. */
+void seg_builder_set_compact(seg_builder *b, int on);
 /* The JSON bytes and time of the i-th added event (in order of adding). */
 void seg_builder_event(const seg_builder *b, uint32_t i, const char **json, size_t *len, int64_t *time,
                        const char **id, size_t *idlen, int *explicit_id);
@@ -329,6 +334,9 @@ uint32_t seg_reader_ndocs(const seg_reader *r);
 int64_t seg_reader_min_time(const seg_reader *r);
 int64_t seg_reader_max_time(const seg_reader *r);
 uint64_t seg_reader_bytes(const seg_reader *r);
+/* The header's flags: SEG_FLAG_COMPACT when the STORE was written for size. */
+uint32_t seg_reader_flags(const seg_reader *r);
+enum { SEG_FLAG_COMPACT = 1 };
 uint32_t seg_reader_nfields(const seg_reader *r);
 const seg_field *seg_reader_field(const seg_reader *r, uint32_t id);
 int seg_reader_field_find(seg_reader *r, const char *name, size_t n); /* -1 */

@@ -17,7 +17,9 @@
  * HEADER (64 bytes at offset 0)
  *   0   8  magic "LOGDXSEG"
  *   8   4  version (SEG_VERSION; this build also reads SEG_VERSION_MIN..)
- *   12  4  flags (0)
+ *   12  4  flags: bit 0 (SEG_FLAG_COMPACT) the STORE was compressed for
+ *          size (a settled bucket; zstd level 9, ~32 KiB blocks); other
+ *          bits 0.  Informational: readers decode every file the same way
  *   16  4  ndocs
  *   20  4  nsections
  *   24  8  min event time, ns since the epoch (i64)
@@ -184,12 +186,15 @@ enum {
 #define SEG_KEYCOL_MAX_DISTINCT 4096
 #define SEG_KEYCOL_MIN_DISTINCT 256
 /* Files: zstd (level 3) blocks of ~8 KiB raw sharing a dictionary of <= 64
- * KiB; in-memory segments (sealed buffers, tail batches, which live
+ * KiB (compact files, below: level 9, ~32 KiB); in-memory segments (sealed buffers, tail batches, which live
  * seconds): LZ4's fast encoder, 64 KiB blocks, no dictionary. */
 #define SEG_STORE_BLOCK (8 * 1024)
 #define SEG_STORE_BLOCK_MEM (64 * 1024)
 #define SEG_STORE_DICT (64 * 1024)
 #define SEG_STORE_ZSTD_LEVEL 3
+/* Compact files (settled buckets, SEG_FLAG_COMPACT): for size. */
+#define SEG_STORE_BLOCK_COMPACT (32 * 1024)
+#define SEG_STORE_ZSTD_LEVEL_COMPACT 9
 #define SEG_MAX_FIELDS 65535
 #define SEG_MAX_KEY (SEG_TOK_MAX + 4)
 

@@ -43,6 +43,7 @@ struct seg_reader {
     uint64_t gen;              /* unique id for cursor caches */
     uint32_t ndocs;
     uint32_t version;
+    uint32_t flags;            /* header flags (SEG_FLAG_*) */
     int64_t min_time, max_time;
     section *sec;
     uint32_t nsec;
@@ -234,6 +235,7 @@ static int reader_init(seg_reader *r, seg_err *e)
         goto fail;
     }
     r->version = ver;
+    r->flags = seg_rd_u32(h + 12);
     r->ndocs = seg_rd_u32(h + 16);
     r->nsec = seg_rd_u32(h + 20);
     r->min_time = (int64_t)seg_rd_u64(h + 24);
@@ -382,6 +384,7 @@ uint32_t seg_reader_ndocs(const seg_reader *r) { return r->ndocs; }
 int64_t seg_reader_min_time(const seg_reader *r) { return r->min_time; }
 int64_t seg_reader_max_time(const seg_reader *r) { return r->max_time; }
 uint64_t seg_reader_bytes(const seg_reader *r) { return r->size; }
+uint32_t seg_reader_flags(const seg_reader *r) { return r->flags; }
 uint32_t seg_reader_nfields(const seg_reader *r) { return r->nfields; }
 const seg_field *seg_reader_field(const seg_reader *r, uint32_t id) { return id < r->nfields ? &r->fields[id] : NULL; }
 
@@ -1685,8 +1688,8 @@ int seg_reader_dump(const char *path, void (*out)(void *ud, const char *line), v
     char a[40], b[40];
     seg_time_format(r->min_time, a);
     seg_time_format(r->max_time, b);
-    snprintf(line, sizeof line, "segment %s: version %u, %u events, %s .. %s, %zu bytes", path,
-             r->version, r->ndocs, a, b, r->size);
+    snprintf(line, sizeof line, "segment %s: version %u, %u events, %s .. %s, %zu bytes%s", path,
+             r->version, r->ndocs, a, b, r->size, r->flags & SEG_FLAG_COMPACT ? ", compact store" : "");
     out(ud, line);
     static const char *const names[] = {"?",     "FIELDS", "TIMES", "TERMDICT", "POSTINGS", "NUMCOL",
                                         "STORE", "IDS",    "KEYCOL", "STOREDICT", "KEYCOUNT"};

@@ -138,6 +138,7 @@ struct seg_builder {
     ev *ev;
     uint32_t n, cap;
     const int *cancel;      /* when *cancel turns non-zero, a write stops */
+    int compact;            /* files: the STORE compressed for size (SEG_FLAG_COMPACT) */
     /* pre-parsed events: the paths, a scratch record, and the map of
      * path ids from the foreign table last added from (map_serial) */
     seg_flat enc;
@@ -150,6 +151,7 @@ struct seg_builder {
 static void flat_clear(seg_flat *f);
 
 void seg_builder_set_cancel(seg_builder *b, const int *flag) { b->cancel = flag; }
+void seg_builder_set_compact(seg_builder *b, int on) { b->compact = on != 0; }
 
 seg_builder *seg_builder_new(void) { return seg_calloc(1, sizeof(seg_builder)); }
 
@@ -1553,8 +1555,8 @@ static int store_dict(const seg_builder *b, const uint32_t *order, seg_buf *o)
 /* Compresses one raw block into *cbuf (grown as needed): zstd with the
  * segment's dictionary for files, LZ4's fast encoder for in-memory
  * segments.  Returns the compressed length, or -1. */
-static int store_compress(const seg_buf *raw, int codec, ZSTD_CCtx *zc, const ZSTD_CDict *zd, char **cbuf,
-                          size_t *cap)
+static int store_compress(const seg_buf *raw, int codec, int level, ZSTD_CCtx *zc, const ZSTD_CDict *zd,
+                          char **cbuf, size_t *cap)
 {
     size_t need = codec == SEG_CODEC_ZSTD ? ZSTD_compressBound(raw->n) : (size_t)LZ4_compressBound((int)raw->n);
     if (need == 0 || need > INT32_MAX)
@@ -1569,7 +1571,7 @@ static int store_compress(const seg_buf *raw, int codec, ZSTD_CCtx *zc, const ZS
     if (codec == SEG_CODEC_LZ4)
         return LZ4_compress_default((const char *)raw->p, *cbuf, (int)raw->n, (int)*cap);
     size_t cl = zd ? ZSTD_compress_usingCDict(zc, *cbuf, *cap, raw->p, raw->n, zd)
-                   : ZSTD_compressCCtx(zc, *cbuf, *cap, raw->p, raw->n, SEG_STORE_ZSTD_LEVEL);
+                   : ZSTD_compressCCtx(zc, *cbuf, *cap, raw->p, raw->n, level);
     return ZSTD_isError(cl) ? -1 : (int)cl;
 }
 
@@ -1582,20 +1584,21 @@ static int enc_store(const seg_builder *b, const uint32_t *order, int fast, seg_
     size_t cap = 0;
     int rc = 0;
     int codec = fast ? SEG_CODEC_LZ4 : SEG_CODEC_ZSTD;
-    uint32_t block = fast ? SEG_STORE_BLOCK_MEM : SEG_STORE_BLOCK;
+    int compact = !fast && b->compact;
+    uint32_t block = fast ? SEG_STORE_BLOCK_MEM : compact ? SEG_STORE_BLOCK_COMPACT : SEG_STORE_BLOCK;
+    int level = compact ? SEG_STORE_ZSTD_LEVEL_COMPACT : SEG_STORE_ZSTD_LEVEL;
     ZSTD_CCtx *zc = NULL;
     ZSTD_CDict *zd = NULL;
     dict->n = 0;
     if (!fast) {
         zc = ZSTD_createCCtx();
-        if (!zc || store_dict(b, order, dict) ||
-            (dict->n && !(zd = ZSTD_createCDict(dict->p, dict->n, SEG_STORE_ZSTD_LEVEL))))
+        if (!zc || store_dict(b, order, dict) || (dict->n && !(zd = ZSTD_createCDict(dict->p, dict->n, level))))
             rc = -1;
     }
     for (uint32_t d = 0; d <= n && rc == 0; d++) {
         if (d == n || raw.n >= block) {
             if (raw.n) {
-                int cl = store_compress(&raw, codec, zc, zd, &cbuf, &cap);
+                int cl = store_compress(&raw, codec, level, zc, zd, &cbuf, &cap);
                 if (cl <= 0) {
                     rc = -1;
                     break;
@@ -1843,7 +1846,7 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
         goto out;
     memcpy(hdr, SEG_MAGIC, 8);
     seg_wr_u32(hdr + 8, SEG_VERSION);
-    seg_wr_u32(hdr + 12, 0);
+    seg_wr_u32(hdr + 12, !mem && b->compact ? SEG_FLAG_COMPACT : 0);
     seg_wr_u32(hdr + 16, b->n);
     seg_wr_u32(hdr + 20, w.nsec);
     seg_wr_u64(hdr + 24, (uint64_t)b->ev[order[b->n - 1]].time);

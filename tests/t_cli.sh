@@ -65,7 +65,10 @@ for i in 1 2 3; do
 done
 before=$("$LOGDEX" search --data "$T/d" --index comp '*')
 is "$("$LOGDEX" stats --data "$T/d" --index comp | grep -o '"segments":[0-9]*' | head -1)" '"segments":3' "three ingests, three segments"
-is "$("$LOGDEX" compact --data "$T/d" --index comp | sed 's/,"seconds".*//')" '{"merges":1,"segments_before":3,"segments_after":1,"duplicates_removed":0' "compact merges them"
+is "$("$LOGDEX" compact --data "$T/d" --index comp | sed 's/,"bytes_before".*//')" '{"merges":1,"rewrites":0,"segments_before":3,"segments_after":1,"duplicates_removed":0' "compact merges them"
+seg=$(ls "$T/d/comp/"*.seg)
+is "$("$LOGDEX" dump "$seg" | head -1 | grep -o 'compact store')" "compact store" "into a compact segment"
+is "$("$LOGDEX" compact --data "$T/d" --index comp | sed 's/,"segments_after".*//')" '{"merges":0,"rewrites":0,"segments_before":1' "compacting again does nothing"
 is "$("$LOGDEX" search --data "$T/d" --index comp '*')" "$before" "the same answer after compaction"
 is "$(ls "$T/d/comp" | grep -c '\.seg$')" 1 "the inputs are deleted"
 "$LOGDEX" compact --data "$T/d" --index nosuch >/dev/null 2>&1; is $? 1 "compact of a missing index fails"
@@ -118,20 +121,21 @@ golden_answers() {
   done < "$G/queries.txt"
   "$LOGDEX" agg --data "$1" '{"q":"*","aggs":{"h":{"date_histogram":{"interval":"10m"}},"t":{"terms":{"field":"service","size":5}},"s":{"stats":{"field":"http.duration_ms"}},"p":{"percentiles":{"field":"http.bytes","percents":[50,99]}}}}' | sed 's/"took_ms":[0-9.]*/"took_ms":T/'
 }
-version_of() { "$LOGDEX" dump "$1/default/s0000000000000001.seg" | head -1 | grep -o 'version [0-9]*'; }
+version_of() { "$LOGDEX" dump "$(ls "$1"/default/*.seg | head -1)" | head -1 | grep -o 'version [0-9]*\|compact store' | tr '\n' ' '; }
 for v in 1 2; do
   cp -R "$G/v$v" "$T/g$v"
   "$LOGDEX" verify --data "$T/g$v" >/dev/null; ok $? "a version $v index verifies"
-  is "$(version_of "$T/g$v")" "version $v" "and is version $v"
+  is "$(version_of "$T/g$v")" "version $v " "and is version $v"
   golden_answers "$T/g$v" > "$T/g$v.out"
   cmp -s "$G/v1.expected" "$T/g$v.out"; ok $? "version $v answers as recorded ($(wc -l < "$G/queries.txt" | tr -d ' ') queries, 4 aggregations)"
   "$LOGDEX" compact --data "$T/g$v" >/dev/null 2>&1; ok $? "compact over version $v segments"
   golden_answers "$T/g$v" > "$T/g${v}c.out"
   cmp -s "$G/v1.expected" "$T/g${v}c.out"; ok $? "answers unchanged after compaction"
   "$LOGDEX" verify --data "$T/g$v" >/dev/null; ok $? "and the compacted index verifies"
+  is "$(version_of "$T/g$v")" "version 3 compact store " "and is version 3, compact"
 done
 "$LOGDEX" ingest --quiet --data "$T/gn" "$G/v1.ndjson" >/dev/null
-is "$(version_of "$T/gn")" "version 3" "a fresh ingest writes version 3"
+is "$(version_of "$T/gn")" "version 3 " "a fresh ingest writes version 3"
 golden_answers "$T/gn" > "$T/gn.out"
 cmp -s "$G/v1.expected" "$T/gn.out"; ok $? "and answers the same"
 

@@ -41,6 +41,7 @@ static void test_plan(void)
     int64_t touched[64];
     uint8_t busy[64] = {0};
     size_t pick[IDX_MERGE_MAX];
+    int st = 0;
     const uint64_t target = 512 * MIB;
     const int64_t now = 1000 * HOUR, settle = 60LL * 1000000000LL;
     size_t n = 0;
@@ -56,7 +57,7 @@ static void test_plan(void)
     ent(&e[n++], 2 * HOUR, 200 * MIB);
     for (size_t i = 0; i < n; i++)
         touched[i] = now; /* just written: nothing is settled */
-    size_t k = idx_merge_plan(e, n, NULL, now, settle, touched, 0, target, pick);
+    size_t k = idx_merge_plan(e, n, NULL, NULL, now, settle, touched, 0, target, pick, &st);
     ok(k == 5 && same_bucket(e, pick, k) && e[pick[0]].bucket == 0,
        "tiered: a level with 5 small segments is merged, the full one left (%zu)", k);
     int full = 0;
@@ -64,7 +65,7 @@ static void test_plan(void)
         full |= e[pick[i]].bytes >= target / 2;
     ok(!full, "a segment of target/2 or more is never an input");
     busy[0] = busy[1] = 1;
-    k = idx_merge_plan(e, n, busy, now, settle, touched, 0, target, pick);
+    k = idx_merge_plan(e, n, busy, NULL, now, settle, touched, 0, target, pick, &st);
     is_int(k, 0, "busy segments are not picked (3 of one level left: below the tier)");
     memset(busy, 0, sizeof busy);
     /* settle bucket 1 and 2 only */
@@ -73,13 +74,13 @@ static void test_plan(void)
     for (size_t i = 6; i < n; i++)
         touched[i] = now - 2 * settle;
     busy[0] = busy[1] = 1; /* keep bucket 0 below the tier */
-    k = idx_merge_plan(e, n, busy, now, settle, touched, 0, target, pick);
+    k = idx_merge_plan(e, n, busy, NULL, now, settle, touched, 0, target, pick, &st);
     ok(k == 3 && e[pick[0]].bucket == HOUR && same_bucket(e, pick, k), "settled: a bucket's 3 small segments merge");
     /* bucket 2 alone: 1 KB beside 200 MiB stays as is */
-    size_t k2 = idx_merge_plan(e + 9, 2, NULL, now, settle, touched + 9, 0, target, pick);
+    size_t k2 = idx_merge_plan(e + 9, 2, NULL, NULL, now, settle, touched + 9, 0, target, pick, &st);
     is_int(k2, 0, "settled: one tiny late segment does not rewrite a 200 MiB one");
     /* force (compact) */
-    k = idx_merge_plan(e + 6, 3, NULL, now, settle, touched, 1, target, pick);
+    k = idx_merge_plan(e + 6, 3, NULL, NULL, now, settle, touched, 1, target, pick, &st);
     is_int(k, 3, "force merges an unsettled bucket down");
     /* more than 3 would stay behind: they join even when sizes differ */
     n = 0;
@@ -88,7 +89,7 @@ static void test_plan(void)
     ent(&e[n++], 0, 150 * MIB);
     ent(&e[n++], 0, 150 * MIB);
     ent(&e[n++], 0, 150 * MIB);
-    k = idx_merge_plan(e, n, NULL, now, settle, NULL, 1, target, pick);
+    k = idx_merge_plan(e, n, NULL, NULL, now, settle, NULL, 1, target, pick, &st);
     ok(k >= 2 && k <= 4, "settled with 5 small segments: some merge (%zu), the sum stays in target", k);
     uint64_t sum = 0;
     for (size_t i = 0; i < k; i++)
@@ -98,8 +99,55 @@ static void test_plan(void)
     n = 0;
     for (int i = 0; i < 40; i++)
         ent(&e[n++], (i % 8) * HOUR, 1000 + (uint64_t)i);
-    k = idx_merge_plan(e, n, NULL, now, settle, NULL, 1, target, pick);
+    k = idx_merge_plan(e, n, NULL, NULL, now, settle, NULL, 1, target, pick, &st);
     ok(k == 5 && same_bucket(e, pick, k), "8 buckets of 5: a merge takes one bucket's (%zu)", k);
+
+    /* compact rewrites: settled buckets end up compact, one segment a step */
+    uint8_t compact[64];
+    memset(busy, 0, sizeof busy);
+    n = 0;
+    ent(&e[n++], 0, 300 * MIB);         /* bucket 0: a full one, settled */
+    ent(&e[n++], HOUR, 3 * MIB);        /* bucket 1: two small ones, settled */
+    ent(&e[n++], HOUR, 2 * MIB);
+    ent(&e[n++], 2 * HOUR, 3 * MIB);    /* bucket 2: still written to */
+    for (size_t i = 0; i < n; i++) {
+        touched[i] = i == 3 ? now : now - 2 * settle;
+        compact[i] = 0;
+    }
+    k = idx_merge_plan(e, n, NULL, compact, now, settle, touched, 0, target, pick, &st);
+    ok(k == 2 && e[pick[0]].bucket == HOUR && st, "a settled bucket's merge comes first and is compact (%zu)", k);
+    k = idx_merge_plan(e, n, NULL, NULL, now, settle, touched, 0, target, pick, &st);
+    ok(k == 2 && e[pick[0]].bucket == HOUR && st, "the same without compactness known");
+    compact[1] = 1;
+    k = idx_merge_plan(e + 1, 1, NULL, compact + 1, now, settle, touched + 1, 0, target, pick, &st);
+    is_int(k, 0, "a compact segment alone stays");
+    k = idx_merge_plan(e + 2, 1, NULL, compact + 2, now, settle, touched + 2, 0, target, pick, &st);
+    ok(k == 1 && pick[0] == 0 && st, "a settled segment alone, not compact, is rewritten");
+    busy[1] = busy[2] = 1; /* bucket 1 being merged */
+    k = idx_merge_plan(e, n, busy, compact, now, settle, touched, 0, target, pick, &st);
+    ok(k == 1 && pick[0] == 0 && st, "a full segment is rewritten too (once; never merged)");
+    compact[0] = 1;
+    k = idx_merge_plan(e, n, busy, compact, now, settle, touched, 0, target, pick, &st);
+    is_int(k, 0, "a bucket still written to is not rewritten");
+    k = idx_merge_plan(e, n, busy, compact, now, settle, touched, 1, target, pick, &st);
+    ok(k == 1 && pick[0] == 3 && st, "unless forced (compact)");
+    busy[1] = busy[2] = 0;
+    compact[0] = 0;
+    busy[0] = busy[1] = busy[2] = 1;
+    compact[1] = compact[2] = 1;
+    k = idx_merge_plan(e, n, busy, compact, now, settle, touched, 0, target, pick, &st);
+    is_int(k, 0, "a busy segment is not rewritten");
+    busy[0] = 0;
+    touched[3] = now - 2 * settle;
+    ent(&e[n], 2 * HOUR, 5 * MIB);
+    touched[n] = now - 2 * settle;
+    compact[n++] = 0;
+    compact[3] = 0;
+    ent(&e[n], 2 * HOUR, 4 * MIB);
+    touched[n] = now - 2 * settle;
+    compact[n++] = 1;
+    k = idx_merge_plan(e, n, NULL, compact, now, settle, touched, 0, target, pick, &st);
+    ok(k == 3 && e[pick[0]].bucket == 2 * HOUR && st, "merges go before rewrites, compact inputs included (%zu)", k);
 }
 
 /* ---- merges remove repeated explicit _ids ---- */
