@@ -135,6 +135,15 @@ uint64_t seg_hash64_2(const void *a, size_t an, const void *b, size_t bn);
 void seg_buf_put_packed(seg_buf *b, const uint32_t *v, size_t n);
 /* Reads n packed values; returns 0, or -1 (and c->bad) on bad bytes. */
 int seg_get_packed(seg_cur *c, uint32_t *out, size_t n);
+/* Bit packing with exceptions (segment version >= 3): u8 h (bits 0..5:
+ * the width w, 0..32; bit 7: exceptions follow; bit 6: 0), the n values'
+ * low w bits as above, then when bit 7 is set: varint count (1..n), and
+ * per exception, in increasing index order, varint (index - previous
+ * index - 1; previous = -1) and varint (value >> w, >= 1).  The writer
+ * picks the w that makes the bytes fewest: a few large values (the jump
+ * after a run of adjacent docs) no longer widen every value. */
+void seg_buf_put_xpacked(seg_buf *b, const uint32_t *v, size_t n);
+int seg_get_xpacked(seg_cur *c, uint32_t *out, size_t n);
 
 /* Files: write to a temporary name, fsync, rename, fsync the directory. */
 int seg_fsync_dir(const char *dir, seg_err *e);

@@ -71,11 +71,13 @@
  *
  * POSTINGS (kind 4): for each term, blocks of up to 128 docs:
  *   varint last doc of the block, varint docs length, varint positions
- *   length; docs: packed gaps (doc - previous doc - 1, previous = -1 at the
+ *   length; docs: X gaps (doc - previous doc - 1, previous = -1 at the
  *   start of the term; it carries across blocks), then for TEXT terms
- *   packed (tf - 1); positions (TEXT only): packed values, per doc tf of
- *   them: the first position, then differences.  Positions number the
- *   tokens of one field of an event (version 2; version 1: of the whole
+ *   X (tf - 1); positions (TEXT only): version >= 3 varint base, then X
+ *   values, per doc tf of them: the first position (less base), then
+ *   differences.  X is xpacked (seg_buf_put_xpacked) in version >= 3,
+ *   packed in versions 1 and 2 (which have no base).  Positions number the
+ *   tokens of one field of an event (version >= 2; version 1: of the whole
  *   event) across its string values in order; each value starts one
  *   position after the previous value's last token + 1, so no phrase can
  *   span two values, and a phrase in any field is matched field by field.
@@ -86,15 +88,16 @@
  *   into the data}; data: per block of up to 128 values, in doc order.
  *   A value is m (type 0) or m / 10^scale computed in binary64 (type 2:
  *   chosen by the writer only when that gives back every value exactly),
- *   or an f64 (type 1).  Version >= 3: packed(doc - previous doc; previous
- *   = first doc at the block start), then type 1: count f64; types 0 and
- *   2: u8 mode, mode 0 (SEG_NUMBLK_PACKED): varint zigzag(base), the
- *   block's least m, then packed(m - base); mode 1 (SEG_NUMBLK_DELTAS,
- *   when the values span more than 2^32 - 1): count varints zigzag(m -
- *   previous m; previous = 0 at the block start).  Versions 1 and 2: per
- *   value, varint (doc - previous doc), then types 0 and 2 the zigzag
- *   varint of (m - previous m) as in mode 1, type 1 an f64.
-
+ *   or an f64 (type 1).  Version >= 3: xpacked(doc - previous doc;
+ *   previous = first doc at the block start), then type 1: count f64;
+ *   types 0 and 2: u8 mode, mode 0 (SEG_NUMBLK_PACKED): varint
+ *   zigzag(base), the block's least m, then xpacked(m - base); mode 1
+ *   (SEG_NUMBLK_DELTAS, when the values span more than 2^32 - 1): count
+ *   varints zigzag(m - previous m; previous = 0 at the block start).
+ *   Versions 1 and 2: per value, varint (doc - previous doc), then types 0
+ *   and 2 the zigzag varint of (m - previous m) as in mode 1, type 1 an
+ *   f64.
+ *
  * STORE (kind 6): u32 ndocs, u32 nblocks, nblocks * {u32 first doc,
  *   u32 raw length, u64 offset into the data, u32 compressed length,
  *   u32 codec}; data: the compressed blocks; raw: per doc varint id
@@ -121,11 +124,13 @@
  *   (ndict + 1) * u32 offsets into the value bytes, the value bytes (values
  *   sorted bytewise, distinct), u32 nblocks, nblocks * {u32 first doc,
  *   u32 offset into the data}; data: per block of up to 128 (doc, ordinal)
- *   pairs in doc order: packed(doc - previous doc; previous = first doc at
- *   the block start; versions 1 and 2: doc - first doc), packed(ordinal).
+ *   pairs in doc order, version >= 3: xpacked(doc - previous doc; previous
+ *   = first doc at the block start), xpacked(ordinal); versions 1 and 2:
+ *   packed(doc - first doc), packed(ordinal).
  *
  * Packed: u8 bit width w, then the values, w bits each, LSB first, in
- *   ceil(n * w / 8) bytes (seg_buf_put_packed).
+ *   ceil(n * w / 8) bytes (seg_buf_put_packed).  Xpacked: packed with
+ *   exceptions (seg_buf_put_xpacked, described in seg.h).
  */
 #ifndef LOGDEX_SEG_FORMAT_H
 #define LOGDEX_SEG_FORMAT_H

@@ -749,6 +749,7 @@ struct seg_post {
     uint32_t *bpos;                /* ... unpacked on first use */
     uint32_t bposcap;
     int bpos_loaded;
+    uint64_t pos_base;             /* version >= 3: added to each doc's first */
     uint32_t doc, tf;
     uint32_t *pos;                 /* absolute positions of the current doc */
     uint32_t poscap;
@@ -782,7 +783,8 @@ static int post_load_block(seg_post *p)
     }
     uint32_t n = p->remaining < SEG_POST_BLOCK ? p->remaining : SEG_POST_BLOCK;
     seg_cur dc = {c.p, c.p + dl, 0};
-    if (seg_get_packed(&dc, p->docs, n) || (p->text && seg_get_packed(&dc, p->tfs, n)) || dc.p != dc.end) {
+    int (*unpack)(seg_cur *, uint32_t *, size_t) = p->r->version >= 3 ? seg_get_xpacked : seg_get_packed;
+    if (unpack(&dc, p->docs, n) || (p->text && unpack(&dc, p->tfs, n)) || dc.p != dc.end) {
         post_corrupt(p);
         return -1;
     }
@@ -979,7 +981,12 @@ int seg_post_positions(seg_post *p, const uint32_t **pos, uint32_t *n)
             p->bpos = q;
             p->bposcap = total;
         }
-        if (seg_get_packed(&p->pc, p->bpos, total) || p->pc.p != p->pc.end) {
+        /* version >= 3: varint base (added to each doc's first), values
+         * with exceptions; before: plain packed values */
+        p->pos_base = p->r->version >= 3 ? seg_get_varint(&p->pc) : 0;
+        int bad = p->r->version >= 3 ? seg_get_xpacked(&p->pc, p->bpos, total)
+                                     : seg_get_packed(&p->pc, p->bpos, total);
+        if (bad || p->pc.bad || p->pc.p != p->pc.end || p->pos_base > UINT32_MAX) {
             post_corrupt(p);
             *n = 0;
             return SEG_ECORRUPT;
@@ -995,8 +1002,13 @@ int seg_post_positions(seg_post *p, const uint32_t **pos, uint32_t *n)
         p->poscap = cap;
     }
     const uint32_t *src = p->bpos + p->tfoff[k];
-    uint64_t at = src[0];
-    p->pos[0] = src[0];
+    uint64_t at = (uint64_t)src[0] + p->pos_base;
+    if (at > UINT32_MAX) {
+        post_corrupt(p);
+        *n = 0;
+        return SEG_ECORRUPT;
+    }
+    p->pos[0] = (uint32_t)at;
     for (uint32_t i = 1; i < p->tf; i++) {
         at += src[i];
         if (src[i] == 0 || at > UINT32_MAX) {
@@ -1021,7 +1033,7 @@ static int num_block_v3(seg_reader *r, seg_cur *d, int type, int scale, uint32_t
 {
     uint32_t gaps[SEG_NUM_BLOCK], rel[SEG_NUM_BLOCK];
     double v[SEG_NUM_BLOCK];
-    if (seg_get_packed(d, gaps, cnt))
+    if (seg_get_xpacked(d, gaps, cnt))
         return -1;
     if (type == SEG_NUM_REAL) {
         for (uint32_t k = 0; k < cnt; k++)
@@ -1030,7 +1042,7 @@ static int num_block_v3(seg_reader *r, seg_cur *d, int type, int scale, uint32_t
         uint8_t mode = seg_get_u8(d);
         if (mode == SEG_NUMBLK_PACKED) {
             uint64_t base = (uint64_t)seg_unzigzag(seg_get_varint(d));
-            if (seg_get_packed(d, rel, cnt))
+            if (seg_get_xpacked(d, rel, cnt))
                 return -1;
             for (uint32_t k = 0; k < cnt; k++) {
                 int64_t m = (int64_t)(base + rel[k]);
@@ -1182,7 +1194,8 @@ int seg_reader_keycol_scan(seg_reader *r, const seg_keycol *kc, seg_kw_fn fn, vo
             return CORRUPT(r, e, "bad keyword column block");
         }
         seg_cur c = {kc->data + off, kc->end, 0};
-        if (seg_get_packed(&c, docs, cnt) || seg_get_packed(&c, ords, cnt)) {
+        int (*unpack)(seg_cur *, uint32_t *, size_t) = r->version >= 3 ? seg_get_xpacked : seg_get_packed;
+        if (unpack(&c, docs, cnt) || unpack(&c, ords, cnt)) {
             mark_failed(r, "bad keyword block");
             return CORRUPT(r, e, "bad keyword column block");
         }

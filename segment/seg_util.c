@@ -336,23 +336,20 @@ uint64_t seg_hash64_2(const void *a, size_t an, const void *b, size_t bn)
     return XXH3_64bits_digest(&st);
 }
 
-void seg_buf_put_packed(seg_buf *b, const uint32_t *v, size_t n)
+/* packs the low w bits of each value (the bytes of seg_buf_put_packed
+ * after its width byte) */
+static void put_bits(seg_buf *b, const uint32_t *v, size_t n, unsigned w)
 {
-    uint32_t all = 0;
-    for (size_t i = 0; i < n; i++)
-        all |= v[i];
-    unsigned w = all ? 32 - (unsigned)__builtin_clz(all) : 0;
     size_t bytes = (n * w + 7) / 8;
-    seg_buf_put_u8(b, (uint8_t)w);
     if (!w || seg_buf_reserve(b, bytes + 8))
         return;
     uint8_t *p = b->p + b->n;
     memset(p, 0, bytes + 8);
-    uint64_t acc = 0;
+    uint64_t acc = 0, mask = w == 32 ? 0xffffffffull : (1ull << w) - 1;
     unsigned have = 0;
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        acc |= (uint64_t)v[i] << have;
+        acc |= ((uint64_t)v[i] & mask) << have;
         have += w;
         while (have >= 8) {
             p[o++] = (uint8_t)acc;
@@ -363,6 +360,35 @@ void seg_buf_put_packed(seg_buf *b, const uint32_t *v, size_t n)
     if (have)
         p[o++] = (uint8_t)acc;
     b->n += bytes;
+}
+
+void seg_buf_put_packed(seg_buf *b, const uint32_t *v, size_t n)
+{
+    uint32_t all = 0;
+    for (size_t i = 0; i < n; i++)
+        all |= v[i];
+    unsigned w = all ? 32 - (unsigned)__builtin_clz(all) : 0;
+    seg_buf_put_u8(b, (uint8_t)w);
+    put_bits(b, v, n, w);
+}
+
+/* the n values of width w (1..32) in the `bytes` bytes at p */
+static void unpack_bits(const uint8_t *p, size_t bytes, uint32_t *out, size_t n, unsigned w)
+{
+    uint64_t mask = (w == 32) ? 0xffffffffull : ((1ull << w) - 1);
+    size_t bit = 0, i = 0;
+    /* fast path: 8-byte loads while they stay inside the bytes */
+    for (; i < n && (bit >> 3) + 8 <= bytes; i++, bit += w) {
+        uint64_t x;
+        memcpy(&x, p + (bit >> 3), 8);
+        out[i] = (uint32_t)((x >> (bit & 7)) & mask);
+    }
+    for (; i < n; i++, bit += w) {
+        uint64_t x = 0;
+        for (size_t k = 0; k < 8 && (bit >> 3) + k < bytes; k++)
+            x |= (uint64_t)p[(bit >> 3) + k] << (8 * k);
+        out[i] = (uint32_t)((x >> (bit & 7)) & mask);
+    }
 }
 
 int seg_get_packed(seg_cur *c, uint32_t *out, size_t n)
@@ -380,29 +406,106 @@ int seg_get_packed(seg_cur *c, uint32_t *out, size_t n)
     const uint8_t *p = seg_get_bytes(c, bytes);
     if (!p)
         return -1;
-    uint64_t mask = (w == 32) ? 0xffffffffull : ((1ull << w) - 1);
-    size_t bit = 0;
-    if (bytes >= 8) {
-        /* fast path: 8-byte loads while they stay inside the bytes */
-        size_t i = 0;
-        for (; i < n && (bit >> 3) + 8 <= bytes; i++, bit += w) {
-            uint64_t x;
-            memcpy(&x, p + (bit >> 3), 8);
-            out[i] = (uint32_t)((x >> (bit & 7)) & mask);
-        }
-        for (; i < n; i++, bit += w) {
-            uint64_t x = 0;
-            for (size_t k = 0; k < 8 && (bit >> 3) + k < bytes; k++)
-                x |= (uint64_t)p[(bit >> 3) + k] << (8 * k);
-            out[i] = (uint32_t)((x >> (bit & 7)) & mask);
-        }
-        return 0;
+    unpack_bits(p, bytes, out, n, w);
+    return 0;
+}
+
+static unsigned varint_len(uint64_t v)
+{
+    unsigned n = 1;
+    while (v >= 128) {
+        v >>= 7;
+        n++;
     }
-    for (size_t i = 0; i < n; i++, bit += w) {
-        uint64_t x = 0;
-        for (size_t k = 0; k < 8 && (bit >> 3) + k < bytes; k++)
-            x |= (uint64_t)p[(bit >> 3) + k] << (8 * k);
-        out[i] = (uint32_t)((x >> (bit & 7)) & mask);
+    return n;
+}
+
+void seg_buf_put_xpacked(seg_buf *b, const uint32_t *v, size_t n)
+{
+    /* values by bit length; the cost of each width from that (an
+     * exception's index delta counted as one byte: exact for n <= 128).
+     * Only 0 and the lengths present are worth trying as widths.  Runs
+     * of fewer than 8 values (most terms are rare) are packed plainly. */
+    uint32_t all = 0;
+    for (size_t i = 0; i < n; i++)
+        all |= v[i];
+    if (n < 8 || all == 0) {
+        unsigned w = all ? 32 - (unsigned)__builtin_clz(all) : 0;
+        seg_buf_put_u8(b, (uint8_t)w);
+        put_bits(b, v, n, w);
+        return;
+    }
+    size_t cnt[33] = {0};
+    for (size_t i = 0; i < n; i++)
+        cnt[v[i] ? 32 - __builtin_clz(v[i]) : 0]++;
+    unsigned len[33], nl = 0;
+    for (unsigned l = 1; l <= 32; l++)
+        if (cnt[l])
+            len[nl++] = l;
+    unsigned maxw = nl ? len[nl - 1] : 0, best = maxw;
+    size_t best_cost = (n * maxw + 7) / 8;
+    for (unsigned k = 0; k < nl; k++) {
+        unsigned w = k == 0 ? 0 : len[k - 1];
+        size_t exc = 0, cost = (n * w + 7) / 8;
+        for (unsigned j = k; j < nl; j++) {
+            exc += cnt[len[j]];
+            cost += cnt[len[j]] * (1 + (len[j] - w + 6) / 7);
+        }
+        cost += varint_len(exc);
+        if (cost < best_cost) {
+            best_cost = cost;
+            best = w;
+        }
+    }
+    seg_buf_put_u8(b, (uint8_t)(best | (best < maxw ? 0x80 : 0)));
+    put_bits(b, v, n, best);
+    if (best == maxw)
+        return;
+    size_t exc = 0;
+    for (size_t i = 0; i < n; i++)
+        exc += (v[i] >> best) != 0;
+    seg_buf_put_varint(b, exc);
+    size_t prev = (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        if ((v[i] >> best) == 0)
+            continue;
+        seg_buf_put_varint(b, i - prev - 1);
+        seg_buf_put_varint(b, v[i] >> best);
+        prev = i;
+    }
+}
+
+int seg_get_xpacked(seg_cur *c, uint32_t *out, size_t n)
+{
+    unsigned h = seg_get_u8(c), w = h & 0x3f;
+    if (c->bad || (h & 0x40) || w > 32 || ((h & 0x80) && w == 32)) {
+        c->bad = 1;
+        return -1;
+    }
+    if (w == 0) {
+        memset(out, 0, n * sizeof *out);
+    } else {
+        size_t bytes = (n * w + 7) / 8;
+        const uint8_t *p = seg_get_bytes(c, bytes);
+        if (!p)
+            return -1;
+        unpack_bits(p, bytes, out, n, w);
+    }
+    if (!(h & 0x80))
+        return 0;
+    uint64_t exc = seg_get_varint(c), at = (uint64_t)-1;
+    if (c->bad || exc == 0 || exc > n) {
+        c->bad = 1;
+        return -1;
+    }
+    for (uint64_t k = 0; k < exc; k++) {
+        uint64_t delta = seg_get_varint(c), hi = seg_get_varint(c);
+        at += 1 + (delta < n ? delta : n);
+        if (c->bad || at >= n || hi == 0 || hi >= (1ull << (32 - w))) {
+            c->bad = 1;
+            return -1;
+        }
+        out[at] |= (uint32_t)(hi << w);
     }
     return 0;
 }

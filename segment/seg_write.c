@@ -1187,7 +1187,7 @@ static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, s
     seg_cur c = {t->p, t->p + t->n, 0};
     int64_t doc = -1;
     uint32_t left = t->df;
-    uint32_t gaps[SEG_POST_BLOCK], tfs[SEG_POST_BLOCK];
+    uint32_t gaps[SEG_POST_BLOCK], tfs[SEG_POST_BLOCK], first[SEG_POST_BLOCK];
     seg_buf pv = {0};          /* the block's positions, as u32 */
     int rc = 0;
     while (left && rc == 0) {
@@ -1201,6 +1201,7 @@ static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, s
             if (text) {
                 /* positions until a 0 or the end; the first is pos + 1 */
                 uint32_t tf = 0;
+                first[k] = (uint32_t)(pv.n / 4);
                 while (c.p < c.end && *c.p != 0) {
                     uint32_t d = (uint32_t)seg_get_varint(&c);
                     uint32_t v = tf == 0 ? d - 1 : d;
@@ -1216,10 +1217,18 @@ static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, s
         }
         if (c.bad || pv.oom)
             rc = -1;
-        seg_buf_put_packed(docs, gaps, cnt);
-        if (text) {
-            seg_buf_put_packed(docs, tfs, cnt);
-            seg_buf_put_packed(pos, (const uint32_t *)(void *)pv.p, pv.n / 4);
+        seg_buf_put_xpacked(docs, gaps, cnt);
+        if (text && rc == 0) {
+            seg_buf_put_xpacked(docs, tfs, cnt);
+            /* positions: each doc's first less the block's least first
+             * (a token at the same place in every value costs 0 bits) */
+            uint32_t *pvv = (uint32_t *)(void *)pv.p, base = UINT32_MAX;
+            for (uint32_t k = 0; k < cnt; k++)
+                base = pvv[first[k]] < base ? pvv[first[k]] : base;
+            for (uint32_t k = 0; k < cnt; k++)
+                pvv[first[k]] -= base;
+            seg_buf_put_varint(pos, base);
+            seg_buf_put_xpacked(pos, pvv, pv.n / 4);
         }
         seg_buf_put_varint(post, (uint64_t)last);
         seg_buf_put_varint(post, docs->n);
@@ -1397,7 +1406,7 @@ static void enc_numcol(fieldinfo *fi, seg_buf *o)
             if (k == s || v > mx)
                 mx = v;
         }
-        seg_buf_put_packed(o, gaps, cnt);
+        seg_buf_put_xpacked(o, gaps, cnt);
         if (type == SEG_NUM_REAL) {
             for (uint32_t k = 0; k < cnt; k++)
                 seg_buf_put_u64(o, (uint64_t)m[k]);
@@ -1408,7 +1417,7 @@ static void enc_numcol(fieldinfo *fi, seg_buf *o)
             seg_buf_put_varint(o, seg_zigzag(mmin));
             for (uint32_t k = 0; k < cnt; k++)
                 rel[k] = (uint32_t)((uint64_t)m[k] - (uint64_t)mmin);
-            seg_buf_put_packed(o, rel, cnt);
+            seg_buf_put_xpacked(o, rel, cnt);
         } else {
             seg_buf_put_u8(o, SEG_NUMBLK_DELTAS);
             int64_t previ = 0;
@@ -1504,8 +1513,8 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, se
             }
         }
         uint32_t boff = (uint32_t)(o->n - data0);
-        seg_buf_put_packed(o, docs, e - s);
-        seg_buf_put_packed(o, ords, e - s);
+        seg_buf_put_xpacked(o, docs, e - s);
+        seg_buf_put_xpacked(o, ords, e - s);
         if (o->oom)
             break;
         seg_wr_u32(o->p + idx + (size_t)b * 8, first);

@@ -59,6 +59,65 @@ static void test_packed(void)
     ok(seg_get_packed(&c2, out, 4) < 0, "packed values past the end are refused");
 }
 
+/* packing with exceptions: round trips for runs with outliers, picks fewer
+ * bytes than plain packing for them, refuses hostile bytes */
+static void test_xpacked(void)
+{
+    unsigned long long st = 11;
+    int good = 1, smaller = 1;
+    for (int round = 0; round < 3000 && good; round++) {
+        uint32_t v[400], w[400];
+        size_t n = (size_t)(st % 400);
+        unsigned bits = (unsigned)((st >> 9) % 33), outl = (unsigned)((st >> 20) % 5);
+        for (size_t i = 0; i < n; i++) {
+            st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+            uint32_t x = (uint32_t)(st >> 32);
+            v[i] = (st >> 24) % 16 < outl ? x : bits == 32 ? x : x & ((1u << bits) - 1);
+        }
+        seg_buf b = {0}, pb = {0};
+        seg_buf_put_xpacked(&b, v, n);
+        seg_buf_put_packed(&pb, v, n);
+        seg_cur c = {b.p, b.p + b.n, 0};
+        memset(w, 0xa5, sizeof w);
+        good = seg_get_xpacked(&c, w, n) == 0 && c.p == c.end && (n == 0 || !memcmp(v, w, n * 4));
+        if (b.n > pb.n)
+            smaller = 0;
+        seg_buf_free(&b);
+        seg_buf_free(&pb);
+        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+    }
+    ok(good, "packing with exceptions round-trips (widths 0..32, 0..15 outliers in 16)");
+    ok(smaller, "and never takes more bytes than plain packing");
+    /* 127 zeros and one 1000: width 0 and one exception */
+    uint32_t v[128] = {0}, w[128];
+    v[77] = 1000;
+    seg_buf b = {0};
+    seg_buf_put_xpacked(&b, v, 128);
+    is_int((long)b.n, 5, "a run with one jump takes 5 bytes (plain: 161)");
+    seg_cur c = {b.p, b.p + b.n, 0};
+    ok(seg_get_xpacked(&c, w, 128) == 0 && w[77] == 1000 && w[76] == 0, "and decodes");
+    seg_buf_free(&b);
+    uint32_t out[4];
+    static const uint8_t bad[][8] = {
+        {0x40},                   /* reserved bit */
+        {33},                     /* width over 32 */
+        {0xa0, 0, 0, 0, 0, 0, 0, 0}, /* exceptions with width 32 */
+        {0x80, 0},                /* zero exceptions */
+        {0x80, 5, 0, 1},          /* more exceptions than values */
+        {0x80, 1, 4, 1},          /* index past the end */
+        {0x80, 1, 0, 0},          /* an exception of 0 */
+        {0x9f, 0, 0, 0, 0, 1, 0, 2}, /* high bits past 32 */
+        {0x80, 2, 0, 1},          /* cut short */
+    };
+    static const size_t badn[] = {1, 1, 8, 2, 4, 4, 4, 8, 4};
+    int refused = 0;
+    for (size_t k = 0; k < sizeof badn / sizeof *badn; k++) {
+        seg_cur bc = {bad[k], bad[k] + badn[k], 0};
+        refused += seg_get_xpacked(&bc, out, k == 7 ? 1 : 4) < 0;
+    }
+    is_int(refused, (long)(sizeof badn / sizeof *badn), "hostile headers, counts, indexes and values are refused");
+}
+
 static void test_err(void)
 {
     seg_err e = {0};
@@ -135,6 +194,7 @@ int main(void)
 {
     test_varint();
     test_packed();
+    test_xpacked();
     test_err();
     test_time();
     test_manifest();
