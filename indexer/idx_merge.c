@@ -31,7 +31,9 @@
  *
  * Merging (idx_merge_build) reads the inputs' stored events and builds a
  * new segment from them, as a flush would: postings, columns, field
- * statistics and the _id index are all rebuilt.  Events with the same
+ * statistics and the _id index are all rebuilt.  A lone rewrite of a
+ * segment of this version keeps its index sections as they are and
+ * compresses only its events again (seg_rewrite_compact).  Events with the same
  * explicit _id in two inputs (possible after a crash between a flush and
  * the write-ahead log's deletion) are kept once.
  */
@@ -205,6 +207,20 @@ int idx_merge_build(seg_reader *const *in, size_t n, const char *path, const int
                     idx_merge_out *out, seg_err *e)
 {
     memset(out, 0, sizeof *out);
+    if (n == 1 && compact) {
+        /* one segment made compact: its index stays as it is, only the
+         * events are compressed again; a segment of an older version is
+         * rebuilt below instead (SEG_EVERSION) */
+        out->docs = out->in_docs = seg_reader_ndocs(in[0]);
+        out->in_bytes = seg_reader_bytes(in[0]);
+        out->min_time = seg_reader_min_time(in[0]);
+        out->max_time = seg_reader_max_time(in[0]);
+        int rc = seg_rewrite_compact(in[0], path, cancel, &out->bytes, e);
+        if (rc != SEG_EVERSION)
+            return rc;
+        seg_err_clear(e);
+        memset(out, 0, sizeof *out);
+    }
     out->min_time = INT64_MAX;
     out->max_time = INT64_MIN;
     int rc = SEG_OK;

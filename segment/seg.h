@@ -346,6 +346,19 @@ uint64_t seg_reader_bytes(const seg_reader *r);
 /* The header's flags: SEG_FLAG_COMPACT when the STORE was written for size. */
 uint32_t seg_reader_flags(const seg_reader *r);
 enum { SEG_FLAG_COMPACT = 1 };
+uint32_t seg_reader_version(const seg_reader *r);
+/* The file's sections in directory order: section i's kind, arg and bytes
+ * (its checksum verified first: SEG_ECORRUPT when it fails). */
+uint32_t seg_reader_nsections(const seg_reader *r);
+int seg_reader_section(seg_reader *r, uint32_t i, uint32_t *kind, uint32_t *arg, const uint8_t **p, size_t *n,
+                       seg_err *e);
+/* Writes r's segment again to path (temp name, fsync, rename, directory
+ * fsync) with its events compressed for size (SEG_FLAG_COMPACT); every
+ * other section is copied as it is, after its checksum is verified, so the
+ * index is not rebuilt (a fraction of a merge's work).  Only for segments
+ * of this build's version (SEG_EVERSION otherwise: merge them instead).
+ * A write stops with SEG_EBUSY soon after *cancel turns non-zero. */
+int seg_rewrite_compact(seg_reader *r, const char *path, const int *cancel, uint64_t *bytes_out, seg_err *e);
 uint32_t seg_reader_nfields(const seg_reader *r);
 const seg_field *seg_reader_field(const seg_reader *r, uint32_t id);
 int seg_reader_field_find(seg_reader *r, const char *name, size_t n); /* -1 */

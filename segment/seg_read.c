@@ -385,6 +385,23 @@ int64_t seg_reader_min_time(const seg_reader *r) { return r->min_time; }
 int64_t seg_reader_max_time(const seg_reader *r) { return r->max_time; }
 uint64_t seg_reader_bytes(const seg_reader *r) { return r->size; }
 uint32_t seg_reader_flags(const seg_reader *r) { return r->flags; }
+uint32_t seg_reader_version(const seg_reader *r) { return r->version; }
+uint32_t seg_reader_nsections(const seg_reader *r) { return r->nsec; }
+
+int seg_reader_section(seg_reader *r, uint32_t i, uint32_t *kind, uint32_t *arg, const uint8_t **p, size_t *n,
+                       seg_err *e)
+{
+    if (i >= r->nsec)
+        return seg_err_set(e, SEG_EINVAL, r->path, "no section %u", i);
+    seg_cur c;
+    if (sec_get(r, (int)i, &c, e))
+        return SEG_ECORRUPT;
+    *kind = r->sec[i].kind;
+    *arg = r->sec[i].arg;
+    *p = c.p;
+    *n = (size_t)(c.end - c.p);
+    return SEG_OK;
+}
 uint32_t seg_reader_nfields(const seg_reader *r) { return r->nfields; }
 const seg_field *seg_reader_field(const seg_reader *r, uint32_t id) { return id < r->nfields ? &r->fields[id] : NULL; }
 

@@ -1728,6 +1728,62 @@ static int wr_section(wfile *w, uint32_t kind, uint32_t arg, seg_buf *s)
     return rc;
 }
 
+/* After the last section: writes the directory and fills the header
+ * (HEADER in seg_format.h), which goes in place at the end. */
+static int wr_tail(wfile *w, uint8_t *hdr, uint32_t flags, uint32_t ndocs, int64_t tmin, int64_t tmax)
+{
+    uint64_t diroff = w->off;
+    if (w->dir.oom)
+        return seg_err_set(w->e, SEG_ENOMEM, w->path, "out of memory");
+    int rc = wr_all(w, w->dir.p, w->dir.n);
+    if (rc)
+        return rc;
+    memcpy(hdr, SEG_MAGIC, 8);
+    seg_wr_u32(hdr + 8, SEG_VERSION);
+    seg_wr_u32(hdr + 12, flags);
+    seg_wr_u32(hdr + 16, ndocs);
+    seg_wr_u32(hdr + 20, w->nsec);
+    seg_wr_u64(hdr + 24, (uint64_t)tmin);
+    seg_wr_u64(hdr + 32, (uint64_t)tmax);
+    seg_wr_u64(hdr + 40, diroff);
+    seg_wr_u64(hdr + 48, seg_hash64(w->dir.p, w->dir.n));
+    seg_wr_u64(hdr + 56, seg_hash64(hdr, 56));
+    return SEG_OK;
+}
+
+/* On failure: the temporary file closed and removed. */
+static void wr_abandon(wfile *w, const char *tmp)
+{
+    if (w->fd >= 0) {
+        close(w->fd);
+        w->fd = -1;
+        unlink(tmp);
+    }
+}
+
+/* Puts the header in place, fsyncs and closes the temporary file, renames
+ * it to path and fsyncs the directory. */
+static int wr_finish(wfile *w, const uint8_t *hdr, const char *tmp, const char *path)
+{
+    if (pwrite(w->fd, hdr, SEG_HEADER_SIZE, 0) != (ssize_t)SEG_HEADER_SIZE)
+        return seg_err_set(w->e, SEG_EIO, tmp, "write header: %s", strerror(errno));
+    if (fsync(w->fd) != 0)
+        return seg_err_set(w->e, SEG_EIO, tmp, "fsync: %s", strerror(errno));
+    close(w->fd);
+    w->fd = -1;
+    seg_failpoint("segment-before-rename");
+    if (rename(tmp, path) != 0)
+        return seg_err_set(w->e, SEG_EIO, path, "rename: %s", strerror(errno));
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *sl = strrchr(dir, '/');
+    if (sl)
+        *sl = 0;
+    else
+        strcpy(dir, ".");
+    return seg_fsync_dir(dir, w->e);
+}
+
 /* Builds the segment and writes it to path (temp, fsync, rename) or, when
  * mem is set, into mem. */
 static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *path, seg_buf *mem,
@@ -1844,64 +1900,23 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
         goto out;
 
     /* directory, then the header in place */
-    uint64_t diroff = w.off;
-    if (w.dir.oom) {
-        rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
-        goto out;
-    }
     if (!mem)
         seg_failpoint("segment-mid-write");
-    if ((rc = wr_all(&w, w.dir.p, w.dir.n)))
+    if ((rc = wr_tail(&w, hdr, !mem && b->compact ? SEG_FLAG_COMPACT : 0, b->n, b->ev[order[b->n - 1]].time,
+                      b->ev[order[0]].time)))
         goto out;
-    memcpy(hdr, SEG_MAGIC, 8);
-    seg_wr_u32(hdr + 8, SEG_VERSION);
-    seg_wr_u32(hdr + 12, !mem && b->compact ? SEG_FLAG_COMPACT : 0);
-    seg_wr_u32(hdr + 16, b->n);
-    seg_wr_u32(hdr + 20, w.nsec);
-    seg_wr_u64(hdr + 24, (uint64_t)b->ev[order[b->n - 1]].time);
-    seg_wr_u64(hdr + 32, (uint64_t)b->ev[order[0]].time);
-    seg_wr_u64(hdr + 40, diroff);
-    seg_wr_u64(hdr + 48, seg_hash64(w.dir.p, w.dir.n));
-    seg_wr_u64(hdr + 56, seg_hash64(hdr, 56));
     if (mem) {
         memcpy(mem->p, hdr, sizeof hdr);
         if (bytes_out)
             *bytes_out = w.off;
         goto out;
     }
-    if (pwrite(w.fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr) {
-        rc = seg_err_set(e, SEG_EIO, tmp, "write header: %s", strerror(errno));
+    if ((rc = wr_finish(&w, hdr, tmp, path)))
         goto out;
-    }
-    if (fsync(w.fd) != 0) {
-        rc = seg_err_set(e, SEG_EIO, tmp, "fsync: %s", strerror(errno));
-        goto out;
-    }
-    close(w.fd);
-    w.fd = -1;
-    seg_failpoint("segment-before-rename");
-    if (rename(tmp, path) != 0) {
-        rc = seg_err_set(e, SEG_EIO, path, "rename: %s", strerror(errno));
-        goto out;
-    }
-    {
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s", path);
-        char *sl = strrchr(dir, '/');
-        if (sl)
-            *sl = 0;
-        else
-            strcpy(dir, ".");
-        if ((rc = seg_fsync_dir(dir, e)))
-            goto out;
-    }
     if (bytes_out)
         *bytes_out = w.off;
 out:
-    if (w.fd >= 0) {
-        close(w.fd);
-        unlink(tmp);
-    }
+    wr_abandon(&w, tmp);
     seg_buf_free(&sec);
     seg_buf_free(&post);
     seg_buf_free(&w.dir);
@@ -1923,6 +1938,93 @@ out:
     seg_free(x.vfield);
     seg_free(x.pidf);
     seg_buf_free(&x.keys);
+    return rc;
+}
+
+/* seg_rewrite_compact: the events read back into a builder (doc order is
+ * the order of adding, so `order` is the identity), a new STORE (and
+ * STOREDICT) from them in the old STORE's place, every other section
+ * copied. */
+int seg_rewrite_compact(seg_reader *r, const char *path, const int *cancel, uint64_t *bytes_out, seg_err *e)
+{
+    if (seg_reader_version(r) != SEG_VERSION)
+        return seg_err_set(e, SEG_EVERSION, seg_reader_path(r), "a version %u segment is rebuilt, not rewritten",
+                           seg_reader_version(r));
+    uint32_t n = seg_reader_ndocs(r);
+    int rc = SEG_OK;
+    seg_builder *b = seg_builder_new();
+    seg_store_cur *sc = seg_store_cur_new();
+    uint32_t *order = seg_malloc(((size_t)n + 1) * sizeof *order);
+    int64_t *times = seg_malloc(((size_t)n + 1) * sizeof *times);
+    seg_buf sec = {0}, dict = {0};
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    wfile w = {.fd = -1, .path = tmp, .e = e};
+    if (!b || !sc || !order || !times) {
+        rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
+        goto out;
+    }
+    b->compact = 1;
+    if ((rc = seg_reader_times(r, 0, n, times, e)))
+        goto out;
+    for (uint32_t d = 0; d < n; d++) {
+        if (cancel && (d & 1023) == 0 && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
+            rc = seg_err_set(e, SEG_EBUSY, path, "cancelled");
+            goto out;
+        }
+        const char *id, *json;
+        size_t il, jl;
+        if ((rc = seg_reader_doc(r, sc, d, &id, &il, &json, &jl, e)))
+            goto out;
+        if ((rc = seg_builder_add(b, json, jl, times[d], id, il, 0))) {
+            rc = seg_err_set(e, rc, path, "rewrite: %s", seg_strerror(rc));
+            goto out;
+        }
+        order[d] = d;
+    }
+    w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (w.fd < 0) {
+        rc = seg_err_set(e, SEG_EIO, tmp, "create: %s", strerror(errno));
+        goto out;
+    }
+    uint8_t hdr[SEG_HEADER_SIZE] = {0};
+    if ((rc = wr_all(&w, hdr, sizeof hdr)))
+        goto out;
+    for (uint32_t i = 0; i < seg_reader_nsections(r); i++) {
+        uint32_t kind, arg;
+        const uint8_t *p;
+        size_t len;
+        if ((rc = seg_reader_section(r, i, &kind, &arg, &p, &len, e)))
+            goto out;
+        if (kind == SEG_S_STOREDICT)
+            continue; /* a new one follows the new STORE */
+        if (kind == SEG_S_STORE) {
+            if (enc_store(b, order, 0, &sec, &dict)) {
+                rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory compressing events");
+                goto out;
+            }
+            if ((rc = wr_section(&w, SEG_S_STORE, 0, &sec)) || (dict.n && (rc = wr_section(&w, SEG_S_STOREDICT, 0, &dict))))
+                goto out;
+            continue;
+        }
+        seg_buf_put(&sec, p, len);
+        if ((rc = wr_section(&w, kind, arg, &sec)))
+            goto out;
+    }
+    if ((rc = wr_tail(&w, hdr, SEG_FLAG_COMPACT, n, seg_reader_min_time(r), seg_reader_max_time(r))) ||
+        (rc = wr_finish(&w, hdr, tmp, path)))
+        goto out;
+    if (bytes_out)
+        *bytes_out = w.off;
+out:
+    wr_abandon(&w, tmp);
+    seg_buf_free(&sec);
+    seg_buf_free(&dict);
+    seg_buf_free(&w.dir);
+    seg_free(order);
+    seg_free(times);
+    seg_store_cur_free(sc);
+    seg_builder_free(b);
     return rc;
 }
 

@@ -138,5 +138,11 @@ done
 is "$(version_of "$T/gn")" "version 3 " "a fresh ingest writes version 3"
 golden_answers "$T/gn" > "$T/gn.out"
 cmp -s "$G/v1.expected" "$T/gn.out"; ok $? "and answers the same"
+# current-version segments alone in their buckets: rewritten, index kept
+is "$("$LOGDEX" compact --data "$T/gn" | sed 's/,"segments_before".*//')" '{"merges":0,"rewrites":2' "compact rewrites the fresh segments"
+"$LOGDEX" verify --data "$T/gn" >/dev/null; ok $? "they verify"
+is "$(version_of "$T/gn")" "version 3 compact store " "and are compact"
+golden_answers "$T/gn" > "$T/gnc.out"
+cmp -s "$G/v1.expected" "$T/gnc.out"; ok $? "and answer the same"
 
 done_testing

@@ -25,10 +25,14 @@ static void build_base(void)
     tok = seg_tok_new();
     char line[512], id[32];
     for (int i = 0; i < 1500; i++) {
+        /* big: a column spanning more than 2^32 (zigzag deltas); trace:
+         * hex tokens (packed in the dictionary) */
         snprintf(line, sizeof line,
                  "{\"msg\":\"error %d disk full on node-%d while writing block %d\",\"n\":%d,\"r\":%d.5,"
-                 "\"svc\":\"s%d\",\"ok\":%s,\"tags\":[\"a\",\"b%d\"],\"host\":{\"name\":\"web-%d\"}}",
-                 i, i % 17, i * 7, i, i, i % 5, i % 2 ? "true" : "false", i % 3, i % 9);
+                 "\"svc\":\"s%d\",\"ok\":%s,\"tags\":[\"a\",\"b%d\"],\"host\":{\"name\":\"web-%d\"},"
+                 "\"big\":%lld,\"trace\":\"%08x%07x\"}",
+                 i, i % 17, i * 7, i, i, i % 5, i % 2 ? "true" : "false", i % 3, i % 9,
+                 (long long)(i % 7) * 10000000007LL - 30000000000LL, (unsigned)i * 2654435761u, (unsigned)i);
         snprintf(id, sizeof id, "id%d", i);
         seg_builder_add(b, line, strlen(line), 1700000000000000000LL + (int64_t)i * 1000000000LL, id, strlen(id), i % 2);
     }
