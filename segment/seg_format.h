@@ -186,8 +186,10 @@ enum {
 #define SEG_KEY_BLOCK 128
 /* A field gets a KEYCOL unless, while indexing, its distinct values pass
  * SEG_KEYCOL_MAX_DISTINCT and one in eight of its values, or, at the end,
- * they pass SEG_KEYCOL_MIN_DISTINCT and a quarter of its values (then terms
- * aggregations read the stored events for it). */
+ * they pass a quarter of its values and either SEG_KEYCOL_MIN_DISTINCT or,
+ * in bytes, 8 per value (urls, ids, times, messages in small segments: the
+ * column would mostly copy the events, uncompressed); then terms
+ * aggregations read the stored events for it. */
 #define SEG_KEYCOL_MAX_DISTINCT 4096
 #define SEG_KEYCOL_MIN_DISTINCT 256
 /* Files: zstd (level 3) blocks of ~8 KiB raw sharing a dictionary of <= 64

@@ -492,6 +492,7 @@ typedef struct fieldinfo {
     seg_buf nums;      /* (u32 doc, u8 isint, 8 bytes value) records */
     seg_buf kws;       /* (u32 doc, u32 value id) records: keyword values */
     uint32_t nkw_distinct;
+    uint64_t nkw_bytes;        /* bytes of those distinct values */
     int no_keycol;     /* too many distinct values: no KEYCOL for this field */
 } fieldinfo;
 
@@ -1008,6 +1009,8 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const ev *ev, seg_err
             if (v[i].str_len <= SEG_KEYWORD_MAX && !fi->no_keycol && !x->only) {
                 uint32_t before = x->nkv;
                 uint32_t id = kv_get(x, f, v[i].str, v[i].str_len);
+                if (x->nkv != before)
+                    fi->nkw_bytes += v[i].str_len;
                 if (x->nkv != before && ++fi->nkw_distinct > SEG_KEYCOL_MAX_DISTINCT &&
                     fi->nkw_distinct > fi->kws.n / 8 / 8) {
                     /* mostly distinct values (ids, messages, times): a
@@ -1868,8 +1871,10 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
         for (uint32_t f = 0; f < x.nfields && rc == SEG_OK && !only; f++) {
             fieldinfo *fi = &x.fields[f];
             /* mostly distinct values: no column (see SEG_KEYCOL_MAX_DISTINCT) */
+            uint64_t npairs = fi->kws.n / 8;
             if (!fi->kws.n || fi->no_keycol ||
-                (fi->nkw_distinct > SEG_KEYCOL_MIN_DISTINCT && (uint64_t)fi->nkw_distinct * 4 > fi->kws.n / 8))
+                ((uint64_t)fi->nkw_distinct * 4 > npairs &&
+                 (fi->nkw_distinct > SEG_KEYCOL_MIN_DISTINCT || fi->nkw_bytes > 8 * npairs)))
                 continue;
             seg_buf counts = {0};
             enc_keycol(&x, &x.fields[f], ord_of, &sec, &counts);

@@ -205,6 +205,39 @@ static void rewrite_equals_compact(const char *dir, seg_tok *tok, seg_json *js)
     seg_builder_free(b);
 }
 
+/* Which string fields get a keyword column in a small segment: not one
+ * whose values are mostly distinct and long (it would copy the events,
+ * uncompressed); short or repeated values keep theirs. */
+static void keycol_choice(const char *dir, seg_tok *tok, seg_json *js)
+{
+    seg_builder *b = seg_builder_new();
+    char line[256], path[4200];
+    for (int i = 0; i < 100; i++) {
+        snprintf(line, sizeof line,
+                 "{\"url\":\"https://example.org/a/very/long/path/%d\",\"svc\":\"s%d\",\"code\":\"c%d\"}", i,
+                 i % 3, i % 50);
+        seg_builder_add(b, line, strlen(line), T0 + i, "", 0, 0);
+    }
+    snprintf(path, sizeof path, "%s/kc.seg", dir);
+    seg_err e = {0};
+    seg_reader *r = NULL;
+    int has[3] = {-1, -1, -1};
+    if (seg_builder_write(b, tok, js, path, NULL, &e) == SEG_OK && seg_reader_open(path, &r, &e) == SEG_OK) {
+        static const char *const f[3] = {"url", "svc", "code"};
+        for (int k = 0; k < 3; k++) {
+            seg_keycol kc;
+            int id = seg_reader_field_find(r, f[k], strlen(f[k]));
+            has[k] = id < 0 ? -1 : seg_reader_keycol(r, (uint32_t)id, &kc, &e);
+        }
+        seg_reader_close(r);
+    }
+    ok(has[0] == 0 && has[1] == 1 && has[2] == 1,
+       "100 events: no keyword column for 100 distinct urls, one for 3 services and for 50 short codes (%d %d %d)",
+       has[0], has[1], has[2]);
+    unlink(path);
+    seg_builder_free(b);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/logdex-t-seg-XXXXXX";
@@ -392,6 +425,7 @@ void on_num(void *ud, uint32_t doc, double v);
     ok(exact == 6 * 300, "6 numeric columns x 300 values: every value read back exactly (%d of %d)", exact, total);
     parsed_equals_plain(dir, tok, js);
     rewrite_equals_compact(dir, tok, js);
+    keycol_choice(dir, tok, js);
     seg_json_free(js);
     seg_tok_free(tok);
     unlink(path);
