@@ -74,6 +74,8 @@ static const char *const usage_serve =
     "  --no-merge          do not merge in the background\n"
     "  --merge-nice N      CPU niceness of the merge thread (default 5: requests\n"
     "                      get the cores first, merges still progress)\n"
+    "  --block-cache-mb N  decoded event blocks kept for repeated and paged\n"
+    "                      searches (default 64; 0: off)\n"
     "  --ingest-wait SECS  when both buffers are full (one being flushed), an\n"
     "                      ingest waits this long, then gets 429 (default 5)\n"
     "  --idle-timeout SECS close a connection idle (no byte in or out) this long\n"
@@ -678,6 +680,16 @@ static void do_metrics(reply *r)
            (double)__atomic_load_n(&srv.http_errors, __ATOMIC_RELAXED));
     metric(b, "logdex_open_connections", "gauge", "Open HTTP connections.", NULL,
            (double)__atomic_load_n(&srv.open_conns, __ATOMIC_RELAXED));
+    {
+        uint64_t hits, misses;
+        size_t bytes;
+        seg_block_cache_stats(&hits, &misses, &bytes);
+        metric(b, "logdex_block_cache_hits_total", "counter", "Event blocks served decoded from the cache.", NULL,
+               (double)hits);
+        metric(b, "logdex_block_cache_misses_total", "counter", "Event blocks decoded (not in the cache).", NULL,
+               (double)misses);
+        metric(b, "logdex_block_cache_bytes", "gauge", "Bytes of decoded event blocks cached.", NULL, (double)bytes);
+    }
     metric(b, "logdex_search_failed_segments_total", "counter",
            "Corrupt segments left out of search answers (each answer says so under \"partial\").", NULL,
            (double)__atomic_load_n(&srv.failed_segments, __ATOMIC_RELAXED));
@@ -1172,7 +1184,7 @@ int api_serve(int argc, char **argv)
         {"tls-cert", 1, 0, 'c'},  {"tls-key", 1, 0, 'k'},   {"buffer-mb", 1, 0, 'b'}, {"flush-age", 1, 0, 'g'},
         {"quiet", 0, 0, 'q'},     {"retention", 1, 0, 'r'}, {"help", 0, 0, 'h'}, {"max-tails", 1, 0, 'T'},
         {"max-disk", 1, 0, 'D'},  {"max-future", 1, 0, 'F'}, {"segment-target-mb", 1, 0, 'S'},
-        {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {"merge-nice", 1, 0, 'P'}, {"idle-timeout", 1, 0, 'I'}, {"ingest-wait", 1, 0, 'W'}, {0, 0, 0, 0}};
+        {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {"merge-nice", 1, 0, 'P'}, {"block-cache-mb", 1, 0, 'C'}, {"idle-timeout", 1, 0, 'I'}, {"ingest-wait", 1, 0, 'W'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -1220,6 +1232,15 @@ int api_serve(int argc, char **argv)
         case 'M': srv.opts.settle_ns = (int64_t)(atof(optarg) * 1e9); break;
         case 'N': srv.no_merge = 1; break;
         case 'P': srv.merge_nice = atoi(optarg); break;
+        case 'C': {
+            long mb = atol(optarg);
+            if (mb < 0 || mb > 1 << 20) {
+                fprintf(stderr, "logdex serve: --block-cache-mb wants 0..1048576\n");
+                return 2;
+            }
+            seg_block_cache_set((size_t)mb << 20);
+            break;
+        }
         case 'I': srv.idle_timeout = (unsigned)atoi(optarg); break;
         case 'W': srv.opts.ingest_wait_ns = (int64_t)(atof(optarg) * 1e9); break;
         case 'h': fputs(usage_serve, stdout); return 0;

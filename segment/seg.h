@@ -347,6 +347,11 @@ uint64_t seg_reader_bytes(const seg_reader *r);
 uint32_t seg_reader_flags(const seg_reader *r);
 enum { SEG_FLAG_COMPACT = 1 };
 uint32_t seg_reader_version(const seg_reader *r);
+/* The process's cache of decoded event-store blocks (file segments): its
+ * capacity in bytes (default 64 MiB; 0 turns it off and empties it), and
+ * its counters. */
+void seg_block_cache_set(size_t bytes);
+void seg_block_cache_stats(uint64_t *hits, uint64_t *misses, size_t *bytes);
 /* The file's sections in directory order: section i's kind, arg and bytes
  * (its checksum verified first: SEG_ECORRUPT when it fails). */
 uint32_t seg_reader_nsections(const seg_reader *r);

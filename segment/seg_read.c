@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lz4.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1379,6 +1380,126 @@ static int store_block(seg_reader *r, seg_store_cur *sc, uint32_t doc, seg_err *
     return SEG_OK;
 }
 
+/* ---- the decoded-block cache ----
+ *
+ * Decoded zstd blocks of file segments, shared by every reader of the
+ * process: a hit copies ~32 KiB instead of decoding it again (a repeated
+ * or paged query, many hits in one block).  Keyed by (reader generation,
+ * block): generations are never reused, so a block of a closed or
+ * re-opened file is never served for another; stale entries age out.
+ * Entries are copied in and out under one mutex (never referenced
+ * outside it), so no reader holds an entry the cache may free.  LRU,
+ * bounded by bytes (seg_block_cache_set; 0 turns it off). */
+typedef struct bc_ent {
+    uint64_t gen;
+    uint32_t blk, len;
+    struct bc_ent *hnext, *prev, *next;
+    char data[];
+} bc_ent;
+
+#define BC_BUCKETS 4096
+static pthread_mutex_t bc_mu = PTHREAD_MUTEX_INITIALIZER;
+static bc_ent *bc_tab[BC_BUCKETS];
+static bc_ent bc_lru = {.prev = &bc_lru, .next = &bc_lru}; /* most recent first */
+static size_t bc_bytes, bc_cap = (size_t)64 << 20;
+static uint64_t bc_hits, bc_misses;
+
+static size_t bc_slot(uint64_t gen, uint32_t blk) { return (size_t)((gen * 0x9E3779B97F4A7C15ULL) ^ blk) % BC_BUCKETS; }
+
+static void bc_unlink(bc_ent *x)
+{
+    x->prev->next = x->next;
+    x->next->prev = x->prev;
+}
+
+static void bc_front(bc_ent *x)
+{
+    x->next = bc_lru.next;
+    x->prev = &bc_lru;
+    bc_lru.next->prev = x;
+    bc_lru.next = x;
+}
+
+/* drops least recent entries until the bytes fit cap (mutex held) */
+static void bc_trim(size_t cap)
+{
+    while (bc_bytes > cap && bc_lru.prev != &bc_lru) {
+        bc_ent *x = bc_lru.prev;
+        bc_unlink(x);
+        bc_ent **pp = &bc_tab[bc_slot(x->gen, x->blk)];
+        while (*pp != x)
+            pp = &(*pp)->hnext;
+        *pp = x->hnext;
+        bc_bytes -= x->len;
+        seg_free(x);
+    }
+}
+
+void seg_block_cache_set(size_t bytes)
+{
+    pthread_mutex_lock(&bc_mu);
+    __atomic_store_n(&bc_cap, bytes, __ATOMIC_RELAXED);
+    bc_trim(bytes);
+    pthread_mutex_unlock(&bc_mu);
+}
+
+void seg_block_cache_stats(uint64_t *hits, uint64_t *misses, size_t *bytes)
+{
+    pthread_mutex_lock(&bc_mu);
+    *hits = bc_hits;
+    *misses = bc_misses;
+    *bytes = bc_bytes;
+    pthread_mutex_unlock(&bc_mu);
+}
+
+/* 1 and the block copied into dst (len bytes) when cached */
+static int bc_get(uint64_t gen, uint32_t blk, char *dst, uint32_t len)
+{
+    int found = 0;
+    pthread_mutex_lock(&bc_mu);
+    for (bc_ent *x = bc_tab[bc_slot(gen, blk)]; x; x = x->hnext)
+        if (x->gen == gen && x->blk == blk && x->len == len) {
+            memcpy(dst, x->data, len);
+            bc_unlink(x);
+            bc_front(x);
+            found = 1;
+            break;
+        }
+    if (found)
+        bc_hits++;
+    else
+        bc_misses++;
+    pthread_mutex_unlock(&bc_mu);
+    return found;
+}
+
+static void bc_put(uint64_t gen, uint32_t blk, const char *src, uint32_t len)
+{
+    if (__atomic_load_n(&bc_cap, __ATOMIC_RELAXED) < (size_t)len * 4)
+        return; /* off, or too small to hold a few blocks */
+    bc_ent *n = seg_malloc(sizeof *n + len);
+    if (!n)
+        return;
+    n->gen = gen;
+    n->blk = blk;
+    n->len = len;
+    memcpy(n->data, src, len);
+    pthread_mutex_lock(&bc_mu);
+    size_t h = bc_slot(gen, blk);
+    for (bc_ent *x = bc_tab[h]; x; x = x->hnext)
+        if (x->gen == gen && x->blk == blk) { /* another thread was first */
+            pthread_mutex_unlock(&bc_mu);
+            seg_free(n);
+            return;
+        }
+    n->hnext = bc_tab[h];
+    bc_tab[h] = n;
+    bc_front(n);
+    bc_bytes += len;
+    bc_trim(__atomic_load_n(&bc_cap, __ATOMIC_RELAXED));
+    pthread_mutex_unlock(&bc_mu);
+}
+
 /* Decodes the block at least up to `want` bytes (LZ4 can stop early; a
  * later call that needs more decodes again from the start; zstd blocks,
  * ~8 KiB, are decoded whole, with the segment's dictionary). */
@@ -1392,12 +1513,18 @@ static int store_decode(seg_reader *r, seg_store_cur *sc, uint32_t want, seg_err
     int got;
     if (sc->codec == SEG_CODEC_ZSTD) {
         /* zstd blocks are decoded whole */
-        if (!sc->zd && !(sc->zd = ZSTD_createDCtx()))
-            return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
-        size_t zr = ZSTD_decompress_usingDict(sc->zd, sc->raw, sc->rawlen, sc->src, sc->clen, sc->dict,
-                                              sc->dictlen);
-        got = ZSTD_isError(zr) ? -1 : (int)zr;
         target = sc->rawlen;
+        if (!r->in_memory && bc_get(r->gen, sc->blk, sc->raw, sc->rawlen)) {
+            got = (int)sc->rawlen;
+        } else {
+            if (!sc->zd && !(sc->zd = ZSTD_createDCtx()))
+                return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
+            size_t zr = ZSTD_decompress_usingDict(sc->zd, sc->raw, sc->rawlen, sc->src, sc->clen, sc->dict,
+                                                  sc->dictlen);
+            got = ZSTD_isError(zr) ? -1 : (int)zr;
+            if (got == (int)sc->rawlen && !r->in_memory)
+                bc_put(r->gen, sc->blk, sc->raw, sc->rawlen);
+        }
     } else if (target >= sc->rawlen) {
         got = LZ4_decompress_safe((const char *)sc->src, sc->raw, (int)sc->clen, (int)sc->rawlen);
     } else {

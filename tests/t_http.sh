@@ -45,6 +45,8 @@ is "$(code "$U/api/v1/indexes")" 200 "indexes"
 ok "$(grep -c '"name":"web"' "$T/body" | sed 's/^1$/0/')" "indexes lists web"
 is "$(code "$U/metrics")" 200 "metrics"
 ok "$(grep -c '^logdex_events_ingested_total{index="web"} 2$' "$T/body" | sed 's/^1$/0/')" "metrics in Prometheus text"
+ok "$(grep -c '^logdex_block_cache_\(hits_total\|misses_total\|bytes\) [0-9]' "$T/body" | sed 's/^3$/0/')" "block cache counters in /metrics"
+"$LOGDEX" serve --block-cache-mb -1 >/dev/null 2>&1; is $? 2 "serve refuses a negative --block-cache-mb"
 
 # gzip bodies (as log shippers send them)
 printf '{"_id":"gz1","msg":"compressed body"}\n' | gzip > "$T/gz"

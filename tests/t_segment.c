@@ -205,6 +205,63 @@ static void rewrite_equals_compact(const char *dir, seg_tok *tok, seg_json *js)
     seg_builder_free(b);
 }
 
+/* The decoded-block cache: every event read back the same with it on (a
+ * second pass served from it), off, and too small for the segment (LRU
+ * evictions, random order). */
+static uint64_t read_all(seg_reader *r, int shuffled)
+{
+    seg_store_cur *sc = seg_store_cur_new();
+    uint32_t n = seg_reader_ndocs(r);
+    uint64_t h = 0;
+    seg_err e = {0};
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t d = shuffled ? (uint32_t)(((uint64_t)k * 7919) % n) : k;
+        const char *id, *js;
+        size_t il, jl;
+        if (seg_reader_doc(r, sc, d, &id, &il, &js, &jl, &e) != SEG_OK)
+            return 0;
+        h += seg_hash64_2(id, il, js, jl) * (d + 1);
+    }
+    seg_store_cur_free(sc);
+    return h;
+}
+
+static void block_cache(const char *dir, seg_tok *tok, seg_json *js)
+{
+    seg_builder *b = seg_builder_new();
+    char line[256], path[4200];
+    for (int i = 0; i < 5000; i++) { /* 7919 is prime to 5000: the shuffle visits every doc */
+        snprintf(line, sizeof line, "{\"msg\":\"event %d of a run, value %x\",\"n\":%d}", i,
+                 (unsigned)i * 2654435761u, i);
+        seg_builder_add(b, line, strlen(line), T0 + i, "", 0, 0);
+    }
+    snprintf(path, sizeof path, "%s/bc.seg", dir);
+    seg_err e = {0};
+    seg_reader *r = NULL;
+    ok(seg_builder_write(b, tok, js, path, NULL, &e) == SEG_OK && seg_reader_open(path, &r, &e) == SEG_OK,
+       "a segment for the block cache");
+    uint64_t h0 = 0, m0 = 0, h1 = 0, m1 = 0;
+    size_t bytes;
+    seg_block_cache_stats(&h0, &m0, &bytes);
+    uint64_t first = r ? read_all(r, 0) : 0, second = r ? read_all(r, 0) : 1;
+    seg_block_cache_stats(&h1, &m1, &bytes);
+    ok(first && first == second && h1 > h0 && bytes > 0, "a second pass reads the same events from the cache (%llu hits)",
+       (unsigned long long)(h1 - h0));
+    seg_block_cache_set(0);
+    seg_block_cache_stats(&h0, &m0, &bytes);
+    uint64_t off = r ? read_all(r, 1) : 0;
+    ok(off == first && bytes == 0, "the same with the cache off (and emptied)");
+    seg_block_cache_set(40000); /* a few 8 KiB blocks: evictions all along */
+    uint64_t tiny = r ? read_all(r, 1) : 0;
+    seg_block_cache_stats(&h1, &m1, &bytes);
+    ok(tiny == first && bytes <= 40000, "and with a cache too small for the segment (%zu bytes held)", bytes);
+    seg_block_cache_set((size_t)64 << 20);
+    if (r)
+        seg_reader_close(r);
+    unlink(path);
+    seg_builder_free(b);
+}
+
 /* Which string fields get a keyword column in a small segment: not one
  * whose values are mostly distinct and long (it would copy the events,
  * uncompressed); short or repeated values keep theirs. */
@@ -426,6 +483,7 @@ void on_num(void *ud, uint32_t doc, double v);
     parsed_equals_plain(dir, tok, js);
     rewrite_equals_compact(dir, tok, js);
     keycol_choice(dir, tok, js);
+    block_cache(dir, tok, js);
     seg_json_free(js);
     seg_tok_free(tok);
     unlink(path);
