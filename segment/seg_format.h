@@ -191,6 +191,9 @@ enum {
  * column would mostly copy the events, uncompressed); then terms
  * aggregations read the stored events for it. */
 #define SEG_KEYCOL_MAX_DISTINCT 4096
+/* KEYCOUNT is written for a KEYCOL of at least this many pairs (below, a
+ * terms aggregation counts the pairs: microseconds). */
+#define SEG_KEYCOUNT_MIN_PAIRS 1024
 #define SEG_KEYCOL_MIN_DISTINCT 256
 /* Files: zstd (level 3) blocks of ~8 KiB raw sharing a dictionary of <= 64
  * KiB (compact files, below: level 9, ~32 KiB); in-memory segments (sealed buffers, tail batches, which live

@@ -1879,7 +1879,8 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
             seg_buf counts = {0};
             enc_keycol(&x, &x.fields[f], ord_of, &sec, &counts);
             rc = wr_section(&w, SEG_S_KEYCOL, f, &sec);
-            if (rc == SEG_OK)
+            /* counts only where counting the pairs would cost */
+            if (rc == SEG_OK && npairs >= SEG_KEYCOUNT_MIN_PAIRS)
                 rc = wr_section(&w, SEG_S_KEYCOUNT, f, &counts);
             seg_buf_free(&counts);
         }
