@@ -89,6 +89,8 @@ struct idx_writer {
     int64_t *touched;
     size_t ntouched;
     int merging;                    /* a merge is between plan and commit */
+    char (*unmergeable)[64];        /* segments a merge found corrupt: never */
+    size_t nunmergeable;            /* picked again (their errors are reported once) */
     int cancel_merge;               /* atomic: idx_merge_cancel was called */
     idx_life life;                  /* counters for /metrics */
 };
@@ -915,6 +917,7 @@ int idx_close(idx_writer *w, seg_err *e)
     idset_clear(&w->pending);
     seg_free(w->stored);
     seg_free(w->touched);
+    seg_free(w->unmergeable);
     for (size_t i = 0; i < w->nreaders; i++)
         seg_reader_close(w->readers[i]);
     seg_free(w->readers);
@@ -1373,12 +1376,17 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     uint64_t target = w->opts.segment_target ? w->opts.segment_target : (512ull << 20);
     /* which segments are compact already (their headers; the readers stay
      * open for searches) */
-    uint8_t *compact = seg_malloc(w->man.n);
-    if (!compact) {
+    uint8_t *compact = seg_malloc(w->man.n), *busy = seg_calloc(w->man.n, 1);
+    if (!compact || !busy) {
         pthread_mutex_unlock(&w->mu);
+        seg_free(compact);
+        seg_free(busy);
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     }
     for (size_t i = 0; i < w->man.n; i++) {
+        for (size_t k = 0; k < w->nunmergeable; k++)
+            if (!strcmp(w->unmergeable[k], w->man.e[i].name))
+                busy[i] = 1;
         seg_reader *r = reader_at(w, i, e);
         if (!r) {
             /* unreadable: never a merge input for size alone */
@@ -1389,9 +1397,10 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
         compact[i] = (seg_reader_flags(r) & SEG_FLAG_COMPACT) != 0;
     }
     int settled = 0;
-    size_t np = idx_merge_plan(w->man.e, w->man.n, NULL, compact, seg_time_now(), w->opts.settle_ns, w->touched,
+    size_t np = idx_merge_plan(w->man.e, w->man.n, busy, compact, seg_time_now(), w->opts.settle_ns, w->touched,
                                force, target, pick, &settled);
     seg_free(compact);
+    seg_free(busy);
     int rc = SEG_OK;
     size_t got = 0;
     for (; got < np; got++) {
@@ -1425,6 +1434,20 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
 
     pthread_mutex_lock(&w->mu);
     w->merging = 0;
+    if (rc == SEG_ECORRUPT) {
+        /* an input failed its checks: leave it out of later merges (the
+         * error is reported now; searches report it on their own) */
+        for (size_t k = 0; k < np; k++) {
+            seg_err fe = {0};
+            if (!seg_reader_failed(in[k], &fe))
+                continue;
+            char (*u)[64] = seg_realloc(w->unmergeable, (w->nunmergeable + 1) * sizeof *u);
+            if (u) {
+                w->unmergeable = u;
+                memcpy(u[w->nunmergeable++], names[k], 64);
+            }
+        }
+    }
     uint8_t *drop = rc ? NULL : seg_calloc(w->man.n + 1, 1);
     if (rc == SEG_OK && !drop)
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");

@@ -209,6 +209,55 @@ static void test_merge_dedupe(void)
     test_rm_rf(dir);
 }
 
+/* ---- a corrupt segment is left out of later merges ---- */
+
+static void test_merge_corrupt(void)
+{
+    char dir[] = "/tmp/logdex-t-life-XXXXXX";
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    char ixdir[4200], line[256];
+    snprintf(ixdir, sizeof ixdir, "%s/x", dir);
+    idx_opts o;
+    idx_opts_default(&o);
+    seg_err e = {0};
+    idx_writer *w;
+    ok(idx_open(dir, "x", &o, &w, &e) == SEG_OK, "open");
+    for (int i = 0; i < 200; i++) {
+        int n = snprintf(line, sizeof line, "{\"@timestamp\":\"2024-05-01T10:%02d:00Z\",\"msg\":\"event %d\"}", i % 60, i);
+        idx_add_line(w, line, (size_t)n, i + 1, NULL, NULL, &e);
+    }
+    ok(idx_close(w, &e) == SEG_OK, "one segment written");
+    /* a byte in the middle of it changed: a section's checksum now fails
+     * (the header and directory still open) */
+    seg_manifest m;
+    int exists;
+    ok(seg_manifest_load(ixdir, &m, &exists, &e) == SEG_OK && m.n == 1, "one segment listed");
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", ixdir, m.e[0].name);
+    seg_manifest_free(&m);
+    FILE *f = fopen(path, "r+b");
+    long size = 0;
+    if (f && fseek(f, 0, SEEK_END) == 0)
+        size = ftell(f);
+    if (f && size > 0 && fseek(f, size / 2, SEEK_SET) == 0) {
+        int c = fgetc(f);
+        fseek(f, size / 2, SEEK_SET);
+        fputc(c ^ 0x5a, f);
+    }
+    if (f)
+        fclose(f);
+    ok(size > 0, "a byte in the middle of the segment changed");
+    ok(idx_open(dir, "x", &o, &w, &e) == SEG_OK, "reopen");
+    idx_merge_info mi;
+    seg_err_clear(&e);
+    int rc1 = idx_merge_step(w, 1, &mi, &e);
+    ok(rc1 == SEG_ECORRUPT, "the compact rewrite finds it corrupt (%s)", e.msg);
+    seg_err_clear(&e);
+    ok(idx_merge_step(w, 1, &mi, &e) == SEG_OK && mi.inputs == 0, "and does not pick it again");
+    ok(idx_close(w, &e) == SEG_OK, "close");
+    test_rm_rf(dir);
+}
+
 /* ---- retention ---- */
 
 static void test_retention(void)
@@ -316,6 +365,7 @@ int main(void)
 {
     test_plan();
     test_merge_dedupe();
+    test_merge_corrupt();
     test_retention();
     test_time_limits();
     return tap_done();
