@@ -650,7 +650,15 @@ static int eval_subs(segctx *c, const srch_agg *a, pbucket *b, const dlist *dl)
 }
 
 /* The start of t's bucket of width iv (floor, also below zero). */
-static int64_t floor_to(int64_t t, int64_t iv) { return (t / iv - (t % iv < 0 ? 1 : 0)) * iv; }
+/* the start of t's bucket of width iv (a multiple of iv, <= t); within one
+ * interval of the earliest time int64 holds, that earliest time */
+static int64_t floor_to(int64_t t, int64_t iv)
+{
+    int64_t k = t / iv * iv;
+    if (t % iv < 0 && __builtin_sub_overflow(k, iv, &k))
+        k = INT64_MIN;
+    return k;
+}
 
 /* terms over every doc of a segment from its stored per-value counts */
 static int terms_stored_counts(segctx *c, const srch_agg *a, part *p, const seg_keycol *kc, const uint8_t *cnts)
@@ -708,7 +716,7 @@ static int eval(segctx *c, const srch_agg *a, part *p, const dlist *dl)
             size_t j = i + 1;
             while (j < dl->n) {
                 int64_t tj = c->times[dl->d[j] - c->lo];
-                if (tj < key || tj >= key + a->interval_ns)
+                if (tj < key || (uint64_t)tj - (uint64_t)key >= (uint64_t)a->interval_ns)
                     break;
                 j++;
             }
@@ -937,13 +945,23 @@ static int finish(const srch_agg *a, part *p, srch_agg_result *r, int has_range,
             have = 1;
         }
         if (has_range) {
-            first = rs / iv * iv - (rs % iv < 0 ? iv : 0);
-            int64_t e1 = re - 1;
-            last = e1 / iv * iv - (e1 % iv < 0 ? iv : 0);
+            int64_t e1;
+            if (__builtin_sub_overflow(rs / iv * iv, rs % iv < 0 ? iv : 0, &first) ||
+                __builtin_sub_overflow(re, 1, &e1) ||
+                __builtin_sub_overflow(e1 / iv * iv, e1 % iv < 0 ? iv : 0, &last))
+                return -2;
         }
-        nb = have || has_range ? (size_t)((last - first) / iv + 1) : 0;
-        if (nb > SRCH_AGG_MAX_BUCKETS)
+        /* times from a hostile segment may span more than int64 holds:
+         * too many buckets, not an overflow */
+        int64_t span, q = 0;
+        if (have || has_range) {
+            if (__builtin_sub_overflow(last, first, &span))
+                return -2;
+            q = span / iv + 1;
+        }
+        if (q < 0 || q > (int64_t)SRCH_AGG_MAX_BUCKETS)
             return -2;
+        nb = (size_t)q;
     }
     r->buckets = seg_calloc(nb ? nb : 1, sizeof *r->buckets);
     if (!r->buckets)
@@ -1010,7 +1028,9 @@ static int plan(srch_agg *a, size_t n, int64_t lo, int64_t hi, seg_err *e)
                                    10800000000000LL, 43200000000000LL, 86400000000000LL, 604800000000000LL};
     for (size_t i = 0; i < n; i++) {
         if (a[i].type == SRCH_AGG_DATE_HISTOGRAM) {
-            int64_t span = hi > lo ? hi - lo : 1;
+            int64_t span = 1;
+            if (hi > lo && __builtin_sub_overflow(hi, lo, &span))
+                span = INT64_MAX; /* times centuries apart: too many buckets below */
             if (a[i].interval_ns <= 0) {
                 size_t k = 0;
                 while (k + 1 < sizeof nice / sizeof *nice && span / nice[k] > 100)

@@ -58,6 +58,17 @@ is "$meta" "$cols" "a histogram answered from segment headers equals the one rea
 stats=$("$LOGDEX" stats --data "$T/d")
 is "$(echo "$stats" | sed 's/"bytes":[0-9]*/"bytes":B/g')" '{"events":4,"segments":3,"buckets":3,"bytes":B,"max_segments_per_bucket":1,"per_bucket":[{"start":"2024-01-02T02:00:00.000Z","segments":1,"events":1,"bytes":B},{"start":"2024-01-02T03:00:00.000Z","segments":1,"events":2,"bytes":B},{"start":"2024-01-02T05:00:00.000Z","segments":1,"events":1,"bytes":B}]}' "stats (02:05, 03:04 and 05:04 are three hours)"
 
+# events 300 years apart: their times differ by more than int64 holds in
+# ns; a histogram over them is refused cleanly (no overflow: UBSan aborts
+# the sanitizer suite on one), also from the segment headers alone
+printf '{"ts":-7883658900,"msg":"old"}\n{"ts":1700001480,"msg":"new"}\n' > "$T/far.ndjson"
+"$LOGDEX" ingest --quiet --data "$T/far" "$T/far.ndjson" >/dev/null
+for q in '' '"q":"msg:*",'; do
+  "$LOGDEX" agg --data "$T/far" "{$q\"aggs\":{\"h\":{\"date_histogram\":{\"interval\":\"1d\"}}}}" >/dev/null 2>"$T/far.err"
+  is $? 2 "a histogram over 300 years of days is refused${q:+ (from columns)}"
+  ok "$(grep -c 'buckets, at most 100000\|more than 100000 buckets' "$T/far.err" | sed 's/^1$/0/')" "with the reason"
+done
+
 # compact: three small ingests into one bucket, merged into one segment
 for i in 1 2 3; do
   printf '{"_id":"c%d","@timestamp":"2024-03-01T10:0%d:00Z","msg":"compact me %d"}\n' $i $i $i > "$T/c$i"
