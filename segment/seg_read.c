@@ -78,6 +78,13 @@ int seg_reader_failed(const seg_reader *r, seg_err *e)
     return 1;
 }
 
+/* Packed runs of the reader's version: with exceptions from version 3 on
+ * (seg_get_xpacked), plain before (seg_get_packed). */
+static int get_packed_v(const seg_reader *r, seg_cur *c, uint32_t *out, size_t n)
+{
+    return r->version >= 3 ? seg_get_xpacked(c, out, n) : seg_get_packed(c, out, n);
+}
+
 /* Returns the bytes of section i after verifying its checksum once. */
 static int sec_get(seg_reader *r, int i, seg_cur *c, seg_err *e)
 {
@@ -801,8 +808,7 @@ static int post_load_block(seg_post *p)
     }
     uint32_t n = p->remaining < SEG_POST_BLOCK ? p->remaining : SEG_POST_BLOCK;
     seg_cur dc = {c.p, c.p + dl, 0};
-    int (*unpack)(seg_cur *, uint32_t *, size_t) = p->r->version >= 3 ? seg_get_xpacked : seg_get_packed;
-    if (unpack(&dc, p->docs, n) || (p->text && unpack(&dc, p->tfs, n)) || dc.p != dc.end) {
+    if (get_packed_v(p->r, &dc, p->docs, n) || (p->text && get_packed_v(p->r, &dc, p->tfs, n)) || dc.p != dc.end) {
         post_corrupt(p);
         return -1;
     }
@@ -1002,9 +1008,7 @@ int seg_post_positions(seg_post *p, const uint32_t **pos, uint32_t *n)
         /* version >= 3: varint base (added to each doc's first), values
          * with exceptions; before: plain packed values */
         p->pos_base = p->r->version >= 3 ? seg_get_varint(&p->pc) : 0;
-        int bad = p->r->version >= 3 ? seg_get_xpacked(&p->pc, p->bpos, total)
-                                     : seg_get_packed(&p->pc, p->bpos, total);
-        if (bad || p->pc.bad || p->pc.p != p->pc.end || p->pos_base > UINT32_MAX) {
+        if (get_packed_v(p->r, &p->pc, p->bpos, total) || p->pc.bad || p->pc.p != p->pc.end || p->pos_base > UINT32_MAX) {
             post_corrupt(p);
             *n = 0;
             return SEG_ECORRUPT;
@@ -1212,8 +1216,7 @@ int seg_reader_keycol_scan(seg_reader *r, const seg_keycol *kc, seg_kw_fn fn, vo
             return CORRUPT(r, e, "bad keyword column block");
         }
         seg_cur c = {kc->data + off, kc->end, 0};
-        int (*unpack)(seg_cur *, uint32_t *, size_t) = r->version >= 3 ? seg_get_xpacked : seg_get_packed;
-        if (unpack(&c, docs, cnt) || unpack(&c, ords, cnt)) {
+        if (get_packed_v(r, &c, docs, cnt) || get_packed_v(r, &c, ords, cnt)) {
             mark_failed(r, "bad keyword block");
             return CORRUPT(r, e, "bad keyword column block");
         }

@@ -1009,15 +1009,15 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const ev *ev, seg_err
             if (v[i].str_len <= SEG_KEYWORD_MAX && !fi->no_keycol && !x->only) {
                 uint32_t before = x->nkv;
                 uint32_t id = kv_get(x, f, v[i].str, v[i].str_len);
-                if (x->nkv != before)
+                if (x->nkv != before) { /* a new distinct value */
                     fi->nkw_bytes += v[i].str_len;
-                if (x->nkv != before && ++fi->nkw_distinct > SEG_KEYCOL_MAX_DISTINCT &&
-                    fi->nkw_distinct > fi->kws.n / 8 / 8) {
-                    /* mostly distinct values (ids, messages, times): a
-                     * dictionary would only repeat the stored events */
-                    fi->no_keycol = 1;
-                    seg_buf_free(&fi->kws);
-                    break;
+                    if (++fi->nkw_distinct > SEG_KEYCOL_MAX_DISTINCT && fi->nkw_distinct > fi->kws.n / 8 / 8) {
+                        /* mostly distinct values (ids, messages, times): a
+                         * dictionary would only repeat the stored events */
+                        fi->no_keycol = 1;
+                        seg_buf_free(&fi->kws);
+                        break;
+                    }
                 }
                 uint8_t rec[8];
                 seg_wr_u32(rec, doc);
@@ -1716,17 +1716,23 @@ static int wr_all(wfile *w, const void *p, size_t n)
     return SEG_OK;
 }
 
+/* A section of bytes: its directory entry, then the bytes. */
+static int wr_bytes(wfile *w, uint32_t kind, uint32_t arg, const uint8_t *p, size_t n)
+{
+    seg_buf_put_u32(&w->dir, kind);
+    seg_buf_put_u32(&w->dir, arg);
+    seg_buf_put_u64(&w->dir, w->off);
+    seg_buf_put_u64(&w->dir, n);
+    seg_buf_put_u64(&w->dir, seg_hash64(p, n));
+    w->nsec++;
+    return wr_all(w, p, n);
+}
+
 static int wr_section(wfile *w, uint32_t kind, uint32_t arg, seg_buf *s)
 {
     if (s->oom)
         return seg_err_set(w->e, SEG_ENOMEM, w->path, "out of memory building section %u", kind);
-    seg_buf_put_u32(&w->dir, kind);
-    seg_buf_put_u32(&w->dir, arg);
-    seg_buf_put_u64(&w->dir, w->off);
-    seg_buf_put_u64(&w->dir, s->n);
-    seg_buf_put_u64(&w->dir, seg_hash64(s->p, s->n));
-    w->nsec++;
-    int rc = wr_all(w, s->p, s->n);
+    int rc = wr_bytes(w, kind, arg, s->p, s->n);
     seg_buf_free(s);
     return rc;
 }
@@ -2009,12 +2015,12 @@ int seg_rewrite_compact(seg_reader *r, const char *path, const int *cancel, uint
                 rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory compressing events");
                 goto out;
             }
-            if ((rc = wr_section(&w, SEG_S_STORE, 0, &sec)) || (dict.n && (rc = wr_section(&w, SEG_S_STOREDICT, 0, &dict))))
+            if ((rc = wr_section(&w, SEG_S_STORE, 0, &sec)) ||
+                (dict.n && (rc = wr_section(&w, SEG_S_STOREDICT, 0, &dict))))
                 goto out;
             continue;
         }
-        seg_buf_put(&sec, p, len);
-        if ((rc = wr_section(&w, kind, arg, &sec)))
+        if ((rc = wr_bytes(&w, kind, arg, p, len))) /* straight from the mapped file */
             goto out;
     }
     if ((rc = wr_tail(&w, hdr, SEG_FLAG_COMPACT, n, seg_reader_min_time(r), seg_reader_max_time(r))) ||
