@@ -1,9 +1,12 @@
 #!/bin/bash
 # bench/http.sh [--events N]: the HTTP server's figures (needs wrk and curl).
 #  1. 100 clients sending one event per request for 10 s (wrk): events/s.
-#  2. 1 MiB NDJSON batches, 4 at a time (one curl process, keep-alive), vs
+#  2. 1 MiB NDJSON batches over 4 kept-alive connections (bench/post, a
+#     lean sendfile client, and for comparison one curl process) vs
 #     `logdex ingest` of the same file; then sustained, on --sustained N
-#     events (default 2,000,000: the server flushes ~8 buffers meanwhile).
+#     events (default 2,000,000: the server flushes ~8 buffers meanwhile),
+#     into 1-hour buckets and into 7-day ones (each flush then holds one
+#     bucket, as a live server's does: the builders share it in slices).
 #  3. a rare-term search over HTTP (wrk, 1 connection) vs in process (qbench).
 #  4. 50 search clients (a rotation of 5 queries) for 15 s while 1 MiB
 #     batches are ingested: errors and latency percentiles.
@@ -19,7 +22,7 @@ CORPUS="$OUT/corpus-$N.ndjson"
 [ -s "$CORPUS" ] || ./bench/gen --events "$N" > "$CORPUS"
 D=$(mktemp -d /tmp/logdex-http-bench-XXXXXX)
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
-serve() { rm -rf "$D/data"; ./logdex serve --data "$D/data" --listen 127.0.0.1:0 --quiet "$@" > "$D/out" 2>&1 & PID=$!
+serve() { if [ "${1:-}" = keep ]; then shift; else rm -rf "$D/data"; fi; ./logdex serve --data "$D/data" --listen 127.0.0.1:0 --quiet "$@" > "$D/out" 2>&1 & PID=$!
   for i in $(seq 100); do grep -q listening "$D/out" && break; sleep 0.05; done; U=$(sed 's/.* //' "$D/out"); }
 split -C 1M -d -a 4 "$CORPUS" "$D/chunk."
 
@@ -30,40 +33,56 @@ curl -s "$U/metrics" | grep -E '^logdex_wal_fsyncs_total|^logdex_events_ingested
 kill $PID; wait $PID 2>/dev/null || true
 
 echo "## 2. 1 MiB batches over HTTP (4 at a time) vs offline ingest"
-# One curl process sends every batch (--parallel over kept-alive
-# connections), as a log shipper would: a curl process per batch costs
-# the machine ~50 ms of CPU each, more than the server spends on the batch.
-post_batches() { # corpus: HTTP MB/s of sending it in 1 MiB batches; the server at $U
+# bench/post sends files with sendfile() over kept-alive connections: it
+# costs ~0.3 s of CPU for 500 MB, where one curl process doing the same
+# costs ~3.8 s, taken from the 2 cores the server needs (a log shipper
+# would run on another host).  Both are shown.
+post_batches() { # corpus [curl]: HTTP MB/s of sending it in 1 MiB batches; the server at $U
   local c=$1 d; d=$(mktemp -d "$D/b-XXXX"); split -C 1M -d -a 5 "$c" "$d/chunk."
-  local args=() first=1 f
-  for f in "$d"/chunk.*; do
-    [ $first = 1 ] || args+=(--next); first=0
-    args+=(-s -o /dev/null -XPOST --data-binary @"$f" "$U/api/v1/load/ingest")
-  done
-  local t0 t1; t0=$(date +%s.%N)
-  curl -s --parallel --parallel-max 4 "${args[@]}" 2>/dev/null
-  t1=$(date +%s.%N); rm -rf "$d"
-  echo "$(stat -L -c %s "$c") / 1048576 / ($t1 - $t0)" | bc -l
+  if [ "${2:-}" = curl ]; then
+    local args=() first=1 f
+    for f in "$d"/chunk.*; do
+      [ $first = 1 ] || args+=(--next); first=0
+      args+=(-s -o /dev/null -XPOST --data-binary @"$f" "$U/api/v1/load/ingest")
+    done
+    local t0 t1; t0=$(date +%s.%N)
+    curl -s --parallel --parallel-max 4 "${args[@]}" 2>/dev/null
+    t1=$(date +%s.%N); rm -rf "$d"
+    echo "$(stat -L -c %s "$c") / 1048576 / ($t1 - $t0)" | bc -l
+  else
+    ./bench/post -c 4 "${U#http://}" /api/v1/load/ingest "$d"/chunk.* > "$d/out"
+    rm -rf "$d"/chunk.*; cat "$d/out" >&2
+    sed 's/.*"mb_per_s":\([0-9.]*\).*/\1/' "$d/out"; rm -rf "$d"
+  fi
 }
-offline() { # corpus: MB/s of logdex ingest
+offline() { # corpus [bucket]: MB/s of logdex ingest
   rm -rf "$D/off"; local t0 t1; t0=$(date +%s.%N)
-  ./logdex ingest --quiet --data "$D/off" "$1" > /dev/null
+  ./logdex ingest --quiet --data "$D/off" --bucket "${2:-1h}" "$1" > /dev/null
   t1=$(date +%s.%N); rm -rf "$D/off"
   echo "$(stat -L -c %s "$1") / 1048576 / ($t1 - $t0)" | bc -l
 }
+pct() { echo "100 * $1 / $2" | bc -l; }
 serve
 http=$(post_batches "$CORPUS")
-off=$(offline "$CORPUS")
-printf '%s events (fit in the buffer): HTTP %.1f MB/s, offline %.1f MB/s: %.0f%%\n' "$N" "$http" "$off" "$(echo "100 * $http / $off" | bc -l)"
 kill $PID; wait $PID 2>/dev/null || true
+serve
+httpc=$(post_batches "$CORPUS" curl)
+kill $PID; wait $PID 2>/dev/null || true
+off=$(offline "$CORPUS")
+printf '%s events (fit in the buffer): HTTP %.1f MB/s (curl client %.1f), offline %.1f MB/s: %.0f%% (curl %.0f%%)\n' \
+  "$N" "$http" "$httpc" "$off" "$(pct "$http" "$off")" "$(pct "$httpc" "$off")"
 SC="$OUT/corpus-$NS.ndjson"
 [ -s "$SC" ] || ./bench/gen --events "$NS" > "$SC"
-serve
-shttp=$(post_batches "$SC")
-curl -s "$U/metrics" | grep -E '^logdex_events_ingested_total|^logdex_ingest_busy_total'
-kill $PID; wait $PID 2>/dev/null || true
-soff=$(offline "$SC")
-printf '%s events, sustained (flushes included): HTTP %.1f MB/s, offline %.1f MB/s: %.0f%%\n' "$NS" "$shttp" "$soff" "$(echo "100 * $shttp / $soff" | bc -l)"
+for bucket in 1h 7d; do
+  rm -rf "$D/data"; head -1 "$SC" | ./logdex ingest --quiet --data "$D/data" --index load --bucket $bucket - > /dev/null
+  serve keep
+  shttp=$(post_batches "$SC")
+  curl -s "$U/metrics" | grep -E '^logdex_events_ingested_total|^logdex_ingest_busy_total|^logdex_flush_slices_total'
+  kill $PID; wait $PID 2>/dev/null || true
+  soff=$(offline "$SC" $bucket)
+  printf '%s events, sustained (flushes included), %s buckets: HTTP %.1f MB/s, offline %.1f MB/s: %.0f%%\n' \
+    "$NS" "$bucket" "$shttp" "$soff" "$(pct "$shttp" "$soff")"
+done
 serve
 ls "$D"/chunk.* | xargs -P4 -I{} curl -s -o /dev/null -XPOST --data-binary @{} "$U/api/v1/load/ingest"
 

@@ -33,6 +33,10 @@ typedef struct idx_opts {
     uint32_t flush_events;  /* also flush every this many buffered events (0: off) */
     int64_t ingest_wait_ns; /* server mode: how long an ingest waits for buffer room
                                before SEG_EBUSY (5 s) */
+    uint32_t split_min;     /* a flush splits a bucket holding more than its share of
+                               the work into time slices, each its own segment, but
+                               never one of this many events or fewer (16384; 0:
+                               never split) */
 } idx_opts;
 
 typedef struct idx_counts {
@@ -139,6 +143,7 @@ typedef struct idx_life {
     uint64_t rewrites;            /* of these merges: one settled segment made compact */
     uint64_t dropped_segments, dropped_events, dropped_bytes;
     uint64_t busy_refusals;       /* ingests refused with SEG_EBUSY */
+    uint64_t flush_slices;        /* segments flushed as a time slice of a bucket */
 } idx_life;
 typedef struct idx_metrics {
     idx_counts counts;

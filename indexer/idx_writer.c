@@ -110,12 +110,15 @@ int idx_name_valid(const char *name)
     return 1;
 }
 
+#define FLUSH_SPLIT_MIN 16384u /* the default of idx_opts.split_min (see flushing) */
+
 void idx_opts_default(idx_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->bucket_ns = DEFAULT_BUCKET_NS;
     o->buffer_bytes = 64u << 20;
     o->threads = 2;
+    o->split_min = FLUSH_SPLIT_MIN;
     o->max_age_ns = 10LL * 1000000000LL;
     o->max_future_ns = 86400LL * 1000000000LL;
     o->retention_ns = 0;
@@ -565,12 +568,18 @@ static size_t put_hex(char *out, uint64_t v, size_t width)
 
 /* An engine-assigned id: writer start (ms) and a sequence, in hex (as
  * "%011llx%08llx", without printf on every event). */
-static size_t auto_id(idx_writer *w, char out[40])
+/* The automatic id numbered seq (from the writer's counter). */
+static size_t auto_id_at(const idx_writer *w, uint64_t seq, char out[40])
 {
     size_t k = put_hex(out, (uint64_t)(w->auto_base / 1000000), 11);
-    k += put_hex(out + k, w->auto_seq++, 8);
+    k += put_hex(out + k, seq, 8);
     out[k] = 0;
     return k;
+}
+
+static size_t auto_id(idx_writer *w, char out[40])
+{
+    return auto_id_at(w, __atomic_fetch_add(&w->auto_seq, 1, __ATOMIC_RELAXED), out);
 }
 
 int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_reject_fn reject,
@@ -654,17 +663,38 @@ void idx_reject(idx_writer *w, long lineno, size_t bytes, const char *reason, id
 /* batch is in flight; the writer's thread joins it before starting the  */
 /* next one, and only then adds its segments to the manifest and swaps    */
 /* the manifest (so the manifest is only ever changed by one thread).    */
+/*                                                                      */
+/* Work is shared out as jobs, largest first.  A bucket holding more     */
+/* than its share of the batch (a live server's batch is mostly the      */
+/* current hour) is split into slices of its time order, each its own    */
+/* segment covering one stretch of time, so every builder thread has     */
+/* work; the merger joins them later.  Buckets of opts.split_min events */
+/* or fewer are never split.                                            */
 /* ------------------------------------------------------------------ */
+
+typedef struct flush_job {
+    size_t bucket;          /* index into the batch's buckets */
+    uint32_t lo, n;         /* slice [lo, lo + n) of the bucket's order; n == 0: all of it */
+} flush_job;
+
+typedef struct flush_part {  /* per bucket, for its slices */
+    pthread_mutex_t mu;     /* guards order */
+    uint32_t *order;        /* the bucket's time order, made by the first slice's job */
+    uint32_t left;          /* jobs not yet finished (atomic) */
+} flush_part;
 
 typedef struct flush_batch {
     char *dir;
     bucket *buckets;
     size_t n;
-    seg_mentry *ents;
-    int *done;
+    flush_part *parts;      /* per bucket */
+    flush_job *jobs;        /* largest first */
+    size_t njobs;
+    seg_mentry *ents;       /* per job */
+    int *done;              /* per job */
     idset ids;              /* explicit ids of the batch's events */
     int threads;
-    size_t next;            /* next bucket to build (atomic) */
+    size_t next;            /* next job (atomic) */
     pthread_mutex_t lock;   /* guards err and done */
     seg_err err;
     pthread_t th;
@@ -687,19 +717,32 @@ static void *flush_worker(void *arg)
     seg_json *js = seg_json_new();
     for (;;) {
         size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
-        if (i >= j->n)
+        if (i >= j->njobs)
             break;
-        bucket *b = &j->buckets[i];
-        if (seg_builder_count(b->b) == 0)
-            continue; /* nothing to write (not an error) */
+        const flush_job *job = &j->jobs[i];
+        bucket *b = &j->buckets[job->bucket];
+        flush_part *part = &j->parts[job->bucket];
         seg_err e = {0};
         seg_mentry *m = &j->ents[i];
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", j->dir, m->name);
         uint64_t bytes = 0;
-        int rc = (!tok || !js) ? seg_err_set(&e, SEG_ENOMEM, NULL, "out of memory")
-                               : seg_builder_write(b->b, tok, js, path, &bytes, &e);
-        if (rc == SEG_OK) {
+        int rc = SEG_OK, empty = seg_builder_count(b->b) == 0; /* nothing to write (not an error) */
+        if (empty)
+            ;
+        else if (!tok || !js)
+            rc = seg_err_set(&e, SEG_ENOMEM, NULL, "out of memory");
+        else if (job->n == 0)
+            rc = seg_builder_write(b->b, tok, js, path, &bytes, &e);
+        else {
+            pthread_mutex_lock(&part->mu);
+            if (!part->order && (part->order = seg_malloc((size_t)seg_builder_count(b->b) * sizeof *part->order)))
+                seg_builder_order(b->b, part->order);
+            pthread_mutex_unlock(&part->mu);
+            rc = part->order ? seg_builder_write_slice(b->b, part->order + job->lo, job->n, tok, js, path, &bytes, &e)
+                             : seg_err_set(&e, SEG_ENOMEM, NULL, "out of memory");
+        }
+        if (rc == SEG_OK && !empty) {
             /* the segment's time range, from its header */
             seg_reader *r;
             rc = seg_reader_open(path, &r, &e);
@@ -710,15 +753,15 @@ static void *flush_worker(void *arg)
             }
         }
         /* the events are in the file now: free the buffer early (unless
-         * snapshots may still read it) */
-        if (!j->keep_builders) {
+         * snapshots may still read it) after the bucket's last job */
+        if (__atomic_sub_fetch(&part->left, 1, __ATOMIC_ACQ_REL) == 0 && !j->keep_builders) {
             seg_builder_free(b->b);
             b->b = NULL;
         }
         pthread_mutex_lock(&j->lock);
         if (rc)
             seg_err_set(&j->err, e.code, e.file[0] ? e.file : NULL, "%s", e.msg);
-        else {
+        else if (!empty) {
             m->bytes = bytes;
             j->done[i] = 1;
         }
@@ -735,8 +778,8 @@ static void *flush_main(void *arg)
     flush_batch *j = arg;
     pthread_t th[63];
     int nt = j->threads < 64 ? j->threads : 64, started = 0;
-    if ((size_t)nt > j->n)
-        nt = (int)j->n;
+    if ((size_t)nt > j->njobs)
+        nt = (int)j->njobs;
     for (int t = 1; t < nt; t++)
         if (pthread_create(&th[started], NULL, flush_worker, j) == 0)
             started++;
@@ -765,9 +808,16 @@ static void batch_free(flush_batch *j)
 {
     if (!j)
         return;
-    for (size_t i = 0; i < j->n; i++)
+    for (size_t i = 0; i < j->n; i++) {
         bucket_free(&j->buckets[i]);
+        if (j->parts) {
+            seg_free(j->parts[i].order);
+            pthread_mutex_destroy(&j->parts[i].mu);
+        }
+    }
     seg_free(j->buckets);
+    seg_free(j->parts);
+    seg_free(j->jobs);
     seg_free(j->ents);
     seg_free(j->done);
     idset_clear(&j->ids);
@@ -793,7 +843,7 @@ static int flush_join(idx_writer *w, seg_err *e)
         rc = seg_err_set(e, j->err.code, j->err.file[0] ? j->err.file : NULL, "%s", j->err.msg);
         goto out;
     }
-    for (size_t i = 0; i < j->n; i++)
+    for (size_t i = 0; i < j->njobs; i++)
         if (j->done[i] && seg_manifest_add(&w->man, &j->ents[i])) {
             rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
             goto out;
@@ -832,18 +882,70 @@ static int flush_start(idx_writer *w, seg_err *e)
     if (!j)
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     pthread_mutex_init(&j->lock, NULL);
+    /* the jobs: a bucket over its share (half a thread's part of the
+     * batch) becomes slices of about that share */
+    uint64_t total = 0;
+    for (size_t i = 0; i < w->nbuckets; i++)
+        total += seg_builder_count(w->buckets[i].b);
+    int threads = w->opts.threads < 64 ? w->opts.threads : 64;
+    uint64_t share = threads > 1 && w->opts.split_min
+                         ? (total + 2 * (uint64_t)threads - 1) / (2 * (uint64_t)threads)
+                         : UINT64_MAX;
+    if (share < w->opts.split_min)
+        share = w->opts.split_min;
+    size_t njobs = 0;
+    for (size_t i = 0; i < w->nbuckets; i++) {
+        uint32_t c = seg_builder_count(w->buckets[i].b);
+        njobs += c > share + share / 2 ? (size_t)((c + share - 1) / share) : 1;
+    }
     j->dir = seg_strndup(w->dir, strlen(w->dir));
-    j->ents = seg_calloc(w->nbuckets, sizeof *j->ents);
-    j->done = seg_calloc(w->nbuckets, sizeof *j->done);
-    if (!j->dir || !j->ents || !j->done) {
+    j->parts = seg_calloc(w->nbuckets, sizeof *j->parts);
+    j->jobs = seg_calloc(njobs, sizeof *j->jobs);
+    j->ents = seg_calloc(njobs, sizeof *j->ents);
+    j->done = seg_calloc(njobs, sizeof *j->done);
+    if (!j->dir || !j->parts || !j->jobs || !j->ents || !j->done) {
+        seg_free(j->parts);
+        j->parts = NULL;
         batch_free(j);
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     }
-    for (size_t i = 0; i < w->nbuckets; i++) {
-        seg_mentry *m = &j->ents[i];
+    for (size_t i = 0, k = 0; i < w->nbuckets; i++) {
+        pthread_mutex_init(&j->parts[i].mu, NULL);
+        uint32_t c = seg_builder_count(w->buckets[i].b);
+        uint32_t np = c > share + share / 2 ? (uint32_t)((c + share - 1) / share) : 1;
+        j->parts[i].left = np;
+        if (np > 1)
+            w->life.flush_slices += np;
+        for (uint32_t p = 0; p < np; p++, k++) {
+            flush_job *jb = &j->jobs[k];
+            jb->bucket = i;
+            if (np > 1) { /* even slices: the first np - c % np get one fewer */
+                uint32_t base = c / np, extra = c % np;
+                jb->lo = p * base + (p < extra ? p : extra);
+                jb->n = base + (p < extra);
+            }
+        }
+    }
+    j->njobs = njobs;
+    /* largest first, so that the last job to start is a small one */
+    for (size_t a = 1; a < njobs; a++) {
+        flush_job x = j->jobs[a];
+        uint32_t xs = x.n ? x.n : seg_builder_count(w->buckets[x.bucket].b);
+        size_t b = a;
+        for (; b > 0; b--) {
+            const flush_job *y = &j->jobs[b - 1];
+            if ((y->n ? y->n : seg_builder_count(w->buckets[y->bucket].b)) >= xs)
+                break;
+            j->jobs[b] = j->jobs[b - 1];
+        }
+        j->jobs[b] = x;
+    }
+    for (size_t k = 0; k < njobs; k++) {
+        const flush_job *jb = &j->jobs[k];
+        seg_mentry *m = &j->ents[k];
         snprintf(m->name, sizeof m->name, "s%016llx.seg", (unsigned long long)w->man.next_seq++);
-        m->bucket = w->buckets[i].start;
-        m->docs = seg_builder_count(w->buckets[i].b);
+        m->bucket = w->buckets[jb->bucket].start;
+        m->docs = jb->n ? jb->n : seg_builder_count(w->buckets[jb->bucket].b);
     }
     if (w->opts.wal && (rc = idx_wal_rotate(&w->wal, &j->wal_seq, e))) {
         batch_free(j);
@@ -946,7 +1048,8 @@ typedef struct prep {
     size_t len;
     int64_t time;
     int has_time;
-    size_t id_off, id_len;  /* in the request's id buffer */
+    int skip;               /* refused for its time, or a duplicate */
+    size_t id_off, id_len;  /* in the request's id buffer (automatic ids too) */
     int explicit_id;
     size_t flat_off, flat_len; /* its values, in the request's records */
 } prep;
@@ -1028,6 +1131,7 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
             p = q;
         }
         prep *x = &p[np++];
+        x->skip = 0;
         x->line = lineno;
         x->json = line;
         x->len = len;
@@ -1047,16 +1151,50 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
         }
         x->flat_len = flat.n - x->flat_off;
     }
+    /* 2. still without the lock: times checked, automatic ids drawn (a
+     * range of the writer's counter) and the log record written as if
+     * every event were accepted.  A duplicate found under the lock (rare)
+     * has the record rewritten without it. */
+    uint64_t parse_rejected = out->rejected;
+    int64_t now = seg_time_now();
+    size_t nauto = 0;
+    for (size_t i = 0; i < np; i++) {
+        prep *x = &p[i];
+        char why[160];
+        if (!x->has_time)
+            x->time = now;
+        if (time_refused(w, x->time, now, why, sizeof why)) {
+            x->skip = 1;
+            if (batch_error(out, x->line, why)) {
+                rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+                goto out;
+            }
+        } else if (!x->explicit_id)
+            nauto++;
+    }
+    uint64_t seq = nauto ? __atomic_fetch_add(&w->auto_seq, nauto, __ATOMIC_RELAXED) : 0;
+    for (size_t i = 0; i < np; i++) {
+        prep *x = &p[i];
+        if (x->skip || x->explicit_id)
+            continue;
+        char autoid[40];
+        x->id_off = ids.n;
+        x->id_len = auto_id_at(w, seq++, autoid);
+        seg_buf_put(&ids, autoid, x->id_len);
+    }
     if (ids.oom) {
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
         goto out;
     }
     /* the log record: the events plus ~10% (ids, times, lengths), sized
      * once rather than grown by doubling copies */
-    if (w->opts.wal)
-        seg_buf_reserve(&rec, n + n / 4 + 64);
-    /* 2. de-duplicate, buffer and log, under the lock */
-    uint64_t ticket = 0, parse_rejected = out->rejected;
+    seg_buf_reserve(&rec, n + n / 4 + 64);
+    for (size_t i = 0; i < np; i++)
+        if (!p[i].skip)
+            idx_wal_record_event(&rec, p[i].time, p[i].explicit_id, (const char *)ids.p + p[i].id_off,
+                                 p[i].id_len, p[i].json, p[i].len);
+    /* 3. de-duplicate, buffer and log, under the lock */
+    uint64_t ticket = 0;
     pthread_mutex_lock(&w->mu);
     /* back-pressure: a full buffer waits for the flush in flight */
     if (w->buffered >= w->opts.buffer_bytes) {
@@ -1078,19 +1216,12 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
             }
         }
     }
-    int64_t now = seg_time_now();
     uint32_t nacc = 0;
     for (size_t i = 0; i < np && rc == SEG_OK; i++) {
         prep *x = &p[i];
-        char autoid[40], why[160];
-        int64_t t = x->has_time ? x->time : now;
-        if (time_refused(w, t, now, why, sizeof why)) {
-            if (batch_error(out, x->line, why)) {
-                rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-                break;
-            }
+        if (x->skip)
             continue;
-        }
+        int64_t t = x->time;
         const char *id = (const char *)ids.p + x->id_off;
         size_t il = x->id_len;
         if (x->explicit_id) {
@@ -1101,21 +1232,25 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
             }
             if (dup) {
                 out->duplicates++;
+                x->skip = 1;
                 continue;
             }
-        } else {
-            il = auto_id(w, autoid);
-            id = autoid;
         }
         parsed pv = {NULL, 0, enc, flat.p + x->flat_off, x->flat_len};
         if ((rc = buffer_event(w, x->json, x->len, t, id, il, x->explicit_id, &pv, e)))
             break;
-        idx_wal_record_event(&rec, t, x->explicit_id, id, il, x->json, x->len);
         if (out->events && builder_add(out->events, x->json, x->len, t, id, il, x->explicit_id, &pv)) {
             rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
             break;
         }
         nacc++;
+    }
+    if (rc == SEG_OK && out->duplicates) { /* the record again, without them */
+        rec.n = 0;
+        for (size_t k = 0; k < np; k++)
+            if (!p[k].skip)
+                idx_wal_record_event(&rec, p[k].time, p[k].explicit_id, (const char *)ids.p + p[k].id_off, p[k].id_len,
+                                     p[k].json, p[k].len);
     }
     if (rc == SEG_OK && nacc)
         rc = idx_wal_append(&w->wal, nacc, &rec, &ticket, e);
@@ -1130,7 +1265,7 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
             rc = flush_start(w, e);
     }
     pthread_mutex_unlock(&w->mu);
-    /* 3. wait until the log is on disk (shared fsync); also after a later
+    /* 4. wait until the log is on disk (shared fsync); also after a later
      * failure: the log may write the record from rec until then */
     if (ticket) {
         seg_err se = {0};

@@ -282,6 +282,12 @@ void seg_builder_order(const seg_builder *b, uint32_t *order);
  * rename, directory fsync).  tok and js are the calling thread's. */
 int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js,
                       const char *path, uint64_t *bytes_out, seg_err *e);
+/* The same for a part of the events: slice[0..n) is a run of the order
+ * seg_builder_order gives (so the segment covers one stretch of time);
+ * the builder is only read, so threads may write disjoint slices of one
+ * builder at once. */
+int seg_builder_write_slice(seg_builder *b, const uint32_t *slice, uint32_t n, seg_tok *tok, seg_json *js,
+                            const char *path, uint64_t *bytes_out, seg_err *e);
 
 /* The same, into memory (out receives the whole file's bytes): for the
  * in-memory segments that make buffered events searchable. */

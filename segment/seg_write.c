@@ -43,6 +43,9 @@ typedef struct ev {
     uint8_t explicit_id;
     uint8_t parsed;        /* its values follow the id, pre-parsed */
     uint32_t flat_len;     /* their bytes */
+    const uint32_t *pmap;  /* NULL: the values' path ids are the builder's; else
+                              they are a foreign table's, and pmap[0] is how many
+                              it had, pmap[1 + id] the builder's id (in a chunk) */
 } ev;
 
 /* Event bytes live in chunks that never move (a growing contiguous arena
@@ -140,11 +143,11 @@ struct seg_builder {
     const int *cancel;      /* when *cancel turns non-zero, a write stops */
     int compact;            /* files: the STORE compressed for size (SEG_FLAG_COMPACT) */
     /* pre-parsed events: the paths, a scratch record, and the map of
-     * path ids from the foreign table last added from (map_serial) */
+     * path ids from the foreign table last added from (map_serial; in a
+     * chunk, as ev.pmap) */
     seg_flat enc;
     seg_buf flat;
-    uint32_t *map;
-    uint32_t nmap;
+    const uint32_t *map;
     uint64_t map_serial;
 };
 
@@ -166,7 +169,6 @@ void seg_builder_free(seg_builder *b)
     seg_free(b->ev);
     flat_clear(&b->enc);
     seg_buf_free(&b->flat);
-    seg_free(b->map);
     seg_free(b);
 }
 
@@ -205,9 +207,8 @@ void seg_builder_event(const seg_builder *b, uint32_t i, const char **json, size
 size_t seg_builder_bytes(const seg_builder *b) { return b->bytes + (size_t)b->n * sizeof(ev); }
 
 static int add_event(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
-                     size_t idlen, int explicit_id, const seg_buf *flat)
+                     size_t idlen, int explicit_id, const uint8_t *flat, size_t fl, const uint32_t *pmap)
 {
-    size_t fl = flat ? flat->n : 0;
     if (b->n == UINT32_MAX - 1 || n > UINT32_MAX || idlen > UINT32_MAX || fl > UINT32_MAX)
         return SEG_ELIMIT;
     if (b->n == b->cap) {
@@ -224,7 +225,7 @@ static int add_event(seg_builder *b, const char *json, size_t n, int64_t time_ns
     memcpy(p, json, n);
     memcpy(p + n, id, idlen);
     if (fl)
-        memcpy(p + n + idlen, flat->p, fl);
+        memcpy(p + n + idlen, flat, fl);
     ev *e = &b->ev[b->n];
     e->json = p;
     e->len = (uint32_t)n;
@@ -235,6 +236,7 @@ static int add_event(seg_builder *b, const char *json, size_t n, int64_t time_ns
     e->parsed = flat != NULL;
     b->ev_bytes += n + idlen;
     e->flat_len = (uint32_t)fl;
+    e->pmap = pmap;
     b->n++;
     return SEG_OK;
 }
@@ -242,7 +244,7 @@ static int add_event(seg_builder *b, const char *json, size_t n, int64_t time_ns
 int seg_builder_add(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
                     size_t idlen, int explicit_id)
 {
-    return add_event(b, json, n, time_ns, id, idlen, explicit_id, NULL);
+    return add_event(b, json, n, time_ns, id, idlen, explicit_id, NULL, 0, NULL);
 }
 
 static int path_eq(const void *ctx, uint32_t id, const void *key, size_t n)
@@ -401,58 +403,92 @@ int seg_builder_add_parsed(seg_builder *b, const char *json, size_t n, int64_t t
         return SEG_ENOMEM;
     b->flat.n = 0;
     int rc = seg_flat_encode(&b->enc, json, n, v, nv, &b->flat);
-    return rc ? rc : add_event(b, json, n, time_ns, id, idlen, explicit_id, &b->flat);
+    if (rc == SEG_OK && b->flat.oom)
+        rc = SEG_ENOMEM;
+    return rc ? rc : add_event(b, json, n, time_ns, id, idlen, explicit_id, b->flat.p, b->flat.n, NULL);
 }
 
-int seg_builder_add_flat(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
-                         size_t idlen, int explicit_id, const seg_flat *src, const uint8_t *rec, size_t len)
+/* The map from src's path ids to b's (see ev.pmap), made once per
+ * foreign table (and again when it has grown), or NULL. */
+static const uint32_t *map_of(seg_builder *b, const seg_flat *src)
 {
-    if (!b->enc.ptab.slot && flat_init(&b->enc))
+    if (b->map && b->map_serial == src->serial && b->map[0] == src->npp)
+        return b->map;
+    uint32_t *m = (uint32_t *)(void *)chunk_take(b, ((size_t)src->npp + 1) * sizeof *m + sizeof *m);
+    if (!m)
+        return NULL;
+    m = (uint32_t *)(((uintptr_t)m + 3) & ~(uintptr_t)3); /* aligned (chunk_take hands out bytes) */
+    m[0] = src->npp;
+    for (uint32_t k = 0; k < src->npp; k++) {
+        uint32_t old = b->map && b->map_serial == src->serial && k < b->map[0] ? b->map[1 + k] : UINT32_MAX;
+        m[1 + k] = old != UINT32_MAX ? old
+                                     : path_id(&b->enc, (const char *)src->paths.p + src->pp[k].off, src->pp[k].len);
+        if (m[1 + k] == UINT32_MAX)
+            return NULL;
+    }
+    b->map = m;
+    b->map_serial = src->serial;
+    return m;
+}
+
+/* Record rec (path ids of table src, read through pmap when not NULL)
+ * again in b->flat, with b's own path ids. */
+static int reencode(seg_builder *b, const char *json, size_t n, const seg_flat *src, const uint32_t *pmap,
+                    const uint8_t *rec, size_t len)
+{
+    const uint32_t *m = map_of(b, src);
+    if (!m)
         return SEG_ENOMEM;
-    if (b->map_serial != src->serial) {
-        b->map_serial = src->serial;
-        b->nmap = 0;
-    }
-    if (b->nmap < src->npp) {
-        uint32_t *m = seg_realloc(b->map, (size_t)src->npp * sizeof *m);
-        if (!m)
-            return SEG_ENOMEM;
-        for (uint32_t k = b->nmap; k < src->npp; k++)
-            m[k] = UINT32_MAX;
-        b->map = m;
-        b->nmap = src->npp;
-    }
-    /* the record again, with this builder's path ids; values as they are */
     seg_buf *f = &b->flat;
     f->n = 0;
     seg_cur c = {rec, rec + len, 0};
     while (c.p < c.end) {
         uint64_t pid = seg_get_varint(&c);
-        if (c.bad || pid >= src->npp)
+        if (!c.bad && pmap)
+            pid = pid < pmap[0] ? pmap[1 + pid] : UINT64_MAX;
+        if (c.bad || pid >= m[0])
             return SEG_EINVAL;
-        if (b->map[pid] == UINT32_MAX &&
-            (b->map[pid] = path_id(&b->enc, (const char *)src->paths.p + src->pp[pid].off, src->pp[pid].len)) ==
-                UINT32_MAX)
-            return SEG_ENOMEM;
         const uint8_t *v0 = c.p;
         seg_jval v;
         if (rec_value(&c, json, n, &v))
             return SEG_EINVAL;
-        seg_buf_put_varint(f, b->map[pid]);
+        seg_buf_put_varint(f, m[1 + pid]);
         seg_buf_put(f, v0, (size_t)(c.p - v0));
     }
-    if (f->oom)
+    return f->oom ? SEG_ENOMEM : SEG_OK;
+}
+
+/* The record is kept as src encoded it, with a map to b's path ids made
+ * once per src: an event costs a check and a copy, not a re-encoding
+ * (this runs under the server's writer lock).  A damaged record is
+ * refused here, so that it cannot fail a segment's build later. */
+int seg_builder_add_flat(seg_builder *b, const char *json, size_t n, int64_t time_ns, const char *id,
+                         size_t idlen, int explicit_id, const seg_flat *src, const uint8_t *rec, size_t len)
+{
+    seg_cur c = {rec, rec + len, 0};
+    while (c.p < c.end) {
+        uint64_t pid = seg_get_varint(&c);
+        seg_jval v;
+        if (c.bad || pid >= src->npp || rec_value(&c, json, n, &v))
+            return SEG_EINVAL;
+    }
+    if (!b->enc.ptab.slot && flat_init(&b->enc))
         return SEG_ENOMEM;
-    return add_event(b, json, n, time_ns, id, idlen, explicit_id, f);
+    const uint32_t *m = map_of(b, src);
+    if (!m)
+        return SEG_ENOMEM;
+    return add_event(b, json, n, time_ns, id, idlen, explicit_id, rec, len, m);
 }
 
 int seg_builder_add_from(seg_builder *b, const seg_builder *src, uint32_t i)
 {
     const ev *e = &src->ev[i];
     if (!e->parsed)
-        return add_event(b, e->json, e->len, e->time, e->id, e->id_len, e->explicit_id, NULL);
-    return seg_builder_add_flat(b, e->json, e->len, e->time, e->id, e->id_len, e->explicit_id, &src->enc,
-                                (const uint8_t *)e->id + e->id_len, e->flat_len);
+        return add_event(b, e->json, e->len, e->time, e->id, e->id_len, e->explicit_id, NULL, 0, NULL);
+    if (!b->enc.ptab.slot && flat_init(&b->enc))
+        return SEG_ENOMEM;
+    int rc = reencode(b, e->json, e->len, &src->enc, e->pmap, (const uint8_t *)e->id + e->id_len, e->flat_len);
+    return rc ? rc : add_event(b, e->json, e->len, e->time, e->id, e->id_len, e->explicit_id, b->flat.p, b->flat.n, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -934,6 +970,8 @@ static int decode_parsed(build *x, const ev *ev, size_t *nv)
         }
         seg_jval *v = &x->vals[k];
         uint64_t pid = seg_get_varint(&c);
+        if (!c.bad && ev->pmap)
+            pid = pid < ev->pmap[0] ? ev->pmap[1 + pid] : UINT64_MAX;
         if (c.bad || pid >= b->enc.npp || rec_value(&c, ev->json, ev->len, v))
             return SEG_EINVAL;
         v->path = (const char *)b->enc.paths.p + b->enc.pp[pid].off;
@@ -1146,9 +1184,9 @@ static void enc_fields(build *x, seg_buf *o)
     }
 }
 
-static void enc_times(const seg_builder *b, const uint32_t *order, seg_buf *o)
+static void enc_times(const seg_builder *b, const uint32_t *order, uint32_t n, seg_buf *o)
 {
-    uint32_t n = b->n, nb = (n + SEG_TIME_BLOCK - 1) / SEG_TIME_BLOCK;
+    uint32_t nb = (n + SEG_TIME_BLOCK - 1) / SEG_TIME_BLOCK;
     /* the unit: the gcd of the differences (1e6 for times in whole ms) */
     uint64_t unit = 0;
     for (uint32_t d = 1; d < n && unit != 1; d++) {
@@ -1536,18 +1574,23 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, se
  * as a prefix, so small blocks compress about as well as large ones and a
  * lookup decodes only a small block.  Empty (no STOREDICT section) when
  * the events are too few for it to pay. */
-static int store_dict(const seg_builder *b, const uint32_t *order, seg_buf *o)
+static int store_dict(const seg_builder *b, const uint32_t *order, uint32_t n, seg_buf *o)
 {
-    uint64_t total = b->ev_bytes + 4 * (uint64_t)b->n; /* records: ~4 bytes of lengths each */
+    uint64_t total = 4 * (uint64_t)n; /* records: ~4 bytes of lengths each */
+    if (n == b->n)
+        total += b->ev_bytes;
+    else
+        for (uint32_t d = 0; d < n; d++)
+            total += b->ev[order[d]].len + b->ev[order[d]].id_len;
     if (total < 4 * (uint64_t)SEG_STORE_DICT)
         return 0;
     /* take every step-th event, step chosen to spread the sample */
-    uint64_t avg = total / b->n + 1;
+    uint64_t avg = total / n + 1;
     uint64_t want = SEG_STORE_DICT / avg + 1;
-    uint32_t step = (uint32_t)(b->n / want);
+    uint32_t step = (uint32_t)(n / want);
     if (step == 0)
         step = 1;
-    for (uint32_t d = step / 2; d < b->n; d += step) {
+    for (uint32_t d = step / 2; d < n; d += step) {
         const ev *e = &b->ev[order[d]];
         if (o->n + e->len + e->id_len + 20 > SEG_STORE_DICT)
             continue;
@@ -1587,9 +1630,8 @@ static int store_compress(const seg_buf *raw, int codec, int level, ZSTD_CCtx *z
     return ZSTD_isError(cl) ? -1 : (int)cl;
 }
 
-static int enc_store(const seg_builder *b, const uint32_t *order, int fast, seg_buf *o, seg_buf *dict)
+static int enc_store(const seg_builder *b, const uint32_t *order, uint32_t n, int fast, seg_buf *o, seg_buf *dict)
 {
-    uint32_t n = b->n;
     seg_buf raw = {0}, idx = {0}, data = {0};
     uint32_t nb = 0, first = 0;
     char *cbuf = NULL;
@@ -1604,7 +1646,7 @@ static int enc_store(const seg_builder *b, const uint32_t *order, int fast, seg_
     dict->n = 0;
     if (!fast) {
         zc = ZSTD_createCCtx();
-        if (!zc || store_dict(b, order, dict) || (dict->n && !(zd = ZSTD_createCDict(dict->p, dict->n, level))))
+        if (!zc || store_dict(b, order, n, dict) || (dict->n && !(zd = ZSTD_createCDict(dict->p, dict->n, level))))
             rc = -1;
     }
     for (uint32_t d = 0; d <= n && rc == 0; d++) {
@@ -1651,10 +1693,10 @@ static int enc_store(const seg_builder *b, const uint32_t *order, int fast, seg_
     return rc;
 }
 
-static void enc_ids(const seg_builder *b, const uint32_t *order, seg_buf *o)
+static void enc_ids(const seg_builder *b, const uint32_t *order, uint32_t n, seg_buf *o)
 {
     uint32_t cnt = 0;
-    for (uint32_t d = 0; d < b->n; d++)
+    for (uint32_t d = 0; d < n; d++)
         cnt += b->ev[order[d]].explicit_id;
     idrec *r = seg_malloc((size_t)cnt * sizeof *r);
     if (!r) {
@@ -1662,7 +1704,7 @@ static void enc_ids(const seg_builder *b, const uint32_t *order, seg_buf *o)
         return;
     }
     uint32_t k = 0;
-    for (uint32_t d = 0; d < b->n; d++) {
+    for (uint32_t d = 0; d < n; d++) {
         const ev *e = &b->ev[order[d]];
         if (e->explicit_id) {
             r[k].h = seg_hash64(e->id, e->id_len);
@@ -1795,8 +1837,12 @@ static int wr_finish(wfile *w, const uint8_t *hdr, const char *tmp, const char *
 
 /* Builds the segment and writes it to path (temp, fsync, rename) or, when
  * mem is set, into mem. */
-static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *path, seg_buf *mem,
-                       const seg_index_only *only, uint64_t *bytes_out, seg_err *e)
+/* Builds the segment of events slice[0..n) of the builder's order (time
+ * descending, from seg_builder_order), or of all its events when slice is
+ * NULL. */
+static int build_write(seg_builder *b, const uint32_t *slice, uint32_t n, seg_tok *tok, seg_json *js,
+                       const char *path, seg_buf *mem, const seg_index_only *only, uint64_t *bytes_out,
+                       seg_err *e)
 {
     int rc = SEG_OK;
     build x;
@@ -1811,9 +1857,11 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
     if (!path)
         path = "(memory)";
 
-    if (b->n == 0)
+    if (!slice)
+        n = b->n;
+    if (n == 0)
         return seg_err_set(e, SEG_EINVAL, path, "empty segment");
-    order = seg_malloc((size_t)b->n * sizeof *order);
+    order = seg_malloc((size_t)n * sizeof *order);
     x.tmask = 4095;
     x.tslot = seg_calloc(4096, sizeof *x.tslot);
     int tabs = idtab_init(&x.ftab, 64) | idtab_init(&x.ktab, 1024);
@@ -1821,8 +1869,11 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
         rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
         goto out;
     }
-    seg_builder_order(b, order);
-    for (uint32_t d = 0; d < b->n; d++) {
+    if (slice)
+        memcpy(order, slice, (size_t)n * sizeof *order);
+    else
+        seg_builder_order(b, order);
+    for (uint32_t d = 0; d < n; d++) {
         if (b->cancel && (d & 1023) == 0 && __atomic_load_n(b->cancel, __ATOMIC_ACQUIRE)) {
             rc = seg_err_set(e, SEG_EBUSY, path, "cancelled");
             goto out;
@@ -1853,7 +1904,7 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
     enc_fields(&x, &sec);
     if ((rc = wr_section(&w, SEG_S_FIELDS, 0, &sec)))
         goto out;
-    enc_times(b, order, &sec);
+    enc_times(b, order, n, &sec);
     if ((rc = wr_section(&w, SEG_S_TIMES, 0, &sec)))
         goto out;
     enc_dict_and_postings(&x, torder, &sec, &post);
@@ -1896,7 +1947,7 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
     }
     if (!only) {
         seg_buf dict = {0};
-        if (enc_store(b, order, mem != NULL, &sec, &dict)) {
+        if (enc_store(b, order, n, mem != NULL, &sec, &dict)) {
             seg_buf_free(&dict);
             rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory compressing events");
             goto out;
@@ -1907,14 +1958,14 @@ static int build_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *p
         if (rc)
             goto out;
     }
-    enc_ids(b, order, &sec);
+    enc_ids(b, order, n, &sec);
     if ((rc = wr_section(&w, SEG_S_IDS, 0, &sec)))
         goto out;
 
     /* directory, then the header in place */
     if (!mem)
         seg_failpoint("segment-mid-write");
-    if ((rc = wr_tail(&w, hdr, !mem && b->compact ? SEG_FLAG_COMPACT : 0, b->n, b->ev[order[b->n - 1]].time,
+    if ((rc = wr_tail(&w, hdr, !mem && b->compact ? SEG_FLAG_COMPACT : 0, n, b->ev[order[n - 1]].time,
                       b->ev[order[0]].time)))
         goto out;
     if (mem) {
@@ -2011,7 +2062,7 @@ int seg_rewrite_compact(seg_reader *r, const char *path, const int *cancel, uint
         if (kind == SEG_S_STOREDICT)
             continue; /* a new one follows the new STORE */
         if (kind == SEG_S_STORE) {
-            if (enc_store(b, order, 0, &sec, &dict)) {
+            if (enc_store(b, order, n, 0, &sec, &dict)) {
                 rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory compressing events");
                 goto out;
             }
@@ -2043,16 +2094,27 @@ out:
 int seg_builder_write(seg_builder *b, seg_tok *tok, seg_json *js, const char *path,
                       uint64_t *bytes_out, seg_err *e)
 {
-    return build_write(b, tok, js, path, NULL, NULL, bytes_out, e);
+    return build_write(b, NULL, 0, tok, js, path, NULL, NULL, bytes_out, e);
+}
+
+int seg_builder_write_slice(seg_builder *b, const uint32_t *slice, uint32_t n, seg_tok *tok, seg_json *js,
+                            const char *path, uint64_t *bytes_out, seg_err *e)
+{
+    if (!slice)
+        return seg_err_set(e, SEG_EINVAL, path, "no slice");
+    for (uint32_t d = 0; d < n; d++)
+        if (slice[d] >= b->n)
+            return seg_err_set(e, SEG_EINVAL, path, "slice names event %u of %u", slice[d], b->n);
+    return build_write(b, slice, n, tok, js, path, NULL, NULL, bytes_out, e);
 }
 
 int seg_builder_write_mem(seg_builder *b, seg_tok *tok, seg_json *js, seg_buf *out, seg_err *e)
 {
-    return build_write(b, tok, js, NULL, out, NULL, NULL, e);
+    return build_write(b, NULL, 0, tok, js, NULL, out, NULL, NULL, e);
 }
 
 int seg_builder_write_partial(seg_builder *b, seg_tok *tok, seg_json *js, const seg_index_only *only,
                               seg_buf *out, seg_err *e)
 {
-    return build_write(b, tok, js, NULL, out, only, NULL, e);
+    return build_write(b, NULL, 0, tok, js, NULL, out, only, NULL, e);
 }

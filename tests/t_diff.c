@@ -949,6 +949,13 @@ static void test_generated(void)
     for (int run = 0; run < 2; run++) {
         seg_err e = {0};
         idx_writer *w;
+        if (run == 1) {
+            /* flushes split buckets into time slices (as a live server's
+             * flush of one large bucket does): every query below also runs
+             * over such segments */
+            o.threads = 8;
+            o.split_min = 8;
+        }
         if (!ok(idx_open(dir, "gen", &o, &w, &e) == SEG_OK, "open writer (run %d) %s", run, e.msg))
             return;
         for (int i = 0; i < N / 2; i++) {
@@ -978,6 +985,14 @@ static void test_generated(void)
             free(line);
         }
         idx_counts k = *idx_get_counts(w);
+        ok(idx_flush(w, &e) == SEG_OK, "flush (run %d)", run);
+        idx_metrics im;
+        idx_get_metrics(w, &im);
+        if (run == 1)
+            ok(im.life.flush_slices > 0, "buckets were split into time slices (%llu segments)",
+               (unsigned long long)im.life.flush_slices);
+        else
+            is_int((long)im.life.flush_slices, 0, "no bucket split with the default split_min");
         ok(idx_close(w, &e) == SEG_OK, "close writer (run %d)", run);
         ok(k.rejected == 0, "no line rejected (run %d)", run);
         char ixdir[4096];
