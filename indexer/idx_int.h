@@ -26,6 +26,7 @@ typedef struct idx_wal {
     int broken;                /* a write or sync failed: records may be
                                   lost, so nothing is acknowledged again */
     int syncing;
+    struct wal_waiter *waiters; /* appenders sleeping until a sync covers them */
     uint64_t fsyncs, fsync_ns_total, bytes_total;
 } idx_wal;
 
