@@ -33,6 +33,9 @@ typedef struct idx_opts {
     uint32_t flush_events;  /* also flush every this many buffered events (0: off) */
     int64_t ingest_wait_ns; /* server mode: how long an ingest waits for buffer room
                                before SEG_EBUSY (5 s) */
+    int64_t span_ns;        /* settled segments of at most 256 KiB within one window of
+                               this width are merged into one spanning their buckets
+                               (1 day; 0 or not above the bucket width: never) */
     uint32_t split_min;     /* a flush splits a bucket holding more than its share of
                                the work into time slices, each its own segment, but
                                never one of this many events or fewer (16384; 0:

@@ -60,6 +60,7 @@ void idx_wal_close(idx_wal *w);
 /* ---- idx_merge.c ---- */
 
 #define IDX_MERGE_MAX 32       /* inputs of one merge at most */
+#define IDX_SPAN_SMALL (256u << 10) /* segments up to this size may join a span */
 
 /* Chooses one merge among the manifest's entries e[0..n): fills pick with
  * entry indexes (all of one bucket) and returns their count, or 0.  busy[i]
@@ -72,6 +73,16 @@ void idx_wal_close(idx_wal *w);
 size_t idx_merge_plan(const seg_mentry *e, size_t n, const uint8_t *busy, const uint8_t *compact, int64_t now,
                       int64_t settle_ns, const int64_t *touched, int force, uint64_t target, size_t *pick,
                       int *settled);
+
+/* Spans (sparse data): windows of span_ns (aligned to multiples of it,
+ * from the epoch) in which every segment is settled, not busy and at most
+ * `small` bytes, and which hold two or more segments: the window with the
+ * most is picked whole (up to IDX_MERGE_MAX, oldest first), to become one
+ * compact segment spanning its buckets.  0: none (also when span_ns is
+ * not more than bucket_ns). */
+size_t idx_merge_plan_span(const seg_mentry *e, size_t n, const uint8_t *busy, int64_t now, int64_t settle_ns,
+                           const int64_t *touched, int force, int64_t bucket_ns, int64_t span_ns, uint64_t small,
+                           size_t *pick);
 
 typedef struct idx_merge_out {
     uint32_t docs, in_docs;

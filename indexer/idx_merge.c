@@ -1,7 +1,8 @@
 /*
  * idx_merge.c -- which segments to merge, and merging them.
  *
- * Policy (idx_merge_plan), per bucket; merges never cross buckets.  A
+ * Policy (idx_merge_plan), per bucket; merges cross buckets only as
+ * spans (below).  A
  * segment of at least target/2 bytes is "full" and left alone.  Of the
  * others ("small"):
  *
@@ -22,6 +23,18 @@
  *               not rewrite a large segment.
  *
  * Of all the buckets' candidates, the one with the most inputs goes first.
+ *
+ *   spans    -- (idx_merge_plan_span) sparse data makes many tiny
+ *               segments, one per bucket (14k events over two months in
+ *               1-hour buckets: 1,218 segments of ~11 events, 0.9 of the
+ *               raw bytes on disk, mostly per-segment fixed costs).  When
+ *               no merge within a bucket is left, the settled segments of
+ *               at most 256 KiB of one aligned window (1 day by default) are
+ *               merged into one segment that spans their buckets (the
+ *               manifest's END); a window with a larger or unsettled
+ *               segment is left alone, so a dense day keeps its hourly
+ *               segments.  Such a segment is one bucket for retention:
+ *               dropped when its last bucket has passed.
  * A merge in a settled bucket writes a compact segment (its events
  * compressed for size: seg_builder_set_compact).  When there is nothing to
  * merge, a settled bucket's segment that is not yet compact (a lone flush,
@@ -180,6 +193,51 @@ out:
     seg_free(ord);
     seg_free(c);
     seg_free(tmp);
+    return best;
+}
+
+/* floor(t / span) */
+static int64_t window_of(int64_t t, int64_t span) { return t >= 0 ? t / span : -((-(t + 1)) / span) - 1; }
+
+size_t idx_merge_plan_span(const seg_mentry *e, size_t n, const uint8_t *busy, int64_t now, int64_t settle_ns,
+                           const int64_t *touched, int force, int64_t bucket_ns, int64_t span_ns, uint64_t small,
+                           size_t *pick)
+{
+    if (span_ns <= bucket_ns || bucket_ns <= 0 || n < 2)
+        return 0;
+    size_t *ord = seg_malloc(n * sizeof *ord), best = 0;
+    if (!ord)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        ord[i] = i;
+    qsort_r(ord, n, sizeof *ord, cmp_bucket, (void *)e);
+    for (size_t i = 0; i < n;) {
+        int64_t win = window_of(e[ord[i]].bucket, span_ns);
+        size_t j = i;
+        int ok = 1;
+        while (j < n && window_of(e[ord[j]].bucket, span_ns) == win)
+            j++;
+        /* every segment of the window: small, idle, its bucket settled */
+        for (size_t x = i; x < j && ok; x++) {
+            size_t k = ord[x];
+            int64_t last = INT64_MIN;
+            for (size_t y = i; y < j && touched; y++)
+                if (e[ord[y]].bucket == e[k].bucket && touched[ord[y]] > last)
+                    last = touched[ord[y]];
+            int settled = force || last == INT64_MIN || now - last >= settle_ns;
+            int64_t end = e[k].bucket_end ? e[k].bucket_end : e[k].bucket + bucket_ns;
+            ok = settled && !(busy && busy[k]) && e[k].bytes <= small &&
+                 window_of(end - 1, span_ns) == win; /* never past the window */
+        }
+        size_t cnt = j - i < IDX_MERGE_MAX ? j - i : IDX_MERGE_MAX;
+        if (ok && cnt >= 2 && cnt > best) {
+            best = cnt;
+            for (size_t x = 0; x < cnt; x++)
+                pick[x] = ord[i + x];
+        }
+        i = j;
+    }
+    seg_free(ord);
     return best;
 }
 

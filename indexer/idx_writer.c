@@ -119,6 +119,7 @@ void idx_opts_default(idx_opts *o)
     o->buffer_bytes = 64u << 20;
     o->threads = 2;
     o->split_min = FLUSH_SPLIT_MIN;
+    o->span_ns = 86400LL * 1000000000LL;
     o->max_age_ns = 10LL * 1000000000LL;
     o->max_future_ns = 86400LL * 1000000000LL;
     o->retention_ns = 0;
@@ -1532,8 +1533,21 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
         compact[i] = (seg_reader_flags(r) & SEG_FLAG_COMPACT) != 0;
     }
     int settled = 0;
-    size_t np = idx_merge_plan(w->man.e, w->man.n, busy, compact, seg_time_now(), w->opts.settle_ns, w->touched,
-                               force, target, pick, &settled);
+    int64_t now = seg_time_now();
+    size_t np = idx_merge_plan(w->man.e, w->man.n, busy, compact, now, w->opts.settle_ns, w->touched, force,
+                               target, pick, &settled);
+    if (np <= 1) {
+        /* nothing to merge within a bucket: sparse buckets into spans
+         * before lone compact rewrites (a span's output is compact) */
+        size_t sp[IDX_MERGE_MAX];
+        size_t ns = idx_merge_plan_span(w->man.e, w->man.n, busy, now, w->opts.settle_ns, w->touched, force,
+                                        w->man.bucket_ns, w->opts.span_ns, IDX_SPAN_SMALL, sp);
+        if (ns >= 2) {
+            np = ns;
+            memcpy(pick, sp, ns * sizeof *sp);
+            settled = 1;
+        }
+    }
     seg_free(compact);
     seg_free(busy);
     int rc = SEG_OK;
@@ -1554,7 +1568,18 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
             seg_reader_unref(in[k]);
         return rc;
     }
-    int64_t bucket = w->man.e[pick[0]].bucket;
+    /* the output's buckets: one, or the span of the inputs' */
+    int64_t bucket = w->man.e[pick[0]].bucket, bucket_end = 0;
+    for (size_t k = 0; k < np; k++) {
+        const seg_mentry *x = &w->man.e[pick[k]];
+        int64_t end = x->bucket_end ? x->bucket_end : x->bucket + w->man.bucket_ns;
+        if (x->bucket < bucket)
+            bucket = x->bucket;
+        if (end > bucket_end)
+            bucket_end = end;
+    }
+    if (bucket_end == bucket + w->man.bucket_ns)
+        bucket_end = 0;
     snprintf(out_name, sizeof out_name, "s%016llx.seg", (unsigned long long)w->man.next_seq++);
     snprintf(path, sizeof path, "%s/%s", w->dir, out_name);
     w->merging = 1;
@@ -1599,6 +1624,7 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
         seg_mentry m = {0};
         memcpy(m.name, out_name, sizeof out_name);
         m.bucket = bucket;
+        m.bucket_end = bucket_end;
         m.docs = mo.docs;
         m.min_time = mo.min_time;
         m.max_time = mo.max_time;
@@ -1661,7 +1687,8 @@ static int drop_buckets(idx_writer *w, int64_t cutoff, int64_t only, idx_drop_in
     idx_drop_info d = {0};
     for (size_t i = 0; i < n; i++) {
         const seg_mentry *m = &w->man.e[i];
-        int hit = only != INT64_MIN ? m->bucket == only : m->bucket <= cutoff - bw;
+        int64_t end = m->bucket_end ? m->bucket_end : m->bucket + bw;
+        int hit = only != INT64_MIN ? m->bucket == only : end <= cutoff;
         if (!hit)
             continue;
         drop[i] = 1;

@@ -487,6 +487,9 @@ int seg_reader_dump(const char *path, void (*out)(void *ud, const char *line), v
 typedef struct seg_mentry {
     char name[64];        /* file name within the index directory */
     int64_t bucket;       /* bucket start, ns */
+    int64_t bucket_end;   /* 0: the segment holds one bucket; else the end
+                             (exclusive, ns) of the buckets it spans (a
+                             merge of sparse settled buckets) */
     uint32_t docs;
     int64_t min_time, max_time;
     uint64_t bytes;

@@ -10,10 +10,16 @@
  *   wal SEQ                                write-ahead log files with
  *                                          sequence <= SEQ are in segments
  *                                          (optional; 0 when absent)
- *   seg NAME BUCKET DOCS MIN MAX BYTES     one per live segment
+ *   seg NAME BUCKET DOCS MIN MAX BYTES [END]
+ *                                          one per live segment; END (only
+ *                                          in version 2) is the end of the
+ *                                          buckets a span segment holds:
+ *                                          [BUCKET, END), exclusive
  *   end XXH3                               16 hex digits: XXH3-64 of all
  *                                          bytes before this line
  *
+ * Version 2 is written only when a segment spans buckets (so that data
+ * without spans stays readable by version-1 readers); both are read.
  * Numbers are decimal (times in ns since the epoch).  A reader refuses a
  * file whose magic, version or checksum is wrong.  Bump the version on any
  * change; readers refuse versions they do not know.
@@ -27,6 +33,7 @@
 #include <string.h>
 
 #define MANIFEST_MAGIC "logdex-manifest 1\n"
+#define MANIFEST_MAGIC2 "logdex-manifest 2\n" /* same length */
 
 void seg_manifest_free(seg_manifest *m)
 {
@@ -78,7 +85,10 @@ int seg_manifest_load(const char *dir, seg_manifest *m, int *exists, seg_err *e)
     char *s = (char *)b.p;
     size_t len = b.n - 1;
     int rc = SEG_OK;
-    if (len < strlen(MANIFEST_MAGIC) || memcmp(s, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC))) {
+    int version = len >= strlen(MANIFEST_MAGIC) && !memcmp(s, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC))     ? 1
+                  : len >= strlen(MANIFEST_MAGIC2) && !memcmp(s, MANIFEST_MAGIC2, strlen(MANIFEST_MAGIC2)) ? 2
+                                                                                                           : 0;
+    if (!version) {
         rc = seg_err_set(e, SEG_EVERSION, path, "not a logdex manifest, or an unknown version");
         goto out;
     }
@@ -107,17 +117,23 @@ int seg_manifest_load(const char *dir, seg_manifest *m, int *exists, seg_err *e)
         memset(&ent, 0, sizeof ent);
         unsigned long long nx;
         long long bn;
+        int nf = 0;
         if (sscanf(line, "next %llu", &nx) == 1) {
             m->next_seq = nx;
         } else if (sscanf(line, "bucket %lld", &bn) == 1) {
             m->bucket_ns = bn;
         } else if (sscanf(line, "wal %llu", &nx) == 1) {
             m->wal_done = nx;
-        } else if (sscanf(line, "seg %63s %" SCNd64 " %" SCNu32 " %" SCNd64 " %" SCNd64 " %" SCNu64,
-                          ent.name, &ent.bucket, &ent.docs, &ent.min_time, &ent.max_time,
-                          &ent.bytes) == 6) {
+        } else if ((nf = sscanf(line, "seg %63s %" SCNd64 " %" SCNu32 " %" SCNd64 " %" SCNd64 " %" SCNu64 " %" SCNd64,
+                                ent.name, &ent.bucket, &ent.docs, &ent.min_time, &ent.max_time, &ent.bytes,
+                                &ent.bucket_end)) == 6 ||
+                   (nf == 7 && version >= 2)) {
             if (strchr(ent.name, '/') || ent.name[0] == '.') {
                 rc = seg_err_set(e, SEG_ECORRUPT, path, "bad segment name in manifest");
+                goto out;
+            }
+            if (nf == 7 && ent.bucket_end <= ent.bucket) {
+                rc = seg_err_set(e, SEG_ECORRUPT, path, "bad bucket span in manifest");
                 goto out;
             }
             if (seg_manifest_add(m, &ent)) {
@@ -146,7 +162,10 @@ int seg_manifest_save(const char *dir, const seg_manifest *m, seg_err *e)
     snprintf(path, sizeof path, "%s/manifest", dir);
     seg_buf b = {0};
     char line[512];
-    seg_buf_put(&b, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC));
+    int spans = 0;
+    for (size_t i = 0; i < m->n; i++)
+        spans |= m->e[i].bucket_end != 0;
+    seg_buf_put(&b, spans ? MANIFEST_MAGIC2 : MANIFEST_MAGIC, strlen(MANIFEST_MAGIC));
     int k = snprintf(line, sizeof line, "next %llu\nbucket %lld\n", (unsigned long long)m->next_seq,
                      (long long)m->bucket_ns);
     if (m->wal_done)
@@ -154,8 +173,11 @@ int seg_manifest_save(const char *dir, const seg_manifest *m, seg_err *e)
     seg_buf_put(&b, line, (size_t)k);
     for (size_t i = 0; i < m->n; i++) {
         const seg_mentry *s = &m->e[i];
-        k = snprintf(line, sizeof line, "seg %s %" PRId64 " %" PRIu32 " %" PRId64 " %" PRId64 " %" PRIu64 "\n",
-                     s->name, s->bucket, s->docs, s->min_time, s->max_time, s->bytes);
+        k = snprintf(line, sizeof line, "seg %s %" PRId64 " %" PRIu32 " %" PRId64 " %" PRId64 " %" PRIu64, s->name,
+                     s->bucket, s->docs, s->min_time, s->max_time, s->bytes);
+        if (s->bucket_end)
+            k += snprintf(line + k, sizeof line - (size_t)k, " %" PRId64, s->bucket_end);
+        line[k++] = '\n';
         seg_buf_put(&b, line, (size_t)k);
     }
     if (b.oom) {

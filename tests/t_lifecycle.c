@@ -361,6 +361,132 @@ static void test_time_limits(void)
     test_rm_rf(dir);
 }
 
+/* ---- spans: sparse settled buckets merged across one day ---- */
+
+static size_t count_where(srch_index *ix, const char *q, int64_t start, int64_t end)
+{
+    seg_tok *tok = seg_tok_new();
+    srch_query *pq = NULL;
+    seg_err e = {0};
+    size_t n = (size_t)-1;
+    if (tok && srch_query_parse(q, strlen(q), tok, &pq, &e) == SEG_OK) {
+        srch_request rq = {pq, start != INT64_MIN, end != INT64_MAX, start, end, 0, NULL, 1};
+        srch_result res;
+        if (srch_search(ix, &rq, &res, &e) == SEG_OK) {
+            n = (size_t)res.total;
+            srch_result_free(&res);
+        }
+    }
+    srch_query_free(pq);
+    seg_tok_free(tok);
+    return n;
+}
+
+static void test_spans(void)
+{
+    seg_mentry e[64];
+    int64_t touched[64];
+    size_t pick[IDX_MERGE_MAX];
+    const int64_t day = 24 * HOUR, now = 100 * day, settle = 60LL * 1000000000LL;
+    /* the planner: day 0 has 5 tiny hourly segments, day 1 three and a
+     * large one, day 2 four of which one was just written */
+    size_t n = 0;
+    for (int h = 0; h < 5; h++)
+        ent(&e[n++], h * 3 * HOUR, 4000);
+    for (int h = 0; h < 3; h++)
+        ent(&e[n++], day + h * HOUR, 4000);
+    ent(&e[n++], day + 5 * HOUR, 2 * MIB);
+    for (int h = 0; h < 4; h++)
+        ent(&e[n++], 2 * day + h * HOUR, 4000);
+    for (size_t i = 0; i < n; i++)
+        touched[i] = now - 2 * settle;
+    touched[n - 1] = now;
+    size_t k = idx_merge_plan_span(e, n, NULL, now, settle, touched, 0, HOUR, day, IDX_SPAN_SMALL, pick);
+    int day0 = k == 5;
+    for (size_t i = 0; i < k; i++)
+        day0 &= e[pick[i]].bucket < day;
+    ok(day0, "spans: the settled day of tiny segments is picked whole (%zu)", k);
+    k = idx_merge_plan_span(e + 5, n - 5, NULL, now, settle, touched + 5, 0, HOUR, day, IDX_SPAN_SMALL, pick);
+    is_int(k, 0, "a day with a segment over 256 KiB, or one not settled, is left alone");
+    k = idx_merge_plan_span(e + 5, n - 5, NULL, now, settle, touched + 5, 1, HOUR, day, IDX_SPAN_SMALL, pick);
+    is_int(k, 4, "force: the day of 4 tiny segments (the unsettled one too) is picked");
+    k = idx_merge_plan_span(e, n, NULL, now, settle, touched, 1, day, day, IDX_SPAN_SMALL, pick);
+    is_int(k, 0, "no spans when buckets are as wide as the window");
+
+    /* a writer: 3 events in each of 30 hours (two days), then compact */
+    char dir[] = "/tmp/logdex-t-life-XXXXXX";
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    idx_opts o;
+    idx_opts_default(&o);
+    seg_err er = {0};
+    idx_writer *w;
+    const int64_t t0 = (seg_time_now() - 10 * day) / day * day;
+    ok(idx_open(dir, "sp", &o, &w, &er) == SEG_OK, "open");
+    for (int h = 0; h < 30; h++)
+        for (int i = 0; i < 3; i++) {
+            char line[200], ts[40];
+            seg_time_format(t0 + h * HOUR + i * 60000000000LL, ts);
+            int len = snprintf(line, sizeof line, "{\"@timestamp\":\"%s\",\"msg\":\"sparse h%d\",\"i\":%d}", ts, h, i);
+            idx_add_line(w, line, (size_t)len, 1, NULL, NULL, &er);
+        }
+    ok(idx_flush(w, &er) == SEG_OK, "flush: one segment per hour");
+    idx_metrics m;
+    idx_get_metrics(w, &m);
+    is_int((long)m.segments, 30, "30 segments before");
+    int steps = 0, spans = 0;
+    for (;;) {
+        idx_merge_info mi;
+        if (idx_merge_step(w, 1, &mi, &er) != SEG_OK || !mi.inputs)
+            break;
+        steps++;
+    }
+    idx_get_metrics(w, &m);
+    ok(m.segments == 2, "compact: two segments, one per day (%d merges)", steps);
+    ok(idx_close(w, &er) == SEG_OK, "close");
+    seg_manifest man;
+    int exists = 0;
+    char ixdir[4200];
+    snprintf(ixdir, sizeof ixdir, "%s/sp", dir);
+    ok(seg_manifest_load(ixdir, &man, &exists, &er) == SEG_OK, "the manifest loads (version 2)");
+    for (size_t i = 0; i < man.n; i++)
+        spans += man.e[i].bucket_end == man.e[i].bucket + (man.e[i].bucket == t0 ? day : 6 * HOUR);
+    is_int(spans, 2, "the manifest gives each its span: a whole day, and the 6 hours of the second");
+    seg_manifest_free(&man);
+    is_int(test_verify_index(ixdir), 0, "verify passes");
+    srch_index *ix;
+    ok(srch_index_open(dir, "sp", NULL, &ix, &er) == SEG_OK, "open for search");
+    is_int((long)count_where(ix, "*", INT64_MIN, INT64_MAX), 90, "all 90 events found");
+    is_int((long)count_where(ix, "sparse", t0 + 5 * HOUR, t0 + 6 * HOUR), 3, "an hour inside a span: its 3 events");
+    is_int((long)count_where(ix, "h27", INT64_MIN, INT64_MAX), 3, "a token of the second day's span");
+    srch_index_close(ix);
+
+    /* a late event inside the first day's span, then compact again */
+    ok(idx_open(dir, "sp", &o, &w, &er) == SEG_OK, "reopen");
+    {
+        char line[200], ts[40];
+        seg_time_format(t0 + 3 * HOUR + 30 * 60000000000LL, ts);
+        int len = snprintf(line, sizeof line, "{\"@timestamp\":\"%s\",\"msg\":\"late one\"}", ts);
+        idx_add_line(w, line, (size_t)len, 1, NULL, NULL, &er);
+    }
+    ok(idx_flush(w, &er) == SEG_OK, "flush the late event");
+    for (;;) {
+        idx_merge_info mi;
+        if (idx_merge_step(w, 1, &mi, &er) != SEG_OK || !mi.inputs)
+            break;
+    }
+    idx_get_metrics(w, &m);
+    is_int((long)m.segments, 2, "the late event joined its day's span");
+    /* retention: a span goes only when its last bucket has passed */
+    idx_drop_info d = {0};
+    ok(idx_retain(&w, 1, t0 + 12 * HOUR, 1, 0, &d, &er) == SEG_OK && d.segments == 0,
+       "retention at the middle of the first day keeps its span");
+    int rrc = idx_retain(&w, 1, t0 + day + 1, 1, 0, &d, &er);
+    ok(rrc == SEG_OK && d.events == 73, "retention at its end drops it (%llu events)", (unsigned long long)d.events);
+    ok(idx_close(w, &er) == SEG_OK, "close");
+    is_int(test_verify_index(ixdir), 0, "verify passes");
+    test_rm_rf(dir);
+}
+
 int main(void)
 {
     test_plan();
@@ -368,5 +494,6 @@ int main(void)
     test_merge_corrupt();
     test_retention();
     test_time_limits();
+    test_spans();
     return tap_done();
 }

@@ -167,7 +167,8 @@ static void test_manifest(void)
     seg_manifest m = {0}, l;
     m.next_seq = 7;
     m.bucket_ns = 3600000000000LL;
-    seg_mentry e1 = {"s0000000000000001.seg", 0, 10, -5, 99, 1234};
+    seg_mentry e1 = {.name = "s0000000000000001.seg", .bucket = 0, .docs = 10, .min_time = -5, .max_time = 99,
+                     .bytes = 1234};
     seg_manifest_add(&m, &e1);
     seg_err e = {0};
     int exists;
@@ -177,9 +178,27 @@ static void test_manifest(void)
            l.e[0].min_time == -5 && !strcmp(l.e[0].name, e1.name),
        "manifest round-trips");
     seg_manifest_free(&l);
-    char p[512];
+    char p[512], head[32] = {0};
     snprintf(p, sizeof p, "%s/manifest", dir);
-    FILE *f = fopen(p, "r+");
+    FILE *f = fopen(p, "r");
+    ok(f && fgets(head, sizeof head, f) && !strcmp(head, "logdex-manifest 1\n"), "without spans: version 1");
+    if (f)
+        fclose(f);
+    /* a segment spanning buckets: version 2, END kept */
+    seg_mentry e2s = {.name = "s0000000000000002.seg", .bucket = 3600000000000LL, .bucket_end = 4 * 3600000000000LL,
+                      .docs = 3, .min_time = 3600000000001LL, .max_time = 3 * 3600000000000LL, .bytes = 99};
+    seg_manifest_add(&m, &e2s);
+    ok(seg_manifest_save(dir, &m, &e) == SEG_OK && seg_manifest_load(dir, &l, &exists, &e) == SEG_OK && l.n == 2 &&
+           l.e[0].bucket_end == 0 && l.e[1].bucket_end == e2s.bucket_end && l.e[1].bucket == e2s.bucket,
+       "a span round-trips");
+    seg_manifest_free(&l);
+    f = fopen(p, "r");
+    ok(f && fgets(head, sizeof head, f) && !strcmp(head, "logdex-manifest 2\n"), "with a span: version 2");
+    if (f)
+        fclose(f);
+    m.n = 1;
+    ok(seg_manifest_save(dir, &m, &e) == SEG_OK, "saved without the span again");
+    f = fopen(p, "r+");
     fseek(f, 25, SEEK_SET);
     fputc('9', f);
     fclose(f);
