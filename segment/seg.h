@@ -505,6 +505,8 @@ typedef struct seg_manifest {
 
 /* Loads dir/manifest; a missing file gives an empty manifest (exists=0). */
 int seg_manifest_load(const char *dir, seg_manifest *m, int *exists, seg_err *e);
+/* The same from the file's bytes text[0..n) (path names it in errors). */
+int seg_manifest_parse(const char *text, size_t n, const char *path, seg_manifest *m, seg_err *e);
 /* Replaces dir/manifest atomically. */
 int seg_manifest_save(const char *dir, const seg_manifest *m, seg_err *e);
 int seg_manifest_add(seg_manifest *m, const seg_mentry *ent);

@@ -57,34 +57,21 @@ int seg_manifest_add(seg_manifest *m, const seg_mentry *ent)
     return SEG_OK;
 }
 
-int seg_manifest_load(const char *dir, seg_manifest *m, int *exists, seg_err *e)
+int seg_manifest_parse(const char *text, size_t n, const char *path, seg_manifest *m, seg_err *e)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/manifest", dir);
     memset(m, 0, sizeof *m);
     m->next_seq = 1;
-    *exists = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT)
-            return SEG_OK;
-        return seg_err_set(e, SEG_EIO, path, "open: %s", strerror(errno));
-    }
-    seg_buf b = {0};
-    char chunk[65536];
-    size_t k;
-    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0)
-        seg_buf_put(&b, chunk, k);
-    int ioerr = ferror(f);
-    fclose(f);
-    if (ioerr || b.oom) {
-        seg_buf_free(&b);
-        return seg_err_set(e, ioerr ? SEG_EIO : SEG_ENOMEM, path, "read failed");
-    }
-    seg_buf_put_u8(&b, 0);
-    char *s = (char *)b.p;
-    size_t len = b.n - 1;
+    char *s = seg_malloc(n + 1);
+    if (!s)
+        return seg_err_set(e, SEG_ENOMEM, path, "out of memory");
+    memcpy(s, text, n);
+    s[n] = 0;
+    size_t len = n;
     int rc = SEG_OK;
+    if (memchr(s, 0, n)) {
+        rc = seg_err_set(e, SEG_ECORRUPT, path, "manifest holds a NUL byte");
+        goto out;
+    }
     int version = len >= strlen(MANIFEST_MAGIC) && !memcmp(s, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC))     ? 1
                   : len >= strlen(MANIFEST_MAGIC2) && !memcmp(s, MANIFEST_MAGIC2, strlen(MANIFEST_MAGIC2)) ? 2
                                                                                                            : 0;
@@ -148,11 +135,42 @@ int seg_manifest_load(const char *dir, seg_manifest *m, int *exists, seg_err *e)
     }
     if (m->bucket_ns <= 0)
         rc = seg_err_set(e, SEG_ECORRUPT, path, "manifest has no bucket width");
-    *exists = 1;
 out:
     if (rc)
         seg_manifest_free(m);
+    seg_free(s);
+    return rc;
+}
+
+
+int seg_manifest_load(const char *dir, seg_manifest *m, int *exists, seg_err *e)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/manifest", dir);
+    memset(m, 0, sizeof *m);
+    m->next_seq = 1;
+    *exists = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT)
+            return SEG_OK;
+        return seg_err_set(e, SEG_EIO, path, "open: %s", strerror(errno));
+    }
+    seg_buf b = {0};
+    char chunk[65536];
+    size_t k;
+    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0)
+        seg_buf_put(&b, chunk, k);
+    int ioerr = ferror(f);
+    fclose(f);
+    if (ioerr || b.oom) {
+        seg_buf_free(&b);
+        return seg_err_set(e, ioerr ? SEG_EIO : SEG_ENOMEM, path, "read failed");
+    }
+    int rc = seg_manifest_parse((const char *)b.p, b.n, path, m, e);
     seg_buf_free(&b);
+    if (rc == SEG_OK)
+        *exists = 1;
     return rc;
 }
 
