@@ -80,7 +80,12 @@ static const char *const usage_serve =
     "                      ingest waits this long, then gets 429 (default 5)\n"
     "  --idle-timeout SECS close a connection idle (no byte in or out) this long\n"
     "                      (default 60; slow or stalled clients)\n"
-    "  --quiet             no request log on standard error\n";
+    "  --quiet             no request log on standard error\n"
+    "  --http-mode MODE    'events' (default): an epoll loop per core;\n"
+    "                      requests handed to worker threads, small ingests\n"
+    "                      logged on the loop and answered together after\n"
+    "                      each shared log sync; 'threads': a thread per\n"
+    "                      connection\n";
 
 #define MAX_INDEXES 1024
 
@@ -114,6 +119,7 @@ static struct server {
     unsigned idle_timeout;     /* seconds without a byte before a connection is closed */
     int quiet;
     int stopping;              /* atomic */
+    int event_loop;            /* --http-mode events (see "Event loop") */
     /* metrics (atomics) */
     uint64_t requests, searches, search_ns, search_hist[12], ingest_requests, open_conns, http_errors;
     uint64_t failed_segments;
@@ -260,7 +266,32 @@ static int parse_time_arg(struct MHD_Connection *c, const char *k, int64_t *out,
 /* Routes                                                               */
 /* ------------------------------------------------------------------ */
 
-static void do_ingest(reply *r, const char *index, const char *body, size_t n)
+/* A request.  In event-loop mode (see "Event loop" below) its answer may be
+ * made on another thread while the connection is suspended: state 1 while
+ * it is being worked on, 2 when r (or stream) holds the answer. */
+typedef struct req {
+    seg_buf body;
+    int too_large;
+    int refused;               /* an answer was queued before the body */
+    struct timespec t0;
+    /* event-loop mode */
+    int state;
+    struct MHD_Connection *c;
+    const char *method, *url;  /* libmicrohttpd's, valid while the request lives */
+    reply r;
+    struct MHD_Response *stream;
+    int inline_ok;             /* may run on the event thread (small ingest) */
+    int pending;               /* an ingest waits for the log: the committer answers */
+    idx_writer *w;             /* ... on this index */
+    api_hub *hub;
+    idx_batch b;
+    struct req *next;          /* work or commit queue */
+} req;
+
+static void ingest_answer(reply *r, api_hub *hub, idx_batch *b, int rc, seg_err *e);
+static void commit_push(req *q);
+
+static void do_ingest(reply *r, req *q, const char *index, const char *body, size_t n)
 {
     seg_err e = {0};
     api_hub *hub = NULL;
@@ -270,9 +301,43 @@ static void do_ingest(reply *r, const char *index, const char *body, size_t n)
         return;
     }
     __atomic_add_fetch(&srv.ingest_requests, 1, __ATOMIC_RELAXED);
+    if (q && q->state == 1) {
+        /* event loop: parse, buffer and log now, answer once the log is
+         * synced (the committer thread) */
+        idx_batch *b = &q->b;
+        memset(b, 0, sizeof *b);
+        b->want_events = api_hub_wants_events(hub);
+        b->no_block = q->inline_ok; /* the event thread must not wait for room */
+        int rc = idx_ingest_start(w, body, n, b, &e);
+        if (rc && b->would_block) {
+            idx_batch_free(b);
+            q->pending = -1; /* to a worker, which may wait */
+            return;
+        }
+        if (b->ticket) {
+            q->w = w;
+            q->hub = hub;
+            q->pending = 1;
+            commit_push(q);
+            return;
+        }
+        rc = idx_ingest_finish(w, b, &e);
+        ingest_answer(r, hub, b, rc, &e);
+        return;
+    }
     idx_batch b;
     b.want_events = api_hub_wants_events(hub);
-    if (idx_ingest(w, body, n, &b, &e)) {
+    int rc = idx_ingest(w, body, n, &b, &e);
+    ingest_answer(r, hub, &b, rc, &e);
+}
+
+/* The answer to an ingest whose log record is synced (or that failed). */
+static void ingest_answer(reply *r, api_hub *hub, idx_batch *bp, int rc, seg_err *ep)
+{
+    idx_batch b = *bp;
+    memset(bp, 0, sizeof *bp);
+    seg_err e = *ep;
+    if (rc) {
         idx_batch_free(&b);
         if (e.code == SEG_ENOMEM) {
             error_reply(r, 503, "overloaded", e.msg);
@@ -373,7 +438,8 @@ static struct MHD_Response *do_tail(reply *r, struct MHD_Connection *c, const ch
     unsigned status = 0;
     if (srv.idle_timeout && heartbeat > srv.idle_timeout / 2.0)
         heartbeat = srv.idle_timeout / 2.0; /* a quiet stream must not look idle */
-    struct MHD_Response *resp = api_tail_open(hub, srv.max_tails, pq, snap, backfill, last, heartbeat, &status, &e);
+    struct MHD_Response *resp = api_tail_open(hub, srv.max_tails, pq, snap, backfill, last, heartbeat,
+                                              srv.event_loop ? c : NULL, &status, &e);
     srch_index_close(snap);
     if (!resp) {
         char b[1024];
@@ -716,13 +782,6 @@ static void do_metrics(reply *r)
 /* Request plumbing                                                     */
 /* ------------------------------------------------------------------ */
 
-typedef struct req {
-    seg_buf body;
-    int too_large;
-    int refused;               /* an answer was queued before the body */
-    struct timespec t0;
-} req;
-
 /* Inflates a gzip body into out, at most max bytes.  0 ok, 1 too large,
  * -1 undecodable. */
 static int gunzip(const uint8_t *in, size_t n, size_t max, seg_buf *out)
@@ -917,13 +976,13 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
                 seg_buf_free(&plain);
                 return error_reply(r, 400, "bad_request", "the gzip body cannot be decoded");
             }
-            do_ingest(r, index, (const char *)plain.p, plain.n);
+            do_ingest(r, q, index, (const char *)plain.p, plain.n);
             seg_buf_free(&plain);
             return;
         }
         if (enc && strcasecmp(enc, "identity"))
             return error_reply(r, 415, "unsupported_encoding", "Content-Encoding must be gzip or identity");
-        return do_ingest(r, index, (const char *)q->body.p, q->body.n);
+        return do_ingest(r, q, index, (const char *)q->body.p, q->body.n);
     }
     case 1: return do_search(r, c, index);
     case 2: return do_stats(r, index);
@@ -931,6 +990,222 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
     case 4: return do_aggregate(r, index, (const char *)q->body.p, q->body.n);
     default: *stream = do_tail(r, c, index); return;
     }
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Event loop (--http-mode events)                                      */
+/*                                                                      */
+/* libmicrohttpd runs an epoll loop on a pool of threads (one per core)   */
+/* instead of a thread per connection.  A complete request is suspended  */
+/* and handed to a worker thread (which may block: searches, stats);     */
+/* the worker puts the answer in the request and resumes the connection, */
+/* whose handler then queues it.  A small ingest runs on the loop's own   */
+/* thread up to its log append (idx_ingest_start; a full buffer sends it  */
+/* to a worker instead); then the committer thread syncs the log for     */
+/* every ingest waiting (idx_ingest_finish: one fdatasync for all) and   */
+/* resumes them together, so that a round of group commit costs a few    */
+/* thread wake-ups, not two per request.                               */
+/* Live tails never block a loop thread: with nothing to send, a stream  */
+/* suspends its connection; events, the end, and a ticker thread (when a */
+/* heartbeat is due, every 20 ms) resume it (api_tail.c).               */
+/* ------------------------------------------------------------------ */
+
+#define EV_WORKERS 16
+#define EV_INLINE_MAX (64u * 1024) /* ingest bodies up to this run on the loop */
+
+typedef struct ev_queue {
+    req *head, *tail;
+    pthread_cond_t cv;         /* signalled on a push */
+} ev_queue;
+
+static struct {
+    pthread_mutex_t mu;        /* guards the queues, stop and inflight */
+    ev_queue work, commit;
+    int stop;
+    pthread_t th[EV_WORKERS], committer, tick;
+    int nth;
+    int inflight;              /* requests suspended (both queues and running) */
+} ev;
+
+static void route(struct MHD_Connection *c, const char *method, const char *url, req *q, reply *r,
+                  struct MHD_Response **stream);
+
+static void ev_push(ev_queue *qu, req *q)
+{
+    pthread_mutex_lock(&ev.mu);
+    q->next = NULL;
+    if (qu->tail)
+        qu->tail->next = q;
+    else
+        qu->head = q;
+    qu->tail = q;
+    pthread_cond_signal(&qu->cv);
+    pthread_mutex_unlock(&ev.mu);
+}
+
+/* Takes the whole queue (under ev.mu). */
+static req *ev_take_all(ev_queue *qu)
+{
+    req *list = qu->head;
+    qu->head = qu->tail = NULL;
+    return list;
+}
+
+/* The answer is in q: back to the loop. */
+static void ev_resume(req *q)
+{
+    q->state = 2;
+    pthread_mutex_lock(&ev.mu);
+    ev.inflight--;
+    pthread_mutex_unlock(&ev.mu);
+    MHD_resume_connection(q->c);
+}
+
+/* Works on q (any thread): its answer, or a hand-off to the committer. */
+static void ev_work(req *q)
+{
+    q->pending = 0;
+    route(q->c, q->method, q->url, q, &q->r, &q->stream);
+    if (q->pending == 1)
+        return; /* the committer answers */
+    if (q->pending == -1) {
+        /* an ingest that would wait for buffer room: a worker does it */
+        q->pending = 0;
+        q->inline_ok = 0;
+        q->r.body.n = 0;
+        ev_push(&ev.work, q);
+        return;
+    }
+    ev_resume(q);
+}
+
+static void *ev_worker(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&ev.mu);
+    for (;;) {
+        while (!ev.work.head && !ev.stop)
+            pthread_cond_wait(&ev.work.cv, &ev.mu);
+        if (!ev.work.head)
+            break;
+        req *q = ev.work.head;
+        ev.work.head = q->next;
+        if (!ev.work.head)
+            ev.work.tail = NULL;
+        pthread_mutex_unlock(&ev.mu);
+        ev_work(q);
+        pthread_mutex_lock(&ev.mu);
+    }
+    pthread_mutex_unlock(&ev.mu);
+    return NULL;
+}
+
+static void commit_push(req *q) { ev_push(&ev.commit, q); }
+
+/* Syncs the log for every ingest queued (the first finish of an index
+ * does the fdatasync, the others find their record covered) and answers
+ * them all. */
+static void *ev_committer(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&ev.mu);
+    for (;;) {
+        while (!ev.commit.head && !ev.stop)
+            pthread_cond_wait(&ev.commit.cv, &ev.mu);
+        if (!ev.commit.head)
+            break;
+        req *list = ev_take_all(&ev.commit);
+        pthread_mutex_unlock(&ev.mu);
+        for (req *q = list, *next; q; q = next) {
+            next = q->next;
+            seg_err e = {0};
+            int rc = idx_ingest_finish(q->w, &q->b, &e);
+            ingest_answer(&q->r, q->hub, &q->b, rc, &e);
+            ev_resume(q);
+        }
+        pthread_mutex_lock(&ev.mu);
+    }
+    pthread_mutex_unlock(&ev.mu);
+    return NULL;
+}
+
+/* Live tails' heartbeats: a suspended stream is resumed when one is due. */
+static void *ev_ticker(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&ev.mu);
+        int stop = ev.stop;
+        pthread_mutex_unlock(&ev.mu);
+        if (stop)
+            break;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&srv.mu);
+        for (size_t i = 0; i < srv.nix; i++)
+            api_hub_tick(srv.ix[i].hub);
+        pthread_mutex_unlock(&srv.mu);
+    }
+    return NULL;
+}
+
+/* Takes a complete request off the loop: 1 when suspended (answer later). */
+static int ev_dispatch(struct MHD_Connection *c, const char *method, const char *url, req *q)
+{
+    size_t ul = strlen(url);
+    int ingest = !strcmp(method, "POST") && ul > 7 && !strcmp(url + ul - 7, "/ingest");
+    q->state = 1;
+    q->c = c;
+    q->method = method;
+    q->url = url;
+    q->inline_ok = ingest && q->body.n <= EV_INLINE_MAX;
+    pthread_mutex_lock(&ev.mu);
+    ev.inflight++;
+    pthread_mutex_unlock(&ev.mu);
+    MHD_suspend_connection(c);
+    if (q->inline_ok) {
+        ev_work(q);
+        return 1;
+    }
+    ev_push(&ev.work, q);
+    return 1;
+}
+
+static void ev_start(void)
+{
+    pthread_mutex_init(&ev.mu, NULL);
+    pthread_cond_init(&ev.work.cv, NULL);
+    pthread_cond_init(&ev.commit.cv, NULL);
+    for (int i = 0; i < EV_WORKERS; i++)
+        if (pthread_create(&ev.th[ev.nth], NULL, ev_worker, NULL) == 0)
+            ev.nth++;
+    pthread_create(&ev.committer, NULL, ev_committer, NULL);
+    pthread_create(&ev.tick, NULL, ev_ticker, NULL);
+}
+
+/* After the loop has stopped taking requests: waits for those in flight,
+ * then ends the threads. */
+static void ev_stop(void)
+{
+    for (int i = 0; i < 3000; i++) {
+        pthread_mutex_lock(&ev.mu);
+        int busy = ev.inflight;
+        pthread_mutex_unlock(&ev.mu);
+        if (!busy)
+            break;
+        struct timespec ts = {0, 2 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&ev.mu);
+    ev.stop = 1;
+    pthread_cond_broadcast(&ev.work.cv);
+    pthread_cond_broadcast(&ev.commit.cv);
+    pthread_mutex_unlock(&ev.mu);
+    for (int i = 0; i < ev.nth; i++)
+        pthread_join(ev.th[i], NULL);
+    pthread_join(ev.committer, NULL);
+    pthread_join(ev.tick, NULL);
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -997,7 +1272,19 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     }
     reply r = {200, {0}, NULL, NULL};
     struct MHD_Response *stream = NULL;
-    if (q->too_large)
+    if (q->state == 2) {
+        /* resumed: a worker or the committer made the answer */
+        r = q->r;
+        memset(&q->r, 0, sizeof q->r);
+        stream = q->stream;
+        q->stream = NULL;
+    } else if (q->state == 1) {
+        return MHD_YES; /* (not expected: a suspended request is not called) */
+    } else if (srv.event_loop && !q->too_large && !q->body.oom && strcmp(url, "/health")) {
+        q->r = r;
+        ev_dispatch(c, method, url, q);
+        return MHD_YES;
+    } else if (q->too_large)
         error_reply(&r, 413, "payload_too_large", "the body is larger than --max-body");
     else if (q->body.oom)
         error_reply(&r, 503, "overloaded", "out of memory"), r.retry_after = "1";
@@ -1030,6 +1317,12 @@ static void completed(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_
     (void)t;
     req *q = *ctx;
     if (q) {
+        /* an answer made on another thread that the connection, closed
+         * meanwhile, never took (event-loop mode) */
+        if (q->stream)
+            MHD_destroy_response(q->stream);
+        seg_buf_free(&q->r.body);
+        idx_batch_free(&q->b);
         seg_buf_free(&q->body);
         seg_free(q);
         *ctx = NULL;
@@ -1180,13 +1473,19 @@ int api_serve(int argc, char **argv)
     srv.max_body = 64u << 20;
     srv.max_tails = 256;
     srv.idle_timeout = 60;
+    {
+        /* the default mode may come from the environment (the test suite
+         * runs the HTTP tests in both) */
+        const char *m = getenv("LOGDEX_HTTP_MODE");
+        srv.event_loop = !(m && !strcmp(m, "threads"));
+    }
     srv.merge_nice = 5;
     static const struct option opts[] = {
         {"data", 1, 0, 'd'},      {"listen", 1, 0, 'l'},    {"max-body", 1, 0, 'm'}, {"auth-token", 1, 0, 'a'}, {"auth-tokens", 1, 0, 'A'},
         {"tls-cert", 1, 0, 'c'},  {"tls-key", 1, 0, 'k'},   {"buffer-mb", 1, 0, 'b'}, {"flush-age", 1, 0, 'g'},
         {"quiet", 0, 0, 'q'},     {"retention", 1, 0, 'r'}, {"help", 0, 0, 'h'}, {"max-tails", 1, 0, 'T'},
         {"max-disk", 1, 0, 'D'},  {"max-future", 1, 0, 'F'}, {"segment-target-mb", 1, 0, 'S'},
-        {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {"merge-nice", 1, 0, 'P'}, {"block-cache-mb", 1, 0, 'C'}, {"idle-timeout", 1, 0, 'I'}, {"ingest-wait", 1, 0, 'W'}, {0, 0, 0, 0}};
+        {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {"merge-nice", 1, 0, 'P'}, {"block-cache-mb", 1, 0, 'C'}, {"idle-timeout", 1, 0, 'I'}, {"ingest-wait", 1, 0, 'W'}, {"http-mode", 1, 0, 'H'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -1244,6 +1543,13 @@ int api_serve(int argc, char **argv)
             break;
         }
         case 'I': srv.idle_timeout = (unsigned)atoi(optarg); break;
+        case 'H':
+            if (strcmp(optarg, "events") && strcmp(optarg, "threads")) {
+                fprintf(stderr, "logdex serve: --http-mode is 'threads' or 'events'\n");
+                return 2;
+            }
+            srv.event_loop = !strcmp(optarg, "events");
+            break;
         case 'W': srv.opts.ingest_wait_ns = (int64_t)(atof(optarg) * 1e9); break;
         case 'h': fputs(usage_serve, stdout); return 0;
         default: fputs(usage_serve, stderr); return 2;
@@ -1315,6 +1621,14 @@ int api_serve(int argc, char **argv)
      * fsync, or for events on a live tail) without stalling others */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
+    unsigned pool = 1;
+    if (srv.event_loop) {
+        flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
+                MHD_USE_ERROR_LOG;
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        pool = nc > 1 ? (unsigned)(nc < 16 ? nc : 16) : 1;
+        ev_start();
+    }
     if (cert) {
         certs = slurp(cert);
         keys = slurp(key);
@@ -1330,12 +1644,13 @@ int api_serve(int argc, char **argv)
                            MHD_OPTION_CONNECTION_TIMEOUT, srv.idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONN_MEMORY,
                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
                            on_connection, NULL, MHD_OPTION_HTTPS_MEM_CERT, certs, MHD_OPTION_HTTPS_MEM_KEY, keys,
-                           MHD_OPTION_END)
+                           srv.event_loop ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, pool, MHD_OPTION_END)
         : MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
                            MHD_OPTION_CONNECTION_LIMIT, 1000u,
                            MHD_OPTION_CONNECTION_TIMEOUT, srv.idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONN_MEMORY,
                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-                           on_connection, NULL, MHD_OPTION_END);
+                           on_connection, NULL, srv.event_loop ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, pool,
+                           MHD_OPTION_END);
     if (!daemon) {
         fprintf(stderr, "logdex serve: cannot listen on %s: %s\n", listen, strerror(errno));
         return 1;
@@ -1364,6 +1679,8 @@ int api_serve(int argc, char **argv)
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
+    if (srv.event_loop)
+        ev_stop(); /* requests in flight answered (their connections resumed) */
     MHD_stop_daemon(daemon);
     __atomic_store_n(&srv.stopping, 1, __ATOMIC_RELEASE);
     for (size_t i = 0; i < srv.nix; i++)

@@ -56,8 +56,21 @@ struct sub {
     char **seam;                       /* backfilled ids, not sent again live */
     size_t nseam;
     double heartbeat_s;
+    struct MHD_Connection *conn;       /* non-blocking stream (see api_tail_open) */
+    int suspended;                     /* conn suspended by the reader */
+    int64_t next_ping_ns;              /* non-blocking: when a heartbeat is due */
     sub *next;
 };
+
+/* Under s->mu: something to send (or the end): wakes the stream. */
+static void wake(sub *s)
+{
+    pthread_cond_broadcast(&s->cv);
+    if (s->suspended) {
+        s->suspended = 0;
+        MHD_resume_connection(s->conn);
+    }
+}
 
 struct api_hub {
     pthread_mutex_t mu;
@@ -125,7 +138,20 @@ void api_hub_stop(api_hub *h)
     h->stopping = 1;
     for (sub *s = h->subs; s; s = s->next) {
         pthread_mutex_lock(&s->mu);
-        pthread_cond_broadcast(&s->cv);
+        wake(s);
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+void api_hub_tick(api_hub *h)
+{
+    int64_t now = seg_time_now();
+    pthread_mutex_lock(&h->mu);
+    for (sub *s = h->subs; s; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        if (s->suspended && now >= s->next_ping_ns)
+            wake(s);
         pthread_mutex_unlock(&s->mu);
     }
     pthread_mutex_unlock(&h->mu);
@@ -233,7 +259,7 @@ static void deliver(sub *s, wbatch *b, uint64_t after)
         }
         sse_event(&s->queue, seq, t, id, il, json, jl);
     }
-    pthread_cond_broadcast(&s->cv);
+    wake(s);
     pthread_mutex_unlock(&s->mu);
     seg_free(docs);
 }
@@ -310,8 +336,26 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
             s->sent += k;
             if (s->sent == s->queue.n)
                 s->queue.n = s->sent = 0;
+            s->next_ping_ns = seg_time_now() + (int64_t)(s->heartbeat_s * 1e9);
             pthread_mutex_unlock(&s->mu);
             return (ssize_t)k;
+        }
+        if (s->conn) {
+            /* non-blocking: a heartbeat when due, else suspend until an
+             * event, the heartbeat (api_hub_tick) or the end resumes */
+            int64_t now = seg_time_now();
+            if (now >= s->next_ping_ns) {
+                static const char ping[] = ": ping\n\n";
+                size_t k = sizeof ping - 1 < max ? sizeof ping - 1 : max;
+                memcpy(buf, ping, k);
+                s->next_ping_ns = now + (int64_t)(s->heartbeat_s * 1e9);
+                pthread_mutex_unlock(&s->mu);
+                return (ssize_t)k;
+            }
+            s->suspended = 1;
+            MHD_suspend_connection(s->conn);
+            pthread_mutex_unlock(&s->mu);
+            return 0;
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -361,7 +405,8 @@ static void sub_free(void *cls)
 }
 
 struct MHD_Response *api_tail_open(api_hub *h, int max_tails, srch_query *q, srch_index *snap, size_t backfill,
-                                   const char *last_id, double heartbeat_s, unsigned *status, seg_err *e)
+                                   const char *last_id, double heartbeat_s, struct MHD_Connection *conn,
+                                   unsigned *status, seg_err *e)
 {
     sub *s = seg_calloc(1, sizeof *s);
     if (!s) {
@@ -373,6 +418,8 @@ struct MHD_Response *api_tail_open(api_hub *h, int max_tails, srch_query *q, src
     s->hub = h;
     s->q = q;
     s->heartbeat_s = heartbeat_s;
+    s->conn = conn;
+    s->next_ping_ns = seg_time_now() + (int64_t)(heartbeat_s * 1e9);
     if (srch_query_need(q, &s->need)) {
         sub_destroy(s);
         *status = 503;

@@ -83,11 +83,20 @@ typedef struct idx_line_error {
 
 typedef struct idx_batch {
     int want_events;              /* in: also return the accepted events */
+    int no_block;                 /* in (idx_ingest_start): when the buffer is
+                                     full and a flush is running, fail at once
+                                     (SEG_EBUSY, would_block set) instead of
+                                     waiting for room */
+    int would_block;              /* out: see no_block (nothing was stored) */
     uint64_t accepted, rejected, duplicates;
     idx_line_error *errors;       /* the rejected lines, in order */
     size_t nerrors;
     seg_builder *events;          /* out (want_events): accepted events in
                                      ingest order, with times and ids */
+    /* between idx_ingest_start and idx_ingest_finish: */
+    uint64_t ticket;              /* the log record's, 0: none */
+    seg_buf rec;                  /* the record (the log may write from it) */
+    int rc;                       /* idx_ingest_start's result */
 } idx_batch;
 
 /* Ingests an NDJSON body (out->want_events set by the caller, the rest
@@ -99,6 +108,14 @@ typedef struct idx_batch {
  * in the buffer seen by snapshots taken after the return.  Bad lines are
  * counted and listed in out; only I/O or memory failures are errors. */
 int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_err *e);
+/* idx_ingest in two halves, for callers that must not block while the
+ * log is synced (an event loop): _start parses, de-duplicates, buffers and
+ * appends the log record (events visible to searches now, not yet
+ * durable); _finish waits until the record is on disk (shared fsync) and
+ * returns the ingest's result.  _finish must follow every _start (it
+ * frees the record the log may still be writing from), from any thread. */
+int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_err *e);
+int idx_ingest_finish(idx_writer *w, idx_batch *out, seg_err *e);
 void idx_batch_free(idx_batch *b);
 /* A snapshot of every stored and buffered event (buffered ones are sealed
  * into in-memory segments first).  Release with seg_set_unref(). */

@@ -1061,6 +1061,7 @@ void idx_batch_free(idx_batch *b)
         return;
     seg_free(b->errors);
     seg_builder_free(b->events);
+    seg_buf_free(&b->rec); /* (idx_ingest_finish has freed it already) */
     memset(b, 0, sizeof *b);
 }
 
@@ -1079,7 +1080,31 @@ static int batch_error(idx_batch *out, long line, const char *reason)
 
 int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_err *e)
 {
-    int want = out->want_events;
+    out->no_block = 0;
+    idx_ingest_start(w, body, n, out, e);
+    return idx_ingest_finish(w, out, e);
+}
+
+int idx_ingest_finish(idx_writer *w, idx_batch *out, seg_err *e)
+{
+    int rc = out->rc;
+    /* wait until the log is on disk (shared fsync); also after a later
+     * failure: the log may write the record from rec until then */
+    if (out->ticket) {
+        seg_err se = {0};
+        int src = idx_wal_sync(&w->wal, out->ticket, rc == SEG_OK ? e : &se);
+        if (rc == SEG_OK)
+            rc = src;
+        out->ticket = 0;
+    }
+    seg_buf_free(&out->rec);
+    out->rc = rc;
+    return rc;
+}
+
+int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_err *e)
+{
+    int want = out->want_events, no_block = out->no_block;
     memset(out, 0, sizeof *out);
     if (want && !(out->events = seg_builder_new()))
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
@@ -1198,7 +1223,10 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
     uint64_t ticket = 0;
     pthread_mutex_lock(&w->mu);
     /* back-pressure: a full buffer waits for the flush in flight */
-    if (w->buffered >= w->opts.buffer_bytes) {
+    if (no_block && w->buffered >= w->opts.buffer_bytes && flush_running(w)) {
+        out->would_block = 1;
+        rc = seg_err_set(e, SEG_EBUSY, NULL, "ingest buffer full");
+    } else if (w->buffered >= w->opts.buffer_bytes) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         int64_t ns = until.tv_nsec + w->opts.ingest_wait_ns;
@@ -1266,15 +1294,13 @@ int idx_ingest(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_er
             rc = flush_start(w, e);
     }
     pthread_mutex_unlock(&w->mu);
-    /* 4. wait until the log is on disk (shared fsync); also after a later
-     * failure: the log may write the record from rec until then */
-    if (ticket) {
-        seg_err se = {0};
-        int src = idx_wal_sync(&w->wal, ticket, rc == SEG_OK ? e : &se);
-        if (rc == SEG_OK)
-            rc = src;
-    }
+    /* 4. the wait for the log is idx_ingest_finish's, which also frees
+     * the record */
+    out->ticket = ticket;
+    out->rec = rec;
+    memset(&rec, 0, sizeof rec);
 out:
+    out->rc = rc;
     seg_json_free(js);
     seg_flat_free(enc);
     seg_free(p);

@@ -154,7 +154,12 @@ python3 -c 'import json
 for i in range(6000): print(json.dumps({"msg": "back pressure %d" % i, "pad": "x" * 150}))' > "$T/mb"
 LOGDEX_FAILPOINT='segment-before-rename~2000' start "$T/bp" --buffer-mb 1 --ingest-wait 0.3
 codes=""
-for i in 1 2 3 4; do codes="$codes $(curl -s -o "$T/bpbody" -D "$T/bphdr" -w '%{http_code}' -XPOST --data-binary @"$T/mb" "$U/api/v1/bp/ingest")"; done
+for i in 1 2 3 4; do
+  c=$(curl -s -o "$T/bpbody$i" -D "$T/bphdr$i" -w '%{http_code}' -XPOST --data-binary @"$T/mb" "$U/api/v1/bp/ingest")
+  codes="$codes $c"
+  # the headers and body of the first refusal
+  [ "$c" = 429 ] && [ ! -f "$T/bphdr" ] && cp "$T/bphdr$i" "$T/bphdr" && cp "$T/bpbody$i" "$T/bpbody"
+done
 ok "$(echo "$codes" | grep -q 429; echo $?)" "buffers full while a flush is slow: 429 (statuses:$codes)"
 ok "$(grep -qi '^Retry-After: 1' "$T/bphdr" && grep -q '"type":"too_many_requests"' "$T/bpbody"; echo $?)" "  ... with Retry-After and a JSON reason"
 accepted=$(( $(echo "$codes" | tr ' ' '\n' | grep -c 200) * 6000 ))
