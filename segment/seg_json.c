@@ -481,7 +481,9 @@ static int parse_object(seg_json *j, int depth, int is_top)
         uint64_t h = seg_hash64(kp, klen);
         if (j->slow) {
             member mm = {h, (uint32_t)j->arena.n, klen, j->nraw, 0};
-            seg_buf_put(&j->arena, kp, klen);
+            /* from the path's copy: kp may point into the arena, which
+             * this put can move (fuzz_json found the use after free) */
+            seg_buf_put(&j->arena, j->path + saved + sep, klen);
             seg_buf_put(&j->members, &mm, sizeof mm);
         } else if (mask & (1ull << (h & 63))) {
             /* possible duplicate: exact check needs the keys; restart slow */

@@ -298,6 +298,27 @@ int main(void)
     }
     ok(all, "hand-picked cases agree with jansson");
 
+    /* keys with escapes (decoded into the scanner's arena) in an object
+     * large enough to take the duplicate-checking path while the arena
+     * grows: the key was copied from the arena into itself (a use after
+     * free under ASan, found by fuzz_json) */
+    {
+        seg_buf b = {0};
+        seg_buf_put_u8(&b, '{');
+        for (int i = 0; i < 200; i++) {
+            char k[320];
+            int n = snprintf(k, sizeof k, "%s\"key\\f%03d", i ? "," : "", i);
+            seg_buf_put(&b, k, (size_t)n);
+            for (int q = 0; q < 250; q++)
+                seg_buf_put_u8(&b, (uint8_t)('a' + (i + q) % 26));
+            seg_buf_put(&b, "\":1", 3);
+        }
+        seg_buf_put_u8(&b, '}');
+        why[0] = 0;
+        ok(check_one(js, b.p, b.n, &accepted, why, sizeof why), "200 long escaped keys agree with jansson %s", why);
+        seg_buf_free(&b);
+    }
+
     /* nesting depth: 2048 levels accepted, 2049 refused, like jansson
      * (arrays, so that the field path stays short) */
     for (int depth = 2047; depth <= 2050; depth++) {
