@@ -315,10 +315,11 @@ static void do_ingest(reply *r, req *q, const char *index, const char *body, siz
             return;
         }
         if (b->ticket) {
+            /* ev_work hands it to the committer: from that push on, q
+             * may be answered and freed on other threads */
             q->w = w;
             q->hub = hub;
             q->pending = 1;
-            commit_push(q);
             return;
         }
         rc = idx_ingest_finish(w, b, &e);
@@ -1067,8 +1068,13 @@ static void ev_work(req *q)
 {
     q->pending = 0;
     route(q->c, q->method, q->url, q, &q->r, &q->stream);
-    if (q->pending == 1)
-        return; /* the committer answers */
+    seg_failpoint("http-after-route"); /* t_http: a slow worker here */
+    if (q->pending == 1) {
+        /* the committer answers; q is not touched here after the push
+         * (it may be resumed, answered and freed before push returns) */
+        commit_push(q);
+        return;
+    }
     if (q->pending == -1) {
         /* an ingest that would wait for buffer room: a worker does it */
         q->pending = 0;

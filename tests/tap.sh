@@ -9,8 +9,14 @@ n=0
 failed=0
 cleanup() { [ -n "$PID" ] && kill -9 $PID 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
-ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi; }
-is() { n=$((n + 1)); if [ "$1" = "$2" ]; then echo "ok $n - $3"; else echo "not ok $n - $3"; echo "# got:      $1"; echo "# expected: $2"; failed=$((failed + 1)); fi; }
+# on a failure, the last server's stderr (a sanitizer report, a crash)
+server_err() {
+  [ -s "$T/err" ] || return 0
+  if grep -q 'ERROR: .*Sanitizer' "$T/err"; then sed -n '/ERROR: .*Sanitizer/,/^SUMMARY/p' "$T/err" | head -40
+  else tail -20 "$T/err"; fi | sed 's/^/# server: /'
+}
+ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; server_err; failed=$((failed + 1)); fi; }
+is() { n=$((n + 1)); if [ "$1" = "$2" ]; then echo "ok $n - $3"; else echo "not ok $n - $3"; echo "# got:      $1"; echo "# expected: $2"; server_err; failed=$((failed + 1)); fi; }
 done_testing() { echo "1..$n"; [ $failed -eq 0 ]; }
 
 # A server on a free port (later options win, so a test may pass --listen).
