@@ -266,6 +266,13 @@ static int parse_time_arg(struct MHD_Connection *c, const char *k, int64_t *out,
 /* Routes                                                               */
 /* ------------------------------------------------------------------ */
 
+/* 1 for a POST to an ingest route (the only route that writes). */
+static int is_ingest(const char *method, const char *url)
+{
+    size_t ul = strlen(url);
+    return !strcmp(method, "POST") && ul > 7 && !strcmp(url + ul - 7, "/ingest");
+}
+
 /* A request.  In event-loop mode (see "Event loop" below) its answer may be
  * made on another thread while the connection is suspended: state 1 while
  * it is being worked on, 2 when r (or stream) holds the answer. */
@@ -1045,12 +1052,20 @@ static void ev_push(ev_queue *qu, req *q)
     pthread_mutex_unlock(&ev.mu);
 }
 
-/* Takes the whole queue (under ev.mu). */
-static req *ev_take_all(ev_queue *qu)
+/* Waits for work on qu and takes one request (or, all: the whole list);
+ * NULL once stopping and qu is empty (a queue is drained first). */
+static req *ev_wait(ev_queue *qu, int all)
 {
-    req *list = qu->head;
-    qu->head = qu->tail = NULL;
-    return list;
+    pthread_mutex_lock(&ev.mu);
+    while (!qu->head && !ev.stop)
+        pthread_cond_wait(&qu->cv, &ev.mu);
+    req *q = qu->head;
+    if (q && all)
+        qu->head = qu->tail = NULL;
+    else if (q && !(qu->head = q->next))
+        qu->tail = NULL;
+    pthread_mutex_unlock(&ev.mu);
+    return q;
 }
 
 /* The answer is in q: back to the loop. */
@@ -1089,21 +1104,8 @@ static void ev_work(req *q)
 static void *ev_worker(void *arg)
 {
     (void)arg;
-    pthread_mutex_lock(&ev.mu);
-    for (;;) {
-        while (!ev.work.head && !ev.stop)
-            pthread_cond_wait(&ev.work.cv, &ev.mu);
-        if (!ev.work.head)
-            break;
-        req *q = ev.work.head;
-        ev.work.head = q->next;
-        if (!ev.work.head)
-            ev.work.tail = NULL;
-        pthread_mutex_unlock(&ev.mu);
+    for (req *q; (q = ev_wait(&ev.work, 0));)
         ev_work(q);
-        pthread_mutex_lock(&ev.mu);
-    }
-    pthread_mutex_unlock(&ev.mu);
     return NULL;
 }
 
@@ -1115,14 +1117,7 @@ static void commit_push(req *q) { ev_push(&ev.commit, q); }
 static void *ev_committer(void *arg)
 {
     (void)arg;
-    pthread_mutex_lock(&ev.mu);
-    for (;;) {
-        while (!ev.commit.head && !ev.stop)
-            pthread_cond_wait(&ev.commit.cv, &ev.mu);
-        if (!ev.commit.head)
-            break;
-        req *list = ev_take_all(&ev.commit);
-        pthread_mutex_unlock(&ev.mu);
+    for (req *list; (list = ev_wait(&ev.commit, 1));)
         for (req *q = list, *next; q; q = next) {
             next = q->next;
             seg_err e = {0};
@@ -1130,9 +1125,6 @@ static void *ev_committer(void *arg)
             ingest_answer(&q->r, q->hub, &q->b, rc, &e);
             ev_resume(q);
         }
-        pthread_mutex_lock(&ev.mu);
-    }
-    pthread_mutex_unlock(&ev.mu);
     return NULL;
 }
 
@@ -1159,8 +1151,7 @@ static void *ev_ticker(void *arg)
 /* Takes a complete request off the loop: 1 when suspended (answer later). */
 static int ev_dispatch(struct MHD_Connection *c, const char *method, const char *url, req *q)
 {
-    size_t ul = strlen(url);
-    int ingest = !strcmp(method, "POST") && ul > 7 && !strcmp(url + ul - 7, "/ingest");
+    int ingest = is_ingest(method, url);
     q->state = 1;
     q->c = c;
     q->method = method;
@@ -1229,8 +1220,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         __atomic_add_fetch(&srv.requests, 1, __ATOMIC_RELAXED);
         reply r = {200, {0}, NULL, NULL};
         int refuse = 0;
-        int need = !strcmp(method, "POST") && strlen(url) > 7 && !strcmp(url + strlen(url) - 7, "/ingest")
-                       ? AUTH_WRITE : AUTH_READ;
+        int need = is_ingest(method, url) ? AUTH_WRITE : AUTH_READ;
         int rights = srv.ntokens && strcmp(url, "/health") ? auth_rights(c) : AUTH_READ | AUTH_WRITE;
         if (!rights) {
             error_reply(&r, 401, "unauthorized", "missing or wrong 'Authorization: Bearer' token");

@@ -90,6 +90,24 @@ static int cmp_bucket(const void *a, const void *b, void *ud)
     return *x < *y ? -1 : *x > *y;
 }
 
+/* The end of the bucket group starting at ord[i] (entries sorted by
+ * bucket), and in *settled whether that bucket got no new segment for
+ * settle_ns (force: always; touched NULL or INT64_MIN: written before this
+ * process). */
+static size_t bucket_group(const seg_mentry *e, const size_t *ord, size_t i, size_t n, const int64_t *touched,
+                           int force, int64_t now, int64_t settle_ns, int *settled)
+{
+    size_t j = i;
+    int64_t last = INT64_MIN;
+    while (j < n && e[ord[j]].bucket == e[ord[i]].bucket) {
+        if (touched && touched[ord[j]] > last)
+            last = touched[ord[j]];
+        j++;
+    }
+    *settled = force || last == INT64_MIN || now - last >= settle_ns;
+    return j;
+}
+
 /* The candidate of one bucket's small segments c[0..n) (sorted by size):
  * fills pick, returns its length (0: none). */
 static size_t plan_bucket(cand *c, size_t n, int settled, uint64_t target, size_t *pick)
@@ -150,15 +168,9 @@ size_t idx_merge_plan(const seg_mentry *e, size_t n, const uint8_t *busy, const 
         ord[i] = i;
     qsort_r(ord, n, sizeof *ord, cmp_bucket, (void *)e);
     for (size_t i = 0; i < n;) {
-        size_t j = i;
-        int64_t last = INT64_MIN;
-        while (j < n && e[ord[j]].bucket == e[ord[i]].bucket) {
-            if (touched && touched[ord[j]] > last)
-                last = touched[ord[j]];
-            j++;
-        }
+        int settled;
+        size_t j = bucket_group(e, ord, i, n, touched, force, now, settle_ns, &settled);
         size_t nc = 0;
-        int settled = force || last == INT64_MIN || now - last >= settle_ns;
         for (size_t x = i; x < j; x++) {
             size_t k = ord[x];
             if (busy && busy[k])
@@ -218,16 +230,14 @@ size_t idx_merge_plan_span(const seg_mentry *e, size_t n, const uint8_t *busy, i
         while (j < n && window_of(e[ord[j]].bucket, span_ns) == win)
             j++;
         /* every segment of the window: small, idle, its bucket settled */
-        for (size_t x = i; x < j && ok; x++) {
-            size_t k = ord[x];
-            int64_t last = INT64_MIN;
-            for (size_t y = i; y < j && touched; y++)
-                if (e[ord[y]].bucket == e[k].bucket && touched[ord[y]] > last)
-                    last = touched[ord[y]];
-            int settled = force || last == INT64_MIN || now - last >= settle_ns;
-            int64_t end = e[k].bucket_end ? e[k].bucket_end : e[k].bucket + bucket_ns;
-            ok = settled && !(busy && busy[k]) && e[k].bytes <= small &&
-                 window_of(end - 1, span_ns) == win; /* never past the window */
+        for (size_t g = i; g < j && ok;) {
+            int settled;
+            size_t ge = bucket_group(e, ord, g, j, touched, force, now, settle_ns, &settled);
+            for (; g < ge && ok; g++) {
+                size_t k = ord[g];
+                ok = settled && !(busy && busy[k]) && e[k].bytes <= small &&
+                     window_of(seg_mentry_end(&e[k], bucket_ns) - 1, span_ns) == win; /* never past the window */
+            }
         }
         size_t cnt = j - i < IDX_MERGE_MAX ? j - i : IDX_MERGE_MAX;
         if (ok && cnt >= 2 && cnt > best) {

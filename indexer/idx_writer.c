@@ -675,8 +675,16 @@ void idx_reject(idx_writer *w, long lineno, size_t bytes, const char *reason, id
 
 typedef struct flush_job {
     size_t bucket;          /* index into the batch's buckets */
-    uint32_t lo, n;         /* slice [lo, lo + n) of the bucket's order; n == 0: all of it */
+    uint32_t lo, n;         /* slice [lo, lo + n) of the bucket's order */
+    int whole;              /* the whole bucket (not sliced) */
 } flush_job;
+
+/* How many slices a bucket of c events becomes, when a job's share is
+ * share events. */
+static uint32_t slices_of(uint32_t c, uint64_t share)
+{
+    return c > share + share / 2 ? (uint32_t)((c + share - 1) / share) : 1;
+}
 
 typedef struct flush_part {  /* per bucket, for its slices */
     pthread_mutex_t mu;     /* guards order */
@@ -728,12 +736,12 @@ static void *flush_worker(void *arg)
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", j->dir, m->name);
         uint64_t bytes = 0;
-        int rc = SEG_OK, empty = seg_builder_count(b->b) == 0; /* nothing to write (not an error) */
+        int rc = SEG_OK, empty = job->n == 0; /* nothing to write (not an error) */
         if (empty)
             ;
         else if (!tok || !js)
             rc = seg_err_set(&e, SEG_ENOMEM, NULL, "out of memory");
-        else if (job->n == 0)
+        else if (job->whole)
             rc = seg_builder_write(b->b, tok, js, path, &bytes, &e);
         else {
             pthread_mutex_lock(&part->mu);
@@ -895,10 +903,8 @@ static int flush_start(idx_writer *w, seg_err *e)
     if (share < w->opts.split_min)
         share = w->opts.split_min;
     size_t njobs = 0;
-    for (size_t i = 0; i < w->nbuckets; i++) {
-        uint32_t c = seg_builder_count(w->buckets[i].b);
-        njobs += c > share + share / 2 ? (size_t)((c + share - 1) / share) : 1;
-    }
+    for (size_t i = 0; i < w->nbuckets; i++)
+        njobs += slices_of(seg_builder_count(w->buckets[i].b), share);
     j->dir = seg_strndup(w->dir, strlen(w->dir));
     j->parts = seg_calloc(w->nbuckets, sizeof *j->parts);
     j->jobs = seg_calloc(njobs, sizeof *j->jobs);
@@ -913,32 +919,27 @@ static int flush_start(idx_writer *w, seg_err *e)
     for (size_t i = 0, k = 0; i < w->nbuckets; i++) {
         pthread_mutex_init(&j->parts[i].mu, NULL);
         uint32_t c = seg_builder_count(w->buckets[i].b);
-        uint32_t np = c > share + share / 2 ? (uint32_t)((c + share - 1) / share) : 1;
+        uint32_t np = slices_of(c, share);
         j->parts[i].left = np;
         if (np > 1)
             w->life.flush_slices += np;
         for (uint32_t p = 0; p < np; p++, k++) {
+            /* even slices: the first c % np get one more */
             flush_job *jb = &j->jobs[k];
+            uint32_t base = c / np, extra = c % np;
             jb->bucket = i;
-            if (np > 1) { /* even slices: the first np - c % np get one fewer */
-                uint32_t base = c / np, extra = c % np;
-                jb->lo = p * base + (p < extra ? p : extra);
-                jb->n = base + (p < extra);
-            }
+            jb->whole = np == 1;
+            jb->lo = p * base + (p < extra ? p : extra);
+            jb->n = base + (p < extra);
         }
     }
     j->njobs = njobs;
     /* largest first, so that the last job to start is a small one */
     for (size_t a = 1; a < njobs; a++) {
         flush_job x = j->jobs[a];
-        uint32_t xs = x.n ? x.n : seg_builder_count(w->buckets[x.bucket].b);
         size_t b = a;
-        for (; b > 0; b--) {
-            const flush_job *y = &j->jobs[b - 1];
-            if ((y->n ? y->n : seg_builder_count(w->buckets[y->bucket].b)) >= xs)
-                break;
+        for (; b > 0 && j->jobs[b - 1].n < x.n; b--)
             j->jobs[b] = j->jobs[b - 1];
-        }
         j->jobs[b] = x;
     }
     for (size_t k = 0; k < njobs; k++) {
@@ -946,7 +947,7 @@ static int flush_start(idx_writer *w, seg_err *e)
         seg_mentry *m = &j->ents[k];
         snprintf(m->name, sizeof m->name, "s%016llx.seg", (unsigned long long)w->man.next_seq++);
         m->bucket = w->buckets[jb->bucket].start;
-        m->docs = jb->n ? jb->n : seg_builder_count(w->buckets[jb->bucket].b);
+        m->docs = jb->n;
     }
     if (w->opts.wal && (rc = idx_wal_rotate(&w->wal, &j->wal_seq, e))) {
         batch_free(j);
@@ -1054,6 +1055,15 @@ typedef struct prep {
     int explicit_id;
     size_t flat_off, flat_len; /* its values, in the request's records */
 } prep;
+
+/* The write-ahead log record of the events not skipped. */
+static void record_events(seg_buf *rec, const prep *p, size_t np, const seg_buf *ids)
+{
+    for (size_t i = 0; i < np; i++)
+        if (!p[i].skip)
+            idx_wal_record_event(rec, p[i].time, p[i].explicit_id, (const char *)ids->p + p[i].id_off, p[i].id_len,
+                                 p[i].json, p[i].len);
+}
 
 void idx_batch_free(idx_batch *b)
 {
@@ -1215,10 +1225,7 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
     /* the log record: the events plus ~10% (ids, times, lengths), sized
      * once rather than grown by doubling copies */
     seg_buf_reserve(&rec, n + n / 4 + 64);
-    for (size_t i = 0; i < np; i++)
-        if (!p[i].skip)
-            idx_wal_record_event(&rec, p[i].time, p[i].explicit_id, (const char *)ids.p + p[i].id_off,
-                                 p[i].id_len, p[i].json, p[i].len);
+    record_events(&rec, p, np, &ids);
     /* 3. de-duplicate, buffer and log, under the lock */
     uint64_t ticket = 0;
     pthread_mutex_lock(&w->mu);
@@ -1276,10 +1283,7 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
     }
     if (rc == SEG_OK && out->duplicates) { /* the record again, without them */
         rec.n = 0;
-        for (size_t k = 0; k < np; k++)
-            if (!p[k].skip)
-                idx_wal_record_event(&rec, p[k].time, p[k].explicit_id, (const char *)ids.p + p[k].id_off, p[k].id_len,
-                                     p[k].json, p[k].len);
+        record_events(&rec, p, np, &ids);
     }
     if (rc == SEG_OK && nacc)
         rc = idx_wal_append(&w->wal, nacc, &rec, &ticket, e);
@@ -1598,7 +1602,7 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     int64_t bucket = w->man.e[pick[0]].bucket, bucket_end = 0;
     for (size_t k = 0; k < np; k++) {
         const seg_mentry *x = &w->man.e[pick[k]];
-        int64_t end = x->bucket_end ? x->bucket_end : x->bucket + w->man.bucket_ns;
+        int64_t end = seg_mentry_end(x, w->man.bucket_ns);
         if (x->bucket < bucket)
             bucket = x->bucket;
         if (end > bucket_end)
@@ -1713,8 +1717,7 @@ static int drop_buckets(idx_writer *w, int64_t cutoff, int64_t only, idx_drop_in
     idx_drop_info d = {0};
     for (size_t i = 0; i < n; i++) {
         const seg_mentry *m = &w->man.e[i];
-        int64_t end = m->bucket_end ? m->bucket_end : m->bucket + bw;
-        int hit = only != INT64_MIN ? m->bucket == only : end <= cutoff;
+        int hit = only != INT64_MIN ? m->bucket == only : seg_mentry_end(m, bw) <= cutoff;
         if (!hit)
             continue;
         drop[i] = 1;

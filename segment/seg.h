@@ -495,6 +495,13 @@ typedef struct seg_mentry {
     uint64_t bytes;
 } seg_mentry;
 
+/* The end (exclusive, ns) of the buckets entry m holds; width: the
+ * manifest's bucket width. */
+static inline int64_t seg_mentry_end(const seg_mentry *m, int64_t width)
+{
+    return m->bucket_end ? m->bucket_end : m->bucket + width;
+}
+
 typedef struct seg_manifest {
     uint64_t next_seq;
     int64_t bucket_ns;

@@ -408,6 +408,15 @@ int seg_builder_add_parsed(seg_builder *b, const char *json, size_t n, int64_t t
     return rc ? rc : add_event(b, json, n, time_ns, id, idlen, explicit_id, b->flat.p, b->flat.n, NULL);
 }
 
+/* A record's path id read through an event's pmap (see ev): the
+ * builder's id, or UINT64_MAX when the foreign table had no such id. */
+static inline uint64_t map_pid(const uint32_t *pmap, uint64_t pid)
+{
+    if (!pmap)
+        return pid;
+    return pid < pmap[0] ? pmap[1 + pid] : UINT64_MAX;
+}
+
 /* The map from src's path ids to b's (see ev.pmap), made once per
  * foreign table (and again when it has grown), or NULL. */
 static const uint32_t *map_of(seg_builder *b, const seg_flat *src)
@@ -443,9 +452,7 @@ static int reencode(seg_builder *b, const char *json, size_t n, const seg_flat *
     f->n = 0;
     seg_cur c = {rec, rec + len, 0};
     while (c.p < c.end) {
-        uint64_t pid = seg_get_varint(&c);
-        if (!c.bad && pmap)
-            pid = pid < pmap[0] ? pmap[1 + pid] : UINT64_MAX;
+        uint64_t pid = map_pid(pmap, seg_get_varint(&c));
         if (c.bad || pid >= m[0])
             return SEG_EINVAL;
         const uint8_t *v0 = c.p;
@@ -969,9 +976,7 @@ static int decode_parsed(build *x, const ev *ev, size_t *nv)
             x->capvals = cap;
         }
         seg_jval *v = &x->vals[k];
-        uint64_t pid = seg_get_varint(&c);
-        if (!c.bad && ev->pmap)
-            pid = pid < ev->pmap[0] ? ev->pmap[1 + pid] : UINT64_MAX;
+        uint64_t pid = map_pid(ev->pmap, seg_get_varint(&c));
         if (c.bad || pid >= b->enc.npp || rec_value(&c, ev->json, ev->len, v))
             return SEG_EINVAL;
         v->path = (const char *)b->enc.paths.p + b->enc.pp[pid].off;
