@@ -73,16 +73,32 @@ printf '%s events (fit in the buffer): HTTP %.1f MB/s (curl client %.1f), offlin
   "$N" "$http" "$httpc" "$off" "$(pct "$http" "$off")" "$(pct "$httpc" "$off")"
 SC="$OUT/corpus-$NS.ndjson"
 [ -s "$SC" ] || ./bench/gen --events "$NS" > "$SC"
+# Two figures: acknowledged (every event durable in the log and
+# searchable when the last answer arrives; ~one buffer of them not yet in
+# segments) and "in segments" (SIGTERM right after the last answer: the
+# server exits once the last buffer is flushed, the state offline ingest
+# ends in).  Two rounds, each alternating HTTP and offline; both shown.
+SD=$(mktemp -d "$D/s-XXXX"); split -C 1M -d -a 5 "$SC" "$SD/chunk."
 for bucket in 1h 7d; do
-  rm -rf "$D/data"; head -1 "$SC" | ./logdex ingest --quiet --data "$D/data" --index load --bucket $bucket - > /dev/null
-  serve keep
-  shttp=$(post_batches "$SC")
-  curl -s "$U/metrics" | grep -E '^logdex_events_ingested_total|^logdex_ingest_busy_total|^logdex_flush_slices_total'
-  kill $PID; wait $PID 2>/dev/null || true
-  soff=$(offline "$SC" $bucket)
-  printf '%s events, sustained (flushes included), %s buckets: HTTP %.1f MB/s, offline %.1f MB/s: %.0f%%\n' \
-    "$NS" "$bucket" "$shttp" "$soff" "$(pct "$shttp" "$soff")"
+  a=(); f=(); o=()
+  for round in 1 2; do
+    rm -rf "$D/data"; head -1 "$SC" | ./logdex ingest --quiet --data "$D/data" --index load --bucket $bucket - > /dev/null
+    serve keep
+    t0=$(date +%s.%N)
+    ./bench/post -c 4 "${U#http://}" /api/v1/load/ingest "$SD"/chunk.* > "$D/out.post"
+    t1=$(date +%s.%N)
+    [ $round = 1 ] && curl -s "$U/metrics" | grep -E '^logdex_events_ingested_total|^logdex_ingest_busy_total|^logdex_flush_slices_total'
+    kill -TERM $PID; wait $PID 2>/dev/null || true
+    t2=$(date +%s.%N)
+    size=$(stat -L -c %s "$SC")
+    a+=("$(echo "$size / 1048576 / ($t1 - $t0)" | bc -l)"); f+=("$(echo "$size / 1048576 / ($t2 - $t0)" | bc -l)")
+    o+=("$(offline "$SC" $bucket)")
+  done
+  printf '%s events, sustained, %s buckets: HTTP acknowledged %.1f/%.1f MB/s, in segments %.1f/%.1f, offline %.1f/%.1f: %.0f%%/%.0f%% acknowledged, %.0f%%/%.0f%% in segments\n' \
+    "$NS" "$bucket" "${a[0]}" "${a[1]}" "${f[0]}" "${f[1]}" "${o[0]}" "${o[1]}" \
+    "$(pct "${a[0]}" "${o[0]}")" "$(pct "${a[1]}" "${o[1]}")" "$(pct "${f[0]}" "${o[0]}")" "$(pct "${f[1]}" "${o[1]}")"
 done
+rm -rf "$SD"
 serve
 ls "$D"/chunk.* | xargs -P4 -I{} curl -s -o /dev/null -XPOST --data-binary @{} "$U/api/v1/load/ingest"
 

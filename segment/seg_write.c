@@ -537,6 +537,7 @@ typedef struct fieldinfo {
     uint32_t nkw_distinct;
     uint64_t nkw_bytes;        /* bytes of those distinct values */
     int no_keycol;     /* too many distinct values: no KEYCOL for this field */
+    uint32_t exists_term; /* 1 + its EXISTS key's term, 0 until looked up */
 } fieldinfo;
 
 #define TOK_BATCH 16
@@ -607,26 +608,41 @@ static inline int key_eq(const uint8_t *a, const uint8_t *b, size_t n)
     return ((x4 ^ y4) | (u4 ^ v4)) == 0;
 }
 
-/* The term table's hash (memory only, never stored).  Keys of 4 to 16
- * bytes (nearly all: a token, its field and kind) are read as two words
- * that together cover every byte, mixed by one 64x64->128-bit multiply;
- * longer keys go through XXH3. */
-static inline uint64_t key_hash(const uint8_t *k, size_t n)
+/* The term table's hash (memory only, never stored) of a key made by
+ * seg_key_make: token bytes tok[0..len) and the 4-byte suffix (0, field
+ * high, field low, kind) given as suf, the little-endian word of those
+ * bytes.  The suffix is taken from a register, not read back from the key
+ * just written byte by byte: a wide load of bytes that recent narrow
+ * stores wrote waits for the stores to retire (a store-forwarding stall,
+ * ~18% of build_write's own time at the EXISTS key).  Tokens of up to 16
+ * bytes (nearly all) are read as two words that together cover every
+ * byte, mixed with suf and len by one 64x64->128-bit multiply; longer ones
+ * go through XXH3 seeded with them. */
+static inline uint32_t key_suffix(uint16_t field, uint8_t kind)
+{
+    return ((uint32_t)(field >> 8) << 8) | ((uint32_t)(field & 0xff) << 16) | ((uint32_t)kind << 24);
+}
+
+static inline uint64_t key_hash(const uint8_t *tok, size_t len, uint32_t suf)
 {
     uint64_t a, b;
-    if (n > 16 || n < 4)
-        return XXH3_64bits(k, n);
-    if (n >= 8) {
-        memcpy(&a, k, 8);
-        memcpy(&b, k + n - 8, 8);
-    } else {
+    if (len > 16)
+        return XXH3_64bits_withSeed(tok, len, ((uint64_t)suf << 32) | len);
+    if (len >= 8) {
+        memcpy(&a, tok, 8);
+        memcpy(&b, tok + len - 8, 8);
+    } else if (len >= 4) {
         uint32_t lo, hi;
-        memcpy(&lo, k, 4);
-        memcpy(&hi, k + n - 4, 4);
+        memcpy(&lo, tok, 4);
+        memcpy(&hi, tok + len - 4, 4);
         a = lo;
         b = hi;
+    } else {
+        a = len ? (uint64_t)tok[0] | (uint64_t)tok[len >> 1] << 8 | (uint64_t)tok[len - 1] << 16 : 0;
+        b = a;
     }
-    unsigned __int128 m = (unsigned __int128)(a ^ 0x9E3779B97F4A7C15ull) * (b ^ 0xC2B2AE3D27D4EB4Full ^ n);
+    unsigned __int128 m = (unsigned __int128)(a ^ 0x9E3779B97F4A7C15ull ^ ((uint64_t)suf << 32)) *
+                          (b ^ 0xC2B2AE3D27D4EB4Full ^ suf ^ ((uint64_t)len << 40));
     return (uint64_t)m ^ (uint64_t)(m >> 64);
 }
 
@@ -800,7 +816,12 @@ static void add_occ(build *x, uint32_t ti, uint32_t pos)
     }
 }
 
-static uint32_t term_get(build *x, const uint8_t *key, size_t n) { return term_get_h(x, key, n, key_hash(key, n)); }
+/* The term of key (made by seg_key_make from tok, len, field, kind). */
+static uint32_t term_get(build *x, const uint8_t *key, size_t n, const char *tok, size_t len, uint16_t field,
+                         uint8_t kind)
+{
+    return term_get_h(x, key, n, key_hash((const uint8_t *)tok, len, key_suffix(field, kind)));
+}
 
 /* The tokens of a value are looked up in batches: their hash slots are
  * prefetched as they arrive and read when the batch is full (or the value
@@ -823,7 +844,7 @@ static void on_token(void *ud, const char *tok, size_t len)
     build *x = ud;
     uint32_t i = x->tb_n;
     size_t n = seg_key_make(x->tb_key[i], tok, len, (uint16_t)x->cur_field, SEG_K_TEXT);
-    uint64_t h = key_hash(x->tb_key[i], n);
+    uint64_t h = key_hash((const uint8_t *)tok, len, key_suffix((uint16_t)x->cur_field, SEG_K_TEXT));
     __builtin_prefetch(&x->tslot[(uint32_t)(h >> 32) & x->tmask]);
     x->tb_len[i] = (uint16_t)n;
     x->tb_hash[i] = h;
@@ -835,7 +856,7 @@ static void add_value_term(build *x, uint32_t f, const char *txt, size_t len)
 {
     uint8_t key[SEG_MAX_KEY];
     size_t n = seg_key_make(key, txt, len, (uint16_t)f, SEG_K_VALUE);
-    add_occ(x, term_get(x, key, n), 0);
+    add_occ(x, term_get(x, key, n, txt, len, (uint16_t)f, SEG_K_VALUE), 0);
 }
 
 /* Keyword values are keyed by (field, bytes). */
@@ -1040,9 +1061,15 @@ static int index_doc(build *x, seg_json *js, uint32_t doc, const ev *ev, seg_err
         }
         if (first) {
             fi->docs++;
-            uint8_t key[8];
-            size_t kn = seg_key_make(key, "", 0, (uint16_t)f, SEG_K_EXISTS);
-            add_occ(x, term_get(x, key, kn), 0);
+            uint32_t t = fi->exists_term - 1;
+            if (!fi->exists_term) { /* looked up once a build: term ids never move */
+                uint8_t key[8];
+                size_t kn = seg_key_make(key, "", 0, (uint16_t)f, SEG_K_EXISTS);
+                t = term_get(x, key, kn, "", 0, (uint16_t)f, SEG_K_EXISTS); /* UINT32_MAX: out of memory */
+                if (t != UINT32_MAX)
+                    fi->exists_term = t + 1;
+            }
+            add_occ(x, t, 0);
         }
         switch (v[i].type) {
         case SEG_JV_STRING:
