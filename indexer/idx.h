@@ -35,7 +35,8 @@ typedef struct idx_opts {
                                before SEG_EBUSY (5 s) */
     int64_t span_ns;        /* settled segments of at most 256 KiB within one window of
                                this width are merged into one spanning their buckets
-                               (1 day; 0 or not above the bucket width: never) */
+                               (1 day; 0 or not above the bucket width: never; cut
+                               to retention_ns in whole buckets when that is shorter) */
     uint32_t split_min;     /* a flush splits a bucket holding more than its share of
                                the work into time slices, each its own segment, but
                                never one of this many events or fewer (16384; 0:

@@ -29,7 +29,8 @@
  *               1-hour buckets: 1,218 segments of ~11 events, 0.9 of the
  *               raw bytes on disk, mostly per-segment fixed costs).  When
  *               no merge within a bucket is left, the settled segments of
- *               at most 256 KiB of one aligned window (1 day by default) are
+ *               at most 256 KiB of one aligned window (1 day by default;
+ *               the retention period in whole buckets when shorter) are
  *               merged into one segment that spans their buckets (the
  *               manifest's END); a window with a larger or unsettled
  *               segment is left alone, so a dense day keeps its hourly

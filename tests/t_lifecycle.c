@@ -485,6 +485,41 @@ static void test_spans(void)
     ok(idx_close(w, &er) == SEG_OK, "close");
     is_int(test_verify_index(ixdir), 0, "verify passes");
     test_rm_rf(dir);
+
+    /* a retention shorter than the window: spans of the retention's width
+     * in whole buckets (6 hours here), so that none keeps events a day
+     * past their time.  30 hourly segments ingested without a retention,
+     * then merged by a writer opened with one */
+    char dir2[] = "/tmp/logdex-t-life-XXXXXX";
+    ok(mkdtemp(dir2) != NULL, "temp dir");
+    idx_opts_default(&o);
+    ok(idx_open(dir2, "sp", &o, &w, &er) == SEG_OK, "open");
+    for (int h = 0; h < 30; h++) {
+        char line[200], ts[40];
+        seg_time_format(t0 + h * HOUR + 60000000000LL, ts);
+        int len = snprintf(line, sizeof line, "{\"@timestamp\":\"%s\",\"msg\":\"short h%d\"}", ts, h);
+        idx_add_line(w, line, (size_t)len, 1, NULL, NULL, &er);
+    }
+    ok(idx_flush(w, &er) == SEG_OK && idx_close(w, &er) == SEG_OK, "30 hourly segments");
+    o.retention_ns = 6 * HOUR + HOUR / 2; /* whole buckets: 6 hours */
+    ok(idx_open(dir2, "sp", &o, &w, &er) == SEG_OK, "reopen with a 6.5-hour retention");
+    for (;;) {
+        idx_merge_info mi;
+        if (idx_merge_step(w, 1, &mi, &er) != SEG_OK || !mi.inputs)
+            break;
+    }
+    ok(idx_close(w, &er) == SEG_OK, "close");
+    snprintf(ixdir, sizeof ixdir, "%s/sp", dir2);
+    ok(seg_manifest_load(ixdir, &man, &exists, &er) == SEG_OK, "the manifest loads");
+    int six = 0;
+    size_t nseg = man.n;
+    for (size_t i = 0; i < man.n; i++)
+        six += man.e[i].bucket_end - man.e[i].bucket == 6 * HOUR && man.e[i].bucket % (6 * HOUR) == 0;
+    seg_manifest_free(&man);
+    ok(nseg == 5 && six == 5, "five spans of 6 aligned hours, not one a day (%zu segments, %d of 6 hours)", nseg,
+       six);
+    is_int(test_verify_index(ixdir), 0, "verify passes");
+    test_rm_rf(dir2);
 }
 
 int main(void)
