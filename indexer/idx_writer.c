@@ -1117,7 +1117,7 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
     int want = out->want_events, no_block = out->no_block;
     memset(out, 0, sizeof *out);
     if (want && !(out->events = seg_builder_new()))
-        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        return out->rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory"); /* idx_ingest_finish returns it */
     seg_json *js = seg_json_new();
     seg_flat *enc = seg_flat_new();
     prep *p = NULL;

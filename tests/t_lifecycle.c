@@ -357,6 +357,16 @@ static void test_time_limits(void)
     ok(last_line == 5 && strstr(last_reason, "retention"), "older than retention: rejected (%s)", last_reason);
     const idx_counts *c = idx_get_counts(w);
     ok(c->accepted == 1 && c->rejected == 2, "1 accepted, 2 rejected");
+    /* an ingest whose first allocation fails (the builder for a live
+     * tail's copy of the events) reports it and stores nothing */
+    idx_batch b = {.want_events = 1};
+    seg_time_format(now, ts);
+    n = snprintf(line, sizeof line, "{\"@timestamp\":\"%s\"}\n", ts);
+    seg_fault_inject(1);
+    int irc = idx_ingest(w, line, (size_t)n, &b, &e);
+    seg_fault_inject(0);
+    ok(irc == SEG_ENOMEM && b.accepted == 0 && c->accepted == 1, "out of memory at the start of an ingest: an error");
+    idx_batch_free(&b);
     ok(idx_close(w, &e) == SEG_OK, "close");
     test_rm_rf(dir);
 }
