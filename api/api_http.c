@@ -296,7 +296,6 @@ typedef struct req {
 } req;
 
 static void ingest_answer(reply *r, api_hub *hub, idx_batch *b, int rc, seg_err *e);
-static void commit_push(req *q);
 
 static void do_ingest(reply *r, req *q, const char *index, const char *body, size_t n)
 {
@@ -1087,7 +1086,7 @@ static void ev_work(req *q)
     if (q->pending == 1) {
         /* the committer answers; q is not touched here after the push
          * (it may be resumed, answered and freed before push returns) */
-        commit_push(q);
+        ev_push(&ev.commit, q);
         return;
     }
     if (q->pending == -1) {
@@ -1108,8 +1107,6 @@ static void *ev_worker(void *arg)
         ev_work(q);
     return NULL;
 }
-
-static void commit_push(req *q) { ev_push(&ev.commit, q); }
 
 /* Syncs the log for every ingest queued (the first finish of an index
  * does the fdatasync, the others find their record covered) and answers

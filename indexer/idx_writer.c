@@ -1564,17 +1564,18 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     }
     int settled = 0;
     int64_t now = seg_time_now();
-    /* the span window: never longer than the retention period (retention
-     * drops a span only once its last bucket has passed, so a span keeps
-     * up to its width of events past their time), in whole buckets */
-    int64_t span = w->opts.span_ns;
-    if (w->opts.retention_ns > 0 && w->opts.retention_ns < span && w->man.bucket_ns > 0)
-        span = w->opts.retention_ns / w->man.bucket_ns * w->man.bucket_ns;
     size_t np = idx_merge_plan(w->man.e, w->man.n, busy, compact, now, w->opts.settle_ns, w->touched, force,
                                target, pick, &settled);
     if (np <= 1) {
         /* nothing to merge within a bucket: sparse buckets into spans
-         * before lone compact rewrites (a span's output is compact) */
+         * before lone compact rewrites (a span's output is compact).
+         * The window: never longer than the retention period (retention
+         * drops a span only once its last bucket has passed, so a span
+         * keeps up to its width of events past their time), in whole
+         * buckets */
+        int64_t span = w->opts.span_ns;
+        if (w->opts.retention_ns > 0 && w->opts.retention_ns < span && w->man.bucket_ns > 0)
+            span = w->opts.retention_ns / w->man.bucket_ns * w->man.bucket_ns;
         size_t sp[IDX_MERGE_MAX];
         size_t ns = idx_merge_plan_span(w->man.e, w->man.n, busy, now, w->opts.settle_ns, w->touched, force,
                                         w->man.bucket_ns, span, IDX_SPAN_SMALL, sp);

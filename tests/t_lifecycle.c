@@ -373,6 +373,18 @@ static void test_time_limits(void)
 
 /* ---- spans: sparse settled buckets merged across one day ---- */
 
+/* Merges w down as `logdex compact` does: the number of merges. */
+static int merge_all(idx_writer *w, seg_err *e)
+{
+    int steps = 0;
+    for (;;) {
+        idx_merge_info mi;
+        if (idx_merge_step(w, 1, &mi, e) != SEG_OK || !mi.inputs)
+            return steps;
+        steps++;
+    }
+}
+
 static size_t count_where(srch_index *ix, const char *q, int64_t start, int64_t end)
 {
     seg_tok *tok = seg_tok_new();
@@ -443,13 +455,7 @@ static void test_spans(void)
     idx_metrics m;
     idx_get_metrics(w, &m);
     is_int((long)m.segments, 30, "30 segments before");
-    int steps = 0, spans = 0;
-    for (;;) {
-        idx_merge_info mi;
-        if (idx_merge_step(w, 1, &mi, &er) != SEG_OK || !mi.inputs)
-            break;
-        steps++;
-    }
+    int spans = 0, steps = merge_all(w, &er);
     idx_get_metrics(w, &m);
     ok(m.segments == 2, "compact: two segments, one per day (%d merges)", steps);
     ok(idx_close(w, &er) == SEG_OK, "close");
@@ -479,11 +485,7 @@ static void test_spans(void)
         idx_add_line(w, line, (size_t)len, 1, NULL, NULL, &er);
     }
     ok(idx_flush(w, &er) == SEG_OK, "flush the late event");
-    for (;;) {
-        idx_merge_info mi;
-        if (idx_merge_step(w, 1, &mi, &er) != SEG_OK || !mi.inputs)
-            break;
-    }
+    merge_all(w, &er);
     idx_get_metrics(w, &m);
     is_int((long)m.segments, 2, "the late event joined its day's span");
     /* retention: a span goes only when its last bucket has passed */
@@ -513,11 +515,7 @@ static void test_spans(void)
     ok(idx_flush(w, &er) == SEG_OK && idx_close(w, &er) == SEG_OK, "30 hourly segments");
     o.retention_ns = 6 * HOUR + HOUR / 2; /* whole buckets: 6 hours */
     ok(idx_open(dir2, "sp", &o, &w, &er) == SEG_OK, "reopen with a 6.5-hour retention");
-    for (;;) {
-        idx_merge_info mi;
-        if (idx_merge_step(w, 1, &mi, &er) != SEG_OK || !mi.inputs)
-            break;
-    }
+    merge_all(w, &er);
     ok(idx_close(w, &er) == SEG_OK, "close");
     snprintf(ixdir, sizeof ixdir, "%s/sp", dir2);
     ok(seg_manifest_load(ixdir, &man, &exists, &er) == SEG_OK, "the manifest loads");
