@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */
@@ -90,14 +91,63 @@ typedef struct seg_buf {
     int oom;
 } seg_buf;
 void seg_buf_free(seg_buf *b);
-int seg_buf_reserve(seg_buf *b, size_t extra);
-void seg_buf_put(seg_buf *b, const void *p, size_t n);
-void seg_buf_put_u8(seg_buf *b, uint8_t v);
-void seg_buf_put_u16(seg_buf *b, uint16_t v);
-void seg_buf_put_u32(seg_buf *b, uint32_t v);
-void seg_buf_put_u64(seg_buf *b, uint64_t v);
-void seg_buf_put_f64(seg_buf *b, double v);
-void seg_buf_put_varint(seg_buf *b, uint64_t v);
+/* Grows b to hold extra more bytes (the slow path of seg_buf_reserve). */
+int seg_buf_grow(seg_buf *b, size_t extra);
+/* The appends are inline (a build makes tens of millions of small ones:
+ * out of line, their calls and a generic memmove each were ~4% of ingest). */
+static inline int seg_buf_reserve(seg_buf *b, size_t extra)
+{
+    if (b->oom)
+        return -1;
+    return extra <= b->cap - b->n ? 0 : seg_buf_grow(b, extra);
+}
+static inline void seg_buf_put(seg_buf *b, const void *p, size_t n)
+{
+    if (n == 0 || seg_buf_reserve(b, n))
+        return;
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+static inline void seg_buf_put_u8(seg_buf *b, uint8_t v)
+{
+    if (seg_buf_reserve(b, 1) == 0)
+        b->p[b->n++] = v;
+}
+static inline void seg_buf_put_u16(seg_buf *b, uint16_t v)
+{
+    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    seg_buf_put(b, x, 2);
+}
+static inline void seg_buf_put_u32(seg_buf *b, uint32_t v)
+{
+    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    seg_buf_put(b, x, 4);
+}
+static inline void seg_buf_put_u64(seg_buf *b, uint64_t v)
+{
+    uint8_t x[8];
+    for (int i = 0; i < 8; i++)
+        x[i] = (uint8_t)(v >> (8 * i));
+    seg_buf_put(b, x, 8);
+}
+static inline void seg_buf_put_f64(seg_buf *b, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    seg_buf_put_u64(b, u);
+}
+static inline void seg_buf_put_varint(seg_buf *b, uint64_t v)
+{
+    if (seg_buf_reserve(b, 10))
+        return;
+    uint8_t *p = b->p + b->n;
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    b->n = (size_t)(p - b->p);
+}
 
 /* Decoding helpers.  A seg_cur reads bytes within [p, end); any read past
  * the end sets .bad and returns 0, never touches memory outside. */
@@ -121,10 +171,27 @@ static inline uint64_t seg_get_varint(seg_cur *c)
 const uint8_t *seg_get_bytes(seg_cur *c, size_t n);
 static inline uint64_t seg_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 static inline int64_t seg_unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
-uint32_t seg_rd_u32(const uint8_t *p);
-uint64_t seg_rd_u64(const uint8_t *p);
-void seg_wr_u32(uint8_t *p, uint32_t v);
-void seg_wr_u64(uint8_t *p, uint64_t v);
+/* Little-endian loads and stores (inline: hot in every decoder). */
+static inline uint32_t seg_rd_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t seg_rd_u64(const uint8_t *p)
+{
+    return (uint64_t)seg_rd_u32(p) | (uint64_t)seg_rd_u32(p + 4) << 32;
+}
+static inline void seg_wr_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+static inline void seg_wr_u64(uint8_t *p, uint64_t v)
+{
+    seg_wr_u32(p, (uint32_t)v);
+    seg_wr_u32(p + 4, (uint32_t)(v >> 32));
+}
 
 uint64_t seg_hash64(const void *p, size_t n); /* XXH3 64-bit */
 /* XXH3 64-bit of the concatenation a + b (without copying). */

@@ -159,12 +159,8 @@ void seg_buf_free(seg_buf *b)
     memset(b, 0, sizeof *b);
 }
 
-int seg_buf_reserve(seg_buf *b, size_t extra)
+int seg_buf_grow(seg_buf *b, size_t extra)
 {
-    if (b->oom)
-        return -1;
-    if (b->n + extra <= b->cap)
-        return 0;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->n + extra)
         cap *= 2;
@@ -176,86 +172,6 @@ int seg_buf_reserve(seg_buf *b, size_t extra)
     b->p = p;
     b->cap = cap;
     return 0;
-}
-
-void seg_buf_put(seg_buf *b, const void *p, size_t n)
-{
-    if (n == 0 || seg_buf_reserve(b, n))
-        return;
-    memcpy(b->p + b->n, p, n);
-    b->n += n;
-}
-
-void seg_buf_put_u8(seg_buf *b, uint8_t v) { seg_buf_put(b, &v, 1); }
-
-void seg_buf_put_u16(seg_buf *b, uint16_t v)
-{
-    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-    seg_buf_put(b, x, 2);
-}
-
-void seg_wr_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-void seg_wr_u64(uint8_t *p, uint64_t v)
-{
-    seg_wr_u32(p, (uint32_t)v);
-    seg_wr_u32(p + 4, (uint32_t)(v >> 32));
-}
-
-uint32_t seg_rd_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-uint64_t seg_rd_u64(const uint8_t *p) { return (uint64_t)seg_rd_u32(p) | (uint64_t)seg_rd_u32(p + 4) << 32; }
-
-void seg_buf_put_u32(seg_buf *b, uint32_t v)
-{
-    uint8_t x[4];
-    seg_wr_u32(x, v);
-    seg_buf_put(b, x, 4);
-}
-
-void seg_buf_put_u64(seg_buf *b, uint64_t v)
-{
-    uint8_t x[8];
-    seg_wr_u64(x, v);
-    seg_buf_put(b, x, 8);
-}
-
-void seg_buf_put_f64(seg_buf *b, double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, 8);
-    seg_buf_put_u64(b, u);
-}
-
-void seg_buf_put_varint(seg_buf *b, uint64_t v)
-{
-    if (b->cap - b->n >= 10) {
-        uint8_t *p = b->p + b->n;
-        while (v >= 0x80) {
-            *p++ = (uint8_t)(v | 0x80);
-            v >>= 7;
-        }
-        *p++ = (uint8_t)v;
-        b->n = (size_t)(p - b->p);
-        return;
-    }
-    uint8_t x[10];
-    size_t n = 0;
-    while (v >= 0x80) {
-        x[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    x[n++] = (uint8_t)v;
-    seg_buf_put(b, x, n);
 }
 
 /* ---- bounds-checked decoding ---- */
