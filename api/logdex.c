@@ -65,7 +65,7 @@ static const char *const usage_ingest =
     "  --quiet           no progress bar\n";
 
 static const char *const usage_compact =
-    "usage: logdex compact [--data DIR] [--index NAME] [--target-mb N]\n"
+    "usage: logdex compact [--data DIR] [--index NAME] [--target-mb N] [--threads N]\n"
     "\n"
     "Merges the small segments of every bucket of DIR/NAME into larger ones and\n"
     "rewrites the others with their events compressed for size (~20% smaller),\n"
@@ -75,7 +75,8 @@ static const char *const usage_compact =
     "\n"
     "  --data DIR        data directory (default ./data)\n"
     "  --index NAME      index name (default 'default')\n"
-    "  --target-mb N     largest segment a merge builds, in MiB (default 512)\n";
+    "  --target-mb N     largest segment a merge builds, in MiB (default 512)\n"
+    "  --threads N       merges at once, each in its own bucket (default 2)\n";
 
 static const char *const usage_search =
     "usage: logdex search [--data DIR] [--index NAME] [--start T] [--end T]\n"
@@ -721,19 +722,20 @@ static int cmd_compact(int argc, char **argv)
     const char *data = "./data", *index = "default";
     idx_opts o;
     idx_opts_default(&o);
-    static const struct option opts[] = {{"data", 1, 0, 'd'}, {"index", 1, 0, 'i'}, {"target-mb", 1, 0, 't'},
-                                         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    int ch;
+    static const struct option opts[] = {{"data", 1, 0, 'd'},    {"index", 1, 0, 'i'}, {"target-mb", 1, 0, 't'},
+                                         {"threads", 1, 0, 'T'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+    int ch, threads = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'd': data = optarg; break;
         case 'i': index = optarg; break;
         case 't': o.segment_target = strtoull(optarg, NULL, 10) << 20; break;
+        case 'T': threads = atoi(optarg); break;
         case 'h': fputs(usage_compact, stdout); return 0;
         default: return usage_err(usage_compact);
         }
     }
-    if (optind != argc || o.segment_target == 0)
+    if (optind != argc || o.segment_target == 0 || threads < 1 || threads > 64)
         return usage_err(usage_compact);
     char dir[4096], man[4200];
     snprintf(dir, sizeof dir, "%s/%s", data, index);
@@ -751,12 +753,7 @@ static int cmd_compact(int argc, char **argv)
     double t0 = now_s();
     idx_metrics m0, m1;
     idx_get_metrics(w, &m0);
-    int rc = SEG_OK;
-    for (;;) {
-        idx_merge_info mi;
-        if ((rc = idx_merge_step(w, 1, &mi, &e)) || mi.inputs == 0)
-            break;
-    }
+    int rc = idx_compact(w, threads, &e);
     idx_get_metrics(w, &m1);
     int crc = idx_close(w, rc ? NULL : &e);
     if (rc || crc) {

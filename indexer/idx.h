@@ -139,9 +139,17 @@ typedef struct idx_merge_info {
  * new segment without it, then swaps the manifest and deletes the inputs
  * (open readers keep their mapped bytes).  info->inputs is 0 when there
  * was nothing to merge.  force: merge every bucket down as if settled.
- * Safe to call from a thread of its own in server mode; one merge runs at
- * a time per writer. */
+ * Safe to call from threads of their own, offline or in server mode:
+ * merges run concurrently in different buckets (a bucket with a merge
+ * running is skipped), spans are planned only while no other merge runs.
+ * So info->inputs == 0 is final only when idx_merges_running() was 0. */
 int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e);
+/* How many idx_merge_step calls are between plan and commit. */
+int idx_merges_running(idx_writer *w);
+/* Merges every bucket down as if settled (idx_merge_step with force, until
+ * nothing is left), on `threads` threads at once (1..64): `logdex
+ * compact`.  The result is the same whatever the thread count. */
+int idx_compact(idx_writer *w, int threads, seg_err *e);
 /* Stops a merge in progress soon (it leaves nothing behind) and makes
  * later idx_merge_step calls do nothing: for a prompt shutdown. */
 void idx_merge_cancel(idx_writer *w);

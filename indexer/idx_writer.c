@@ -99,7 +99,11 @@ struct idx_writer {
      * (INT64_MIN: before this process), kept parallel to man.e */
     int64_t *touched;
     size_t ntouched;
-    int merging;                    /* a merge is between plan and commit */
+    int merging;                    /* merges between plan and commit */
+    struct mrange {                 /* the buckets they cover, [lo, hi) */
+        int64_t lo, hi;
+    } *mranges;                     /* (merging of them) */
+    size_t capmranges;
     char (*unmergeable)[64];        /* segments a merge found corrupt: never */
     size_t nunmergeable;            /* picked again (their errors are reported once) */
     int cancel_merge;               /* atomic: idx_merge_cancel was called */
@@ -1105,6 +1109,7 @@ int idx_close(idx_writer *w, seg_err *e)
     seg_free(w->stored);
     seg_free(w->touched);
     seg_free(w->unmergeable);
+    seg_free(w->mranges);
     for (size_t i = 0; i < w->nreaders; i++)
         seg_reader_close(w->readers[i]);
     seg_free(w->readers);
@@ -1607,6 +1612,66 @@ static void unlink_names(const char *dir, char (*names)[64], size_t n, const cha
         seg_fsync_dir(dir, &ignore);
 }
 
+int idx_merges_running(idx_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int n = w->merging;
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
+typedef struct compact_job {
+    idx_writer *w;
+    int failed;             /* atomic: some thread failed, the others stop */
+    pthread_mutex_t mu;     /* guards e */
+    seg_err e;
+} compact_job;
+
+/* One compact thread: merge steps until none is left, which is known only
+ * when no merge was running before and after a step that found nothing
+ * (a running merge may leave work: its bucket's next step, or spans). */
+static void *compact_thread(void *arg)
+{
+    compact_job *c = arg;
+    while (!__atomic_load_n(&c->failed, __ATOMIC_ACQUIRE)) {
+        idx_merge_info mi;
+        seg_err e = {0};
+        int running = idx_merges_running(c->w);
+        if (idx_merge_step(c->w, 1, &mi, &e)) {
+            pthread_mutex_lock(&c->mu);
+            if (!c->e.code)
+                c->e = e;
+            pthread_mutex_unlock(&c->mu);
+            __atomic_store_n(&c->failed, 1, __ATOMIC_RELEASE);
+            break;
+        }
+        if (mi.inputs)
+            continue;
+        if (running == 0 && idx_merges_running(c->w) == 0)
+            break;
+        usleep(2000);
+    }
+    return NULL;
+}
+
+int idx_compact(idx_writer *w, int threads, seg_err *e)
+{
+    compact_job cj = {.w = w};
+    pthread_mutex_init(&cj.mu, NULL);
+    pthread_t th[64];
+    int started = 0;
+    for (int t = 1; t < threads && t < 64; t++)
+        if (pthread_create(&th[started], NULL, compact_thread, &cj) == 0)
+            started++;
+    compact_thread(&cj);
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&cj.mu);
+    if (cj.e.code)
+        return seg_err_set(e, cj.e.code, cj.e.file[0] ? cj.e.file : NULL, "%s", cj.e.msg);
+    return SEG_OK;
+}
+
 void idx_merge_cancel(idx_writer *w) { __atomic_store_n(&w->cancel_merge, 1, __ATOMIC_RELEASE); }
 
 int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
@@ -1618,9 +1683,19 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pthread_mutex_lock(&w->mu);
-    if (w->merging || w->man.n == 0 || __atomic_load_n(&w->cancel_merge, __ATOMIC_ACQUIRE)) {
+    if (w->man.n == 0 || __atomic_load_n(&w->cancel_merge, __ATOMIC_ACQUIRE)) {
         pthread_mutex_unlock(&w->mu);
         return SEG_OK;
+    }
+    if ((size_t)w->merging == w->capmranges) {
+        size_t cap = w->capmranges * 2 + 2;
+        struct mrange *r = seg_realloc(w->mranges, cap * sizeof *r);
+        if (!r) {
+            pthread_mutex_unlock(&w->mu);
+            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        }
+        w->mranges = r;
+        w->capmranges = cap;
     }
     uint64_t target = w->opts.segment_target ? w->opts.segment_target : (512ull << 20);
     /* which segments are compact already (their headers; the readers stay
@@ -1636,6 +1711,13 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
         for (size_t k = 0; k < w->nunmergeable; k++)
             if (!strcmp(w->unmergeable[k], w->man.e[i].name))
                 busy[i] = 1;
+        /* a bucket another merge is at is left to it (concurrent merges,
+         * `logdex compact --threads`: one merge per bucket at a time, so
+         * each bucket goes through the steps a lone merger would take) */
+        int64_t lo = w->man.e[i].bucket, hi = seg_mentry_end(&w->man.e[i], w->man.bucket_ns);
+        for (int k = 0; k < w->merging; k++)
+            if (lo < w->mranges[k].hi && w->mranges[k].lo < hi)
+                busy[i] = 1;
         seg_reader *r = reader_at(w, i, e);
         if (!r) {
             /* unreadable: never a merge input for size alone */
@@ -1649,8 +1731,9 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     int64_t now = seg_time_now();
     size_t np = idx_merge_plan(w->man.e, w->man.n, busy, compact, now, w->opts.settle_ns, w->touched, force,
                                target, pick, &settled);
-    if (np <= 1) {
-        /* nothing to merge within a bucket: sparse buckets into spans
+    if (np <= 1 && w->merging == 0) {
+        /* nothing to merge within a bucket (and no other merge running,
+         * which may yet leave some): sparse buckets into spans
          * before lone compact rewrites (a span's output is compact).
          * The window: never longer than the retention period (retention
          * drops a span only once its last bucket has passed, so a span
@@ -1702,7 +1785,9 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
         bucket_end = 0;
     snprintf(out_name, sizeof out_name, "s%016llx.seg", (unsigned long long)w->man.next_seq++);
     snprintf(path, sizeof path, "%s/%s", w->dir, out_name);
-    w->merging = 1;
+    w->mranges[w->merging].lo = bucket;
+    w->mranges[w->merging].hi = bucket_end ? bucket_end : bucket + w->man.bucket_ns;
+    w->merging++;
     pthread_mutex_unlock(&w->mu);
 
     idx_merge_out mo;
@@ -1713,7 +1798,11 @@ int idx_merge_step(idx_writer *w, int force, idx_merge_info *info, seg_err *e)
     seg_failpoint("merge-before-manifest");
 
     pthread_mutex_lock(&w->mu);
-    w->merging = 0;
+    for (int k = 0; k < w->merging; k++)
+        if (w->mranges[k].lo == bucket) { /* ranges of running merges never overlap */
+            w->mranges[k] = w->mranges[--w->merging];
+            break;
+        }
     if (rc == SEG_ECORRUPT) {
         /* an input failed its checks: leave it out of later merges (the
          * error is reported now; searches report it on their own) */

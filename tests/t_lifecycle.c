@@ -530,6 +530,98 @@ static void test_spans(void)
     test_rm_rf(dir2);
 }
 
+/* ---- compact on several threads: the same segments as on one ---- */
+
+/* An index under dir: 6 dense hours of 8 small segments each (a flush
+ * every 30 events), and 20 sparse hours of another day (spans); explicit
+ * _ids throughout, so two builds are byte for byte the same. */
+static int build_many(const char *dir, int64_t t0)
+{
+    idx_opts o;
+    idx_opts_default(&o);
+    o.flush_events = 30;
+    seg_err e = {0};
+    idx_writer *w;
+    if (idx_open(dir, "c", &o, &w, &e) != SEG_OK)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < 280 && rc == 0; i++) {
+        char line[200], ts[40];
+        int64_t t = i < 240 ? t0 + (i % 6) * HOUR + i * 1000000000LL : t0 + 24 * HOUR + (i - 240) / 2 * HOUR + i;
+        seg_time_format(t, ts);
+        int len = snprintf(line, sizeof line, "{\"_id\":\"e%d\",\"@timestamp\":\"%s\",\"msg\":\"word%d common\",\"n\":%d}",
+                           i, ts, i % 17, i);
+        rc = idx_add_line(w, line, (size_t)len, i + 1, NULL, NULL, &e);
+    }
+    if (idx_close(w, &e) != SEG_OK)
+        rc = -1;
+    return rc;
+}
+
+static void test_compact_threads(void)
+{
+    char d1[] = "/tmp/logdex-t-life-XXXXXX", d2[] = "/tmp/logdex-t-life-XXXXXX";
+    ok(mkdtemp(d1) && mkdtemp(d2), "temp dirs");
+    const int64_t t0 = (seg_time_now() - 10 * 24 * HOUR) / (24 * HOUR) * (24 * HOUR);
+    ok(build_many(d1, t0) == 0 && build_many(d2, t0) == 0, "two identical indexes of many small segments");
+    idx_opts o;
+    idx_opts_default(&o);
+    seg_err e = {0};
+    idx_writer *w1, *w2;
+    idx_metrics m1, m2, b1;
+    ok(idx_open(d1, "c", &o, &w1, &e) == SEG_OK && idx_open(d2, "c", &o, &w2, &e) == SEG_OK, "open both");
+    idx_get_metrics(w1, &b1);
+    ok(idx_compact(w1, 1, &e) == SEG_OK, "compact on one thread");
+    ok(idx_compact(w2, 3, &e) == SEG_OK, "compact on three threads");
+    idx_get_metrics(w1, &m1);
+    idx_get_metrics(w2, &m2);
+    ok(b1.segments >= 60 && m1.segments < 10, "one thread: %llu segments -> %llu",
+       (unsigned long long)b1.segments, (unsigned long long)m1.segments);
+    is_int((long)m2.segments, (long)m1.segments, "three threads: as many segments");
+    ok(idx_close(w1, &e) == SEG_OK && idx_close(w2, &e) == SEG_OK, "close both");
+    /* the same entries, and each file the same bytes */
+    char x1[4200], x2[4200];
+    snprintf(x1, sizeof x1, "%s/c", d1);
+    snprintf(x2, sizeof x2, "%s/c", d2);
+    seg_manifest a, b;
+    int ex = 0, same = 0, spans = 0;
+    uint64_t docs = 0;
+    if (ok(seg_manifest_load(x1, &a, &ex, &e) == SEG_OK && seg_manifest_load(x2, &b, &ex, &e) == SEG_OK,
+           "both manifests load")) {
+        same = a.n == b.n;
+        for (size_t i = 0; same && i < a.n; i++) {
+            size_t j = 0;
+            while (j < b.n && (b.e[j].bucket != a.e[i].bucket || b.e[j].bucket_end != a.e[i].bucket_end))
+                j++;
+            if (j == b.n || b.e[j].docs != a.e[i].docs || b.e[j].bytes != a.e[i].bytes) {
+                same = 0;
+                break;
+            }
+            spans += a.e[i].bucket_end != 0;
+            docs += a.e[i].docs;
+            char p1[4300], p2[4300];
+            snprintf(p1, sizeof p1, "%s/%s", x1, a.e[i].name);
+            snprintf(p2, sizeof p2, "%s/%s", x2, b.e[j].name);
+            FILE *f1 = fopen(p1, "rb"), *f2 = fopen(p2, "rb");
+            int c1 = 0, c2 = 0;
+            while (f1 && f2 && (c1 = getc(f1)) == (c2 = getc(f2)) && c1 != EOF)
+                ;
+            same = f1 && f2 && c1 == EOF && c2 == EOF;
+            if (f1)
+                fclose(f1);
+            if (f2)
+                fclose(f2);
+        }
+        seg_manifest_free(&a);
+        seg_manifest_free(&b);
+    }
+    ok(same && spans == 2 && docs == 280, "the same segments, byte for byte (two spans, a day each: %d; %llu events)",
+       spans, (unsigned long long)docs);
+    is_int(test_verify_index(x2), 0, "verify passes");
+    test_rm_rf(d1);
+    test_rm_rf(d2);
+}
+
 int main(void)
 {
     test_plan();
@@ -538,5 +630,6 @@ int main(void)
     test_retention();
     test_time_limits();
     test_spans();
+    test_compact_threads();
     return tap_done();
 }
