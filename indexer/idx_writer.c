@@ -356,7 +356,8 @@ static void idset_clear(idset *s)
     memset(s, 0, sizeof *s);
 }
 
-/* 1 if id is in the set; else inserts it (0); -1 out of memory */
+/* 1 if id is in the set; else inserts it (0); -1 out of memory (the set
+ * unchanged and still usable: a server goes on after one failed request) */
 static int idset_seen(idset *s, const char *id, size_t n, uint64_t h)
 {
     if (!s->slots) {
@@ -365,21 +366,8 @@ static int idset_seen(idset *s, const char *id, size_t n, uint64_t h)
         if (!s->slots)
             return -1;
     }
-    h |= 1; /* 0 marks an empty slot */
-    uint32_t i = (uint32_t)h & s->mask;
-    while (s->slots[i].hash) {
-        idslot *q = &s->slots[i];
-        if (q->hash == h && q->len == n && !memcmp(s->ids.p + q->off, id, n))
-            return 1;
-        i = (i + 1) & s->mask;
-    }
-    s->slots[i].hash = h;
-    s->slots[i].off = (uint32_t)s->ids.n;
-    s->slots[i].len = (uint32_t)n;
-    seg_buf_put(&s->ids, id, n);
-    if (s->ids.oom)
-        return -1;
-    if (++s->n * 2 > s->mask) {
+    if ((s->n + 1) * 2 > s->mask) {
+        /* room first: the table is never more than half full */
         uint32_t nm = s->mask * 2 + 1;
         idslot *ns = seg_calloc((size_t)nm + 1, sizeof *ns);
         if (!ns)
@@ -396,6 +384,23 @@ static int idset_seen(idset *s, const char *id, size_t n, uint64_t h)
         s->slots = ns;
         s->mask = nm;
     }
+    h |= 1; /* 0 marks an empty slot */
+    uint32_t i = (uint32_t)h & s->mask;
+    while (s->slots[i].hash) {
+        idslot *q = &s->slots[i];
+        if (q->hash == h && q->len == n && !memcmp(s->ids.p + q->off, id, n))
+            return 1;
+        i = (i + 1) & s->mask;
+    }
+    if (seg_buf_reserve(&s->ids, n)) {
+        s->ids.oom = 0; /* the bytes held are intact: only this id failed */
+        return -1;
+    }
+    s->slots[i].hash = h;
+    s->slots[i].off = (uint32_t)s->ids.n;
+    s->slots[i].len = (uint32_t)n;
+    seg_buf_put(&s->ids, id, n);
+    s->n++;
     return 0;
 }
 

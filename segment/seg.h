@@ -76,6 +76,9 @@ void seg_free(void *p);
 char *seg_strndup(const char *s, size_t n);
 /* Test hook: fail the Nth allocation from now (0 = never). */
 void seg_fault_inject(unsigned long nth);
+/* Allocations still to pass before the injected failure (0: it happened,
+ * or none was asked for). */
+unsigned long seg_fault_left(void);
 /* Crash points for crash-safety tests.  When the environment variable
  * LOGDEX_FAILPOINT is "NAME" or "NAME:N", the N-th (default first) call of
  * seg_failpoint("NAME") in the process kills it with SIGKILL, as a power

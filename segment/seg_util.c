@@ -79,13 +79,17 @@ static unsigned long fault_countdown;
 
 void seg_fault_inject(unsigned long nth) { __atomic_store_n(&fault_countdown, nth, __ATOMIC_RELAXED); }
 
+unsigned long seg_fault_left(void) { return __atomic_load_n(&fault_countdown, __ATOMIC_RELAXED); }
+
+/* 1 for the allocation that takes the countdown from 1 to 0.  A
+ * compare-and-swap: two threads that both read 1 must not both count down
+ * (the second would wrap the countdown to ULONG_MAX). */
 static int fault_now(void)
 {
     unsigned long c = __atomic_load_n(&fault_countdown, __ATOMIC_RELAXED);
-    if (c == 0)
-        return 0;
-    if (__atomic_sub_fetch(&fault_countdown, 1, __ATOMIC_RELAXED) == 0)
-        return 1;
+    while (c != 0)
+        if (__atomic_compare_exchange_n(&fault_countdown, &c, c - 1, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return c == 1;
     return 0;
 }
 

@@ -1955,8 +1955,13 @@ static int build_write(seg_builder *b, const uint32_t *slice, uint32_t n, seg_to
         if (rc)
             goto out;
     }
+    /* a column that missed an append (its buffer's sticky oom) would be
+     * encoded from fewer records than it counted */
+    int col_oom = 0;
+    for (uint32_t f = 0; f < x.nfields; f++)
+        col_oom |= x.fields[f].nums.oom | x.fields[f].kws.oom;
     torder = seg_malloc((size_t)(x.nterms ? x.nterms : 1) * sizeof *torder);
-    if (!torder || x.keys.oom || sort_terms(&x, torder)) {
+    if (!torder || x.keys.oom || col_oom || sort_terms(&x, torder)) {
         rc = seg_err_set(e, SEG_ENOMEM, path, "out of memory");
         goto out;
     }
