@@ -257,7 +257,13 @@ static void deliver(sub *s, wbatch *b, uint64_t after)
             s->dropped++;
             continue;
         }
+        size_t n0 = s->queue.n;
         sse_event(&s->queue, seq, t, id, il, json, jl);
+        if (s->queue.oom) { /* not a part of an event: none, and told so */
+            s->queue.n = n0;
+            s->queue.oom = 0;
+            s->dropped++;
+        }
     }
     wake(s);
     pthread_mutex_unlock(&s->mu);
@@ -491,8 +497,13 @@ struct MHD_Response *api_tail_open(api_hub *h, int max_tails, srch_query *q, src
                         seg_buf_free(&enc);
                     }
                 }
-                if (!dup)
+                if (!dup) {
                     seg_buf_put(&s->queue, live.p + at, len);
+                    if (s->queue.oom) { /* lost, and told so (event: dropped) */
+                        s->queue.oom = 0;
+                        s->dropped++;
+                    }
+                }
                 at += len;
             }
             seg_buf_free(&live);

@@ -735,6 +735,7 @@ typedef struct flush_batch {
     seg_err err;
     sem_t over;             /* posted once every job is finished */
     int finished;           /* atomic: every job is finished */
+    int inline_run;         /* run by the thread that started it (no flush thread) */
     uint64_t wal_seq;       /* WAL files <= this hold only this batch's events (and older) */
     pthread_mutex_t *wmu;   /* the writer's mutex and condition: finishing is */
     pthread_cond_t *wcv;    /* announced under it (back-pressure waiters) */
@@ -800,10 +801,15 @@ static void run_job(flush_batch *j, size_t i, seg_tok *tok, seg_json *js)
     size_t njobs = j->njobs;
     pthread_mutex_unlock(&j->lock);
     if (__atomic_add_fetch(&j->ndone, 1, __ATOMIC_ACQ_REL) == njobs) {
-        pthread_mutex_lock(j->wmu);
+        /* run inline, the caller may hold the writer's mutex (a server's
+         * ingest does): finished is set without it */
+        int own = !j->inline_run;
+        if (own)
+            pthread_mutex_lock(j->wmu);
         __atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);
         pthread_cond_broadcast(j->wcv);
-        pthread_mutex_unlock(j->wmu);
+        if (own)
+            pthread_mutex_unlock(j->wmu);
         sem_post(&j->over);
     }
 }
@@ -811,8 +817,8 @@ static void run_job(flush_batch *j, size_t i, seg_tok *tok, seg_json *js)
 static void *pool_worker(void *arg)
 {
     idx_writer *w = arg;
-    seg_tok *tok = seg_tok_new();
-    seg_json *js = seg_json_new();
+    seg_tok *tok = NULL;
+    seg_json *js = NULL;
     pthread_mutex_lock(&w->pool_mu);
     for (;;) {
         flush_batch *j = w->queue;
@@ -826,6 +832,12 @@ static void *pool_worker(void *arg)
         if (j->next == j->njobs)
             w->queue = j->qnext;
         pthread_mutex_unlock(&w->pool_mu);
+        /* a thread lives as long as the writer: one that could not make
+         * its tokenizer tries again rather than failing every later job */
+        if (!tok)
+            tok = seg_tok_new();
+        if (!js)
+            js = seg_json_new();
         run_job(j, i, tok, js);
         pthread_mutex_lock(&w->pool_mu);
     }
@@ -899,6 +911,56 @@ static void batch_free(flush_batch *j)
     seg_free(j);
 }
 
+/* A server's batch that failed to flush (out of memory, disk full): its
+ * events go back into the buffer, to be flushed with the next batch.  They
+ * were acknowledged: their log files are dropped only once a later flush
+ * has them in segments (dropping the log up to the next batch's files,
+ * as its join does, would otherwise lose them).  -1 if they could not all
+ * be taken back (a second failure). */
+static int rebuffer(idx_writer *w, flush_batch *j)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        bucket *src = &j->buckets[i];
+        if (!src->b || !seg_builder_count(src->b))
+            continue;
+        uint32_t cnt = seg_builder_count(src->b);
+        size_t bytes = seg_builder_bytes(src->b);
+        bucket *dst = NULL;
+        for (size_t k = 0; k < w->nbuckets && !dst; k++)
+            if (w->buckets[k].start == src->start)
+                dst = &w->buckets[k];
+        if (!dst) { /* the builder itself moves back */
+            if (w->nbuckets == w->capbuckets) {
+                size_t cap = w->capbuckets ? w->capbuckets * 2 : 16;
+                bucket *nb = seg_realloc(w->buckets, cap * sizeof *nb);
+                if (!nb)
+                    return -1;
+                w->buckets = nb;
+                w->capbuckets = cap;
+            }
+            dst = &w->buckets[w->nbuckets++];
+            memset(dst, 0, sizeof *dst);
+            dst->start = src->start;
+            dst->b = src->b;
+            src->b = NULL;
+        } else {
+            for (uint32_t k = 0; k < cnt; k++)
+                if (seg_builder_add_from(dst->b, src->b, k))
+                    return -1;
+        }
+        if (!w->buffered)
+            w->buffer_since = seg_time_now();
+        w->buffered += bytes;
+        w->buffered_events += cnt;
+    }
+    for (uint32_t k = 0; j->ids.slots && k <= j->ids.mask; k++) {
+        const idslot *q = &j->ids.slots[k];
+        if (q->hash && idset_seen(&w->pending, (const char *)j->ids.ids.p + q->off, q->len, q->hash) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Waits for batch j (in flight, or the one before it: flush_start), then
  * lists its segments in the manifest. */
 static int batch_join(idx_writer *w, flush_batch *j, seg_err *e)
@@ -910,6 +972,10 @@ static int batch_join(idx_writer *w, flush_batch *j, seg_err *e)
     int rc = SEG_OK;
     if (j->err.code) {
         rc = seg_err_set(e, j->err.code, j->err.file[0] ? j->err.file : NULL, "%s", j->err.msg);
+        if (j->keep_builders) {
+            rebuffer(w, j); /* -1: some lost on a second failure (docs/architecture.md) */
+            snap_drop(w); /* the next snapshot seals the events taken back */
+        }
         goto out;
     }
     for (size_t i = 0; i < j->njobs; i++)
@@ -1048,17 +1114,14 @@ static int flush_start(idx_writer *w, seg_err *e)
     w->buffered_events = 0;
     w->inflight = j;
     if (pool_start(w) == 0) {
-        /* no thread to be had (so none before either): flush here (the
-         * last job takes the writer's mutex, which server-mode callers
-         * hold) */
+        /* no thread to be had (so none before either): flush here.  The
+         * caller may or may not hold the writer's mutex (a server's ingest
+         * does, idx_flush does not): the jobs do not take it */
         seg_tok *tok = seg_tok_new();
         seg_json *js = seg_json_new();
-        if (w->opts.wal)
-            pthread_mutex_unlock(&w->mu);
+        j->inline_run = 1;
         for (size_t i = 0; i < njobs; i++)
             run_job(j, i, tok, js);
-        if (w->opts.wal)
-            pthread_mutex_lock(&w->mu);
         seg_tok_free(tok);
         seg_json_free(js);
         return flush_join(w, e);

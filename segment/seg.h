@@ -94,6 +94,14 @@ typedef struct seg_buf {
     int oom;
 } seg_buf;
 void seg_buf_free(seg_buf *b);
+/* Empties b for reuse, clearing a past allocation failure (a failed
+ * growth keeps the bytes held): a buffer reused across calls must not
+ * fail every call after one failed allocation. */
+static inline void seg_buf_reset(seg_buf *b)
+{
+    b->n = 0;
+    b->oom = 0;
+}
 /* Grows b to hold extra more bytes (the slow path of seg_buf_reserve). */
 int seg_buf_grow(seg_buf *b, size_t extra);
 /* The appends are inline (a build makes tens of millions of small ones:

@@ -416,7 +416,7 @@ static int fix_duplicates(seg_json *j, size_t mbase, size_t vbase)
     member *m = (member *)(void *)(j->members.p + mbase);
     size_t nm = (j->members.n - mbase) / sizeof(member);
     size_t nv = j->nraw - vbase;
-    j->tmp.n = 0;
+    seg_buf_reset(&j->tmp);
     if (seg_buf_reserve(&j->tmp, nv * sizeof(jv_raw) + 1))
         return -1;
     jv_raw *out = (jv_raw *)(void *)j->tmp.p;
@@ -610,9 +610,8 @@ static int parse_value(seg_json *j, int depth, int top)
 static int parse_doc(seg_json *j)
 {
     j->nraw = 0;
-    j->arena.n = 0;
-    j->arena.oom = 0;
-    j->members.n = 0;
+    seg_buf_reset(&j->arena);
+    seg_buf_reset(&j->members);
     j->plen = 0;
     j->path_gen = 1;
     j->last_gen = 0;

@@ -384,8 +384,12 @@ static uint32_t path_id(seg_flat *f, const char *s, size_t n)
         f->pp = q;
         f->cappp = cap;
     }
-    if (f->paths.n + n > UINT32_MAX || seg_buf_reserve(&f->paths, n ? n : 1))
+    if (f->paths.n + n > UINT32_MAX)
         return UINT32_MAX;
+    if (seg_buf_reserve(&f->paths, n ? n : 1)) {
+        f->paths.oom = 0; /* the paths held are intact: only this one failed */
+        return UINT32_MAX;
+    }
     f->pp[f->npp].off = (uint32_t)f->paths.n;
     f->pp[f->npp].len = (uint32_t)n;
     seg_buf_put(&f->paths, s, n);
@@ -442,7 +446,7 @@ int seg_builder_add_parsed(seg_builder *b, const char *json, size_t n, int64_t t
 {
     if (!b->enc.ptab.slot && flat_init(&b->enc))
         return SEG_ENOMEM;
-    b->flat.n = 0;
+    seg_buf_reset(&b->flat); /* one failed event must not fail the builder's later ones */
     int rc = seg_flat_encode(&b->enc, json, n, v, nv, &b->flat);
     if (rc == SEG_OK && b->flat.oom)
         rc = SEG_ENOMEM;
@@ -719,6 +723,10 @@ static uint32_t term_get_h(build *x, const uint8_t *key, size_t n, uint64_t h)
         x->terms = at;
         x->capterms = cap;
     }
+    if (seg_buf_reserve(&x->keys, n)) { /* the key's bytes first: a term never points past them */
+        x->oom = 1;
+        return UINT32_MAX;
+    }
     term *t = &x->terms[x->nterms];
     memset(t, 0, sizeof *t);
     memcpy(t->head, key, n < 16 ? n : 16);
@@ -772,6 +780,10 @@ static uint32_t field_get(build *x, const char *name, size_t n)
         return *slot - 1;
     if (x->nfields >= SEG_MAX_FIELDS)
         return UINT32_MAX;
+    if (seg_buf_reserve(&x->keys, n ? n : 1)) { /* the name's bytes first: a field never points past them */
+        x->oom = 1;
+        return UINT32_MAX;
+    }
     if (x->nfields == x->capfields) {
         uint32_t cap = x->capfields ? x->capfields * 2 : 64;
         fieldinfo *f = seg_realloc(x->fields, (size_t)cap * sizeof *f);
@@ -942,6 +954,10 @@ static uint32_t kv_get(build *x, uint32_t f, const char *s, size_t n)
         }
         x->kv = k;
         x->capkv = cap;
+    }
+    if (seg_buf_reserve(&x->keys, n ? n : 1)) {
+        x->oom = 1;
+        return UINT32_MAX;
     }
     struct kv *k = &x->kv[x->nkv];
     k->off = x->keys.n;
