@@ -324,11 +324,18 @@ static int64_t bucket_of(const idx_writer *w, int64_t t)
     return q * b;
 }
 
-static bucket *bucket_get(idx_writer *w, int64_t start)
+static bucket *bucket_find(idx_writer *w, int64_t start)
 {
     for (size_t i = 0; i < w->nbuckets; i++)
         if (w->buckets[i].start == start)
             return &w->buckets[i];
+    return NULL;
+}
+
+/* A new bucket buffering into builder bb (NULL: a new builder), or NULL
+ * out of memory (bb then still the caller's). */
+static bucket *bucket_add(idx_writer *w, int64_t start, seg_builder *bb)
+{
     if (w->nbuckets == w->capbuckets) {
         size_t cap = w->capbuckets ? w->capbuckets * 2 : 16;
         bucket *nb = seg_realloc(w->buckets, cap * sizeof *nb);
@@ -340,11 +347,17 @@ static bucket *bucket_get(idx_writer *w, int64_t start)
     bucket *b = &w->buckets[w->nbuckets];
     memset(b, 0, sizeof *b);
     b->start = start;
-    b->b = seg_builder_new();
+    b->b = bb ? bb : seg_builder_new();
     if (!b->b)
         return NULL;
     w->nbuckets++;
     return b;
+}
+
+static bucket *bucket_get(idx_writer *w, int64_t start)
+{
+    bucket *b = bucket_find(w, start);
+    return b ? b : bucket_add(w, start, NULL);
 }
 
 static void bucket_free(bucket *b) { seg_builder_free(b->b); }
@@ -921,27 +934,14 @@ static int rebuffer(idx_writer *w, flush_batch *j)
 {
     for (size_t i = 0; i < j->n; i++) {
         bucket *src = &j->buckets[i];
-        if (!src->b || !seg_builder_count(src->b))
+        uint32_t cnt = src->b ? seg_builder_count(src->b) : 0;
+        if (!cnt)
             continue;
-        uint32_t cnt = seg_builder_count(src->b);
         size_t bytes = seg_builder_bytes(src->b);
-        bucket *dst = NULL;
-        for (size_t k = 0; k < w->nbuckets && !dst; k++)
-            if (w->buckets[k].start == src->start)
-                dst = &w->buckets[k];
+        bucket *dst = bucket_find(w, src->start);
         if (!dst) { /* the builder itself moves back */
-            if (w->nbuckets == w->capbuckets) {
-                size_t cap = w->capbuckets ? w->capbuckets * 2 : 16;
-                bucket *nb = seg_realloc(w->buckets, cap * sizeof *nb);
-                if (!nb)
-                    return -1;
-                w->buckets = nb;
-                w->capbuckets = cap;
-            }
-            dst = &w->buckets[w->nbuckets++];
-            memset(dst, 0, sizeof *dst);
-            dst->start = src->start;
-            dst->b = src->b;
+            if (!bucket_add(w, src->start, src->b))
+                return -1;
             src->b = NULL;
         } else {
             for (uint32_t k = 0; k < cnt; k++)

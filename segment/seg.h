@@ -94,6 +94,28 @@ typedef struct seg_buf {
     int oom;
 } seg_buf;
 void seg_buf_free(seg_buf *b);
+/* Little-endian loads and stores (inline: hot in every decoder). */
+static inline uint32_t seg_rd_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t seg_rd_u64(const uint8_t *p)
+{
+    return (uint64_t)seg_rd_u32(p) | (uint64_t)seg_rd_u32(p + 4) << 32;
+}
+static inline void seg_wr_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+static inline void seg_wr_u64(uint8_t *p, uint64_t v)
+{
+    seg_wr_u32(p, (uint32_t)v);
+    seg_wr_u32(p + 4, (uint32_t)(v >> 32));
+}
+
 /* Empties b for reuse, clearing a past allocation failure (a failed
  * growth keeps the bytes held): a buffer reused across calls must not
  * fail every call after one failed allocation. */
@@ -131,14 +153,14 @@ static inline void seg_buf_put_u16(seg_buf *b, uint16_t v)
 }
 static inline void seg_buf_put_u32(seg_buf *b, uint32_t v)
 {
-    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    uint8_t x[4];
+    seg_wr_u32(x, v);
     seg_buf_put(b, x, 4);
 }
 static inline void seg_buf_put_u64(seg_buf *b, uint64_t v)
 {
     uint8_t x[8];
-    for (int i = 0; i < 8; i++)
-        x[i] = (uint8_t)(v >> (8 * i));
+    seg_wr_u64(x, v);
     seg_buf_put(b, x, 8);
 }
 static inline void seg_buf_put_f64(seg_buf *b, double v)
@@ -182,28 +204,6 @@ static inline uint64_t seg_get_varint(seg_cur *c)
 const uint8_t *seg_get_bytes(seg_cur *c, size_t n);
 static inline uint64_t seg_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 static inline int64_t seg_unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
-/* Little-endian loads and stores (inline: hot in every decoder). */
-static inline uint32_t seg_rd_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline uint64_t seg_rd_u64(const uint8_t *p)
-{
-    return (uint64_t)seg_rd_u32(p) | (uint64_t)seg_rd_u32(p + 4) << 32;
-}
-static inline void seg_wr_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-static inline void seg_wr_u64(uint8_t *p, uint64_t v)
-{
-    seg_wr_u32(p, (uint32_t)v);
-    seg_wr_u32(p + 4, (uint32_t)(v >> 32));
-}
-
 uint64_t seg_hash64(const void *p, size_t n); /* XXH3 64-bit */
 /* XXH3 64-bit of the concatenation a + b (without copying). */
 uint64_t seg_hash64_2(const void *a, size_t an, const void *b, size_t bn);

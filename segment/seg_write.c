@@ -494,7 +494,7 @@ static int reencode(seg_builder *b, const char *json, size_t n, const seg_flat *
     if (!m)
         return SEG_ENOMEM;
     seg_buf *f = &b->flat;
-    f->n = 0;
+    seg_buf_reset(f);
     seg_cur c = {rec, rec + len, 0};
     while (c.p < c.end) {
         uint64_t pid = map_pid(pmap, seg_get_varint(&c));
