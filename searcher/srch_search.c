@@ -144,7 +144,7 @@ void srch_pool_run(srch_pool *p, size_t n, void (*fn)(void *arg, size_t i), void
 /* ------------------------------------------------------------------ */
 
 /* A page's events are fetched by up to FETCH_CHUNKS pool tasks (each
- * fetch decodes a store block: ~10 us for a zstd block of 8 KiB). */
+ * fetch decodes a store block: ~20 us for a zstd block of 32 KiB). */
 #define FETCH_CHUNKS 4
 #define FETCH_MIN_PER_CHUNK 8
 

@@ -1505,7 +1505,7 @@ static void bc_put(uint64_t gen, uint32_t blk, const char *src, uint32_t len)
 
 /* Decodes the block at least up to `want` bytes (LZ4 can stop early; a
  * later call that needs more decodes again from the start; zstd blocks,
- * ~8 KiB, are decoded whole, with the segment's dictionary). */
+ * ~32 KiB, are decoded whole, with the segment's dictionary). */
 static int store_decode(seg_reader *r, seg_store_cur *sc, uint32_t want, seg_err *e)
 {
     if (want > sc->rawlen)
