@@ -716,6 +716,7 @@ static void do_metrics(reply *r)
         {"logdex_ingest_busy_total", "counter", "Ingests refused with 429: buffers full while a flush was running.", 19},
         {"logdex_merge_rewrites_total", "counter", "Of the merges: one settled segment rewritten compact.", 20},
         {"logdex_flush_slices_total", "counter", "Segments flushed as a time slice of a large bucket (shared among builders).", 21},
+        {"logdex_flush_failures_total", "counter", "Flushes that failed (out of memory, disk full); each is retried, its events kept.", 22},
     };
     for (size_t k = 0; k < sizeof per / sizeof *per; k++) {
         for (size_t i = 0; i < n; i++) {
@@ -738,6 +739,7 @@ static void do_metrics(reply *r)
             case 14: v = (double)m[i].life.merge_bytes_out; break;
             case 15: v = (double)m[i].life.merge_dups; break;
             case 21: v = (double)m[i].life.flush_slices; break;
+            case 22: v = (double)m[i].life.flush_failures; break;
             case 16: v = (double)m[i].life.dropped_segments; break;
             case 17: v = (double)m[i].life.dropped_events; break;
             case 18: v = (double)m[i].life.dropped_bytes; break;

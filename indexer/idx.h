@@ -173,6 +173,7 @@ typedef struct idx_life {
     uint64_t dropped_segments, dropped_events, dropped_bytes;
     uint64_t busy_refusals;       /* ingests refused with SEG_EBUSY */
     uint64_t flush_slices;        /* segments flushed as a time slice of a bucket */
+    uint64_t flush_failures;      /* flushes that failed (a server's are retried) */
 } idx_life;
 typedef struct idx_metrics {
     idx_counts counts;

@@ -332,9 +332,8 @@ static bucket *bucket_find(idx_writer *w, int64_t start)
     return NULL;
 }
 
-/* A new bucket buffering into builder bb (NULL: a new builder), or NULL
- * out of memory (bb then still the caller's). */
-static bucket *bucket_add(idx_writer *w, int64_t start, seg_builder *bb)
+/* A new bucket with a new builder, or NULL out of memory. */
+static bucket *bucket_add(idx_writer *w, int64_t start)
 {
     if (w->nbuckets == w->capbuckets) {
         size_t cap = w->capbuckets ? w->capbuckets * 2 : 16;
@@ -347,7 +346,7 @@ static bucket *bucket_add(idx_writer *w, int64_t start, seg_builder *bb)
     bucket *b = &w->buckets[w->nbuckets];
     memset(b, 0, sizeof *b);
     b->start = start;
-    b->b = bb ? bb : seg_builder_new();
+    b->b = seg_builder_new();
     if (!b->b)
         return NULL;
     w->nbuckets++;
@@ -357,7 +356,7 @@ static bucket *bucket_add(idx_writer *w, int64_t start, seg_builder *bb)
 static bucket *bucket_get(idx_writer *w, int64_t start)
 {
     bucket *b = bucket_find(w, start);
-    return b ? b : bucket_add(w, start, NULL);
+    return b ? b : bucket_add(w, start);
 }
 
 static void bucket_free(bucket *b) { seg_builder_free(b->b); }
@@ -757,6 +756,10 @@ typedef struct flush_batch {
     int keep_builders;      /* server mode: buckets' builders live until the join, so
                                that a snapshot can seal events no snapshot saw yet
                                (the flush threads only read them) */
+    int failed;             /* server mode: joined with an error and kept in flight
+                               for batch_retry (finished, over already taken) */
+    int64_t retry_at;       /* a failed batch: idx_tick retries it from this time */
+    int failures;           /* times it failed */
 } flush_batch;
 
 /* Runs job i of batch j (any thread; tok and js are that thread's). */
@@ -924,45 +927,26 @@ static void batch_free(flush_batch *j)
     seg_free(j);
 }
 
-/* A server's batch that failed to flush (out of memory, disk full): its
- * events go back into the buffer, to be flushed with the next batch.  They
- * were acknowledged: their log files are dropped only once a later flush
- * has them in segments (dropping the log up to the next batch's files,
- * as its join does, would otherwise lose them).  -1 if they could not all
- * be taken back (a second failure). */
-static int rebuffer(idx_writer *w, flush_batch *j)
-{
-    for (size_t i = 0; i < j->n; i++) {
-        bucket *src = &j->buckets[i];
-        uint32_t cnt = src->b ? seg_builder_count(src->b) : 0;
-        if (!cnt)
-            continue;
-        size_t bytes = seg_builder_bytes(src->b);
-        bucket *dst = bucket_find(w, src->start);
-        if (!dst) { /* the builder itself moves back */
-            if (!bucket_add(w, src->start, src->b))
-                return -1;
-            src->b = NULL;
-        } else {
-            for (uint32_t k = 0; k < cnt; k++)
-                if (seg_builder_add_from(dst->b, src->b, k))
-                    return -1;
-        }
-        if (!w->buffered)
-            w->buffer_since = seg_time_now();
-        w->buffered += bytes;
-        w->buffered_events += cnt;
-    }
-    for (uint32_t k = 0; j->ids.slots && k <= j->ids.mask; k++) {
-        const idslot *q = &j->ids.slots[k];
-        if (q->hash && idset_seen(&w->pending, (const char *)j->ids.ids.p + q->off, q->len, q->hash) < 0)
-            return -1;
-    }
-    return 0;
-}
+/* idx_tick retries a failed server batch this long after its failure,
+ * doubled after each further failure up to FLUSH_RETRY_MAX_NS (a full disk
+ * is not hammered, nor the log flooded); a flush, an ingest waiting for
+ * room, or close retry it at once. */
+#define FLUSH_RETRY_NS (1000LL * 1000000LL)
+#define FLUSH_RETRY_MAX_NS (30LL * 1000000000LL)
 
 /* Waits for batch j (in flight, or the one before it: flush_start), then
- * lists its segments in the manifest. */
+ * lists its segments in the manifest.
+ *
+ * A server's batch that fails (a job's error: out of memory, disk full; or
+ * the manifest could not be saved) is not freed: it stays in flight,
+ * marked failed, with everything it had (builders, in-memory segments for
+ * snapshots, ids for de-duplication, the log files it covers, the
+ * segments its successful jobs wrote), and batch_retry runs its failed
+ * jobs again before any later batch starts.  Its events were acknowledged:
+ * the log is dropped only up to a batch that is listed, in batch order, so
+ * nothing of it can be lost while the process lives, and keeping it takes
+ * no allocation (a second failure cannot lose it either).  Offline, the
+ * error goes to the caller and the batch is freed. */
 static int batch_join(idx_writer *w, flush_batch *j, seg_err *e)
 {
     while (sem_wait(&j->over) != 0)
@@ -970,27 +954,24 @@ static int batch_join(idx_writer *w, flush_batch *j, seg_err *e)
     if (w->inflight == j)
         w->inflight = NULL;
     int rc = SEG_OK;
+    size_t n0 = w->man.n;
+    uint64_t wal_done0 = w->man.wal_done;
     if (j->err.code) {
         rc = seg_err_set(e, j->err.code, j->err.file[0] ? j->err.file : NULL, "%s", j->err.msg);
-        if (j->keep_builders) {
-            rebuffer(w, j); /* -1: some lost on a second failure (docs/architecture.md) */
-            snap_drop(w); /* the next snapshot seals the events taken back */
-        }
-        goto out;
+        goto failed;
     }
     for (size_t i = 0; i < j->njobs; i++)
         if (j->done[i] && seg_manifest_add(&w->man, &j->ents[i])) {
             rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-            goto out;
+            goto failed;
         }
     if (j->wal_seq)
         w->man.wal_done = j->wal_seq;
     if ((rc = seg_manifest_save(w->dir, &w->man, e)))
-        goto out;
-    if (touch_sync(w, seg_time_now())) {
+        goto failed;
+    /* listed: what fails from here on is reported, the batch is done */
+    if (touch_sync(w, seg_time_now()))
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-        goto out;
-    }
     seg_failpoint("flush-before-wal-drop");
     if (j->wal_seq)
         idx_wal_drop_upto(&w->wal, j->wal_seq);
@@ -999,17 +980,103 @@ static int batch_join(idx_writer *w, flush_batch *j, seg_err *e)
     for (uint32_t k = 0; w->stored_loaded && j->ids.slots && k <= j->ids.mask; k++)
         if (j->ids.slots[k].hash && stored_add(w, j->ids.slots[k].hash)) {
             rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
-            goto out;
+            break;
         }
-out:
     batch_free(j);
+    return rc;
+failed:
+    w->man.n = n0; /* the manifest as before the batch */
+    w->man.wal_done = wal_done0;
+    w->life.flush_failures++;
+    if (!j->keep_builders) {
+        batch_free(j);
+        return rc;
+    }
+    j->failed = 1;
+    int64_t wait = FLUSH_RETRY_NS << (j->failures < 5 ? j->failures : 5);
+    j->retry_at = seg_time_now() + (wait < FLUSH_RETRY_MAX_NS ? wait : FLUSH_RETRY_MAX_NS);
+    j->failures++;
+    w->inflight = j;
     return rc;
 }
 
-/* Waits for the batch in flight, then lists its segments in the manifest. */
+static void batch_queue(idx_writer *w, flush_batch *j);
+
+/* Runs again the jobs of failed batch j that wrote no segment (their
+ * segments keep the names given at the start; the others' files are
+ * kept), in the background like a new batch, or here when no flush
+ * thread can be had. */
+static void batch_retry(idx_writer *w, flush_batch *j)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < j->njobs; i++) {
+        if (!j->done[i])
+            continue;
+        /* the jobs that are done first: the queue hands out j->next on */
+        flush_job tj = j->jobs[i];
+        seg_mentry te = j->ents[i];
+        j->jobs[i] = j->jobs[k];
+        j->ents[i] = j->ents[k];
+        j->done[i] = j->done[k];
+        j->jobs[k] = tj;
+        j->ents[k] = te;
+        j->done[k] = 1;
+        k++;
+    }
+    for (size_t i = 0; i < j->n; i++)
+        j->parts[i].left = 0;
+    for (size_t i = k; i < j->njobs; i++)
+        j->parts[j->jobs[i].bucket].left++;
+    memset(&j->err, 0, sizeof j->err);
+    j->failed = 0;
+    j->next = k;
+    j->ndone = k;
+    j->qnext = NULL;
+    __atomic_store_n(&j->finished, 0, __ATOMIC_RELEASE);
+    w->inflight = j;
+    if (k == j->njobs) { /* only the manifest failed: nothing to run */
+        __atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);
+        sem_post(&j->over);
+        return;
+    }
+    batch_queue(w, j);
+}
+
+/* Joins the batch in flight (a failed one is retried first). */
 static int flush_join(idx_writer *w, seg_err *e)
 {
-    return w->inflight ? batch_join(w, w->inflight, e) : SEG_OK;
+    if (!w->inflight)
+        return SEG_OK;
+    if (w->inflight->failed)
+        batch_retry(w, w->inflight);
+    return batch_join(w, w->inflight, e);
+}
+
+/* Hands batch j's jobs from j->next on to the flush threads, or runs them
+ * here when no thread can be had (then none before either). */
+static void batch_queue(idx_writer *w, flush_batch *j)
+{
+    if (pool_start(w) == 0) {
+        /* the caller may or may not hold the writer's mutex (a server's
+         * ingest does, idx_flush does not): the jobs do not take it */
+        seg_tok *tok = seg_tok_new();
+        seg_json *js = seg_json_new();
+        j->inline_run = 1;
+        for (size_t i = j->next; i < j->njobs; i++)
+            run_job(j, i, tok, js);
+        j->next = j->njobs;
+        seg_tok_free(tok);
+        seg_json_free(js);
+        return;
+    }
+    j->inline_run = 0;
+    pthread_mutex_lock(&w->pool_mu);
+    flush_batch **tail = &w->queue;
+    while (*tail)
+        tail = &(*tail)->qnext;
+    *tail = j;
+    pthread_cond_broadcast(&w->pool_cv);
+    pthread_mutex_unlock(&w->pool_mu);
 }
 
 /* Hands the buffered buckets to a background flush.  The batch before it
@@ -1025,6 +1092,11 @@ static int flush_start(idx_writer *w, seg_err *e)
 {
     flush_batch *prev = NULL;
     int rc = SEG_OK;
+    if (w->inflight && w->inflight->failed) {
+        /* a server's failed batch goes first; the buffer waits for it */
+        batch_retry(w, w->inflight);
+        return SEG_OK;
+    }
     if (w->inflight && !w->opts.wal && w->opts.threads > 1 && w->nbuckets)
         prev = w->inflight;
     else if ((rc = flush_join(w, e)) || !w->nbuckets)
@@ -1113,33 +1185,25 @@ static int flush_start(idx_writer *w, seg_err *e)
     w->buffered = 0;
     w->buffered_events = 0;
     w->inflight = j;
-    if (pool_start(w) == 0) {
-        /* no thread to be had (so none before either): flush here.  The
-         * caller may or may not hold the writer's mutex (a server's ingest
-         * does, idx_flush does not): the jobs do not take it */
-        seg_tok *tok = seg_tok_new();
-        seg_json *js = seg_json_new();
-        j->inline_run = 1;
-        for (size_t i = 0; i < njobs; i++)
-            run_job(j, i, tok, js);
-        seg_tok_free(tok);
-        seg_json_free(js);
+    batch_queue(w, j);
+    if (j->inline_run) {
+        /* flushed here: the batch before it (none: no thread ever ran) and
+         * this one are joined in order */
+        if (prev && (rc = batch_join(w, prev, e)))
+            return rc;
         return flush_join(w, e);
     }
-    pthread_mutex_lock(&w->pool_mu);
-    flush_batch **tail = &w->queue;
-    while (*tail)
-        tail = &(*tail)->qnext;
-    *tail = j;
-    pthread_cond_broadcast(&w->pool_cv);
-    pthread_mutex_unlock(&w->pool_mu);
     return prev ? batch_join(w, prev, e) : SEG_OK;
 }
 
 int idx_flush(idx_writer *w, seg_err *e)
 {
+    /* a failed batch in flight is retried first, then the buffer flushed */
+    int retried = w->inflight && w->inflight->failed;
     int rc = flush_start(w, e);
     if (rc == SEG_OK)
+        rc = flush_join(w, e);
+    if (rc == SEG_OK && retried && w->nbuckets && (rc = flush_start(w, e)) == SEG_OK)
         rc = flush_join(w, e);
     return rc;
 }
@@ -1151,10 +1215,16 @@ int idx_close(idx_writer *w, seg_err *e)
     int rc = SEG_OK;
     if (w->lockfd >= 0 && w->man.bucket_ns && (w->nbuckets || w->inflight))
         rc = idx_flush(w, e);
-    if (w->inflight) {
+    if (w->inflight && !w->inflight->failed) {
         /* a failed open or flush: still wait for the thread */
         seg_err ignore = {0};
         flush_join(w, &ignore);
+    }
+    if (w->inflight) {
+        /* a server's batch that failed again: its events stay in the log,
+         * which the next open replays */
+        batch_free(w->inflight);
+        w->inflight = NULL;
     }
     if (w->npool)
         pool_stop(w);
@@ -1400,6 +1470,11 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
                 rc = flush_start(w, e);
                 continue;
             }
+            if (no_block) { /* a failed flush retried just now */
+                out->would_block = 1;
+                rc = seg_err_set(e, SEG_EBUSY, NULL, "ingest buffer full");
+                break;
+            }
             if (pthread_cond_timedwait(&w->flushed, &w->mu, &until) == ETIMEDOUT && flush_running(w)) {
                 rc = seg_err_set(e, SEG_EBUSY, NULL,
                                  "ingest buffer full (%zu MiB) while the previous flush is still being written; "
@@ -1589,8 +1664,12 @@ int idx_tick(idx_writer *w, seg_err *e)
 {
     int rc = SEG_OK;
     pthread_mutex_lock(&w->mu);
-    if (w->inflight && __atomic_load_n(&w->inflight->finished, __ATOMIC_ACQUIRE))
+    if (w->inflight && w->inflight->failed) {
+        if (seg_time_now() >= w->inflight->retry_at)
+            batch_retry(w, w->inflight);
+    } else if (w->inflight && __atomic_load_n(&w->inflight->finished, __ATOMIC_ACQUIRE)) {
         rc = flush_join(w, e);
+    }
     if (rc == SEG_OK && w->nbuckets && !w->inflight &&
         (seg_time_now() - w->buffer_since >= w->opts.max_age_ns || w->buffered >= w->opts.buffer_bytes))
         rc = flush_start(w, e);

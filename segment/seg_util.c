@@ -76,8 +76,15 @@ const char *seg_err_str(const seg_err *e, char *buf, size_t n)
 /* ---- allocation ---- */
 
 static unsigned long fault_countdown;
+static unsigned long fault_more; /* failures still to make after the countdown's */
 
-void seg_fault_inject(unsigned long nth) { __atomic_store_n(&fault_countdown, nth, __ATOMIC_RELAXED); }
+void seg_fault_inject(unsigned long nth) { seg_fault_inject_run(nth, 1); }
+
+void seg_fault_inject_run(unsigned long nth, unsigned long count)
+{
+    __atomic_store_n(&fault_more, nth && count ? count - 1 : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fault_countdown, nth, __ATOMIC_RELAXED);
+}
 
 unsigned long seg_fault_left(void) { return __atomic_load_n(&fault_countdown, __ATOMIC_RELAXED); }
 
@@ -90,6 +97,11 @@ static int fault_now(void)
     while (c != 0)
         if (__atomic_compare_exchange_n(&fault_countdown, &c, c - 1, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
             return c == 1;
+    /* past the countdown: the rest of a run */
+    unsigned long m = __atomic_load_n(&fault_more, __ATOMIC_RELAXED);
+    while (m != 0)
+        if (__atomic_compare_exchange_n(&fault_more, &m, m - 1, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return 1;
     return 0;
 }
 

@@ -1360,6 +1360,9 @@ static int enc_postings(const term *t, int text, seg_buf *post, seg_buf *docs, s
             seg_buf_put_varint(pos, base);
             seg_buf_put_xpacked(pos, pvv, pv.n / 4);
         }
+        /* scratch that missed an append would leave the block short */
+        if (docs->oom || pos->oom)
+            rc = -1;
         seg_buf_put_varint(post, (uint64_t)last);
         seg_buf_put_varint(post, docs->n);
         seg_buf_put_varint(post, pos->n);
@@ -1595,6 +1598,11 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, se
             seg_buf_put(&ids, &id, 4);
         }
     }
+    if (ids.oom) { /* values left out would all read as ordinal 0 */
+        o->oom = 1;
+        seg_buf_free(&ids);
+        return;
+    }
     uint32_t nd = (uint32_t)(ids.n / 4);
     uint32_t *d = (uint32_t *)(void *)ids.p;
     if (nd > 1)
@@ -1624,7 +1632,7 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, se
     if (!cnt || !lastdoc) {
         seg_free(cnt);
         seg_free(lastdoc);
-        counts->oom = 1;
+        o->oom = counts->oom = 1; /* the pairs are not written */
         seg_buf_free(&ids);
         return;
     }

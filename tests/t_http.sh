@@ -169,6 +169,7 @@ is "$(curl -s -o /dev/null -w '%{http_code}' -XPOST --data-binary @"$T/mb" "$U/a
 accepted=$((accepted + 6000))
 is "$(curl -s "$U/api/v1/bp/search?q=pressure&limit=0" | grep -o '"total":[0-9]*')" "\"total\":$accepted" "exactly the accepted batches are stored (refused ones not at all)"
 ok "$(curl -s "$U/metrics" | grep -q '^logdex_ingest_busy_total{index="bp"} [1-9]'; echo $?)" "refusals are counted in /metrics"
+ok "$(curl -s "$U/metrics" | grep -q '^logdex_flush_failures_total{index="bp"} 0$'; echo $?)" "no flush failed (logdex_flush_failures_total 0)"
 kill -9 $PID; wait $PID 2>/dev/null; PID=
 
 # a worker slowed right after it made an ingest's answer (event loop):

@@ -30,7 +30,7 @@ static inline long test_verify_index(const char *dir)
 
 static inline int test_rm_rf(const char *dir)
 {
-    char cmd[4200];
+    char cmd[4400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd);
 }
