@@ -144,17 +144,16 @@ static int scenario_server(const char *dir, uint64_t *acked)
     return errors;
 }
 
-/* Events in dir/m, read by a searcher; UINT64_MAX if it does not open. */
-static uint64_t count_events(const char *dir)
+/* Events a search for "*" finds in ix (closed here), or UINT64_MAX. */
+static uint64_t count_in(srch_index *ix)
 {
     seg_err e = {0};
-    srch_index *ix = NULL;
     seg_tok *tok = seg_tok_new();
     srch_query *q = NULL;
     srch_result res = {0};
     srch_request rq = {NULL, 0, 0, 0, 0, 0, NULL, 1};
     uint64_t n = UINT64_MAX;
-    if (tok && srch_index_open(dir, "m", NULL, &ix, &e) == SEG_OK && srch_query_parse("*", 1, tok, &q, &e) == SEG_OK) {
+    if (ix && tok && srch_query_parse("*", 1, tok, &q, &e) == SEG_OK) {
         rq.q = q;
         if (srch_search(ix, &rq, &res, &e) == SEG_OK) {
             n = res.total;
@@ -165,6 +164,14 @@ static uint64_t count_events(const char *dir)
     srch_index_close(ix);
     seg_tok_free(tok);
     return n;
+}
+
+/* Events in dir/m, read by a searcher; UINT64_MAX if it does not open. */
+static uint64_t count_events(const char *dir)
+{
+    seg_err e = {0};
+    srch_index *ix = NULL;
+    return srch_index_open(dir, "m", NULL, &ix, &e) == SEG_OK ? count_in(ix) : UINT64_MAX;
 }
 
 /* The same, after a fresh writer has replayed the log. */
@@ -187,23 +194,10 @@ static uint64_t count_snapshot(idx_writer *w)
     seg_err e = {0};
     seg_set *set = NULL;
     srch_index *ix = NULL;
-    seg_tok *tok = seg_tok_new();
-    srch_query *q = NULL;
-    srch_result res = {0};
-    srch_request rq = {NULL, 0, 0, 0, 0, 0, NULL, 1};
     uint64_t n = UINT64_MAX;
-    if (tok && idx_snapshot(w, &set, &e) == SEG_OK && srch_index_from_set(set, NULL, &ix, &e) == SEG_OK &&
-        srch_query_parse("*", 1, tok, &q, &e) == SEG_OK) {
-        rq.q = q;
-        if (srch_search(ix, &rq, &res, &e) == SEG_OK) {
-            n = res.total;
-            srch_result_free(&res);
-        }
-    }
-    srch_query_free(q);
-    srch_index_close(ix);
+    if (idx_snapshot(w, &set, &e) == SEG_OK && srch_index_from_set(set, NULL, &ix, &e) == SEG_OK)
+        n = count_in(ix);
     seg_set_unref(set);
-    seg_tok_free(tok);
     return n;
 }
 
