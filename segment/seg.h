@@ -85,8 +85,11 @@ unsigned long seg_fault_left(void);
  * LOGDEX_FAILPOINT is "NAME" or "NAME:N", the N-th (default first) call of
  * seg_failpoint("NAME") in the process kills it with SIGKILL, as a power
  * cut or kill -9 would; "NAME~MS" sleeps MS milliseconds at every call
- * instead (a slow disk).  Unset, a call costs one cached load. */
-void seg_failpoint(const char *name);
+ * instead (a slow disk); "NAME!N" makes the first N calls return 1, which
+ * the points before a rename (segment-before-rename, file-before-rename)
+ * report as an I/O error (a full or failing disk).  Returns 0 otherwise.
+ * Unset, a call costs one cached load. */
+int seg_failpoint(const char *name);
 
 /* Growable byte buffer.  Sticky error: after a failed allocation every
  * append is a no-op and .oom is set. */

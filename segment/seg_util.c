@@ -111,6 +111,7 @@ static pthread_once_t fp_once = PTHREAD_ONCE_INIT;
 static char fp_name[64];
 static unsigned long fp_count;   /* hits of fp_name still to pass (atomic) */
 static long fp_sleep_ms;         /* NAME~MS: sleep at every hit instead */
+static unsigned long fp_fail;    /* NAME!N: hits still to fail as I/O errors (atomic) */
 
 static void fp_init(void)
 {
@@ -124,6 +125,12 @@ static void fp_init(void)
         fp_sleep_ms = strtol(tilde + 1, NULL, 10);
         return;
     }
+    char *bang = strchr(fp_name, '!');
+    if (bang) {
+        *bang = 0;
+        fp_fail = strtoul(bang + 1, NULL, 10);
+        return;
+    }
     char *colon = strchr(fp_name, ':');
     fp_count = 1;
     if (colon) {
@@ -134,20 +141,25 @@ static void fp_init(void)
     }
 }
 
-void seg_failpoint(const char *name)
+int seg_failpoint(const char *name)
 {
     pthread_once(&fp_once, fp_init);
     if (!fp_name[0] || strcmp(fp_name, name))
-        return;
+        return 0;
     if (fp_sleep_ms > 0) {
         struct timespec ts = {fp_sleep_ms / 1000, (fp_sleep_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
-        return;
+        return 0;
     }
-    if (__atomic_sub_fetch(&fp_count, 1, __ATOMIC_ACQ_REL) == 0) {
+    unsigned long f = __atomic_load_n(&fp_fail, __ATOMIC_RELAXED);
+    while (f != 0)
+        if (__atomic_compare_exchange_n(&fp_fail, &f, f - 1, 1, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            return 1;
+    if (fp_count && __atomic_sub_fetch(&fp_count, 1, __ATOMIC_ACQ_REL) == 0) {
         fprintf(stderr, "logdex: failpoint %s: killing the process\n", name);
         raise(SIGKILL);
     }
+    return 0;
 }
 
 void *seg_malloc(size_t n) { return fault_now() ? NULL : malloc(n ? n : 1); }
@@ -484,7 +496,10 @@ int seg_write_file_atomic(const char *path, const void *p, size_t n, seg_err *e)
         unlink(tmp);
         return seg_err_set(e, SEG_EIO, tmp, "fsync: %s", strerror(errno));
     }
-    seg_failpoint("file-before-rename");
+    if (seg_failpoint("file-before-rename")) {
+        unlink(tmp);
+        return seg_err_set(e, SEG_EIO, path, "rename: input/output error (failpoint)");
+    }
     if (rename(tmp, path) != 0) {
         unlink(tmp);
         return seg_err_set(e, SEG_EIO, path, "rename: %s", strerror(errno));

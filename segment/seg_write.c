@@ -1919,7 +1919,8 @@ static int wr_finish(wfile *w, const uint8_t *hdr, const char *tmp, const char *
         return seg_err_set(w->e, SEG_EIO, tmp, "fsync: %s", strerror(errno));
     close(w->fd);
     w->fd = -1;
-    seg_failpoint("segment-before-rename");
+    if (seg_failpoint("segment-before-rename"))
+        return seg_err_set(w->e, SEG_EIO, path, "rename: input/output error (failpoint)");
     if (rename(tmp, path) != 0)
         return seg_err_set(w->e, SEG_EIO, path, "rename: %s", strerror(errno));
     char dir[4096];

@@ -172,6 +172,27 @@ ok "$(curl -s "$U/metrics" | grep -q '^logdex_ingest_busy_total{index="bp"} [1-9
 ok "$(curl -s "$U/metrics" | grep -q '^logdex_flush_failures_total{index="bp"} 0$'; echo $?)" "no flush failed (logdex_flush_failures_total 0)"
 kill -9 $PID; wait $PID 2>/dev/null; PID=
 
+# a disk that refuses segments (the first two segment renames fail as I/O
+# errors): the flush is kept and retried (1 s after the failure, then 2 s),
+# its events stay searchable meanwhile and end up stored exactly once
+for i in $(seq 1 50); do printf '{"msg":"disk refuses %d"}\n' $i; done > "$T/df1"
+for i in $(seq 51 75); do printf '{"msg":"disk refuses %d"}\n' $i; done > "$T/df2"
+LOGDEX_FAILPOINT='segment-before-rename!2' start "$T/dfd" --flush-age 0.2 --no-merge
+is "$(curl -s -XPOST --data-binary @"$T/df1" "$U/api/v1/df/ingest" | grep -o '"accepted":[0-9]*')" '"accepted":50' "refusing disk: the ingest is acknowledged"
+for i in $(seq 1 40); do curl -s "$U/metrics" | grep -q '^logdex_flush_failures_total{index="df"} [1-9]' && break; sleep 0.05; done
+ok "$(curl -s "$U/metrics" | grep -q '^logdex_flush_failures_total{index="df"} [1-9]'; echo $?)" "the failed flush is counted in /metrics"
+is "$(curl -s "$U/api/v1/df/search?q=refuses&limit=0" | grep -o '"total":[0-9]*')" '"total":50' "its events stay searchable while it waits for a retry"
+is "$(curl -s -XPOST --data-binary @"$T/df2" "$U/api/v1/df/ingest" | grep -o '"accepted":[0-9]*')" '"accepted":25' "ingest goes on meanwhile"
+for i in $(seq 1 80); do curl -s "$U/metrics" | grep -q '^logdex_segments{index="df"} [1-9]' && break; sleep 0.1; done
+ok "$(curl -s "$U/metrics" | grep -q '^logdex_segments{index="df"} [1-9]'; echo $?)" "a retry writes the segment once the disk takes it"
+is "$(curl -s "$U/api/v1/df/search?q=refuses&limit=0" | grep -o '"total":[0-9]*')" '"total":75' "every acknowledged event, once"
+ok "$(grep -q 'background flush: .*input/output error (failpoint)' "$T/err"; echo $?)" "the failure is logged with its file and reason"
+stop; is $? 0 "the server stops cleanly"
+start "$T/dfd"
+is "$(curl -s "$U/api/v1/df/search?q=refuses&limit=0" | grep -o '"total":[0-9]*')" '"total":75' "after a restart: 75 events, none lost, none twice"
+stop
+"$LOGDEX" verify --data "$T/dfd" > /dev/null; is $? 0 "verify passes"
+
 # a worker slowed right after it made an ingest's answer (event loop):
 # the committer answers, and the connection may be closed and its request
 # freed, before the worker returns; the worker must not touch the request
