@@ -12,6 +12,7 @@
 #include "tests/tap.h"
 #include "tests/testdir.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -237,7 +238,12 @@ static long failed_flushes(const char *dir, unsigned long k1, unsigned long run1
             acked += (long)out.accepted;
         idx_batch_free(&out);
         unsigned long k = b == 0 ? k1 : b == 1 ? k2 : 0;
-        if (b < 2 && k) {
+        if (b == 0 && k == ULONG_MAX) { /* measuring: how many allocations the flush makes */
+            seg_fault_inject(1ul << 40);
+            idx_flush(w, &e);
+            *fails = (int)((1ul << 40) - seg_fault_left());
+            seg_fault_inject(0);
+        } else if (b < 2 && k) {
             seg_fault_inject_run(k, b == 0 ? run1 : 1);
             int failed = idx_flush(w, &e) != SEG_OK;
             seg_fault_inject(0);
@@ -460,7 +466,16 @@ int main(void)
      * so does its retry when that fails too */
     unsigned long failed = 0, kept = 0, run_failed = 0, run_kept = 0, twice = 0, twice_kept = 0, invisible = 0,
                   unlisted = 0;
-    for (unsigned long k = 1; k <= 60; k++) {
+    /* the first 60 allocations of the flush, and its last 40 (the join:
+     * the manifest saved, the log dropped) */
+    int flush_allocs = 0, unused = 0;
+    snprintf(dir, sizeof dir, "%s/ffm", base);
+    mkdir(dir, 0755);
+    failed_flushes(dir, ULONG_MAX, 1, 0, &flush_allocs, &unused, &unused);
+    test_rm_rf(dir);
+    tap_diag("a flush of 50 events makes %d allocations", flush_allocs);
+    for (unsigned long k = 1; k <= 60 || (k >= (unsigned long)flush_allocs - 40 && k <= (unsigned long)flush_allocs);
+         k = k == 60 && flush_allocs > 100 ? (unsigned long)flush_allocs - 40 : k + 1) {
         for (unsigned long k2 = 0; k2 <= (k % 6 == 1 ? 40 : 0); k2 += k2 < 10 ? 1 : 5) {
             /* k2 0: once a single failure, once a run of 20 */
             for (unsigned long run = 1; run <= (k2 ? 1 : 20); run += 19) {
