@@ -88,6 +88,10 @@ static int parse_aggs(json_t *obj, srch_agg **out, size_t *n, int depth, seg_err
     {
         srch_agg *x = &a[k++];
         x->name = seg_strndup(name, strlen(name));
+        if (!x->name) {
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            break;
+        }
         if (!json_is_object(def)) {
             rc = bad(e, "aggregation '%s' must be an object%s", name, "");
             break;
@@ -134,6 +138,10 @@ static int parse_aggs(json_t *obj, srch_agg **out, size_t *n, int depth, seg_err
                 break;
             }
             x->field = seg_strndup(json_string_value(f), json_string_length(f));
+            if (!x->field) {
+                rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+                break;
+            }
             if (x->type == SRCH_AGG_TERMS) {
                 json_t *sz = json_object_get(body, "size");
                 x->size = 10;
@@ -305,6 +313,8 @@ int api_aggregate(srch_index *ix, seg_tok *tok, const char *body, size_t n, seg_
     clock_gettime(CLOCK_MONOTONIC, &t0);
     json_error_t je;
     json_t *j = json_loadb(body, n, 0, &je);
+    if (!j && json_error_code(&je) == json_error_out_of_memory)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     if (!j || !json_is_object(j)) {
         json_decref(j);
         seg_err_set(e, SEG_EQUERY, NULL, "the body must be a JSON object: %s", j ? "not an object" : je.text);

@@ -991,14 +991,17 @@ static int finish(const srch_agg *a, part *p, srch_agg_result *r, int has_range,
             nb = a->size;
     }
     r->nbuckets = nb;
-    /* sub-results (terms: the string keys pass to the result) */
+    /* terms: the kept buckets' string keys pass to the result, all of them
+     * before anything can fail (a key owned by both would be freed twice) */
+    for (size_t i = 0; a->type == SRCH_AGG_TERMS && i < nb; i++)
+        p->b[r->buckets[i].key_time].skey = NULL;
+    /* sub-results */
     for (size_t i = 0; i < nb; i++) {
         srch_agg_bucket *b = &r->buckets[i];
         pbucket *pb;
         if (a->type == SRCH_AGG_TERMS) {
             pb = &p->b[b->key_time];
             b->key_time = 0;
-            pb->skey = NULL;
         } else {
             pb = bucket_find(p, 0, b->key_time, 0, NULL, 0, bkey_hash(0, b->key_time, 0, NULL, 0));
         }
