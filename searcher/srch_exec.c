@@ -357,22 +357,30 @@ typedef struct it_and_t {
     int phrase;          /* kids are the phrase's tokens in order */
     uint32_t **pp;       /* phrase: positions per kid */
     uint32_t *pn;
+    seg_err *e;          /* where a phrase's failure to read positions goes */
 } it_and_t;
 
+/* 1 when the kids' current doc holds the phrase, 0 when not, -1 when
+ * positions could not be read (out of memory, corrupt: set in a->e, and
+ * the search fails rather than missing the doc). */
 static int phrase_match(it_and_t *a)
 {
     const uint32_t *p0;
     uint32_t n0;
-    if (a->k[0]->ops->positions(a->k[0], &p0, &n0))
-        return -1;
+    int rc = a->k[0]->ops->positions(a->k[0], &p0, &n0);
     /* every kid owns its position buffer (one iterator per phrase token) */
-    for (size_t j = 1; j < a->n; j++) {
+    for (size_t j = 1; j < a->n && rc == 0; j++) {
         const uint32_t *pj;
         uint32_t nj;
-        if (a->k[j]->ops->positions(a->k[j], &pj, &nj))
-            return -1;
+        rc = a->k[j]->ops->positions(a->k[j], &pj, &nj);
         a->pp[j] = (uint32_t *)pj;
         a->pn[j] = nj;
+    }
+    if (rc) {
+        if (!a->e->code)
+            seg_err_set(a->e, rc == SEG_ECORRUPT ? SEG_ECORRUPT : SEG_ENOMEM, NULL,
+                        rc == SEG_ECORRUPT ? "corrupt positions" : "out of memory");
+        return -1;
     }
     for (uint32_t s = 0; s < n0; s++) {
         uint32_t base = p0[s];
@@ -533,6 +541,7 @@ static it *it_and(it **k, size_t n, it **x, size_t nx, int phrase, seg_err *e)
     a->x = x;
     a->nx = nx;
     a->phrase = phrase;
+    a->e = e;
     if (!phrase)
         qsort(k, n, sizeof *k, cost_cmp);
     a->b.cost = k[0]->cost;
@@ -942,7 +951,7 @@ int srch_exec_segment(seg_reader *r, const srch_query *q, uint32_t lo, uint32_t 
     cx c = {r, e};
     it *i = compile(&c, q->root);
     if (!i)
-        return e->code ? e->code : SEG_ENOMEM;
+        return e->code ? e->code : seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     size_t cap = 0;
     int rc = SEG_OK;
     if (i->all) {
@@ -967,5 +976,7 @@ int srch_exec_segment(seg_reader *r, const srch_query *q, uint32_t lo, uint32_t 
         return seg_err_set(e, rc, NULL, "out of memory");
     if (seg_reader_failed(r, e))
         return SEG_ECORRUPT;
+    if (e->code) /* an iterator failed part-way (a phrase's positions) */
+        return e->code;
     return SEG_OK;
 }

@@ -764,8 +764,9 @@ int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_er
             fail_task(out, &t[i], &t[i].e);
             continue;
         }
-        if (t[i].rc && !rc)
-            rc = seg_err_set(e, t[i].e.code, t[i].e.file[0] ? t[i].e.file : NULL, "%s", t[i].e.msg);
+        if (t[i].rc && !rc) /* the task's code when its error says none */
+            rc = seg_err_set(e, t[i].e.code ? t[i].e.code : t[i].rc, t[i].e.file[0] ? t[i].e.file : NULL, "%s",
+                             t[i].e.msg[0] ? t[i].e.msg : seg_strerror(t[i].rc));
         out->total += t[i].out.total;
         after += t[i].out.after;
     }

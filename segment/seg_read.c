@@ -862,7 +862,7 @@ static int post_inline(seg_post *p, const seg_term *t)
         return -1;
     if (tf) {
         if (!(p->bpos = seg_malloc((size_t)tf * sizeof *p->bpos)))
-            return -1;
+            return SEG_ENOMEM; /* not the segment's fault: it must not be marked failed */
         p->bposcap = (uint32_t)tf;
         for (uint64_t k = 0; k < tf; k++)
             p->bpos[k] = (uint32_t)seg_get_varint(&c);
@@ -905,7 +905,12 @@ int seg_post_open(seg_reader *r, const seg_term *t, seg_post **out, seg_err *e)
     p->ndocs = r->ndocs;
     p->base = -1;
     if (t->inl) {
-        if (post_inline(p, t)) {
+        int rc = post_inline(p, t);
+        if (rc == SEG_ENOMEM) {
+            seg_post_free(p);
+            return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
+        }
+        if (rc) {
             seg_post_free(p);
             mark_failed(r, "corrupt inline postings");
             return CORRUPT(r, e, "corrupt inline postings");

@@ -357,6 +357,93 @@ static void strip_took(char *s)
         memmove(p, q + 1, strlen(q + 1) + 1);
 }
 
+/* A search's answer as text (total, hits, cursor), in r's buffer. */
+static void search_text(const srch_result *res, seg_buf *o)
+{
+    char n[64];
+    snprintf(n, sizeof n, "%llu|%zu|", (unsigned long long)res->total, res->stats.segments_failed);
+    seg_buf_put(o, n, strlen(n));
+    for (size_t i = 0; i < res->nhits; i++) {
+        seg_buf_put(o, res->hits[i].id, res->hits[i].id_len);
+        seg_buf_put(o, res->hits[i].json, res->hits[i].json_len);
+        seg_buf_put(o, "|", 1);
+    }
+    if (res->cursor)
+        seg_buf_put(o, res->cursor, strlen(res->cursor));
+    seg_buf_put(o, "", 1);
+}
+
+/* Searches of every query form, a time range and a second page: each
+ * allocation fails in turn; the answer is an out-of-memory error or the
+ * fault-free answer, byte for byte.  Returns the faults made; counts the
+ * other outcomes. */
+static unsigned long search_sweep(srch_index *ix, seg_tok *tok, unsigned long *nomem, unsigned long *misreported,
+                                  unsigned long *wrong)
+{
+    static const char *queries[] = {"request", "\"request 17 done\"", "req*", "ms:[10 TO 50]",
+                                    "level:error -service:api", "service:web AND ms:>20", "user.id:3 OR user.id:5", "*"};
+    unsigned long faults = 0;
+    for (size_t qi = 0; qi < sizeof queries / sizeof *queries * 2; qi++) {
+        const char *qt = queries[qi % (sizeof queries / sizeof *queries)];
+        int second = qi >= sizeof queries / sizeof *queries; /* the second page, in a time range */
+        seg_err e = {0};
+        srch_query *q = NULL;
+        if (srch_query_parse(qt, strlen(qt), tok, &q, &e) != SEG_OK) {
+            (*wrong)++;
+            continue;
+        }
+        srch_request rq = {q, second, second, 1717200600000000000LL, 1717209000000000000LL, 7, NULL, 0};
+        srch_result res = {0};
+        seg_buf ref = {0};
+        char *cursor = NULL;
+        if (second) { /* the first page's cursor */
+            if (srch_search(ix, &rq, &res, &e) == SEG_OK && res.cursor)
+                cursor = strdup(res.cursor);
+            srch_result_free(&res);
+            rq.cursor = cursor;
+        }
+        if (srch_search(ix, &rq, &res, &e) != SEG_OK) {
+            tap_diag("search '%s' fails without a fault: %s", qt, e.msg);
+            (*wrong)++;
+        } else {
+            search_text(&res, &ref);
+            srch_result_free(&res);
+            seg_fault_inject(1ul << 40);
+            if (srch_search(ix, &rq, &res, &e) == SEG_OK)
+                srch_result_free(&res);
+            unsigned long allocs = (1ul << 40) - seg_fault_left();
+            seg_fault_inject(0);
+            for (unsigned long k = 1; k <= allocs; k++) {
+                seg_err fe = {0};
+                memset(&res, 0, sizeof res);
+                seg_fault_inject(k);
+                int rc = srch_search(ix, &rq, &res, &fe);
+                seg_fault_inject(0);
+                faults++;
+                if (rc == SEG_ENOMEM) {
+                    (*nomem)++;
+                    continue;
+                }
+                if (rc != SEG_OK) {
+                    if (!(*misreported)++)
+                        tap_diag("search '%s', allocation %lu failed: error %d (%s)", qt, k, rc, fe.msg);
+                    continue;
+                }
+                seg_buf got = {0};
+                search_text(&res, &got);
+                srch_result_free(&res);
+                if ((got.oom || ref.oom || strcmp((char *)got.p, (char *)ref.p)) && (*wrong)++ < 5)
+                    tap_diag("search '%s' (page %d), allocation %lu failed, the answer differs: %.80s vs %.80s (%s)", qt, second + 1, k, (char *)got.p, (char *)ref.p, res.stats.failure);
+                seg_buf_free(&got);
+            }
+        }
+        seg_buf_free(&ref);
+        free(cursor);
+        srch_query_free(q);
+    }
+    return faults;
+}
+
 /* Aggregations (the searcher, then the api layer's answer writing): each
  * allocation of a request fails in turn.  jansson's own allocations (the
  * request's parse) are left alone: routed through the fault hook, jansson
@@ -443,6 +530,12 @@ static void test_agg_faults(const char *base)
         seg_buf_free(&ref);
     }
     tap_diag("aggregations: %lu faults, %lu answered out of memory", faults, nomem);
+    unsigned long snomem = 0, smis = 0, swrong = 0;
+    unsigned long sfaults = search_sweep(ix, tok, &snomem, &smis, &swrong);
+    tap_diag("searches: %lu faults, %lu answered out of memory", sfaults, snomem);
+    ok(sfaults > 300 && snomem > sfaults / 2, "searches: most faults fail the search (%lu of %lu)", snomem, sfaults);
+    is_int((long)smis, 0, "searches: a failed allocation is reported as out of memory");
+    is_int((long)swrong, 0, "searches: an answer given despite a fault is the right one, byte for byte");
     ok(faults > 300 && nomem > faults / 2, "aggregations: most faults fail the request (%lu of %lu)", nomem, faults);
     is_int((long)misreported, 0, "aggregations: a failed allocation is reported as out of memory (not a bad request)");
     is_int((long)wrong, 0, "aggregations: an answer given despite a fault is the right one");
