@@ -260,8 +260,7 @@ static void deliver(sub *s, wbatch *b, uint64_t after)
         size_t n0 = s->queue.n;
         sse_event(&s->queue, seq, t, id, il, json, jl);
         if (s->queue.oom) { /* not a part of an event: none, and told so */
-            s->queue.n = n0;
-            s->queue.oom = 0;
+            seg_buf_truncate(&s->queue, n0);
             s->dropped++;
         }
     }
@@ -500,7 +499,7 @@ struct MHD_Response *api_tail_open(api_hub *h, int max_tails, srch_query *q, src
                 if (!dup) {
                     seg_buf_put(&s->queue, live.p + at, len);
                     if (s->queue.oom) { /* lost, and told so (event: dropped) */
-                        s->queue.oom = 0;
+                        seg_buf_truncate(&s->queue, s->queue.n);
                         s->dropped++;
                     }
                 }

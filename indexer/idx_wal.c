@@ -345,9 +345,8 @@ int idx_wal_append(idx_wal *w, uint32_t count, const seg_buf *events, uint64_t *
     }
     if (w->pend.oom || w->parts.oom) {
         /* take the record back out: nothing of it may be written */
-        w->pend.n = pn;
-        w->parts.n = partn;
-        w->pend.oom = w->parts.oom = 0;
+        seg_buf_truncate(&w->pend, pn);
+        seg_buf_truncate(&w->parts, partn);
         pthread_mutex_unlock(&w->mu);
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory (write-ahead log)");
     }

@@ -405,7 +405,7 @@ static int idset_seen(idset *s, const char *id, size_t n, uint64_t h)
         i = (i + 1) & s->mask;
     }
     if (seg_buf_reserve(&s->ids, n)) {
-        s->ids.oom = 0; /* the bytes held are intact: only this id failed */
+        seg_buf_truncate(&s->ids, s->ids.n); /* only this id failed */
         return -1;
     }
     s->slots[i].hash = h;
@@ -1186,13 +1186,8 @@ static int flush_start(idx_writer *w, seg_err *e)
     w->buffered_events = 0;
     w->inflight = j;
     batch_queue(w, j);
-    if (j->inline_run) {
-        /* flushed here: the batch before it (none: no thread ever ran) and
-         * this one are joined in order */
-        if (prev && (rc = batch_join(w, prev, e)))
-            return rc;
+    if (j->inline_run) /* flushed here (no flush thread, so no prev either) */
         return flush_join(w, e);
-    }
     return prev ? batch_join(w, prev, e) : SEG_OK;
 }
 

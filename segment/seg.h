@@ -121,14 +121,16 @@ static inline void seg_wr_u64(uint8_t *p, uint64_t v)
     seg_wr_u32(p + 4, (uint32_t)(v >> 32));
 }
 
-/* Empties b for reuse, clearing a past allocation failure (a failed
- * growth keeps the bytes held): a buffer reused across calls must not
- * fail every call after one failed allocation. */
-static inline void seg_buf_reset(seg_buf *b)
+/* Cuts b back to its first n bytes and clears a past allocation failure
+ * (a failed growth keeps the bytes held, so those n are intact): undoes a
+ * failed append, so that one failure does not fail every later one. */
+static inline void seg_buf_truncate(seg_buf *b, size_t n)
 {
-    b->n = 0;
+    b->n = n;
     b->oom = 0;
 }
+/* Empties b for reuse (a buffer reused across calls). */
+static inline void seg_buf_reset(seg_buf *b) { seg_buf_truncate(b, 0); }
 /* Grows b to hold extra more bytes (the slow path of seg_buf_reserve). */
 int seg_buf_grow(seg_buf *b, size_t extra);
 /* The appends are inline (a build makes tens of millions of small ones:

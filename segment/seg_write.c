@@ -387,7 +387,7 @@ static uint32_t path_id(seg_flat *f, const char *s, size_t n)
     if (f->paths.n + n > UINT32_MAX)
         return UINT32_MAX;
     if (seg_buf_reserve(&f->paths, n ? n : 1)) {
-        f->paths.oom = 0; /* the paths held are intact: only this one failed */
+        seg_buf_truncate(&f->paths, f->paths.n); /* only this path failed */
         return UINT32_MAX;
     }
     f->pp[f->npp].off = (uint32_t)f->paths.n;

@@ -21,6 +21,18 @@
 
 #define N_EVENTS 300
 
+/* 1 if a search for q (newest limit) over ix fails, else 0. */
+static int search_fails(srch_index *ix, const srch_query *q, size_t limit)
+{
+    seg_err e = {0};
+    srch_request rq = {q, 0, 0, 0, 0, limit, NULL, 0};
+    srch_result res;
+    if (srch_search(ix, &rq, &res, &e) != SEG_OK)
+        return 1;
+    srch_result_free(&res);
+    return 0;
+}
+
 /* The scenario: ingest (several flushes on two threads, some repeated
  * _ids), close, merge everything down, then two searches.  Returns the
  * number of steps that reported an error. */
@@ -70,12 +82,7 @@ static int scenario(const char *dir)
             errors++;
             continue;
         }
-        srch_request rq = {q, 0, 0, 0, 0, 10, NULL, 0};
-        srch_result res;
-        if (srch_search(ix, &rq, &res, &e) != SEG_OK)
-            errors++;
-        else
-            srch_result_free(&res);
+        errors += search_fails(ix, q, 10);
         srch_query_free(q);
     }
     srch_index_close(ix);
@@ -126,12 +133,7 @@ static int scenario_server(const char *dir, uint64_t *acked)
             if (srch_index_from_set(set, NULL, &ix, &e) != SEG_OK) {
                 errors++;
             } else if (q) {
-                srch_request rq = {q, 0, 0, 0, 0, 5, NULL, 0};
-                srch_result res;
-                if (srch_search(ix, &rq, &res, &e) != SEG_OK)
-                    errors++;
-                else
-                    srch_result_free(&res);
+                errors += search_fails(ix, q, 5);
             }
             srch_index_close(ix);
             seg_set_unref(set);
