@@ -81,6 +81,9 @@
  *   event) across its string values in order; each value starts one
  *   position after the previous value's last token + 1, so no phrase can
  *   span two values, and a phrase in any field is matched field by field.
+ *   Two terms may point at the same bytes (a list equal to an earlier
+ *   one's is written once: EXISTS terms of fields that always occur
+ *   together); lists need not be disjoint nor in dictionary order.
  *
  * NUMCOL (kind 5, arg = field id): u32 nvalues, u8 type (0 integers,
  *   1 reals, 2 decimals: version >= 2), for type 2 only u8 scale (0..6),

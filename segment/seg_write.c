@@ -1429,10 +1429,62 @@ static void put_token_suffix(seg_buf *o, const uint8_t *s, uint32_t n)
     o->n += (n + 1) / 2;
 }
 
+/* Posting lists already written, by their bytes: a term whose encoded
+ * postings equal an earlier term's points at those bytes instead of
+ * writing them again.  Most such pairs are the EXISTS terms of fields that
+ * always occur together (the fields of one kind of event: each list is a
+ * doc set of thousands of events).  Open addressing on XXH3; a hash match
+ * is confirmed bytewise. */
+typedef struct {
+    uint64_t h, off;  /* off + 1; 0: empty */
+    uint64_t len;
+} pdup_ent;
+
+typedef struct {
+    pdup_ent *t;
+    uint32_t n, mask;
+} pdup;
+
+/* The offset of an identical list written before, or the new list's own
+ * offset (then remembered).  A failed allocation only loses sharing. */
+static uint64_t pdup_share(pdup *d, seg_buf *post, uint64_t off)
+{
+    uint64_t len = post->n - off;
+    if (len < 8 || post->oom)
+        return off; /* too short to be worth an entry */
+    if (2 * (d->n + 1) > d->mask + 1 || !d->t) {
+        uint32_t cap = d->t ? 2 * (d->mask + 1) : 256;
+        pdup_ent *nt = seg_calloc(cap, sizeof *nt);
+        if (!nt)
+            return off;
+        for (uint32_t i = 0; d->t && i <= d->mask; i++)
+            if (d->t[i].off) {
+                uint32_t j = (uint32_t)d->t[i].h & (cap - 1);
+                while (nt[j].off)
+                    j = (j + 1) & (cap - 1);
+                nt[j] = d->t[i];
+            }
+        seg_free(d->t);
+        d->t = nt;
+        d->mask = cap - 1;
+    }
+    uint64_t h = seg_hash64(post->p + off, len);
+    uint32_t j = (uint32_t)h & d->mask;
+    for (; d->t[j].off; j = (j + 1) & d->mask)
+        if (d->t[j].h == h && d->t[j].len == len && memcmp(post->p + d->t[j].off - 1, post->p + off, len) == 0) {
+            seg_buf_truncate(post, off);
+            return d->t[j].off - 1;
+        }
+    d->t[j] = (pdup_ent){h, off + 1, len};
+    d->n++;
+    return off;
+}
+
 static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict, seg_buf *post)
 {
     uint32_t n = x->nterms, nb = (n + SEG_DICT_BLOCK - 1) / SEG_DICT_BLOCK;
     seg_buf docs = {0}, pos = {0}, blocks = {0};
+    pdup dup = {0};
     seg_buf_put_u32(dict, n);
     seg_buf_put_u32(dict, nb);
     const uint8_t *prev = NULL;
@@ -1473,8 +1525,9 @@ static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict
             uint64_t off = post->n;
             if (enc_postings(t, text, post, &docs, &pos))
                 post->oom = 1;
-            seg_buf_put_varint(&blocks, off);
-            seg_buf_put_varint(&blocks, post->n - off);
+            uint64_t len = post->n - off;
+            seg_buf_put_varint(&blocks, pdup_share(&dup, post, off));
+            seg_buf_put_varint(&blocks, len);
         }
         prev = key;
         prevlen = tlen;
@@ -1485,6 +1538,7 @@ static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict
     seg_buf_free(&docs);
     seg_buf_free(&pos);
     seg_buf_free(&blocks);
+    seg_free(dup.t);
 }
 
 static void enc_numcol(fieldinfo *fi, seg_buf *o)

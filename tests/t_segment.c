@@ -425,6 +425,21 @@ void on_num(void *ud, uint32_t doc, double v);
     ok(seg_reader_num_scan(r, (uint32_t)fn, 42, 1, 42, 1, on_num, &c, &e) == SEG_OK && c.n == 1, "n = 42 through the column");
     kn = seg_key_make(key, "", 0, (uint16_t)fn, SEG_K_EXISTS);
     ok(seg_dict_get(r, key, kn, &term, &e) == 1 && term.df == N, "existence postings of n");
+    /* fields present in the same events share one copy of their postings */
+    int fi_ = seg_reader_field_find(r, "i", 1);
+    seg_term ti;
+    kn = seg_key_make(key, "", 0, (uint16_t)fi_, SEG_K_EXISTS);
+    ok(seg_dict_get(r, key, kn, &ti, &e) == 1 && !ti.inl && !term.inl && ti.post_off == term.post_off &&
+           ti.post_len == term.post_len,
+       "i and n exist in the same events: their postings are one copy (offsets %llu, %llu)",
+       (unsigned long long)ti.post_off, (unsigned long long)term.post_off);
+    cnt = 0;
+    if (seg_post_open(r, &ti, &p, &e) == SEG_OK) {
+        for (uint32_t x = seg_post_doc(p); x != SEG_DOC_END && x == cnt; x = seg_post_next(p))
+            cnt++;
+        seg_post_free(p);
+    }
+    is_int(cnt, N, "and the shared list reads back every doc");
 
     /* explicit ids only (odd i) are in the id index */
     ok(seg_reader_id_find(r, sc, "id0007", 6, &d, &e) == 1, "explicit id found");
