@@ -46,11 +46,13 @@ int main(int argc, char **argv)
             runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--block-cache-mb") && i + 1 < argc)
+            seg_block_cache_set((size_t)atol(argv[++i]) << 20); /* 0: every fetch decodes its block */
         else
             file = argv[i];
     }
     if (!data || !file || runs < 1) {
-        fprintf(stderr, "usage: qbench --data DIR [--index NAME] [--runs N] [--threads N] QUERYFILE\n");
+        fprintf(stderr, "usage: qbench --data DIR [--index NAME] [--runs N] [--threads N] [--block-cache-mb N] QUERYFILE\n");
         return 2;
     }
     FILE *f = fopen(file, "r");

@@ -391,6 +391,21 @@ typedef struct seg_index_only {
 int seg_builder_write_partial(seg_builder *b, seg_tok *tok, seg_json *js, const seg_index_only *only,
                               seg_buf *out, seg_err *e);
 
+/* The event store's column layout (STORE codec 2; segment/seg_shape.c
+ * describes it byte by byte).  seg_shape_split lays out one raw block (per
+ * record: varint id length, id, varint JSON length, JSON) by columns,
+ * appending to out: SEG_OK; 1 when the block cannot be laid out so (a JSON
+ * holds 0x01, 0x02 or 0x0A, or an unclosed string: store it raw); SEG_EINVAL
+ * for records that do not parse; SEG_ENOMEM.  The shaper is scratch reused
+ * across blocks (one per thread).  seg_shape_join lays src[0..n) back into
+ * exactly rawlen bytes of records at dst: SEG_OK, SEG_ECORRUPT when the
+ * bytes do not describe ndocs records of rawlen bytes, or SEG_ENOMEM. */
+typedef struct seg_shaper seg_shaper;
+seg_shaper *seg_shaper_new(void);
+void seg_shaper_free(seg_shaper *s);
+int seg_shape_split(seg_shaper *s, const uint8_t *raw, size_t n, seg_buf *out);
+int seg_shape_join(const uint8_t *src, size_t n, uint32_t ndocs, uint8_t *dst, size_t rawlen);
+
 /* ------------------------------------------------------------------ */
 /* Segment reader                                                      */
 /* ------------------------------------------------------------------ */
@@ -564,6 +579,9 @@ long seg_reader_verify(const char *path, seg_report_fn report, void *ud);
 
 /* Dump a human-readable description of the sections (for `logdex dump`). */
 int seg_reader_dump(const char *path, void (*out)(void *ud, const char *line), void *ud);
+/* Counts the STORE's blocks by codec (counts[0] LZ4, [1] zstd, [2] zstd
+ * laid out by columns: seg_format.h).  SEG_OK or SEG_ECORRUPT. */
+int seg_reader_store_codecs(seg_reader *r, int counts[3]);
 
 /* ------------------------------------------------------------------ */
 /* Manifest: the live segments of one index                            */

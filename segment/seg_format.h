@@ -109,15 +109,21 @@
  *   field was reserved 0; in-memory segments).  Codec 1 (SEG_CODEC_ZSTD,
  *   version >= 2): one zstd frame holding the raw size, compressed with
  *   the STOREDICT bytes as a raw-content dictionary when that section
- *   exists.
+ *   exists.  Codec 2 (SEG_CODEC_ZSTD_COLS, version >= 4): the same, over
+ *   the block laid out by columns (segment/seg_shape.c: shapes, ids and
+ *   one column of values per key); the raw length is that of the records
+ *   it lays back into.  Files of version 4 write codec 2, and codec 1 for
+ *   a block that cannot be laid out so.
  *
  * KEYCOUNT (kind 10, arg = field id, version >= 2, optional): u32 ndict,
  *   then per ordinal of the field's KEYCOL a u32: the docs holding that
  *   value (terms over all events without decoding the pairs).
  *
- * STOREDICT (kind 9, version >= 2, optional): <= 64 KiB of raw records
- *   (the format above) sampled evenly from the segment's events; the
- *   dictionary of every zstd block of STORE.
+ * STOREDICT (kind 9, version >= 2, optional): <= 64 KiB: the dictionary
+ *   of every zstd block of STORE.  The writer samples records evenly from
+ *   the segment's events and stores them raw (the format above; versions 2
+ *   and 3) or laid out by columns as one codec 2 block, cut at 64 KiB
+ *   (version 4, when they can be); readers use the bytes as they are.
  *
  * IDS (kind 7): u32 n, n * {u64 XXH3 of the _id, u32 doc} sorted by hash
  *   then doc: the events whose _id came from the event (for de-dupe).
@@ -142,7 +148,7 @@
 /* Bump SEG_VERSION on any change to the bytes above; readers refuse
  * versions they do not know.  Keep a golden file of every released
  * version in tests/golden/. */
-#define SEG_VERSION 3u
+#define SEG_VERSION 4u
 #define SEG_VERSION_MIN 1u         /* oldest version this build reads */
 #define SEG_HEADER_SIZE 64
 #define SEG_DIRENT_SIZE 32
@@ -180,6 +186,7 @@ enum {
 enum {
     SEG_CODEC_LZ4 = 0,
     SEG_CODEC_ZSTD = 1,
+    SEG_CODEC_ZSTD_COLS = 2,   /* version >= 4 */
 };
 
 #define SEG_TIME_BLOCK 128

@@ -1308,6 +1308,8 @@ struct seg_store_cur {
     uint32_t dictlen;
     char *raw;
     size_t rawcap;
+    uint8_t *cols;             /* a codec 2 block before it is laid back */
+    size_t colscap;
     ZSTD_DCtx *zd;             /* made at the first zstd block */
 };
 
@@ -1318,6 +1320,7 @@ void seg_store_cur_free(seg_store_cur *c)
     if (!c)
         return;
     seg_free(c->raw);
+    seg_free(c->cols);
     ZSTD_freeDCtx(c->zd);
     seg_free(c);
 }
@@ -1350,8 +1353,8 @@ static int store_block(seg_reader *r, seg_store_cur *sc, uint32_t doc, seg_err *
     uint32_t codec = seg_rd_u32(ie + 20);
     uint64_t off = seg_rd_u64(ie + 8);
     if (first > doc || off > (uint64_t)(c.end - data) || clen > (uint64_t)(c.end - data) - off ||
-        rawlen > (1u << 30) || clen > (1u << 30) || codec > SEG_CODEC_ZSTD ||
-        (codec != SEG_CODEC_LZ4 && r->version < 2)) {
+        rawlen > (1u << 30) || clen > (1u << 30) || codec > SEG_CODEC_ZSTD_COLS ||
+        (codec != SEG_CODEC_LZ4 && r->version < 2) || (codec == SEG_CODEC_ZSTD_COLS && r->version < 4)) {
         mark_failed(r, "bad event store block");
         return CORRUPT(r, e, "bad event store block %u", lo);
     }
@@ -1508,6 +1511,36 @@ static void bc_put(uint64_t gen, uint32_t blk, const char *src, uint32_t len)
     pthread_mutex_unlock(&bc_mu);
 }
 
+/* A codec 2 block: zstd into sc->cols, then laid back into sc->raw
+ * (seg_shape_join).  *got is rawlen, or -1 when the bytes are bad;
+ * returns an error only for a lack of memory. */
+static int store_cols(seg_reader *r, seg_store_cur *sc, int *got, seg_err *e)
+{
+    *got = -1;
+    unsigned long long cl = ZSTD_getFrameContentSize(sc->src, sc->clen);
+    /* a layout is at most about twice its records (a number of one digit
+     * and its comma, "1,", become 0x02 "," and "1" 0x0A) */
+    if (cl == ZSTD_CONTENTSIZE_UNKNOWN || cl == ZSTD_CONTENTSIZE_ERROR ||
+        cl > 2 * (unsigned long long)sc->rawlen + 16 * (unsigned long long)sc->count + 64)
+        return SEG_OK;
+    if (cl > sc->colscap) {
+        uint8_t *p = seg_realloc(sc->cols, (size_t)cl);
+        if (!p)
+            return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
+        sc->cols = p;
+        sc->colscap = (size_t)cl;
+    }
+    size_t zr = ZSTD_decompress_usingDict(sc->zd, sc->cols, (size_t)cl, sc->src, sc->clen, sc->dict, sc->dictlen);
+    if (ZSTD_isError(zr) || zr != cl)
+        return SEG_OK;
+    int rc = seg_shape_join(sc->cols, (size_t)cl, sc->count, (uint8_t *)sc->raw, sc->rawlen);
+    if (rc == SEG_ENOMEM)
+        return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
+    if (rc == SEG_OK)
+        *got = (int)sc->rawlen;
+    return SEG_OK;
+}
+
 /* Decodes the block at least up to `want` bytes (LZ4 can stop early; a
  * later call that needs more decodes again from the start; zstd blocks,
  * ~32 KiB, are decoded whole, with the segment's dictionary). */
@@ -1519,17 +1552,23 @@ static int store_decode(seg_reader *r, seg_store_cur *sc, uint32_t want, seg_err
         return SEG_OK;
     uint32_t target = want;
     int got;
-    if (sc->codec == SEG_CODEC_ZSTD) {
-        /* zstd blocks are decoded whole */
+    if (sc->codec != SEG_CODEC_LZ4) {
+        /* zstd blocks are decoded whole (and codec 2 laid back) */
         target = sc->rawlen;
         if (!r->in_memory && bc_get(r->gen, sc->blk, sc->raw, sc->rawlen)) {
             got = (int)sc->rawlen;
         } else {
             if (!sc->zd && !(sc->zd = ZSTD_createDCtx()))
                 return seg_err_set(e, SEG_ENOMEM, r->path, "out of memory");
-            size_t zr = ZSTD_decompress_usingDict(sc->zd, sc->raw, sc->rawlen, sc->src, sc->clen, sc->dict,
-                                                  sc->dictlen);
-            got = ZSTD_isError(zr) ? -1 : (int)zr;
+            if (sc->codec == SEG_CODEC_ZSTD) {
+                size_t zr = ZSTD_decompress_usingDict(sc->zd, sc->raw, sc->rawlen, sc->src, sc->clen, sc->dict,
+                                                      sc->dictlen);
+                got = ZSTD_isError(zr) ? -1 : (int)zr;
+            } else {
+                int rc = store_cols(r, sc, &got, e);
+                if (rc)
+                    return rc;
+            }
             if (got == (int)sc->rawlen && !r->in_memory)
                 bc_put(r->gen, sc->blk, sc->raw, sc->rawlen);
         }
@@ -1840,6 +1879,26 @@ out:
     return v.problems;
 }
 
+int seg_reader_store_codecs(seg_reader *r, int counts[3])
+{
+    counts[0] = counts[1] = counts[2] = 0;
+    seg_err e = {0};
+    seg_cur c;
+    if (sec_get(r, r->s_store, &c, &e))
+        return e.code;
+    seg_get_u32(&c);
+    uint32_t nb = seg_get_u32(&c);
+    if (c.bad || (uint64_t)nb * 24 > (uint64_t)(c.end - c.p))
+        return SEG_ECORRUPT;
+    for (uint32_t i = 0; i < nb; i++) {
+        uint32_t codec = seg_rd_u32(c.p + (size_t)i * 24 + 20);
+        if (codec > SEG_CODEC_ZSTD_COLS)
+            return SEG_ECORRUPT;
+        counts[codec]++;
+    }
+    return SEG_OK;
+}
+
 int seg_reader_dump(const char *path, void (*out)(void *ud, const char *line), void *ud)
 {
     seg_err e = {0};
@@ -1863,6 +1922,13 @@ int seg_reader_dump(const char *path, void (*out)(void *ud, const char *line), v
         snprintf(line, sizeof line, "section %u: %s arg %u offset %llu length %llu checksum %016llx", i,
                  s->kind < sizeof names / sizeof *names ? names[s->kind] : "?", s->arg, (unsigned long long)s->off,
                  (unsigned long long)s->len, (unsigned long long)s->sum);
+        out(ud, line);
+    }
+    int codecs[3];
+    if (seg_reader_store_codecs(r, codecs) == SEG_OK) {
+        snprintf(line, sizeof line, "store: %d blocks: %d laid out by columns (zstd), %d zstd, %d lz4",
+                 codecs[0] + codecs[1] + codecs[2], codecs[SEG_CODEC_ZSTD_COLS], codecs[SEG_CODEC_ZSTD],
+                 codecs[SEG_CODEC_LZ4]);
         out(ud, line);
     }
     for (uint32_t f = 0; f < r->nfields; f++) {

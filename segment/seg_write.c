@@ -1725,7 +1725,7 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, se
  * as a prefix, so small blocks compress about as well as large ones and a
  * lookup decodes only a small block.  Empty (no STOREDICT section) when
  * the events are too few for it to pay. */
-static int store_dict(const seg_builder *b, const uint32_t *order, uint32_t n, seg_buf *o)
+static int store_dict(const seg_builder *b, const uint32_t *order, uint32_t n, seg_shaper *sh, seg_buf *o)
 {
     uint64_t total = 4 * (uint64_t)n; /* records: ~4 bytes of lengths each */
     if (n == b->n)
@@ -1750,12 +1750,26 @@ static int store_dict(const seg_builder *b, const uint32_t *order, uint32_t n, s
         seg_buf_put_varint(o, e->len);
         seg_buf_put(o, e->json, e->len);
     }
+    if (o->oom)
+        return -1;
+    /* laid out by columns as the blocks will be, so that their columns
+     * find their kind in it (raw when the sample cannot be) */
+    if (sh) {
+        seg_buf cols = {0};
+        int rc = seg_shape_split(sh, o->p, o->n, &cols);
+        if (rc == SEG_OK) {
+            seg_buf_reset(o);
+            seg_buf_put(o, cols.p, cols.n < SEG_STORE_DICT ? cols.n : SEG_STORE_DICT);
+        }
+        seg_buf_free(&cols);
+        if (rc == SEG_ENOMEM || o->oom)
+            return -1;
+    }
     /* zstd would take bytes starting with its dictionary magic for a
-     * formatted dictionary (a record cannot start so: that is an id of 55
-     * bytes starting with a UTF-8 continuation byte; belt and braces) */
+     * formatted dictionary (unlikely from either layout; belt and braces) */
     if (o->n >= 4 && seg_rd_u32(o->p) == ZSTD_MAGIC_DICTIONARY)
         o->n = 0;
-    return o->oom ? -1 : 0;
+    return 0;
 }
 
 /* Compresses one raw block into *cbuf (grown as needed): zstd with the
@@ -1764,7 +1778,7 @@ static int store_dict(const seg_builder *b, const uint32_t *order, uint32_t n, s
 static int store_compress(const seg_buf *raw, int codec, int level, ZSTD_CCtx *zc, const ZSTD_CDict *zd,
                           char **cbuf, size_t *cap)
 {
-    size_t need = codec == SEG_CODEC_ZSTD ? ZSTD_compressBound(raw->n) : (size_t)LZ4_compressBound((int)raw->n);
+    size_t need = codec != SEG_CODEC_LZ4 ? ZSTD_compressBound(raw->n) : (size_t)LZ4_compressBound((int)raw->n);
     if (need == 0 || need > INT32_MAX)
         return -1;
     if (need > *cap) {
@@ -1783,7 +1797,8 @@ static int store_compress(const seg_buf *raw, int codec, int level, ZSTD_CCtx *z
 
 static int enc_store(const seg_builder *b, const uint32_t *order, uint32_t n, int fast, seg_buf *o, seg_buf *dict)
 {
-    seg_buf raw = {0}, idx = {0}, data = {0};
+    seg_buf raw = {0}, cols = {0}, idx = {0}, data = {0};
+    seg_shaper *sh = NULL;
     uint32_t nb = 0, first = 0;
     char *cbuf = NULL;
     size_t cap = 0;
@@ -1797,13 +1812,30 @@ static int enc_store(const seg_builder *b, const uint32_t *order, uint32_t n, in
     dict->n = 0;
     if (!fast) {
         zc = ZSTD_createCCtx();
-        if (!zc || store_dict(b, order, n, dict) || (dict->n && !(zd = ZSTD_createCDict(dict->p, dict->n, level))))
+        sh = seg_shaper_new();
+        if (!zc || !sh || store_dict(b, order, n, sh, dict) ||
+            (dict->n && !(zd = ZSTD_createCDict(dict->p, dict->n, level))))
             rc = -1;
     }
     for (uint32_t d = 0; d <= n && rc == 0; d++) {
         if (d == n || raw.n >= block) {
             if (raw.n) {
-                int cl = store_compress(&raw, codec, level, zc, zd, &cbuf, &cap);
+                /* files: the block laid out by columns (seg_shape.c),
+                 * or raw when it cannot be */
+                int bc = codec;
+                const seg_buf *in = &raw;
+                if (sh) {
+                    seg_buf_reset(&cols);
+                    int sr = seg_shape_split(sh, raw.p, raw.n, &cols);
+                    if (sr == SEG_OK) {
+                        bc = SEG_CODEC_ZSTD_COLS;
+                        in = &cols;
+                    } else if (sr != 1) {
+                        rc = -1;
+                        break;
+                    }
+                }
+                int cl = store_compress(in, bc, level, zc, zd, &cbuf, &cap);
                 if (cl <= 0) {
                     rc = -1;
                     break;
@@ -1812,7 +1844,7 @@ static int enc_store(const seg_builder *b, const uint32_t *order, uint32_t n, in
                 seg_buf_put_u32(&idx, (uint32_t)raw.n);
                 seg_buf_put_u64(&idx, data.n);
                 seg_buf_put_u32(&idx, (uint32_t)cl);
-                seg_buf_put_u32(&idx, (uint32_t)codec);
+                seg_buf_put_u32(&idx, (uint32_t)bc);
                 seg_buf_put(&data, cbuf, (size_t)cl);
                 nb++;
                 raw.n = 0;
@@ -1837,6 +1869,8 @@ static int enc_store(const seg_builder *b, const uint32_t *order, uint32_t n, in
         rc = -1;
     ZSTD_freeCDict(zd);
     ZSTD_freeCCtx(zc);
+    seg_shaper_free(sh);
+    seg_buf_free(&cols);
     seg_buf_free(&raw);
     seg_buf_free(&idx);
     seg_buf_free(&data);
@@ -2167,7 +2201,9 @@ out:
  * copied. */
 int seg_rewrite_compact(seg_reader *r, const char *path, const int *cancel, uint64_t *bytes_out, seg_err *e)
 {
-    if (seg_reader_version(r) != SEG_VERSION)
+    /* version 3 differs from 4 only in the STORE, which is written anew:
+     * its other sections are version 4's as they are */
+    if (seg_reader_version(r) < 3)
         return seg_err_set(e, SEG_EVERSION, seg_reader_path(r), "a version %u segment is rebuilt, not rewritten",
                            seg_reader_version(r));
     uint32_t n = seg_reader_ndocs(r);

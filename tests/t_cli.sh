@@ -133,7 +133,7 @@ golden_answers() {
   "$LOGDEX" agg --data "$1" '{"q":"*","aggs":{"h":{"date_histogram":{"interval":"10m"}},"t":{"terms":{"field":"service","size":5}},"s":{"stats":{"field":"http.duration_ms"}},"p":{"percentiles":{"field":"http.bytes","percents":[50,99]}}}}' | sed 's/"took_ms":[0-9.]*/"took_ms":T/'
 }
 version_of() { "$LOGDEX" dump "$(ls "$1"/default/*.seg | head -1)" | head -1 | grep -o 'version [0-9]*\|compact store' | tr '\n' ' '; }
-for v in 1 2; do
+for v in 1 2 3; do
   cp -R "$G/v$v" "$T/g$v"
   "$LOGDEX" verify --data "$T/g$v" >/dev/null; ok $? "a version $v index verifies"
   is "$(version_of "$T/g$v")" "version $v " "and is version $v"
@@ -143,16 +143,16 @@ for v in 1 2; do
   golden_answers "$T/g$v" > "$T/g${v}c.out"
   cmp -s "$G/v1.expected" "$T/g${v}c.out"; ok $? "answers unchanged after compaction"
   "$LOGDEX" verify --data "$T/g$v" >/dev/null; ok $? "and the compacted index verifies"
-  is "$(version_of "$T/g$v")" "version 3 compact store " "and is version 3, compact"
+  is "$(version_of "$T/g$v")" "version 4 compact store " "and is version 4, compact"
 done
 "$LOGDEX" ingest --quiet --data "$T/gn" "$G/v1.ndjson" >/dev/null
-is "$(version_of "$T/gn")" "version 3 " "a fresh ingest writes version 3"
+is "$(version_of "$T/gn")" "version 4 " "a fresh ingest writes version 4"
 golden_answers "$T/gn" > "$T/gn.out"
 cmp -s "$G/v1.expected" "$T/gn.out"; ok $? "and answers the same"
 # current-version segments alone in their buckets: rewritten, index kept
 is "$("$LOGDEX" compact --data "$T/gn" | sed 's/,"segments_before".*//')" '{"merges":0,"rewrites":2' "compact rewrites the fresh segments"
 "$LOGDEX" verify --data "$T/gn" >/dev/null; ok $? "they verify"
-is "$(version_of "$T/gn")" "version 3 compact store " "and are compact"
+is "$(version_of "$T/gn")" "version 4 compact store " "and are compact"
 golden_answers "$T/gn" > "$T/gnc.out"
 cmp -s "$G/v1.expected" "$T/gnc.out"; ok $? "and answer the same"
 

@@ -1,5 +1,6 @@
 /* t_segment.c -- the segment writer and reader, section by section. */
 #include "segment/seg.h"
+#include "segment/seg_format.h" /* codec numbers: a white-box test of the layer */
 #include "tests/tap.h"
 #include "tests/testdir.h"
 
@@ -295,6 +296,123 @@ static void keycol_choice(const char *dir, seg_tok *tok, seg_json *js)
     seg_builder_free(b);
 }
 
+/* raw STORE records of the JSON texts, ids "i0", "i1", ... */
+static void put_records(seg_buf *raw, const char *const *js, int n)
+{
+    for (int k = 0; k < n; k++) {
+        char id[16];
+        int il = snprintf(id, sizeof id, "i%d", k);
+        seg_buf_put_varint(raw, (uint64_t)il);
+        seg_buf_put(raw, id, (size_t)il);
+        seg_buf_put_varint(raw, strlen(js[k]));
+        seg_buf_put(raw, js[k], strlen(js[k]));
+    }
+}
+
+/* The column layout of STORE blocks (segment/seg_shape.c): split and join
+ * give back every byte; blocks that cannot be laid out are refused (and
+ * the writer stores them raw); damaged layouts are errors, never crashes
+ * nor a wrong length. */
+static void shape_layout(const char *dir, seg_tok *tok, seg_json *js)
+{
+    static const char *const ev[] = {
+        "{\"@timestamp\":\"2024-06-01T00:00:00Z\",\"msg\":\"a \\\"quoted\\\" word\",\"n\":-12.5e3,\"ok\":true}",
+        "{\"@timestamp\":\"2024-06-01T00:00:01Z\",\"msg\":\"\",\"n\":0,\"ok\":false}",
+        "{ \"k\\\"ey\" : [ \"x\" , 1 , [ 2 , \"y\" ] , { \"in\" : null } ] , \"e\":{} ,\"u\":\"\u00e9\u6771\xe4\xba\xac \xf0\x9f\x98\x80\"}\t",
+        "{\"a\":{\"b\":{\"c\":\"deep\"}},\"a2\":[[[\"q\"]]],\"dup\":1,\"dup\":\"two\"}",
+        "{\"@timestamp\":\"2024-06-01T00:00:02Z\",\"msg\":\"same shape as the first\",\"n\":7,\"ok\":true}",
+        "{}",
+        "{\"\":\"empty key\",\"x\":\"\\\\\",\"y\":\"\\n\\u0041\"}",
+    };
+    const int nev = (int)(sizeof ev / sizeof *ev);
+    seg_shaper *sh = seg_shaper_new();
+    seg_buf raw = {0}, cols = {0};
+    put_records(&raw, ev, nev);
+    ok(seg_shape_split(sh, raw.p, raw.n, &cols) == SEG_OK, "a block of %d varied events is laid out by columns", nev);
+    uint8_t *back = malloc(raw.n);
+    ok(back && seg_shape_join(cols.p, cols.n, (uint32_t)nev, back, raw.n) == SEG_OK && !memcmp(back, raw.p, raw.n),
+       "and laid back byte for byte (%zu bytes, %zu laid out)", raw.n, cols.n);
+    ok(seg_shape_join(cols.p, cols.n, (uint32_t)nev + 1, back, raw.n) == SEG_ECORRUPT &&
+           seg_shape_join(cols.p, cols.n, (uint32_t)nev, back, raw.n - 1) == SEG_ECORRUPT &&
+           seg_shape_join(cols.p, cols.n - 1, (uint32_t)nev, back, raw.n) == SEG_ECORRUPT,
+       "a wrong doc count, raw length or a cut layout is corrupt");
+    /* every byte of the layout changed in turn: an error, or exactly the
+     * raw length (a value's byte changed) */
+    int bad = 0, errors = 0;
+    for (size_t i = 0; i < cols.n; i++) {
+        for (int x = 1; x < 256; x <<= 2) {
+            cols.p[i] ^= (uint8_t)x;
+            int rc = seg_shape_join(cols.p, cols.n, (uint32_t)nev, back, raw.n);
+            errors += rc != SEG_OK;
+            bad += rc != SEG_OK && rc != SEG_ECORRUPT;
+            cols.p[i] ^= (uint8_t)x;
+        }
+    }
+    ok(bad == 0 && errors > 0, "%zu bytes x 4 flips: %d corrupt, none other than an error or a full block", cols.n,
+       errors);
+    /* refused: a raw newline, the bytes 0x01 and 0x02, an unclosed string */
+    static const char *const no[] = {"{\"a\":\"x\"}\n", "{\"a\":\"\x01\"}", "{\"a\":\x02}", "{\"a\":\"open}",
+                                     "{\"a\":\"x\\\ny\"}", "{\"k\\\n\":1}"};
+    int refused = 0;
+    for (int k = 0; k < 6; k++) {
+        seg_buf r1 = {0};
+        put_records(&r1, &no[k], 1);
+        seg_buf_reset(&cols);
+        refused += seg_shape_split(sh, r1.p, r1.n, &cols) == 1;
+        seg_buf_free(&r1);
+    }
+    is_int(refused, 6, "a newline (also after a backslash, in a value or a key), 0x01, 0x02 or an unclosed string: the block is not laid out");
+    free(back);
+    seg_buf_free(&raw);
+    seg_buf_free(&cols);
+    seg_shaper_free(sh);
+
+    /* a segment whose blocks mix both: every event comes back as added */
+    char path[4200], line[256];
+    snprintf(path, sizeof path, "%s/shape.seg", dir);
+    seg_builder *b = seg_builder_new();
+    int n = 3000;
+    for (int i = 0; i < n; i++) {
+        if (i == 1500)
+            snprintf(line, sizeof line, "{\"odd\":\n\"newline as white space\",\"i\":%d}", i);
+        else
+            snprintf(line, sizeof line, "{\"i\":%d,\"msg\":\"event number %d of %s\",\"v\":%d.%d}", i, i,
+                     i % 3 ? "web" : "db", i % 97, i % 10);
+        seg_builder_add(b, line, strlen(line), T0 + i, "", 0, 0);
+    }
+    seg_err e = {0};
+    seg_reader *r = NULL;
+    int same = 0;
+    if (seg_builder_write(b, tok, js, path, NULL, &e) == SEG_OK && seg_reader_open(path, &r, &e) == SEG_OK) {
+        seg_store_cur *sc = seg_store_cur_new();
+        for (uint32_t d = 0; d < (uint32_t)n; d++) {
+            const char *jj;
+            size_t jl;
+            int i = n - 1 - (int)d;
+            if (i == 1500)
+                snprintf(line, sizeof line, "{\"odd\":\n\"newline as white space\",\"i\":%d}", i);
+            else
+                snprintf(line, sizeof line, "{\"i\":%d,\"msg\":\"event number %d of %s\",\"v\":%d.%d}", i, i,
+                         i % 3 ? "web" : "db", i % 97, i % 10);
+            same += seg_reader_doc(r, sc, d, NULL, NULL, &jj, &jl, &e) == SEG_OK && jl == strlen(line) &&
+                    !memcmp(jj, line, jl);
+        }
+        seg_store_cur_free(sc);
+    }
+    ok(same == n, "a segment with a block that cannot be laid out: all %d events read back exactly (%d%s%s)", n, same,
+       e.msg[0] ? ": " : "", e.msg);
+    int stats[3] = {0};
+    if (r)
+        seg_reader_store_codecs(r, stats);
+    ok(stats[SEG_CODEC_ZSTD_COLS] > 0 && stats[SEG_CODEC_ZSTD] == 1,
+       "its blocks: %d laid out by columns, %d raw (the one with the newline)", stats[SEG_CODEC_ZSTD_COLS],
+       stats[SEG_CODEC_ZSTD]);
+    ok(seg_reader_verify(path, NULL, NULL) == 0, "and it verifies");
+    seg_reader_close(r);
+    seg_builder_free(b);
+    unlink(path);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/logdex-t-seg-XXXXXX";
@@ -499,6 +617,7 @@ void on_num(void *ud, uint32_t doc, double v);
     rewrite_equals_compact(dir, tok, js);
     keycol_choice(dir, tok, js);
     block_cache(dir, tok, js);
+    shape_layout(dir, tok, js);
     seg_json_free(js);
     seg_tok_free(tok);
     unlink(path);

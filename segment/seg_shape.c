@@ -1,0 +1,630 @@
+/*
+ * seg_shape.c -- the event store's column layout (STORE codec 2,
+ * SEG_CODEC_ZSTD_COLS, segment version >= 4).
+ *
+ * Events of one source repeat their keys and punctuation and vary in their
+ * values.  A raw STORE block (per doc: varint id length, id bytes, varint
+ * JSON length, JSON bytes) interleaves the two, so a fast zstd level finds
+ * only short matches.  Before compression the writer lays a block out by
+ * columns, and a reader lays it back byte for byte:
+ *
+ *   varint ndocs                  the block's records (= the block index's
+ *                                 doc count)
+ *   varint nshapes                1 .. ndocs
+ *   nshapes x {shape bytes, 0x0A} the distinct shapes, in order of first use
+ *   ndocs x varint shape          each record's shape (< nshapes)
+ *   ndocs x {varint id length, id bytes}
+ *   varint ncols
+ *   ncols x varint length         of each column's bytes
+ *   the columns' bytes            column 0 first, no gaps
+ *
+ * A record's SHAPE is its JSON text with each string value (quotes
+ * included) replaced by the byte 0x01 and each number by 0x02; keys,
+ * punctuation, whitespace, true, false and null stay.  Outside strings, a
+ * number is a '-' or a digit and the bytes 0-9 + - . e E that follow it.
+ * Records with equal shapes share one.  Every string left in a shape is a
+ * key.  Reading a shape: '"' opens a key, which ends at the next '"' that
+ * is not taken by a backslash ('\' takes the byte after it as it is).
+ *
+ * A value goes to the COLUMN of its key: the last key before it in its
+ * shape (the empty key when there is none).  Columns are numbered in the
+ * order their keys are first used: reading shape 0, then 1, ..., each from
+ * its start.  A column holds its values in record order, each followed by
+ * 0x0A: a string's bytes between its quotes (escapes as written), or a
+ * number's text.  The record's JSON is its shape with each 0x01 replaced by
+ * '"', the next value of the column, '"', and each 0x02 by the next value.
+ *
+ * The writer lays out a block so only when no JSON of it holds the byte
+ * 0x01, 0x02 or 0x0A and every string is closed (true of every valid JSON
+ * line); otherwise it stores the block raw (codec 1).  Whatever the bytes,
+ * the reader either rebuilds exactly the block index's raw length from
+ * them or reports the block corrupt: counts, lengths, shape indexes and
+ * column numbers are checked against what is there, and every column must
+ * be used up exactly.
+ *
+ * Why: on bench/gen's events a 32 KiB block laid out by columns compresses
+ * ~15% smaller at zstd level 1 (the Kibana sample ~16%); see
+ * docs/performance.md.
+ */
+#include "segment/seg.h"
+
+#include <stdlib.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+enum { SH_STR = 1, SH_NUM = 2, SH_END = 0x0A };
+
+/* ---- keys to column numbers (both directions) ---- */
+
+typedef struct {
+    uint64_t h;
+    uint32_t off, len; /* key bytes in keys */
+    uint32_t col;      /* + 1; 0: empty slot */
+} km_ent;
+
+typedef struct {
+    seg_buf keys;
+    km_ent *t;
+    uint32_t mask, n;
+} keymap;
+
+static void km_reset(keymap *m)
+{
+    seg_buf_reset(&m->keys);
+    if (m->t)
+        memset(m->t, 0, ((size_t)m->mask + 1) * sizeof *m->t);
+    m->n = 0;
+}
+
+static void km_free(keymap *m)
+{
+    seg_buf_free(&m->keys);
+    seg_free(m->t);
+}
+
+/* The column of key k (numbered in order of first use).  0, or -1 when
+ * out of memory. */
+static int km_col(keymap *m, const uint8_t *k, uint32_t len, uint32_t *col)
+{
+    if (!m->t || 2 * (m->n + 1) > m->mask + 1) {
+        uint32_t cap = m->t ? 2 * (m->mask + 1) : 64;
+        km_ent *nt = seg_calloc(cap, sizeof *nt);
+        if (!nt)
+            return -1;
+        for (uint32_t i = 0; m->t && i <= m->mask; i++)
+            if (m->t[i].col) {
+                uint32_t j = (uint32_t)m->t[i].h & (cap - 1);
+                while (nt[j].col)
+                    j = (j + 1) & (cap - 1);
+                nt[j] = m->t[i];
+            }
+        seg_free(m->t);
+        m->t = nt;
+        m->mask = cap - 1;
+    }
+    uint64_t h = seg_hash64(k, len);
+    uint32_t j = (uint32_t)h & m->mask;
+    for (; m->t[j].col; j = (j + 1) & m->mask)
+        if (m->t[j].h == h && m->t[j].len == len && (len == 0 || memcmp(m->keys.p + m->t[j].off, k, len) == 0)) {
+            *col = m->t[j].col - 1;
+            return 0;
+        }
+    size_t off = m->keys.n;
+    seg_buf_put(&m->keys, k, len);
+    if (m->keys.oom) {
+        seg_buf_truncate(&m->keys, off);
+        return -1;
+    }
+    m->t[j] = (km_ent){h, (uint32_t)off, len, m->n + 1};
+    *col = m->n++;
+    return 0;
+}
+
+/* ---- reading a shape (the one rule both directions share) ---- */
+
+typedef struct {
+    uint32_t at;  /* offset of the placeholder in the shape */
+    uint32_t col;
+    uint8_t kind; /* SH_STR or SH_NUM */
+} slot;
+
+typedef struct {
+    slot *v;
+    uint32_t n, cap;
+} slots;
+
+/* Appends the placeholders of shape s[0..n) to out, each with its column
+ * (new keys numbered on from m).  0; 1 when a key is not closed; -1 out of
+ * memory. */
+static int shape_slots(const uint8_t *s, uint32_t n, keymap *m, slots *out)
+{
+    const uint8_t *key = (const uint8_t *)"";
+    uint32_t klen = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (c == '"') {
+            uint32_t k = i + 1;
+            while (k < n && s[k] != '"')
+                k += s[k] == '\\' ? 2 : 1;
+            if (k >= n)
+                return 1;
+            key = s + i + 1;
+            klen = k - i - 1;
+            i = k;
+        } else if (c == SH_STR || c == SH_NUM) {
+            if (out->n == out->cap) {
+                uint32_t cap = out->cap ? 2 * out->cap : 64;
+                slot *nv = seg_realloc(out->v, (size_t)cap * sizeof *nv);
+                if (!nv)
+                    return -1;
+                out->v = nv;
+                out->cap = cap;
+            }
+            slot *sl = &out->v[out->n];
+            if (km_col(m, key, klen, &sl->col))
+                return -1;
+            sl->at = i;
+            sl->kind = c;
+            out->n++;
+        }
+    }
+    return 0;
+}
+
+/* ---- writer ---- */
+
+typedef struct {
+    uint64_t h;
+    uint32_t off, len;      /* in shapes (without the 0x0A) */
+    uint32_t slot0, nslots; /* in the slots array */
+} shape_ent;
+
+typedef struct {
+    uint32_t off, len; /* in the JSON: the value's bytes (no quotes) */
+} span;
+
+struct seg_shaper {
+    seg_buf cur;      /* the current record's shape */
+    span *vals;       /* its values */
+    uint32_t nvals, capvals;
+    seg_buf shapes;   /* the block's shapes, each followed by 0x0A */
+    shape_ent *sh;
+    uint32_t nsh, capsh;
+    uint32_t *shtab;  /* hash slots: shape index + 1 */
+    uint32_t shmask;
+    slots sl;         /* every shape's placeholders */
+    keymap km;
+    seg_buf docshape, ids;
+    seg_buf *cols;
+    uint32_t capcols;
+};
+
+seg_shaper *seg_shaper_new(void) { return seg_calloc(1, sizeof(seg_shaper)); }
+
+void seg_shaper_free(seg_shaper *s)
+{
+    if (!s)
+        return;
+    seg_buf_free(&s->cur);
+    seg_free(s->vals);
+    seg_buf_free(&s->shapes);
+    seg_free(s->sh);
+    seg_free(s->shtab);
+    seg_free(s->sl.v);
+    km_free(&s->km);
+    seg_buf_free(&s->docshape);
+    seg_buf_free(&s->ids);
+    for (uint32_t i = 0; i < s->capcols; i++)
+        seg_buf_free(&s->cols[i]);
+    seg_free(s->cols);
+    seg_free(s);
+}
+
+static int add_val(seg_shaper *s, size_t off, size_t len)
+{
+    if (s->nvals == s->capvals) {
+        uint32_t cap = s->capvals ? 2 * s->capvals : 64;
+        span *nv = seg_realloc(s->vals, (size_t)cap * sizeof *nv);
+        if (!nv)
+            return -1;
+        s->vals = nv;
+        s->capvals = cap;
+    }
+    s->vals[s->nvals++] = (span){(uint32_t)off, (uint32_t)len};
+    return 0;
+}
+
+static int is_num_byte(uint8_t c)
+{
+    return (uint8_t)(c - '0') < 10 || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
+/* Index of the closing quote of the string whose contents start at j[i],
+ * or n when the string is not closed or holds a byte below 0x20 (0x01,
+ * 0x02 and 0x0A among them: such a record is not laid out). */
+static size_t string_end(const uint8_t *j, size_t i, size_t n)
+{
+    for (;;) {
+#ifdef __SSE2__
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
+        while (n - i >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(j + i));
+            /* unsigned v <= 0x1F: max(v, 0x1F) == 0x1F */
+            __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                     _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+            int bits = _mm_movemask_epi8(m);
+            if (bits) {
+                i += (size_t)__builtin_ctz((unsigned)bits);
+                break;
+            }
+            i += 16;
+        }
+#endif
+        while (i < n && j[i] != '"' && j[i] != '\\' && j[i] >= 0x20)
+            i++;
+        if (i >= n || j[i] < 0x20)
+            return n;
+        if (j[i] == '"')
+            return i;
+        /* a backslash takes the next byte, which must not be a control
+         * byte either (a 0x0A there would end the value's column entry) */
+        if (i + 1 >= n || j[i + 1] < 0x20)
+            return n;
+        i += 2;
+    }
+}
+
+/* Splits one JSON text into s->cur (its shape) and s->vals.  0, 1 when it
+ * cannot be laid out, -1 out of memory. */
+static int lex(seg_shaper *s, const uint8_t *j, size_t n)
+{
+    seg_buf_reset(&s->cur);
+    s->nvals = 0;
+    if (n > UINT32_MAX)
+        return 1;
+    size_t lit = 0; /* start of the bytes not yet copied to the shape */
+    for (size_t i = 0; i < n;) {
+        uint8_t c = j[i];
+        if (c == '"') {
+            size_t e = string_end(j, i + 1, n);
+            if (e >= n)
+                return 1;
+            size_t k = e + 1;
+            while (k < n && (j[k] == ' ' || j[k] == '\t' || j[k] == '\r'))
+                k++;
+            if (k < n && j[k] == ':') { /* a key: stays in the shape */
+                i = e + 1;
+                continue;
+            }
+            seg_buf_put(&s->cur, j + lit, i - lit);
+            seg_buf_put_u8(&s->cur, SH_STR);
+            if (add_val(s, i + 1, e - i - 1))
+                return -1;
+            i = lit = e + 1;
+        } else if (c == '-' || (uint8_t)(c - '0') < 10) {
+            size_t k = i + 1;
+            while (k < n && is_num_byte(j[k]))
+                k++;
+            seg_buf_put(&s->cur, j + lit, i - lit);
+            seg_buf_put_u8(&s->cur, SH_NUM);
+            if (add_val(s, i, k - i))
+                return -1;
+            i = lit = k;
+        } else if (c == SH_STR || c == SH_NUM || c == SH_END) {
+            return 1;
+        } else {
+            i++;
+        }
+    }
+    seg_buf_put(&s->cur, j + lit, n - lit);
+    return s->cur.oom ? -1 : 0;
+}
+
+/* The index of the current shape among the block's, added if new.  -1 out
+ * of memory, -2 cannot be laid out. */
+static int64_t shape_find(seg_shaper *s)
+{
+    uint64_t h = seg_hash64(s->cur.p, s->cur.n);
+    if (!s->shtab || 2 * (s->nsh + 1) > s->shmask + 1) {
+        uint32_t cap = s->shtab ? 2 * (s->shmask + 1) : 64;
+        uint32_t *nt = seg_calloc(cap, sizeof *nt);
+        if (!nt)
+            return -1;
+        for (uint32_t i = 0; i < s->nsh; i++) {
+            uint32_t k = (uint32_t)s->sh[i].h & (cap - 1);
+            while (nt[k])
+                k = (k + 1) & (cap - 1);
+            nt[k] = i + 1;
+        }
+        seg_free(s->shtab);
+        s->shtab = nt;
+        s->shmask = cap - 1;
+    }
+    uint32_t k = (uint32_t)h & s->shmask;
+    for (; s->shtab[k]; k = (k + 1) & s->shmask) {
+        const shape_ent *x = &s->sh[s->shtab[k] - 1];
+        if (x->h == h && x->len == s->cur.n && memcmp(s->shapes.p + x->off, s->cur.p, s->cur.n) == 0)
+            return s->shtab[k] - 1;
+    }
+    if (s->nsh == s->capsh) {
+        uint32_t cap = s->capsh ? 2 * s->capsh : 16;
+        shape_ent *nv = seg_realloc(s->sh, (size_t)cap * sizeof *nv);
+        if (!nv)
+            return -1;
+        s->sh = nv;
+        s->capsh = cap;
+    }
+    shape_ent *x = &s->sh[s->nsh];
+    x->h = h;
+    x->off = (uint32_t)s->shapes.n;
+    x->len = (uint32_t)s->cur.n;
+    x->slot0 = s->sl.n;
+    int rc = shape_slots(s->cur.p, (uint32_t)s->cur.n, &s->km, &s->sl);
+    if (rc)
+        return rc < 0 ? -1 : -2;
+    x->nslots = s->sl.n - x->slot0;
+    seg_buf_put(&s->shapes, s->cur.p, s->cur.n);
+    seg_buf_put_u8(&s->shapes, SH_END);
+    if (s->shapes.oom || s->shapes.n > UINT32_MAX)
+        return -1;
+    s->shtab[k] = s->nsh + 1;
+    return s->nsh++;
+}
+
+static void shaper_reset(seg_shaper *s)
+{
+    seg_buf_reset(&s->shapes);
+    s->nsh = 0;
+    if (s->shtab)
+        memset(s->shtab, 0, ((size_t)s->shmask + 1) * sizeof *s->shtab);
+    s->sl.n = 0;
+    km_reset(&s->km);
+    seg_buf_reset(&s->docshape);
+    seg_buf_reset(&s->ids);
+    for (uint32_t i = 0; i < s->capcols; i++)
+        seg_buf_reset(&s->cols[i]);
+}
+
+int seg_shape_split(seg_shaper *s, const uint8_t *raw, size_t n, seg_buf *out)
+{
+    shaper_reset(s);
+    seg_cur c = {raw, raw + n, 0};
+    uint64_t ndocs = 0;
+    while (c.p < c.end) {
+        uint64_t il = seg_get_varint(&c);
+        const uint8_t *id = seg_get_bytes(&c, il);
+        uint64_t jl = seg_get_varint(&c);
+        const uint8_t *js = seg_get_bytes(&c, jl);
+        if (c.bad)
+            return SEG_EINVAL;
+        int rc = lex(s, js, jl);
+        if (rc)
+            return rc < 0 ? SEG_ENOMEM : 1;
+        int64_t x = shape_find(s);
+        if (x < 0)
+            return x == -1 ? SEG_ENOMEM : 1;
+        const shape_ent *sh = &s->sh[x];
+        if (sh->nslots != s->nvals)
+            return 1; /* cannot happen: the shape was read from these values */
+        if (s->km.n > s->capcols) {
+            uint32_t cap = s->capcols ? s->capcols : 16;
+            while (cap < s->km.n)
+                cap *= 2;
+            seg_buf *nc = seg_realloc(s->cols, (size_t)cap * sizeof *nc);
+            if (!nc)
+                return SEG_ENOMEM;
+            memset(nc + s->capcols, 0, (size_t)(cap - s->capcols) * sizeof *nc);
+            s->cols = nc;
+            s->capcols = cap;
+        }
+        for (uint32_t v = 0; v < s->nvals; v++) {
+            seg_buf *col = &s->cols[s->sl.v[sh->slot0 + v].col];
+            seg_buf_put(col, js + s->vals[v].off, s->vals[v].len);
+            seg_buf_put_u8(col, SH_END);
+        }
+        seg_buf_put_varint(&s->docshape, (uint64_t)x);
+        seg_buf_put_varint(&s->ids, il);
+        seg_buf_put(&s->ids, id, il);
+        ndocs++;
+    }
+    seg_buf_put_varint(out, ndocs);
+    seg_buf_put_varint(out, s->nsh);
+    seg_buf_put(out, s->shapes.p, s->shapes.n);
+    seg_buf_put(out, s->docshape.p, s->docshape.n);
+    seg_buf_put(out, s->ids.p, s->ids.n);
+    seg_buf_put_varint(out, s->km.n);
+    int oom = s->docshape.oom || s->ids.oom;
+    for (uint32_t i = 0; i < s->km.n; i++) {
+        seg_buf_put_varint(out, s->cols[i].n);
+        oom |= s->cols[i].oom;
+    }
+    for (uint32_t i = 0; i < s->km.n; i++)
+        seg_buf_put(out, s->cols[i].p, s->cols[i].n);
+    return oom || out->oom ? SEG_ENOMEM : SEG_OK;
+}
+
+/* ---- reader ---- */
+
+/* The first 0x0A in [p, end), or NULL.  Values are short: eight bytes at a
+ * time (a zero byte of x ^ 0x0A...0A marks it). */
+static const uint8_t *find_nl(const uint8_t *p, const uint8_t *end)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL, nl = 0x0A0A0A0A0A0A0A0AULL;
+    while (end - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        w ^= nl;
+        uint64_t z = (w - ones) & ~w & highs;
+        if (z)
+            return p + (__builtin_ctzll(z) >> 3);
+        p += 8;
+    }
+    while (p < end && *p != SH_END)
+        p++;
+    return p < end ? p : NULL;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+int seg_shape_join(const uint8_t *src, size_t n, uint32_t ndocs, uint8_t *dst, size_t rawlen)
+{
+    seg_cur c = {src, src + n, 0};
+    int rc = SEG_ECORRUPT;
+    struct sh {
+        const uint8_t *p;
+        uint32_t len, slot0, nslots;
+    } *sh = NULL;
+    uint32_t *docshape = NULL;
+    const uint8_t **cp = NULL, **ce = NULL;
+    span *vals = NULL;
+    slots sl = {0};
+    keymap km = {0};
+
+    uint64_t nd = seg_get_varint(&c), nsh = seg_get_varint(&c);
+    if (c.bad || nd != ndocs || nsh == 0 || nsh > nd)
+        goto out;
+    /* every shape takes at least its 0x0A; every record a byte of shape
+     * index and one of id length */
+    if (nsh > (uint64_t)(c.end - c.p) || nd > (uint64_t)(c.end - c.p) / 2)
+        goto out;
+    if (!(sh = seg_calloc(nsh, sizeof *sh)) || !(docshape = seg_malloc(nd * sizeof *docshape))) {
+        rc = SEG_ENOMEM;
+        goto out;
+    }
+    for (uint64_t i = 0; i < nsh; i++) {
+        const uint8_t *e = memchr(c.p, SH_END, (size_t)(c.end - c.p));
+        if (!e)
+            goto out;
+        sh[i].p = c.p;
+        sh[i].len = (uint32_t)(e - c.p);
+        c.p = e + 1;
+    }
+    for (uint64_t d = 0; d < nd; d++) {
+        uint64_t x = seg_get_varint(&c);
+        if (c.bad || x >= nsh)
+            goto out;
+        docshape[d] = (uint32_t)x;
+    }
+    seg_cur ids = c;
+    for (uint64_t d = 0; d < nd; d++)
+        seg_get_bytes(&c, seg_get_varint(&c));
+    const uint8_t *ids_end = c.p;
+    uint64_t ncols = seg_get_varint(&c);
+    if (c.bad || ncols > (uint64_t)(c.end - c.p))
+        goto out;
+    if (!(cp = seg_malloc((ncols + 1) * sizeof *cp)) || !(ce = seg_malloc((ncols + 1) * sizeof *ce))) {
+        rc = SEG_ENOMEM;
+        goto out;
+    }
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < ncols; i++) {
+        uint64_t len = seg_get_varint(&c);
+        if (c.bad || len > (uint64_t)(c.end - c.p))
+            goto out;
+        cp[i] = (const uint8_t *)(uintptr_t)len; /* lengths first, pointers below */
+        total += len;
+    }
+    if (c.bad || total != (uint64_t)(c.end - c.p))
+        goto out;
+    for (uint64_t i = 0; i < ncols; i++) {
+        size_t len = (size_t)(uintptr_t)cp[i];
+        cp[i] = c.p;
+        ce[i] = c.p + len;
+        c.p += len;
+    }
+    /* each shape's placeholders and their columns */
+    uint32_t maxslots = 0;
+    for (uint64_t i = 0; i < nsh; i++) {
+        sh[i].slot0 = sl.n;
+        int r = shape_slots(sh[i].p, sh[i].len, &km, &sl);
+        if (r) {
+            rc = r < 0 ? SEG_ENOMEM : SEG_ECORRUPT;
+            goto out;
+        }
+        if (km.n > ncols)
+            goto out;
+        sh[i].nslots = sl.n - sh[i].slot0;
+        maxslots = sh[i].nslots > maxslots ? sh[i].nslots : maxslots;
+    }
+    if (!(vals = seg_malloc(((size_t)maxslots + 1) * sizeof *vals))) {
+        rc = SEG_ENOMEM;
+        goto out;
+    }
+    /* the records */
+    uint8_t *o = dst, *oend = dst + rawlen;
+    for (uint64_t d = 0; d < nd; d++) {
+        const struct sh *s = &sh[docshape[d]];
+        const slot *sv = s->nslots ? sl.v + s->slot0 : NULL;
+        uint64_t il = seg_get_varint(&ids);
+        const uint8_t *id = seg_get_bytes(&ids, il);
+        if (ids.bad)
+            goto out;
+        /* find the values first: the JSON's length comes before it */
+        uint64_t jl = (uint64_t)s->len - s->nslots;
+        for (uint32_t k = 0; k < s->nslots; k++) {
+            uint32_t col = sv[k].col;
+            const uint8_t *e = find_nl(cp[col], ce[col]);
+            if (!e)
+                goto out;
+            vals[k].off = (uint32_t)(cp[col] - src);
+            vals[k].len = (uint32_t)(e - cp[col]);
+            cp[col] = e + 1;
+            jl += vals[k].len + (sv[k].kind == SH_STR ? 2 : 0);
+        }
+        if ((uint64_t)(oend - o) < varint_len(il) + il + varint_len(jl) + jl)
+            goto out;
+        o = put_varint(o, il);
+        memcpy(o, id, il);
+        o += il;
+        o = put_varint(o, jl);
+        uint32_t at = 0;
+        for (uint32_t k = 0; k < s->nslots; k++) {
+            memcpy(o, s->p + at, sv[k].at - at);
+            o += sv[k].at - at;
+            if (sv[k].kind == SH_STR)
+                *o++ = '"';
+            memcpy(o, src + vals[k].off, vals[k].len);
+            o += vals[k].len;
+            if (sv[k].kind == SH_STR)
+                *o++ = '"';
+            at = sv[k].at + 1;
+        }
+        memcpy(o, s->p + at, s->len - at);
+        o += s->len - at;
+    }
+    if (o != oend || ids.p != ids_end)
+        goto out;
+    for (uint64_t i = 0; i < ncols; i++)
+        if (cp[i] != ce[i])
+            goto out;
+    rc = SEG_OK;
+out:
+    seg_free(sh);
+    seg_free(docshape);
+    seg_free(cp);
+    seg_free(ce);
+    seg_free(vals);
+    seg_free(sl.v);
+    km_free(&km);
+    return rc;
+}
