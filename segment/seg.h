@@ -395,7 +395,8 @@ int seg_builder_write_partial(seg_builder *b, seg_tok *tok, seg_json *js, const 
  * describes it byte by byte).  seg_shape_split lays out one raw block (per
  * record: varint id length, id, varint JSON length, JSON) by columns,
  * appending to out: SEG_OK; 1 when the block cannot be laid out so (a JSON
- * holds 0x01, 0x02 or 0x0A, or an unclosed string: store it raw); SEG_EINVAL
+ * holds 0x01, 0x02 or 0x0A, a string a byte below 0x20, or a string is not
+ * closed: store it raw); SEG_EINVAL
  * for records that do not parse; SEG_ENOMEM.  The shaper is scratch reused
  * across blocks (one per thread).  seg_shape_join lays src[0..n) back into
  * exactly rawlen bytes of records at dst: SEG_OK, SEG_ECORRUPT when the

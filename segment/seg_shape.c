@@ -15,7 +15,7 @@
  *   ndocs x varint shape          each record's shape (< nshapes)
  *   ndocs x {varint id length, id bytes}
  *   varint ncols
- *   ncols x varint length         of each column's bytes
+ *   ncols x varint (length << 1 | dictionary)   of each column's bytes
  *   the columns' bytes            column 0 first, no gaps
  *
  * A record's SHAPE is its JSON text with each string value (quotes
@@ -29,21 +29,29 @@
  * A value goes to the COLUMN of its key: the last key before it in its
  * shape (the empty key when there is none).  Columns are numbered in the
  * order their keys are first used: reading shape 0, then 1, ..., each from
- * its start.  A column holds its values in record order, each followed by
- * 0x0A: a string's bytes between its quotes (escapes as written), or a
- * number's text.  The record's JSON is its shape with each 0x01 replaced by
- * '"', the next value of the column, '"', and each 0x02 by the next value.
+ * its start.  A column's values are in record order; a value is a string's
+ * bytes between its quotes (escapes as written) or a number's text.  A
+ * plain column (dictionary bit 0) is its values, each followed by 0x0A.  A
+ * dictionary column (bit 1: few distinct values, such as levels, methods,
+ * hosts) is varint ndict (1..256), ndict distinct values each followed by
+ * 0x0A, then packed(index of each value) (seg.h: u8 bit width, then the
+ * indexes LSB first); the number of values is the column's uses counted
+ * over the records' shapes.  The record's JSON is its shape with each 0x01
+ * replaced by '"', the next value of the column, '"', and each 0x02 by the
+ * next value.
  *
  * The writer lays out a block so only when no JSON of it holds the byte
- * 0x01, 0x02 or 0x0A and every string is closed (true of every valid JSON
- * line); otherwise it stores the block raw (codec 1).  Whatever the bytes,
+ * 0x01, 0x02 or 0x0A, no string holds a byte below 0x20 (escaped or not)
+ * and every string is closed (true of every valid JSON line); otherwise it stores the block raw (codec 1).  Whatever the bytes,
  * the reader either rebuilds exactly the block index's raw length from
- * them or reports the block corrupt: counts, lengths, shape indexes and
- * column numbers are checked against what is there, and every column must
- * be used up exactly.
+ * them or reports the block corrupt: counts, lengths, shape indexes,
+ * column numbers and dictionary indexes are checked against what is there,
+ * every column must be used up exactly, and the values may not outnumber
+ * the raw bytes (each gives at least one).
  *
  * Why: on bench/gen's events a 32 KiB block laid out by columns compresses
- * ~15% smaller at zstd level 1 (the Kibana sample ~16%); see
+ * ~20% smaller at zstd level 1 (plain columns ~15%; zstd spends bytes on
+ * each repeat of a short value, a dictionary index costs its bits); see
  * docs/performance.md.
  */
 #include "segment/seg.h"
@@ -55,6 +63,11 @@
 #endif
 
 enum { SH_STR = 1, SH_NUM = 2, SH_END = 0x0A };
+/* A column is written as a dictionary when it has at least SH_DICT_MIN
+ * values and at most a quarter as many distinct ones, and no more than
+ * SH_DICT_MAX (indexes of at most 8 bits). */
+#define SH_DICT_MIN 8
+#define SH_DICT_MAX 256
 
 /* ---- keys to column numbers (both directions) ---- */
 
@@ -198,7 +211,17 @@ struct seg_shaper {
     keymap km;
     seg_buf docshape, ids;
     seg_buf *cols;
+    uint32_t *ncount;  /* values in each column */
     uint32_t capcols;
+    seg_buf body;      /* the columns as written */
+    uint64_t *clen;    /* each column's length << 1 | dictionary */
+    uint32_t *idx;     /* a column's dictionary indexes */
+    uint32_t capidx;
+    struct dent {
+        uint64_t h;
+        uint32_t off, len; /* in the column */
+        uint32_t used;     /* index + 1; 0: empty */
+    } dtab[2 * SH_DICT_MAX];
 };
 
 seg_shaper *seg_shaper_new(void) { return seg_calloc(1, sizeof(seg_shaper)); }
@@ -219,6 +242,10 @@ void seg_shaper_free(seg_shaper *s)
     for (uint32_t i = 0; i < s->capcols; i++)
         seg_buf_free(&s->cols[i]);
     seg_free(s->cols);
+    seg_free(s->ncount);
+    seg_free(s->clen);
+    seg_free(s->idx);
+    seg_buf_free(&s->body);
     seg_free(s);
 }
 
@@ -383,8 +410,92 @@ static void shaper_reset(seg_shaper *s)
     km_reset(&s->km);
     seg_buf_reset(&s->docshape);
     seg_buf_reset(&s->ids);
-    for (uint32_t i = 0; i < s->capcols; i++)
+    for (uint32_t i = 0; i < s->capcols; i++) {
         seg_buf_reset(&s->cols[i]);
+        s->ncount[i] = 0;
+    }
+    seg_buf_reset(&s->body);
+}
+
+static int cols_grow(seg_shaper *s)
+{
+    uint32_t cap = s->capcols ? s->capcols : 16;
+    while (cap < s->km.n)
+        cap *= 2;
+    seg_buf *nc = seg_realloc(s->cols, (size_t)cap * sizeof *nc);
+    if (!nc)
+        return -1;
+    s->cols = nc;
+    memset(nc + s->capcols, 0, (size_t)(cap - s->capcols) * sizeof *nc);
+    uint32_t *cnt = seg_realloc(s->ncount, (size_t)cap * sizeof *cnt);
+    if (!cnt)
+        return -1;
+    s->ncount = cnt;
+    memset(cnt + s->capcols, 0, (size_t)(cap - s->capcols) * sizeof *cnt);
+    uint64_t *cl = seg_realloc(s->clen, (size_t)cap * sizeof *cl);
+    if (!cl)
+        return -1;
+    s->clen = cl;
+    s->capcols = cap;
+    return 0;
+}
+
+/* Writes column i to s->body as a dictionary when that pays (few
+ * distinct values): varint ndict, the values each followed by 0x0A, then
+ * packed(index of each value).  1 when written, 0 when the column is
+ * better plain, -1 out of memory. */
+static int put_dict(seg_shaper *s, uint32_t i)
+{
+    const seg_buf *c = &s->cols[i];
+    uint32_t count = s->ncount[i], lim = count / 4;
+    if (count < SH_DICT_MIN)
+        return 0;
+    if (lim > SH_DICT_MAX)
+        lim = SH_DICT_MAX;
+    if (count > s->capidx) {
+        uint32_t *ni = seg_realloc(s->idx, (size_t)count * sizeof *ni);
+        if (!ni)
+            return -1;
+        s->idx = ni;
+        s->capidx = count;
+    }
+    memset(s->dtab, 0, sizeof s->dtab);
+    const uint32_t mask = 2 * SH_DICT_MAX - 1;
+    uint32_t nd = 0;
+    const uint8_t *p = c->p, *end = c->p + c->n;
+    for (uint32_t k = 0; k < count; k++) {
+        const uint8_t *e = memchr(p, SH_END, (size_t)(end - p));
+        if (!e)
+            return 0; /* cannot happen: every value was ended */
+        uint32_t len = (uint32_t)(e - p);
+        uint64_t h = seg_hash64(p, len);
+        uint32_t j = (uint32_t)h & mask;
+        for (; s->dtab[j].used; j = (j + 1) & mask)
+            if (s->dtab[j].h == h && s->dtab[j].len == len && !memcmp(c->p + s->dtab[j].off, p, len))
+                break;
+        if (!s->dtab[j].used) {
+            if (nd == lim)
+                return 0;
+            s->dtab[j] = (struct dent){h, (uint32_t)(p - c->p), len, ++nd};
+        }
+        s->idx[k] = s->dtab[j].used - 1;
+        p = e + 1;
+    }
+    /* the values in index order */
+    const struct dent **ord = seg_malloc((size_t)nd * sizeof *ord);
+    if (!ord)
+        return -1;
+    for (uint32_t j = 0; j <= mask; j++)
+        if (s->dtab[j].used)
+            ord[s->dtab[j].used - 1] = &s->dtab[j];
+    seg_buf_put_varint(&s->body, nd);
+    for (uint32_t k = 0; k < nd; k++) {
+        seg_buf_put(&s->body, c->p + ord[k]->off, ord[k]->len);
+        seg_buf_put_u8(&s->body, SH_END);
+    }
+    seg_free(ord);
+    seg_buf_put_packed(&s->body, s->idx, count);
+    return s->body.oom ? -1 : 1;
 }
 
 int seg_shape_split(seg_shaper *s, const uint8_t *raw, size_t n, seg_buf *out)
@@ -408,26 +519,29 @@ int seg_shape_split(seg_shaper *s, const uint8_t *raw, size_t n, seg_buf *out)
         const shape_ent *sh = &s->sh[x];
         if (sh->nslots != s->nvals)
             return 1; /* cannot happen: the shape was read from these values */
-        if (s->km.n > s->capcols) {
-            uint32_t cap = s->capcols ? s->capcols : 16;
-            while (cap < s->km.n)
-                cap *= 2;
-            seg_buf *nc = seg_realloc(s->cols, (size_t)cap * sizeof *nc);
-            if (!nc)
-                return SEG_ENOMEM;
-            memset(nc + s->capcols, 0, (size_t)(cap - s->capcols) * sizeof *nc);
-            s->cols = nc;
-            s->capcols = cap;
-        }
+        if (s->km.n > s->capcols && cols_grow(s))
+            return SEG_ENOMEM;
         for (uint32_t v = 0; v < s->nvals; v++) {
-            seg_buf *col = &s->cols[s->sl.v[sh->slot0 + v].col];
-            seg_buf_put(col, js + s->vals[v].off, s->vals[v].len);
-            seg_buf_put_u8(col, SH_END);
+            uint32_t ci = s->sl.v[sh->slot0 + v].col;
+            seg_buf_put(&s->cols[ci], js + s->vals[v].off, s->vals[v].len);
+            seg_buf_put_u8(&s->cols[ci], SH_END);
+            s->ncount[ci]++;
         }
         seg_buf_put_varint(&s->docshape, (uint64_t)x);
         seg_buf_put_varint(&s->ids, il);
         seg_buf_put(&s->ids, id, il);
         ndocs++;
+    }
+    int oom = s->docshape.oom || s->ids.oom;
+    for (uint32_t i = 0; i < s->km.n; i++) {
+        size_t at = s->body.n;
+        oom |= s->cols[i].oom;
+        int dict = !oom && put_dict(s, i);
+        if (dict < 0)
+            return SEG_ENOMEM;
+        if (!dict)
+            seg_buf_put(&s->body, s->cols[i].p, s->cols[i].n);
+        s->clen[i] = (uint64_t)(s->body.n - at) << 1 | (uint64_t)dict;
     }
     seg_buf_put_varint(out, ndocs);
     seg_buf_put_varint(out, s->nsh);
@@ -435,14 +549,10 @@ int seg_shape_split(seg_shaper *s, const uint8_t *raw, size_t n, seg_buf *out)
     seg_buf_put(out, s->docshape.p, s->docshape.n);
     seg_buf_put(out, s->ids.p, s->ids.n);
     seg_buf_put_varint(out, s->km.n);
-    int oom = s->docshape.oom || s->ids.oom;
-    for (uint32_t i = 0; i < s->km.n; i++) {
-        seg_buf_put_varint(out, s->cols[i].n);
-        oom |= s->cols[i].oom;
-    }
     for (uint32_t i = 0; i < s->km.n; i++)
-        seg_buf_put(out, s->cols[i].p, s->cols[i].n);
-    return oom || out->oom ? SEG_ENOMEM : SEG_OK;
+        seg_buf_put_varint(out, s->clen[i]);
+    seg_buf_put(out, s->body.p, s->body.n);
+    return oom || s->body.oom || out->oom ? SEG_ENOMEM : SEG_OK;
 }
 
 /* ---- reader ---- */
@@ -486,6 +596,43 @@ static size_t varint_len(uint64_t v)
     return n;
 }
 
+/* A column as the reader walks it. */
+typedef struct {
+    const uint8_t *p, *end; /* plain: the next value; dictionary: unused */
+    uint64_t count;         /* values in the column (from the shapes) */
+    uint32_t dict;          /* 1: dictionary-coded */
+    uint32_t ndict;
+    span *dv;               /* dictionary values (offsets into src) */
+    uint32_t *idx;          /* dictionary: each value's index */
+    uint64_t k;             /* values taken so far */
+} rcol;
+
+/* Reads dictionary column c (its bytes at c->p..c->end): the values and
+ * the packed indexes, all below ndict.  0, SEG_ECORRUPT or SEG_ENOMEM. */
+static int read_dict(const uint8_t *src, rcol *c)
+{
+    seg_cur cc = {c->p, c->end, 0};
+    uint64_t nd = seg_get_varint(&cc);
+    if (cc.bad || nd == 0 || nd > SH_DICT_MAX || nd > c->count)
+        return SEG_ECORRUPT;
+    c->ndict = (uint32_t)nd;
+    if (!(c->dv = seg_malloc(nd * sizeof *c->dv)) || !(c->idx = seg_malloc((c->count + 1) * sizeof *c->idx)))
+        return SEG_ENOMEM;
+    for (uint32_t k = 0; k < nd; k++) {
+        const uint8_t *e = find_nl(cc.p, cc.end);
+        if (!e)
+            return SEG_ECORRUPT;
+        c->dv[k] = (span){(uint32_t)(cc.p - src), (uint32_t)(e - cc.p)};
+        cc.p = e + 1;
+    }
+    if (seg_get_packed(&cc, c->idx, c->count) || cc.p != cc.end)
+        return SEG_ECORRUPT;
+    for (uint64_t k = 0; k < c->count; k++)
+        if (c->idx[k] >= nd)
+            return SEG_ECORRUPT;
+    return SEG_OK;
+}
+
 int seg_shape_join(const uint8_t *src, size_t n, uint32_t ndocs, uint8_t *dst, size_t rawlen)
 {
     seg_cur c = {src, src + n, 0};
@@ -493,13 +640,17 @@ int seg_shape_join(const uint8_t *src, size_t n, uint32_t ndocs, uint8_t *dst, s
     struct sh {
         const uint8_t *p;
         uint32_t len, slot0, nslots;
+        uint64_t docs;
     } *sh = NULL;
     uint32_t *docshape = NULL;
-    const uint8_t **cp = NULL, **ce = NULL;
+    rcol *col = NULL;
+    uint64_t ncols = 0;
     span *vals = NULL;
     slots sl = {0};
     keymap km = {0};
 
+    if (n > UINT32_MAX)
+        goto out; /* offsets into src are 32 bits */
     uint64_t nd = seg_get_varint(&c), nsh = seg_get_varint(&c);
     if (c.bad || nd != ndocs || nsh == 0 || nsh > nd)
         goto out;
@@ -524,36 +675,42 @@ int seg_shape_join(const uint8_t *src, size_t n, uint32_t ndocs, uint8_t *dst, s
         if (c.bad || x >= nsh)
             goto out;
         docshape[d] = (uint32_t)x;
+        sh[x].docs++;
     }
     seg_cur ids = c;
     for (uint64_t d = 0; d < nd; d++)
         seg_get_bytes(&c, seg_get_varint(&c));
     const uint8_t *ids_end = c.p;
-    uint64_t ncols = seg_get_varint(&c);
-    if (c.bad || ncols > (uint64_t)(c.end - c.p))
+    ncols = seg_get_varint(&c);
+    if (c.bad || ncols > (uint64_t)(c.end - c.p)) {
+        ncols = 0;
         goto out;
-    if (!(cp = seg_malloc((ncols + 1) * sizeof *cp)) || !(ce = seg_malloc((ncols + 1) * sizeof *ce))) {
+    }
+    if (!(col = seg_calloc(ncols + 1, sizeof *col))) {
+        ncols = 0;
         rc = SEG_ENOMEM;
         goto out;
     }
     uint64_t total = 0;
     for (uint64_t i = 0; i < ncols; i++) {
-        uint64_t len = seg_get_varint(&c);
+        uint64_t v = seg_get_varint(&c), len = v >> 1;
         if (c.bad || len > (uint64_t)(c.end - c.p))
             goto out;
-        cp[i] = (const uint8_t *)(uintptr_t)len; /* lengths first, pointers below */
+        col[i].dict = (uint32_t)(v & 1);
+        col[i].end = (const uint8_t *)(uintptr_t)len; /* lengths first, pointers below */
         total += len;
     }
     if (c.bad || total != (uint64_t)(c.end - c.p))
         goto out;
     for (uint64_t i = 0; i < ncols; i++) {
-        size_t len = (size_t)(uintptr_t)cp[i];
-        cp[i] = c.p;
-        ce[i] = c.p + len;
+        size_t len = (size_t)(uintptr_t)col[i].end;
+        col[i].p = c.p;
+        col[i].end = c.p + len;
         c.p += len;
     }
-    /* each shape's placeholders and their columns */
+    /* each shape's placeholders and their columns; each column's count */
     uint32_t maxslots = 0;
+    uint64_t values = 0;
     for (uint64_t i = 0; i < nsh; i++) {
         sh[i].slot0 = sl.n;
         int r = shape_slots(sh[i].p, sh[i].len, &km, &sl);
@@ -565,7 +722,17 @@ int seg_shape_join(const uint8_t *src, size_t n, uint32_t ndocs, uint8_t *dst, s
             goto out;
         sh[i].nslots = sl.n - sh[i].slot0;
         maxslots = sh[i].nslots > maxslots ? sh[i].nslots : maxslots;
+        for (uint32_t k = sh[i].slot0; k < sl.n; k++)
+            col[sl.v[k].col].count += sh[i].docs;
+        /* every value of a true layout gives a byte or more of JSON */
+        values += (uint64_t)sh[i].nslots * sh[i].docs;
+        if (values > rawlen)
+            goto out;
     }
+    for (uint64_t i = 0; i < ncols; i++)
+        if (col[i].dict && (rc = read_dict(src, &col[i])) != SEG_OK)
+            goto out;
+    rc = SEG_ECORRUPT;
     if (!(vals = seg_malloc(((size_t)maxslots + 1) * sizeof *vals))) {
         rc = SEG_ENOMEM;
         goto out;
@@ -582,13 +749,17 @@ int seg_shape_join(const uint8_t *src, size_t n, uint32_t ndocs, uint8_t *dst, s
         /* find the values first: the JSON's length comes before it */
         uint64_t jl = (uint64_t)s->len - s->nslots;
         for (uint32_t k = 0; k < s->nslots; k++) {
-            uint32_t col = sv[k].col;
-            const uint8_t *e = find_nl(cp[col], ce[col]);
-            if (!e)
-                goto out;
-            vals[k].off = (uint32_t)(cp[col] - src);
-            vals[k].len = (uint32_t)(e - cp[col]);
-            cp[col] = e + 1;
+            rcol *cc = &col[sv[k].col];
+            if (cc->dict) {
+                vals[k] = cc->dv[cc->idx[cc->k++]];
+            } else {
+                const uint8_t *e = find_nl(cc->p, cc->end);
+                if (!e)
+                    goto out;
+                vals[k].off = (uint32_t)(cc->p - src);
+                vals[k].len = (uint32_t)(e - cc->p);
+                cc->p = e + 1;
+            }
             jl += vals[k].len + (sv[k].kind == SH_STR ? 2 : 0);
         }
         if ((uint64_t)(oend - o) < varint_len(il) + il + varint_len(jl) + jl)
@@ -614,15 +785,19 @@ int seg_shape_join(const uint8_t *src, size_t n, uint32_t ndocs, uint8_t *dst, s
     }
     if (o != oend || ids.p != ids_end)
         goto out;
+    /* plain columns used up (dictionary ones were counted exactly) */
     for (uint64_t i = 0; i < ncols; i++)
-        if (cp[i] != ce[i])
+        if (!col[i].dict && col[i].p != col[i].end)
             goto out;
     rc = SEG_OK;
 out:
+    for (uint64_t i = 0; i < ncols; i++) {
+        seg_free(col[i].dv);
+        seg_free(col[i].idx);
+    }
+    seg_free(col);
     seg_free(sh);
     seg_free(docshape);
-    seg_free(cp);
-    seg_free(ce);
     seg_free(vals);
     seg_free(sl.v);
     km_free(&km);

@@ -323,6 +323,11 @@ static void shape_layout(const char *dir, seg_tok *tok, seg_json *js)
         "{\"@timestamp\":\"2024-06-01T00:00:02Z\",\"msg\":\"same shape as the first\",\"n\":7,\"ok\":true}",
         "{}",
         "{\"\":\"empty key\",\"x\":\"\\\\\",\"y\":\"\\n\\u0041\"}",
+        /* a column of few values (a dictionary column) */
+        "{\"level\":\"info\",\"n\":1}", "{\"level\":\"warn\",\"n\":2}", "{\"level\":\"info\",\"n\":3}",
+        "{\"level\":\"info\",\"n\":4}", "{\"level\":\"warn\",\"n\":5}", "{\"level\":\"info\",\"n\":6}",
+        "{\"level\":\"info\",\"n\":7}", "{\"level\":\"error\",\"n\":8}", "{\"level\":\"info\",\"n\":9}",
+        "{\"level\":\"info\",\"n\":10}", "{\"level\":\"info\",\"n\":11}", "{\"level\":\"warn\",\"n\":12}",
     };
     const int nev = (int)(sizeof ev / sizeof *ev);
     seg_shaper *sh = seg_shaper_new();
