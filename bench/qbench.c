@@ -125,7 +125,7 @@ int main(int argc, char **argv)
             rq.has_end = srch_parse_time(fields[4], now, &rq.end, &qe) == 0;
         }
         uint64_t total = 0;
-        size_t searched = 0, segs = 0;
+        size_t searched = 0, segs = 0, failed = 0;
         for (int r = -1; r < runs; r++) { /* one warm-up run */
             srch_result res;
             seg_err se = {0};
@@ -140,13 +140,17 @@ int main(int argc, char **argv)
             total = res.total;
             searched = res.stats.segments_searched;
             segs = res.stats.segments_total;
+            failed = res.stats.segments_failed;
             srch_result_free(&res);
         }
         qsort(t, (size_t)runs, sizeof *t, dcmp);
         int p95 = (int)((runs - 1) * 0.95 + 0.5);
+        /* a search leaves corrupt segments out: say so, the total is short */
+        if (failed)
+            fprintf(stderr, "qbench: %s: %zu segments failed and were left out\n", fields[0], failed);
         printf("{\"name\":\"%s\",\"median_ms\":%.3f,\"p95_ms\":%.3f,\"total\":%llu,\"segments_searched\":%zu,"
-               "\"segments\":%zu,\"runs\":%d}\n",
-               fields[0], t[runs / 2], t[p95], (unsigned long long)total, searched, segs, runs);
+               "\"segments\":%zu,\"segments_failed\":%zu,\"runs\":%d}\n",
+               fields[0], t[runs / 2], t[p95], (unsigned long long)total, searched, segs, failed, runs);
         fflush(stdout);
         srch_query_free(q);
     }
