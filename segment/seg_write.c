@@ -1735,15 +1735,20 @@ static int store_dict(const seg_builder *b, const uint32_t *order, uint32_t n, s
             total += b->ev[order[d]].len + b->ev[order[d]].id_len;
     if (total < 4 * (uint64_t)SEG_STORE_DICT)
         return 0;
+    /* at most a 32nd of the records: blocks laid out by columns compress
+     * repetitive logs so well that a full 64 KiB dictionary can outweigh
+     * a small segment's whole store (the HDFS sample: 16 KiB of blocks, 50
+     * KiB of dictionary) */
+    uint64_t cap = total / 32 < SEG_STORE_DICT ? total / 32 : SEG_STORE_DICT;
     /* take every step-th event, step chosen to spread the sample */
     uint64_t avg = total / n + 1;
-    uint64_t want = SEG_STORE_DICT / avg + 1;
+    uint64_t want = cap / avg + 1;
     uint32_t step = (uint32_t)(n / want);
     if (step == 0)
         step = 1;
     for (uint32_t d = step / 2; d < n; d += step) {
         const ev *e = &b->ev[order[d]];
-        if (o->n + e->len + e->id_len + 20 > SEG_STORE_DICT)
+        if (o->n + e->len + e->id_len + 20 > cap)
             continue;
         seg_buf_put_varint(o, e->id_len);
         seg_buf_put(o, e->id, e->id_len);
