@@ -536,7 +536,7 @@ int seg_shape_split(seg_shaper *s, const uint8_t *raw, size_t n, seg_buf *out)
     for (uint32_t i = 0; i < s->km.n; i++) {
         size_t at = s->body.n;
         oom |= s->cols[i].oom;
-        int dict = !oom && put_dict(s, i);
+        int dict = oom ? 0 : put_dict(s, i);
         if (dict < 0)
             return SEG_ENOMEM;
         if (!dict)
