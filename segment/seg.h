@@ -74,6 +74,10 @@ void *seg_calloc(size_t n, size_t m);
 void *seg_realloc(void *p, size_t n);
 void seg_free(void *p);
 char *seg_strndup(const char *s, size_t n);
+/* arr (*cap elements of elem bytes, n of them used) with room for one
+ * more: doubled from first when full.  NULL when out of memory (arr is
+ * then unchanged and still the caller's). */
+void *seg_grow(void *arr, uint32_t n, uint32_t *cap, uint32_t first, size_t elem);
 /* Test hook: fail the Nth allocation from now (0 = never). */
 void seg_fault_inject(unsigned long nth);
 /* Test hook: fail count allocations in a row, from the Nth from now. */
@@ -176,17 +180,31 @@ static inline void seg_buf_put_f64(seg_buf *b, double v)
     memcpy(&u, &v, 8);
     seg_buf_put_u64(b, u);
 }
-static inline void seg_buf_put_varint(seg_buf *b, uint64_t v)
+/* Stores v as a varint at p (room for 10 bytes); returns the end. */
+static inline uint8_t *seg_wr_varint(uint8_t *p, uint64_t v)
 {
-    if (seg_buf_reserve(b, 10))
-        return;
-    uint8_t *p = b->p + b->n;
     while (v >= 0x80) {
         *p++ = (uint8_t)(v | 0x80);
         v >>= 7;
     }
     *p++ = (uint8_t)v;
-    b->n = (size_t)(p - b->p);
+    return p;
+}
+/* Bytes of v as a varint (1..10). */
+static inline unsigned seg_varint_len(uint64_t v)
+{
+    unsigned n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+static inline void seg_buf_put_varint(seg_buf *b, uint64_t v)
+{
+    if (seg_buf_reserve(b, 10))
+        return;
+    b->n = (size_t)(seg_wr_varint(b->p + b->n, v) - b->p);
 }
 
 /* Decoding helpers.  A seg_cur reads bytes within [p, end); any read past

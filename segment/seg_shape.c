@@ -55,6 +55,7 @@
  * docs/performance.md.
  */
 #include "segment/seg.h"
+#include "segment/seg_idtab.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -74,65 +75,62 @@ enum { SH_STR = 1, SH_NUM = 2, SH_END = 0x0A };
 typedef struct {
     uint64_t h;
     uint32_t off, len; /* key bytes in keys */
-    uint32_t col;      /* + 1; 0: empty slot */
 } km_ent;
 
 typedef struct {
     seg_buf keys;
-    km_ent *t;
-    uint32_t mask, n;
+    km_ent *e;         /* by column number */
+    uint32_t n, cap;
+    idtab tab;
 } keymap;
+
+static int km_eq(const void *ctx, uint32_t id, const void *key, size_t n)
+{
+    const keymap *m = ctx;
+    return m->e[id].len == n && (n == 0 || !memcmp(m->keys.p + m->e[id].off, key, n));
+}
+
+static uint64_t km_hash(const void *ctx, uint32_t id) { return ((const keymap *)ctx)->e[id].h; }
 
 static void km_reset(keymap *m)
 {
     seg_buf_reset(&m->keys);
-    if (m->t)
-        memset(m->t, 0, ((size_t)m->mask + 1) * sizeof *m->t);
+    idtab_clear(&m->tab);
     m->n = 0;
 }
 
 static void km_free(keymap *m)
 {
     seg_buf_free(&m->keys);
-    seg_free(m->t);
+    seg_free(m->e);
+    seg_free(m->tab.slot);
 }
 
 /* The column of key k (numbered in order of first use).  0, or -1 when
  * out of memory. */
 static int km_col(keymap *m, const uint8_t *k, uint32_t len, uint32_t *col)
 {
-    if (!m->t || 2 * (m->n + 1) > m->mask + 1) {
-        uint32_t cap = m->t ? 2 * (m->mask + 1) : 64;
-        km_ent *nt = seg_calloc(cap, sizeof *nt);
-        if (!nt)
-            return -1;
-        for (uint32_t i = 0; m->t && i <= m->mask; i++)
-            if (m->t[i].col) {
-                uint32_t j = (uint32_t)m->t[i].h & (cap - 1);
-                while (nt[j].col)
-                    j = (j + 1) & (cap - 1);
-                nt[j] = m->t[i];
-            }
-        seg_free(m->t);
-        m->t = nt;
-        m->mask = cap - 1;
-    }
+    if (!m->tab.slot && idtab_init(&m->tab, 64))
+        return -1;
     uint64_t h = seg_hash64(k, len);
-    uint32_t j = (uint32_t)h & m->mask;
-    for (; m->t[j].col; j = (j + 1) & m->mask)
-        if (m->t[j].h == h && m->t[j].len == len && (len == 0 || memcmp(m->keys.p + m->t[j].off, k, len) == 0)) {
-            *col = m->t[j].col - 1;
-            return 0;
-        }
+    uint32_t *slot = idtab_probe(&m->tab, h, km_eq, m, k, len);
+    if (*slot) {
+        *col = *slot - 1;
+        return 0;
+    }
     size_t off = m->keys.n;
     seg_buf_put(&m->keys, k, len);
-    if (m->keys.oom) {
+    km_ent *e = m->keys.oom ? NULL : seg_grow(m->e, m->n, &m->cap, 16, sizeof *e);
+    if (!e) {
         seg_buf_truncate(&m->keys, off);
         return -1;
     }
-    m->t[j] = (km_ent){h, (uint32_t)off, len, m->n + 1};
-    *col = m->n++;
-    return 0;
+    m->e = e;
+    m->e[m->n] = (km_ent){h, (uint32_t)off, len};
+    *slot = ++m->n;
+    *col = m->n - 1;
+    /* a table that cannot grow would fill: fail the block instead */
+    return idtab_grow(&m->tab, m->n, km_hash, m);
 }
 
 /* ---- reading a shape (the one rule both directions share) ---- */
@@ -167,14 +165,10 @@ static int shape_slots(const uint8_t *s, uint32_t n, keymap *m, slots *out)
             klen = k - i - 1;
             i = k;
         } else if (c == SH_STR || c == SH_NUM) {
-            if (out->n == out->cap) {
-                uint32_t cap = out->cap ? 2 * out->cap : 64;
-                slot *nv = seg_realloc(out->v, (size_t)cap * sizeof *nv);
-                if (!nv)
-                    return -1;
-                out->v = nv;
-                out->cap = cap;
-            }
+            slot *v = seg_grow(out->v, out->n, &out->cap, 64, sizeof *v);
+            if (!v)
+                return -1;
+            out->v = v;
             slot *sl = &out->v[out->n];
             if (km_col(m, key, klen, &sl->col))
                 return -1;
@@ -205,8 +199,7 @@ struct seg_shaper {
     seg_buf shapes;   /* the block's shapes, each followed by 0x0A */
     shape_ent *sh;
     uint32_t nsh, capsh;
-    uint32_t *shtab;  /* hash slots: shape index + 1 */
-    uint32_t shmask;
+    idtab shtab;      /* shape bytes -> index */
     slots sl;         /* every shape's placeholders */
     keymap km;
     seg_buf docshape, ids;
@@ -234,7 +227,7 @@ void seg_shaper_free(seg_shaper *s)
     seg_free(s->vals);
     seg_buf_free(&s->shapes);
     seg_free(s->sh);
-    seg_free(s->shtab);
+    seg_free(s->shtab.slot);
     seg_free(s->sl.v);
     km_free(&s->km);
     seg_buf_free(&s->docshape);
@@ -251,14 +244,10 @@ void seg_shaper_free(seg_shaper *s)
 
 static int add_val(seg_shaper *s, size_t off, size_t len)
 {
-    if (s->nvals == s->capvals) {
-        uint32_t cap = s->capvals ? 2 * s->capvals : 64;
-        span *nv = seg_realloc(s->vals, (size_t)cap * sizeof *nv);
-        if (!nv)
-            return -1;
-        s->vals = nv;
-        s->capvals = cap;
-    }
+    span *v = seg_grow(s->vals, s->nvals, &s->capvals, 64, sizeof *v);
+    if (!v)
+        return -1;
+    s->vals = v;
     s->vals[s->nvals++] = (span){(uint32_t)off, (uint32_t)len};
     return 0;
 }
@@ -349,40 +338,28 @@ static int lex(seg_shaper *s, const uint8_t *j, size_t n)
     return s->cur.oom ? -1 : 0;
 }
 
+static int shape_eq(const void *ctx, uint32_t id, const void *key, size_t n)
+{
+    const seg_shaper *s = ctx;
+    return s->sh[id].len == n && !memcmp(s->shapes.p + s->sh[id].off, key, n);
+}
+
+static uint64_t shape_hash(const void *ctx, uint32_t id) { return ((const seg_shaper *)ctx)->sh[id].h; }
+
 /* The index of the current shape among the block's, added if new.  -1 out
  * of memory, -2 cannot be laid out. */
 static int64_t shape_find(seg_shaper *s)
 {
+    if (!s->shtab.slot && idtab_init(&s->shtab, 64))
+        return -1;
     uint64_t h = seg_hash64(s->cur.p, s->cur.n);
-    if (!s->shtab || 2 * (s->nsh + 1) > s->shmask + 1) {
-        uint32_t cap = s->shtab ? 2 * (s->shmask + 1) : 64;
-        uint32_t *nt = seg_calloc(cap, sizeof *nt);
-        if (!nt)
-            return -1;
-        for (uint32_t i = 0; i < s->nsh; i++) {
-            uint32_t k = (uint32_t)s->sh[i].h & (cap - 1);
-            while (nt[k])
-                k = (k + 1) & (cap - 1);
-            nt[k] = i + 1;
-        }
-        seg_free(s->shtab);
-        s->shtab = nt;
-        s->shmask = cap - 1;
-    }
-    uint32_t k = (uint32_t)h & s->shmask;
-    for (; s->shtab[k]; k = (k + 1) & s->shmask) {
-        const shape_ent *x = &s->sh[s->shtab[k] - 1];
-        if (x->h == h && x->len == s->cur.n && memcmp(s->shapes.p + x->off, s->cur.p, s->cur.n) == 0)
-            return s->shtab[k] - 1;
-    }
-    if (s->nsh == s->capsh) {
-        uint32_t cap = s->capsh ? 2 * s->capsh : 16;
-        shape_ent *nv = seg_realloc(s->sh, (size_t)cap * sizeof *nv);
-        if (!nv)
-            return -1;
-        s->sh = nv;
-        s->capsh = cap;
-    }
+    uint32_t *slot = idtab_probe(&s->shtab, h, shape_eq, s, s->cur.p, s->cur.n);
+    if (*slot)
+        return *slot - 1;
+    shape_ent *sv = seg_grow(s->sh, s->nsh, &s->capsh, 16, sizeof *sv);
+    if (!sv)
+        return -1;
+    s->sh = sv;
     shape_ent *x = &s->sh[s->nsh];
     x->h = h;
     x->off = (uint32_t)s->shapes.n;
@@ -396,16 +373,15 @@ static int64_t shape_find(seg_shaper *s)
     seg_buf_put_u8(&s->shapes, SH_END);
     if (s->shapes.oom || s->shapes.n > UINT32_MAX)
         return -1;
-    s->shtab[k] = s->nsh + 1;
-    return s->nsh++;
+    *slot = ++s->nsh;
+    return idtab_grow(&s->shtab, s->nsh, shape_hash, s) ? -1 : (int64_t)s->nsh - 1;
 }
 
 static void shaper_reset(seg_shaper *s)
 {
     seg_buf_reset(&s->shapes);
     s->nsh = 0;
-    if (s->shtab)
-        memset(s->shtab, 0, ((size_t)s->shmask + 1) * sizeof *s->shtab);
+    idtab_clear(&s->shtab);
     s->sl.n = 0;
     km_reset(&s->km);
     seg_buf_reset(&s->docshape);
@@ -588,26 +564,6 @@ static inline uint8_t *copy(uint8_t *o, const uint8_t *oend, const uint8_t *p, c
     return o + len;
 }
 
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 /* A column as the reader walks it. */
 typedef struct {
     const uint8_t *p, *end; /* plain: the next value; dictionary: unused */
@@ -774,11 +730,11 @@ int seg_shape_join(const uint8_t *src, size_t n, uint32_t ndocs, uint8_t *dst, s
             }
             jl += vals[k].len + (sv[k].kind == SH_STR ? 2 : 0);
         }
-        if ((uint64_t)(oend - o) < varint_len(il) + il + varint_len(jl) + jl)
+        if ((uint64_t)(oend - o) < seg_varint_len(il) + il + seg_varint_len(jl) + jl)
             goto out;
-        o = put_varint(o, il);
+        o = seg_wr_varint(o, il);
         o = copy(o, oend, id, src + n, il);
-        o = put_varint(o, jl);
+        o = seg_wr_varint(o, jl);
         uint32_t at = 0;
         for (uint32_t k = 0; k < s->nslots; k++) {
             o = copy(o, oend, s->p + at, src + n, sv[k].at - at);

@@ -167,6 +167,17 @@ void *seg_calloc(size_t n, size_t m) { return fault_now() ? NULL : calloc(n ? n 
 void *seg_realloc(void *p, size_t n) { return fault_now() ? NULL : realloc(p, n ? n : 1); }
 void seg_free(void *p) { free(p); }
 
+void *seg_grow(void *arr, uint32_t n, uint32_t *cap, uint32_t first, size_t elem)
+{
+    if (n < *cap)
+        return arr;
+    uint32_t nc = *cap ? 2 * *cap : first;
+    void *p = seg_realloc(arr, (size_t)nc * elem);
+    if (p)
+        *cap = nc;
+    return p;
+}
+
 char *seg_strndup(const char *s, size_t n)
 {
     char *d = seg_malloc(n + 1);
@@ -354,16 +365,6 @@ int seg_get_packed(seg_cur *c, uint32_t *out, size_t n)
     return 0;
 }
 
-static unsigned varint_len(uint64_t v)
-{
-    unsigned n = 1;
-    while (v >= 128) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 void seg_buf_put_xpacked(seg_buf *b, const uint32_t *v, size_t n)
 {
     /* values by bit length; the cost of each width from that (an
@@ -395,7 +396,7 @@ void seg_buf_put_xpacked(seg_buf *b, const uint32_t *v, size_t n)
             exc += cnt[len[j]];
             cost += cnt[len[j]] * (1 + (len[j] - w + 6) / 7);
         }
-        cost += varint_len(exc);
+        cost += seg_varint_len(exc);
         if (cost < best_cost) {
             best_cost = cost;
             best = w;

@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include "seg.h"
 #include "seg_format.h"
+#include "seg_idtab.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -67,54 +68,6 @@ typedef struct chunk {
 #define CHUNK_MIN ((size_t)64 << 10)
 #define CHUNK_SIZE ((size_t)1 << 20)
 #define HUGE_CHUNK ((size_t)2 << 20)
-
-/* An open-addressing table of ids (0..count-1) keyed by bytes the caller
- * keeps: slots hold id + 1, 0 is empty.  The caller compares keys (eq)
- * and re-hashes them when the table doubles (hash). */
-typedef struct idtab {
-    uint32_t *slot;
-    uint32_t mask;
-} idtab;
-
-typedef int (*idtab_eq_fn)(const void *ctx, uint32_t id, const void *key, size_t n);
-typedef uint64_t (*idtab_hash_fn)(const void *ctx, uint32_t id);
-
-/* The slot of key (hash h): *slot is its id + 1, or 0 where it goes. */
-static inline uint32_t *idtab_probe(const idtab *t, uint64_t h, idtab_eq_fn eq, const void *ctx, const void *key,
-                                    size_t n)
-{
-    for (uint32_t i = (uint32_t)h & t->mask;; i = (i + 1) & t->mask)
-        if (!t->slot[i] || eq(ctx, t->slot[i] - 1, key, n))
-            return &t->slot[i];
-}
-
-/* Before the first probe: an empty table of size slots (a power of 2). */
-static int idtab_init(idtab *t, uint32_t size)
-{
-    t->mask = size - 1;
-    return (t->slot = seg_calloc(size, sizeof *t->slot)) ? 0 : -1;
-}
-
-/* After an insert made count ids: doubles the table when over half full. */
-static int idtab_grow(idtab *t, uint32_t count, idtab_hash_fn hash, const void *ctx)
-{
-    if (count * 2 <= t->mask)
-        return 0;
-    uint32_t nmask = t->mask * 2 + 1;
-    uint32_t *ns = seg_calloc((size_t)nmask + 1, sizeof *ns);
-    if (!ns)
-        return -1;
-    for (uint32_t id = 0; id < count; id++) {
-        uint32_t j = (uint32_t)hash(ctx, id) & nmask;
-        while (ns[j])
-            j = (j + 1) & nmask;
-        ns[j] = id + 1;
-    }
-    seg_free(t->slot);
-    t->slot = ns;
-    t->mask = nmask;
-    return 0;
-}
 
 /* Pre-parsed events (seg_builder_add_parsed, _add_flat): the caller has
  * already scanned the event, so its flattened values are kept after the
@@ -1433,50 +1386,54 @@ static void put_token_suffix(seg_buf *o, const uint8_t *s, uint32_t n)
  * postings equal an earlier term's points at those bytes instead of
  * writing them again.  Most such pairs are the EXISTS terms of fields that
  * always occur together (the fields of one kind of event: each list is a
- * doc set of thousands of events).  Open addressing on XXH3; a hash match
- * is confirmed bytewise. */
+ * doc set of thousands of events). */
 typedef struct {
-    uint64_t h, off;  /* off + 1; 0: empty */
-    uint64_t len;
+    uint64_t h, off, len;
 } pdup_ent;
 
 typedef struct {
-    pdup_ent *t;
-    uint32_t n, mask;
+    idtab tab;
+    pdup_ent *e;
+    uint32_t n, cap;
+    int given_up;        /* sharing stopped (out of memory) */
+    const seg_buf *post;
 } pdup;
 
-/* The offset of an identical list written before, or the new list's own
- * offset (then remembered).  A failed allocation only loses sharing. */
+static int pdup_eq(const void *ctx, uint32_t id, const void *key, size_t n)
+{
+    const pdup *d = ctx;
+    return d->e[id].len == n && !memcmp(d->post->p + d->e[id].off, key, n);
+}
+
+static uint64_t pdup_hash(const void *ctx, uint32_t id) { return ((const pdup *)ctx)->e[id].h; }
+
+/* The offset of an identical list written before (the new copy is cut
+ * off post), or the new list's own offset (then remembered).  A failed
+ * allocation only gives up sharing. */
 static uint64_t pdup_share(pdup *d, seg_buf *post, uint64_t off)
 {
     uint64_t len = post->n - off;
-    if (len < 8 || post->oom)
+    if (len < 8 || post->oom || d->given_up)
         return off; /* too short to be worth an entry */
-    if (2 * (d->n + 1) > d->mask + 1 || !d->t) {
-        uint32_t cap = d->t ? 2 * (d->mask + 1) : 256;
-        pdup_ent *nt = seg_calloc(cap, sizeof *nt);
-        if (!nt)
-            return off;
-        for (uint32_t i = 0; d->t && i <= d->mask; i++)
-            if (d->t[i].off) {
-                uint32_t j = (uint32_t)d->t[i].h & (cap - 1);
-                while (nt[j].off)
-                    j = (j + 1) & (cap - 1);
-                nt[j] = d->t[i];
-            }
-        seg_free(d->t);
-        d->t = nt;
-        d->mask = cap - 1;
+    if (!d->tab.slot && idtab_init(&d->tab, 256))
+        return off;
+    pdup_ent *ne = seg_grow(d->e, d->n, &d->cap, 128, sizeof *ne);
+    if (!ne) {
+        d->given_up = 1;
+        return off;
     }
+    d->e = ne;
+    d->post = post;
     uint64_t h = seg_hash64(post->p + off, len);
-    uint32_t j = (uint32_t)h & d->mask;
-    for (; d->t[j].off; j = (j + 1) & d->mask)
-        if (d->t[j].h == h && d->t[j].len == len && memcmp(post->p + d->t[j].off - 1, post->p + off, len) == 0) {
-            seg_buf_truncate(post, off);
-            return d->t[j].off - 1;
-        }
-    d->t[j] = (pdup_ent){h, off + 1, len};
-    d->n++;
+    uint32_t *slot = idtab_probe(&d->tab, h, pdup_eq, d, post->p + off, len);
+    if (*slot) {
+        seg_buf_truncate(post, off);
+        return d->e[*slot - 1].off;
+    }
+    d->e[d->n] = (pdup_ent){h, off, len};
+    *slot = ++d->n;
+    if (idtab_grow(&d->tab, d->n, pdup_hash, d))
+        d->given_up = 1; /* a table that cannot grow must not fill */
     return off;
 }
 
@@ -1538,7 +1495,8 @@ static void enc_dict_and_postings(build *x, const uint32_t *order, seg_buf *dict
     seg_buf_free(&docs);
     seg_buf_free(&pos);
     seg_buf_free(&blocks);
-    seg_free(dup.t);
+    seg_free(dup.tab.slot);
+    seg_free(dup.e);
 }
 
 static void enc_numcol(fieldinfo *fi, seg_buf *o)
