@@ -938,6 +938,33 @@ static void test_partial(int nq)
     seg_builder_free(b);
 }
 
+/* Round trip: every event of the model comes back from the index byte
+ * for byte (as a multiset: the stored JSON sorted against the model's). */
+static int round_trip(srch_index *ix)
+{
+    srch_result all;
+    char err[1024];
+    int rt = engine(ix, "*", 0, 0, 0, 0, model_count(M) + 10, NULL, &all, err, sizeof err) == 0;
+    if (!rt)
+        return 0;
+    mhit *a = malloc(all.nhits * sizeof *a + 1), *b = malloc(model_count(M) * sizeof *b + 1);
+    for (size_t i = 0; i < all.nhits; i++) {
+        a[i].json = all.hits[i].json;
+        a[i].len = all.hits[i].json_len;
+    }
+    for (size_t i = 0; i < model_count(M); i++)
+        b[i].json = model_json(M, i, &b[i].len);
+    qsort(a, all.nhits, sizeof *a, json_cmp);
+    qsort(b, model_count(M), sizeof *b, json_cmp);
+    rt = all.nhits == model_count(M);
+    for (size_t i = 0; rt && i < all.nhits; i++)
+        rt = a[i].len == b[i].len && !memcmp(a[i].json, b[i].json, a[i].len);
+    free(a);
+    free(b);
+    srch_result_free(&all);
+    return rt;
+}
+
 static void test_generated(void)
 {
     char dir[] = "/tmp/logdex-t-diff-XXXXXX";
@@ -1012,28 +1039,7 @@ static void test_generated(void)
        "several buckets, several segments per bucket");
     is_int(srch_index_events(ix), model_count(M), "duplicates stored once: event count equals the model's");
 
-    /* round trip: every event comes back byte-identical */
-    srch_result all;
-    char err[1024];
-    int rt = engine(ix, "*", 0, 0, 0, 0, model_count(M) + 10, NULL, &all, err, sizeof err) == 0;
-    if (rt) {
-        mhit *a = malloc(all.nhits * sizeof *a), *b = malloc(model_count(M) * sizeof *b);
-        for (size_t i = 0; i < all.nhits; i++) {
-            a[i].json = all.hits[i].json;
-            a[i].len = all.hits[i].json_len;
-        }
-        for (size_t i = 0; i < model_count(M); i++)
-            b[i].json = model_json(M, i, &b[i].len);
-        qsort(a, all.nhits, sizeof *a, json_cmp);
-        qsort(b, model_count(M), sizeof *b, json_cmp);
-        rt = all.nhits == model_count(M);
-        for (size_t i = 0; rt && i < all.nhits; i++)
-            rt = a[i].len == b[i].len && !memcmp(a[i].json, b[i].json, a[i].len);
-        free(a);
-        free(b);
-        srch_result_free(&all);
-    }
-    ok(rt, "every stored event comes back byte-identical");
+    ok(round_trip(ix), "every stored event comes back byte-identical");
 
     is_int(check_generated(ix, 1500), 0, "1500 generated queries agree with the model");
     is_int(check_aggregations(ix, 60), 0,
@@ -1222,6 +1228,7 @@ static void test_real(const char *path, const char *name, size_t max_lines)
     is_int(k.accepted, model_count(M), "real data: every line the model accepts is stored");
     srch_index *ix;
     if (srch_index_open(dir, "real", POOL, &ix, &e) == SEG_OK) {
+        ok(round_trip(ix), "real data (%s): every stored event comes back byte-identical", name);
         is_int(real_queries(ix, name, 300), 0, "real data: 300 queries from its own values agree with the model");
         srch_index_close(ix);
     }
