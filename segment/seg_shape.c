@@ -42,9 +42,10 @@
  *
  * The writer lays out a block so only when no JSON of it holds the byte
  * 0x01, 0x02 or 0x0A, no string holds a byte below 0x20 (escaped or not)
- * and every string is closed (true of every valid JSON line); otherwise it stores the block raw (codec 1).  Whatever the bytes,
- * the reader either rebuilds exactly the block index's raw length from
- * them or reports the block corrupt: counts, lengths, shape indexes,
+ * and every string is closed (true of every valid JSON line); otherwise
+ * it stores the block raw (codec 1).  Whatever the bytes, the reader
+ * either rebuilds exactly the block index's raw length from them or
+ * reports the block corrupt: counts, lengths, shape indexes,
  * column numbers and dictionary indexes are checked against what is there,
  * every column must be used up exactly, and the values may not outnumber
  * the raw bytes (each gives at least one).
@@ -208,13 +209,13 @@ struct seg_shaper {
     uint32_t capcols;
     seg_buf body;      /* the columns as written */
     uint64_t *clen;    /* each column's length << 1 | dictionary */
-    uint32_t *idx;     /* a column's dictionary indexes */
+    /* a dictionary column being written: its values' indexes, its
+     * distinct values (in the column dcol) and their table */
+    uint32_t *idx;
     uint32_t capidx;
-    struct dent {
-        uint64_t h;
-        uint32_t off, len; /* in the column */
-        uint32_t used;     /* index + 1; 0: empty */
-    } dtab[2 * SH_DICT_MAX];
+    span dv[SH_DICT_MAX];
+    const uint8_t *dcol;
+    idtab dtab;
 };
 
 seg_shaper *seg_shaper_new(void) { return seg_calloc(1, sizeof(seg_shaper)); }
@@ -238,6 +239,7 @@ void seg_shaper_free(seg_shaper *s)
     seg_free(s->ncount);
     seg_free(s->clen);
     seg_free(s->idx);
+    seg_free(s->dtab.slot);
     seg_buf_free(&s->body);
     seg_free(s);
 }
@@ -420,6 +422,12 @@ static int cols_grow(seg_shaper *s)
  * distinct values): varint ndict, the values each followed by 0x0A, then
  * packed(index of each value).  1 when written, 0 when the column is
  * better plain, -1 out of memory. */
+static int dict_eq(const void *ctx, uint32_t id, const void *key, size_t n)
+{
+    const seg_shaper *s = ctx;
+    return s->dv[id].len == n && !memcmp(s->dcol + s->dv[id].off, key, n);
+}
+
 static int put_dict(seg_shaper *s, uint32_t i)
 {
     const seg_buf *c = &s->cols[i];
@@ -435,8 +443,11 @@ static int put_dict(seg_shaper *s, uint32_t i)
         s->idx = ni;
         s->capidx = count;
     }
-    memset(s->dtab, 0, sizeof s->dtab);
-    const uint32_t mask = 2 * SH_DICT_MAX - 1;
+    /* never over half full: at most SH_DICT_MAX of 2 * SH_DICT_MAX slots */
+    if (!s->dtab.slot && idtab_init(&s->dtab, 2 * SH_DICT_MAX))
+        return -1;
+    idtab_clear(&s->dtab);
+    s->dcol = c->p;
     uint32_t nd = 0;
     const uint8_t *p = c->p, *end = c->p + c->n;
     for (uint32_t k = 0; k < count; k++) {
@@ -444,32 +455,21 @@ static int put_dict(seg_shaper *s, uint32_t i)
         if (!e)
             return 0; /* cannot happen: every value was ended */
         uint32_t len = (uint32_t)(e - p);
-        uint64_t h = seg_hash64(p, len);
-        uint32_t j = (uint32_t)h & mask;
-        for (; s->dtab[j].used; j = (j + 1) & mask)
-            if (s->dtab[j].h == h && s->dtab[j].len == len && !memcmp(c->p + s->dtab[j].off, p, len))
-                break;
-        if (!s->dtab[j].used) {
+        uint32_t *slot = idtab_probe(&s->dtab, seg_hash64(p, len), dict_eq, s, p, len);
+        if (!*slot) {
             if (nd == lim)
                 return 0;
-            s->dtab[j] = (struct dent){h, (uint32_t)(p - c->p), len, ++nd};
+            s->dv[nd] = (span){(uint32_t)(p - c->p), len};
+            *slot = ++nd;
         }
-        s->idx[k] = s->dtab[j].used - 1;
+        s->idx[k] = *slot - 1;
         p = e + 1;
     }
-    /* the values in index order */
-    const struct dent **ord = seg_malloc((size_t)nd * sizeof *ord);
-    if (!ord)
-        return -1;
-    for (uint32_t j = 0; j <= mask; j++)
-        if (s->dtab[j].used)
-            ord[s->dtab[j].used - 1] = &s->dtab[j];
     seg_buf_put_varint(&s->body, nd);
     for (uint32_t k = 0; k < nd; k++) {
-        seg_buf_put(&s->body, c->p + ord[k]->off, ord[k]->len);
+        seg_buf_put(&s->body, c->p + s->dv[k].off, s->dv[k].len);
         seg_buf_put_u8(&s->body, SH_END);
     }
-    seg_free(ord);
     seg_buf_put_packed(&s->body, s->idx, count);
     return s->body.oom ? -1 : 1;
 }
