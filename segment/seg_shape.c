@@ -27,9 +27,10 @@
  * is not taken by a backslash ('\' takes the byte after it as it is).
  *
  * A value goes to the COLUMN of its key: the last key before it in its
- * shape (the empty key when there is none).  Columns are numbered in the
- * order their keys are first used: reading shape 0, then 1, ..., each from
- * its start.  A column's values are in record order; a value is a string's
+ * shape (the empty key when there is none; keys compare as their bytes
+ * between the quotes).  Columns are numbered in the order their keys first
+ * own a placeholder, reading shape 0, then 1, ..., each from its start (a
+ * key that owns none, such as an object's, takes no number).  A column's values are in record order; a value is a string's
  * bytes between its quotes (escapes as written) or a number's text.  A
  * plain column (dictionary bit 0) is its values, each followed by 0x0A.  A
  * dictionary column (bit 1: few distinct values, such as levels, methods,
