@@ -1679,10 +1679,11 @@ static void enc_keycol(build *x, fieldinfo *fi, uint32_t *ord_of, seg_buf *o, se
 }
 
 /* The store's dictionary: whole records of events spread evenly over the
- * segment, up to SEG_STORE_DICT bytes; every block is compressed with it
- * as a prefix, so small blocks compress about as well as large ones and a
- * lookup decodes only a small block.  Empty (no STOREDICT section) when
- * the events are too few for it to pay. */
+ * segment, at most a 32nd of its records and SEG_STORE_DICT bytes, laid
+ * out by columns as the blocks are (sh; raw when they cannot be); every
+ * block is compressed with it as a prefix, so small blocks compress about
+ * as well as large ones and a lookup decodes only a small block.  Empty
+ * (no STOREDICT section) when the events are too few for it to pay. */
 static int store_dict(const seg_builder *b, const uint32_t *order, uint32_t n, seg_shaper *sh, seg_buf *o)
 {
     uint64_t total = 4 * (uint64_t)n; /* records: ~4 bytes of lengths each */
