@@ -139,7 +139,7 @@ static double ms_since(const struct timespec *t0)
 }
 
 /* Borrowing a tokenizer for query parsing (ICU state is per thread). */
-static int tok_take(void)
+int api_tok_take(void)
 {
     pthread_mutex_lock(&srv.tokmu);
     for (int i = 0; i < 64; i++)
@@ -156,22 +156,17 @@ static int tok_take(void)
     return -1;
 }
 
-static void tok_give(int i)
+seg_tok *api_tok(int slot) { return srv.qtok[slot]; }
+
+void api_tok_give(int i)
 {
     pthread_mutex_lock(&srv.tokmu);
     srv.qtok_used[i] = 0;
     pthread_mutex_unlock(&srv.tokmu);
 }
 
-typedef struct reply {
-    unsigned status;
-    seg_buf body;
-    const char *ctype;
-    const char *retry_after;
-} reply;
 
-
-static void error_reply(reply *r, unsigned status, const char *type, const char *reason)
+void api_error(reply *r, unsigned status, const char *type, const char *reason)
 {
     r->status = status;
     r->body.n = 0;
@@ -184,18 +179,18 @@ static void error_reply(reply *r, unsigned status, const char *type, const char 
     __atomic_add_fetch(&srv.http_errors, 1, __ATOMIC_RELAXED);
 }
 
-static void seg_error_reply(reply *r, const seg_err *e)
+void api_seg_error(reply *r, const seg_err *e)
 {
     char buf[1024];
     seg_err_str(e, buf, sizeof buf);
     switch (e->code) {
-    case SEG_EQUERY: error_reply(r, 400, "bad_request", buf); break;
-    case SEG_ELIMIT: error_reply(r, 400, "limit_exceeded", buf); break;
-    case SEG_ENOENT: error_reply(r, 404, "index_not_found", buf); break;
-    case SEG_ECORRUPT: error_reply(r, 500, "corrupt_segment", buf); break;
-    case SEG_ENOMEM: error_reply(r, 503, "overloaded", buf); r->retry_after = "1"; break;
-    case SEG_EBUSY: error_reply(r, 429, "too_many_requests", buf); r->retry_after = "1"; break;
-    default: error_reply(r, 500, "internal_error", buf); break;
+    case SEG_EQUERY: api_error(r, 400, "bad_request", buf); break;
+    case SEG_ELIMIT: api_error(r, 400, "limit_exceeded", buf); break;
+    case SEG_ENOENT: api_error(r, 404, "index_not_found", buf); break;
+    case SEG_ECORRUPT: api_error(r, 500, "corrupt_segment", buf); break;
+    case SEG_ENOMEM: api_error(r, 503, "overloaded", buf); r->retry_after = "1"; break;
+    case SEG_EBUSY: api_error(r, 429, "too_many_requests", buf); r->retry_after = "1"; break;
+    default: api_error(r, 500, "internal_error", buf); break;
     }
 }
 
@@ -247,6 +242,10 @@ static idx_writer *index_get(const char *name, int create, seg_err *e) { return 
 /* ------------------------------------------------------------------ */
 /* Query strings                                                        */
 /* ------------------------------------------------------------------ */
+
+static const char *arg(struct MHD_Connection *c, const char *k);
+
+const char *api_arg(struct MHD_Connection *c, const char *k) { return arg(c, k); }
 
 static const char *arg(struct MHD_Connection *c, const char *k)
 {
@@ -303,7 +302,7 @@ static void do_ingest(reply *r, req *q, const char *index, const char *body, siz
     api_hub *hub = NULL;
     idx_writer *w = index_get_hub(index, 1, &hub, &e);
     if (!w) {
-        seg_error_reply(r, &e);
+        api_seg_error(r, &e);
         return;
     }
     __atomic_add_fetch(&srv.ingest_requests, 1, __ATOMIC_RELAXED);
@@ -332,10 +331,26 @@ static void do_ingest(reply *r, req *q, const char *index, const char *body, siz
         ingest_answer(r, hub, b, rc, &e);
         return;
     }
-    idx_batch b;
+    idx_batch b = {0};
     b.want_events = api_hub_wants_events(hub);
     int rc = idx_ingest(w, body, n, &b, &e);
     ingest_answer(r, hub, &b, rc, &e);
+}
+
+/* Durable events of an ingest to the live tails (the hub takes them). */
+static void publish(api_hub *hub, idx_batch *b)
+{
+    if (!b->events)
+        return;
+    int slot = api_tok_take();
+    seg_json *js = seg_json_new();
+    if (slot >= 0 && js) {
+        api_hub_publish(hub, b->events, srv.qtok[slot], js);
+        b->events = NULL; /* the hub's now */
+    }
+    seg_json_free(js);
+    if (slot >= 0)
+        api_tok_give(slot);
 }
 
 /* The answer to an ingest whose log record is synced (or that failed). */
@@ -347,10 +362,10 @@ static void ingest_answer(reply *r, api_hub *hub, idx_batch *bp, int rc, seg_err
     if (rc) {
         idx_batch_free(&b);
         if (e.code == SEG_ENOMEM) {
-            error_reply(r, 503, "overloaded", e.msg);
+            api_error(r, 503, "overloaded", e.msg);
             r->retry_after = "1";
         } else {
-            seg_error_reply(r, &e);
+            api_seg_error(r, &e);
         }
         return;
     }
@@ -366,39 +381,41 @@ static void ingest_answer(reply *r, api_hub *hub, idx_batch *bp, int rc, seg_err
         api_put_s(&r->body, "}");
     }
     api_put_s(&r->body, "]}");
-    if (b.events) {
-        /* durable now: live tails may show these events */
-        int slot = tok_take();
-        seg_json *js = seg_json_new();
-        if (slot >= 0 && js) {
-            api_hub_publish(hub, b.events, srv.qtok[slot], js);
-            b.events = NULL; /* the hub's now */
-        }
-        seg_json_free(js);
-        if (slot >= 0)
-            tok_give(slot);
-    }
+    publish(hub, &b);
     idx_batch_free(&b);
 }
 
-static srch_index *snapshot(const char *index, seg_err *e);
+int api_ingest(const char *index, const char *body, size_t n, idx_batch *b, seg_err *e)
+{
+    api_hub *hub = NULL;
+    idx_writer *w = index_get_hub(index, 1, &hub, e);
+    if (!w)
+        return e->code;
+    __atomic_add_fetch(&srv.ingest_requests, 1, __ATOMIC_RELAXED);
+    b->want_events = api_hub_wants_events(hub);
+    int rc = idx_ingest(w, body, n, b, e);
+    if (rc == SEG_OK)
+        publish(hub, b);
+    return rc;
+}
+
 
 /* Parses the query parameter q (absent: the empty query) with a pooled
  * tokenizer; NULL with the error reply set (400 with the position, or 503
  * when every tokenizer is busy). */
 static srch_query *parse_q(reply *r, const char *q, seg_err *e)
 {
-    int slot = tok_take();
+    int slot = api_tok_take();
     if (slot < 0) {
-        error_reply(r, 503, "overloaded", "too many concurrent requests");
+        api_error(r, 503, "overloaded", "too many concurrent requests");
         r->retry_after = "1";
         return NULL;
     }
     srch_query *pq = NULL;
     int rc = srch_query_parse(q ? q : "", q ? strlen(q) : 0, srv.qtok[slot], &pq, e);
-    tok_give(slot);
+    api_tok_give(slot);
     if (rc)
-        seg_error_reply(r, e);
+        api_seg_error(r, e);
     return rc ? NULL : pq;
 }
 
@@ -409,7 +426,7 @@ static struct MHD_Response *do_tail(reply *r, struct MHD_Connection *c, const ch
     seg_err e = {0};
     api_hub *hub = NULL;
     if (!index_get_hub(index, 0, &hub, &e)) {
-        seg_error_reply(r, &e);
+        api_seg_error(r, &e);
         return NULL;
     }
     const char *q = arg(c, "q"), *bf = arg(c, "backfill"), *hb = arg(c, "heartbeat");
@@ -419,7 +436,7 @@ static struct MHD_Response *do_tail(reply *r, struct MHD_Connection *c, const ch
         char *end;
         long long v = strtoll(bf, &end, 10);
         if (*end || v < 0 || v > 10000) {
-            error_reply(r, 400, "bad_request", "backfill must be a whole number from 0 to 10000");
+            api_error(r, 400, "bad_request", "backfill must be a whole number from 0 to 10000");
             return NULL;
         }
         backfill = (size_t)v;
@@ -428,17 +445,17 @@ static struct MHD_Response *do_tail(reply *r, struct MHD_Connection *c, const ch
         char *end;
         heartbeat = strtod(hb, &end);
         if (*end || !(heartbeat >= 0.05 && heartbeat <= 3600)) {
-            error_reply(r, 400, "bad_request", "heartbeat must be from 0.05 to 3600 seconds");
+            api_error(r, 400, "bad_request", "heartbeat must be from 0.05 to 3600 seconds");
             return NULL;
         }
     }
     srch_query *pq = parse_q(r, q, &e);
     if (!pq)
         return NULL;
-    srch_index *snap = backfill ? snapshot(index, &e) : NULL;
+    srch_index *snap = backfill ? api_snapshot(index, &e) : NULL;
     if (backfill && !snap) {
         srch_query_free(pq);
-        seg_error_reply(r, &e);
+        api_seg_error(r, &e);
         return NULL;
     }
     const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
@@ -450,7 +467,7 @@ static struct MHD_Response *do_tail(reply *r, struct MHD_Connection *c, const ch
     srch_index_close(snap);
     if (!resp) {
         char b[1024];
-        error_reply(r, status ? status : 503, status == 503 ? "overloaded" : "internal_error", seg_err_str(&e, b, sizeof b));
+        api_error(r, status ? status : 503, status == 503 ? "overloaded" : "internal_error", seg_err_str(&e, b, sizeof b));
         if (status == 503)
             r->retry_after = "5";
     }
@@ -458,7 +475,7 @@ static struct MHD_Response *do_tail(reply *r, struct MHD_Connection *c, const ch
 }
 
 /* Opens a searchable snapshot of an index. */
-static srch_index *snapshot(const char *index, seg_err *e)
+srch_index *api_snapshot(const char *index, seg_err *e)
 {
     idx_writer *w = index_get(index, 0, e);
     if (!w)
@@ -474,7 +491,7 @@ static srch_index *snapshot(const char *index, seg_err *e)
 }
 
 /* Counts and logs corrupt segments left out of an answer. */
-static void note_failed(const srch_stats *st, const char *what)
+void api_note_failed(const srch_stats *st, const char *what)
 {
     if (!st->segments_failed)
         return;
@@ -496,7 +513,7 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
         char *end;
         long long v = strtoll(lim, &end, 10);
         if (*end || v < 0 || v > 10000) {
-            error_reply(r, 400, "bad_request", "limit must be a whole number from 0 to 10000");
+            api_error(r, 400, "bad_request", "limit must be a whole number from 0 to 10000");
             return;
         }
         rq.limit = (size_t)v;
@@ -504,19 +521,19 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
     rq.cursor = arg(c, "cursor");
     if (parse_time_arg(c, "start", &rq.start, &rq.has_start, &e) ||
         parse_time_arg(c, "end", &rq.end, &rq.has_end, &e)) {
-        error_reply(r, 400, "bad_request", e.msg);
+        api_error(r, 400, "bad_request", e.msg);
         return;
     }
     srch_query *pq = parse_q(r, q, &e);
     if (!pq)
         return;
     rq.q = pq;
-    srch_index *ix = snapshot(index, &e);
+    srch_index *ix = api_snapshot(index, &e);
     srch_result res;
     if (!ix || srch_search(ix, &rq, &res, &e)) {
         srch_index_close(ix);
         srch_query_free(pq);
-        seg_error_reply(r, &e);
+        api_seg_error(r, &e);
         return;
     }
     double took = ms_since(&t0);
@@ -541,7 +558,7 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
     else
         api_put_s(&r->body, "null");
     api_put_partial(&r->body, &res.stats);
-    note_failed(&res.stats, "search");
+    api_note_failed(&res.stats, "search");
     api_put_s(&r->body, "}");
     srch_result_free(&res);
     srch_index_close(ix);
@@ -562,38 +579,63 @@ static void stats_json(seg_buf *b, const char *index, srch_index *ix)
     api_stats_json(b, ix, dir);
 }
 
+void api_index_stats(seg_buf *b, const char *index, srch_index *ix) { stats_json(b, index, ix); }
+
+static int name_cmp(const void *a, const void *b) { return strcmp(a, b); }
+
+size_t api_index_names(char (*names)[72], size_t max)
+{
+    pthread_mutex_lock(&srv.mu);
+    size_t n = srv.nix < max ? srv.nix : max;
+    for (size_t i = 0; i < n; i++)
+        memcpy(names[i], srv.ix[i].name, 72);
+    pthread_mutex_unlock(&srv.mu);
+    qsort(names, n, 72, name_cmp);
+    return n;
+}
+
+int api_index_exists(const char *index)
+{
+    seg_err e = {0};
+    return idx_name_valid(index) && index_get(index, 0, &e) != NULL;
+}
+
+int api_index_create(const char *index, seg_err *e) { return index_get(index, 1, e) ? SEG_OK : e->code; }
+
+size_t api_max_body(void) { return srv.max_body; }
+
 static void do_aggregate(reply *r, const char *index, const char *body, size_t n)
 {
     seg_err e = {0};
-    srch_index *ix = snapshot(index, &e);
+    srch_index *ix = api_snapshot(index, &e);
     if (!ix) {
-        seg_error_reply(r, &e);
+        api_seg_error(r, &e);
         return;
     }
-    int slot = tok_take();
+    int slot = api_tok_take();
     if (slot < 0) {
         srch_index_close(ix);
-        error_reply(r, 503, "overloaded", "too many concurrent searches");
+        api_error(r, 503, "overloaded", "too many concurrent searches");
         r->retry_after = "1";
         return;
     }
     srch_stats st;
     if (api_aggregate(ix, srv.qtok[slot], body, n, &r->body, &st, &e)) {
         r->body.n = 0;
-        seg_error_reply(r, &e);
+        api_seg_error(r, &e);
     } else {
-        note_failed(&st, "aggregate");
+        api_note_failed(&st, "aggregate");
     }
-    tok_give(slot);
+    api_tok_give(slot);
     srch_index_close(ix);
 }
 
 static void do_stats(reply *r, const char *index)
 {
     seg_err e = {0};
-    srch_index *ix = snapshot(index, &e);
+    srch_index *ix = api_snapshot(index, &e);
     if (!ix) {
-        seg_error_reply(r, &e);
+        api_seg_error(r, &e);
         return;
     }
     stats_json(&r->body, index, ix);
@@ -627,9 +669,9 @@ static void field_cb(void *ud, const char *name, size_t len, unsigned flags, uin
 static void do_fields(reply *r, const char *index)
 {
     seg_err e = {0};
-    srch_index *ix = snapshot(index, &e);
+    srch_index *ix = api_snapshot(index, &e);
     if (!ix) {
-        seg_error_reply(r, &e);
+        api_seg_error(r, &e);
         return;
     }
     fctx f = {&r->body, 0};
@@ -650,7 +692,7 @@ static void do_indexes(reply *r)
     pthread_mutex_unlock(&srv.mu);
     for (size_t i = 0; i < n; i++) {
         seg_err e = {0};
-        srch_index *ix = snapshot(names[i], &e);
+        srch_index *ix = api_snapshot(names[i], &e);
         if (!ix)
             continue;
         api_put_s(&r->body, i ? ",{\"name\":" : "{\"name\":");
@@ -793,7 +835,7 @@ static void do_metrics(reply *r)
 
 /* Inflates a gzip body into out, at most max bytes.  0 ok, 1 too large,
  * -1 undecodable. */
-static int gunzip(const uint8_t *in, size_t n, size_t max, seg_buf *out)
+int api_gunzip(const uint8_t *in, size_t n, size_t max, seg_buf *out)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
@@ -837,6 +879,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, reply *r)
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", r->ctype ? r->ctype : "application/json");
+    if (r->es)
+        MHD_add_response_header(resp, "X-Elastic-Product", "Elasticsearch");
     if (r->retry_after)
         MHD_add_response_header(resp, "Retry-After", r->retry_after);
     enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
@@ -932,31 +976,31 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
     int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
     if (!strcmp(url, "/health")) {
         if (!get)
-            return error_reply(r, 405, "method_not_allowed", "use GET");
+            return api_error(r, 405, "method_not_allowed", "use GET");
         api_put_s(&r->body, "{\"status\":\"ok\"}");
         return;
     }
     if (!strcmp(url, "/metrics")) {
         if (!get)
-            return error_reply(r, 405, "method_not_allowed", "use GET");
+            return api_error(r, 405, "method_not_allowed", "use GET");
         return do_metrics(r);
     }
     if (!strcmp(url, "/api/v1/indexes")) {
         if (!get)
-            return error_reply(r, 405, "method_not_allowed", "use GET");
+            return api_error(r, 405, "method_not_allowed", "use GET");
         return do_indexes(r);
     }
     const char *p = url;
     if (strncmp(p, "/api/v1/", 8))
-        return error_reply(r, 404, "not_found", "no such route");
+        return es_route(c, method, url, &q->body, r);
     p += 8;
     const char *slash = strchr(p, '/');
     if (!slash)
-        return error_reply(r, 404, "not_found", "no such route");
+        return api_error(r, 404, "not_found", "no such route");
     char index[80];
     size_t il = (size_t)(slash - p);
     if (il >= sizeof index)
-        return error_reply(r, 400, "bad_request", "invalid index name: use [a-z0-9][a-z0-9_.-]{0,63}");
+        return api_error(r, 400, "bad_request", "invalid index name: use [a-z0-9][a-z0-9_.-]{0,63}");
     memcpy(index, p, il);
     index[il] = 0;
     const char *action = slash + 1;
@@ -966,31 +1010,31 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
         if (!strcmp(action, known[i]))
             k = i;
     if (k < 0)
-        return error_reply(r, 404, "not_found", "no such route");
+        return api_error(r, 404, "not_found", "no such route");
     if (!idx_name_valid(index))
-        return error_reply(r, 400, "bad_request", "invalid index name: use [a-z0-9][a-z0-9_.-]{0,63}");
+        return api_error(r, 400, "bad_request", "invalid index name: use [a-z0-9][a-z0-9_.-]{0,63}");
     if ((k == 0 || k == 4) ? !post : !get)
-        return error_reply(r, 405, "method_not_allowed", (k == 0 || k == 4) ? "use POST" : "use GET");
+        return api_error(r, 405, "method_not_allowed", (k == 0 || k == 4) ? "use POST" : "use GET");
     switch (k) {
     case 0: {
         const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
         if (enc && (!strcasecmp(enc, "gzip") || !strcasecmp(enc, "x-gzip"))) {
             seg_buf plain = {0};
-            int g = gunzip(q->body.p, q->body.n, srv.max_body, &plain);
+            int g = api_gunzip(q->body.p, q->body.n, srv.max_body, &plain);
             if (g == 1) {
                 seg_buf_free(&plain);
-                return error_reply(r, 413, "payload_too_large", "the decoded body is larger than --max-body");
+                return api_error(r, 413, "payload_too_large", "the decoded body is larger than --max-body");
             }
             if (g < 0) {
                 seg_buf_free(&plain);
-                return error_reply(r, 400, "bad_request", "the gzip body cannot be decoded");
+                return api_error(r, 400, "bad_request", "the gzip body cannot be decoded");
             }
             do_ingest(r, q, index, (const char *)plain.p, plain.n);
             seg_buf_free(&plain);
             return;
         }
         if (enc && strcasecmp(enc, "identity"))
-            return error_reply(r, 415, "unsupported_encoding", "Content-Encoding must be gzip or identity");
+            return api_error(r, 415, "unsupported_encoding", "Content-Encoding must be gzip or identity");
         return do_ingest(r, q, index, (const char *)q->body.p, q->body.n);
     }
     case 1: return do_search(r, c, index);
@@ -1217,21 +1261,21 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         clock_gettime(CLOCK_MONOTONIC, &q->t0);
         *ctx = q;
         __atomic_add_fetch(&srv.requests, 1, __ATOMIC_RELAXED);
-        reply r = {200, {0}, NULL, NULL};
+        reply r = {200, {0}, NULL, NULL, 0};
         int refuse = 0;
-        int need = is_ingest(method, url) ? AUTH_WRITE : AUTH_READ;
+        int need = is_ingest(method, url) || es_is_write(method, url) ? AUTH_WRITE : AUTH_READ;
         int rights = srv.ntokens && strcmp(url, "/health") ? auth_rights(c) : AUTH_READ | AUTH_WRITE;
         if (!rights) {
-            error_reply(&r, 401, "unauthorized", "missing or wrong 'Authorization: Bearer' token");
+            api_error(&r, 401, "unauthorized", "missing or wrong 'Authorization: Bearer' token");
             refuse = 1;
         } else if (!(rights & need)) {
-            error_reply(&r, 403, "forbidden",
+            api_error(&r, 403, "forbidden",
                         need == AUTH_WRITE ? "this token may only read" : "this token may only ingest");
             refuse = 1;
         } else {
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
             if (cl && strtoull(cl, NULL, 10) > srv.max_body) {
-                error_reply(&r, 413, "payload_too_large", "the body is larger than --max-body");
+                api_error(&r, 413, "payload_too_large", "the body is larger than --max-body");
                 refuse = 1;
             }
         }
@@ -1265,7 +1309,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         *upload_size = 0;
         return MHD_YES;
     }
-    reply r = {200, {0}, NULL, NULL};
+    reply r = {200, {0}, NULL, NULL, 0};
     struct MHD_Response *stream = NULL;
     if (q->state == 2) {
         /* resumed: a worker or the committer made the answer */
@@ -1280,9 +1324,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         ev_dispatch(c, method, url, q);
         return MHD_YES;
     } else if (q->too_large)
-        error_reply(&r, 413, "payload_too_large", "the body is larger than --max-body");
+        api_error(&r, 413, "payload_too_large", "the body is larger than --max-body");
     else if (q->body.oom)
-        error_reply(&r, 503, "overloaded", "out of memory"), r.retry_after = "1";
+        api_error(&r, 503, "overloaded", "out of memory"), r.retry_after = "1";
     else
         route(c, method, url, q, &r, &stream);
     if (stream) {
@@ -1295,8 +1339,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     }
     if (r.body.oom) {
         seg_buf_free(&r.body);
-        r = (reply){503, {0}, NULL, "1"};
-        error_reply(&r, 503, "overloaded", "out of memory");
+        r = (reply){503, {0}, NULL, "1", 0};
+        api_error(&r, 503, "overloaded", "out of memory");
     }
     enum MHD_Result ret = send_reply(c, &r);
     if (!srv.quiet)

@@ -1,10 +1,13 @@
 /*
- * api_int.h -- internal to api/: the live tail hub (api_tail.c).
+ * api_int.h -- internal to api/: the live tail hub (api_tail.c), and the
+ * server's services that route files other than api_http.c use (the
+ * Elasticsearch-compatible routes, es_*.c).
  */
 #ifndef LOGDEX_API_INT_H
 #define LOGDEX_API_INT_H
 
 #include "api/api.h"
+#include "indexer/idx.h"
 
 #include <microhttpd.h>
 #include <pthread.h>
@@ -34,5 +37,55 @@ struct MHD_Response *api_tail_open(api_hub *h, int max_tails, srch_query *q, src
 /* Resumes the suspended streams whose heartbeat is due (call it every few
  * tens of ms when streams are opened with a conn). */
 void api_hub_tick(api_hub *h);
+
+/* ---- the server (api_http.c), for the route files ---- */
+
+typedef struct reply {
+    unsigned status;
+    seg_buf body;
+    const char *ctype;         /* NULL: application/json */
+    const char *retry_after;
+    int es;                    /* an Elasticsearch-compatible route: the
+                                  answer carries X-Elastic-Product */
+} reply;
+
+/* A native error answer {"error":{"type","reason"}}; api_seg_error maps
+ * a seg_err's code to its status. */
+void api_error(reply *r, unsigned status, const char *type, const char *reason);
+void api_seg_error(reply *r, const seg_err *e);
+/* A query tokenizer borrowed from the server's pool (ICU state is per
+ * thread): a slot, or -1 when all are busy; api_tok(slot) is it. */
+int api_tok_take(void);
+seg_tok *api_tok(int slot);
+void api_tok_give(int slot);
+/* A searchable snapshot of an index (SEG_ENOENT when there is none). */
+srch_index *api_snapshot(const char *index, seg_err *e);
+/* The open indexes' names (every index of the data dir), sorted; at most
+ * max.  Returns the count. */
+size_t api_index_names(char (*names)[72], size_t max);
+/* 1 when the index exists; api_index_create makes it (0 or an error). */
+int api_index_exists(const char *index);
+int api_index_create(const char *index, seg_err *e);
+/* Ingests NDJSON into an index (created when new), as POST .../ingest
+ * does: returns once the accepted events are durable; live tails see
+ * them.  b's inputs (want_lines, line_ids) are the caller's. */
+int api_ingest(const char *index, const char *body, size_t n, idx_batch *b, seg_err *e);
+/* The stats answer of an index (api_stats_json with its directory). */
+void api_index_stats(seg_buf *b, const char *index, srch_index *ix);
+/* Inflates a gzip body, at most max bytes: 0, 1 too large, -1 bad. */
+int api_gunzip(const uint8_t *in, size_t n, size_t max, seg_buf *out);
+size_t api_max_body(void);
+/* Counts and logs corrupt segments left out of an answer. */
+void api_note_failed(const srch_stats *st, const char *what);
+/* The request's query-string value of k, or NULL. */
+const char *api_arg(struct MHD_Connection *c, const char *k);
+
+/* ---- the Elasticsearch-compatible routes (es_route.c) ---- */
+
+/* 1 when method and url are an ES route that writes (the token must allow
+ * ingest). */
+int es_is_write(const char *method, const char *url);
+/* Answers an ES route (every url outside /api/v1/, /health, /metrics). */
+void es_route(struct MHD_Connection *c, const char *method, const char *url, const seg_buf *body, reply *r);
 
 #endif

@@ -82,16 +82,34 @@ typedef struct idx_line_error {
     char reason[512];
 } idx_line_error;
 
+/* What became of one line of a batch (idx_batch.want_lines). */
+enum { IDX_LINE_ACCEPTED = 1, IDX_LINE_DUPLICATE, IDX_LINE_REJECTED };
+typedef struct idx_line_out {
+    long line;                    /* 1-based */
+    int outcome;                  /* IDX_LINE_* */
+    char auto_id[24];             /* accepted without an _id: the one assigned */
+} idx_line_out;
+
 typedef struct idx_batch {
     int want_events;              /* in: also return the accepted events */
+    int want_lines;               /* in: also fill lines (the _bulk API's items) */
+    const char *const *line_ids;  /* in, optional: line_ids[k] (line_id_lens[k]
+                                     bytes), when not NULL, is the _id of the
+                                     event on line k + 1 (the _bulk API's
+                                     action _id), as an _id field would be */
+    const uint32_t *line_id_lens;
+    size_t nline_ids;
     int no_block;                 /* in (idx_ingest_start): when the buffer is
                                      full and a flush is running, fail at once
                                      (SEG_EBUSY, would_block set) instead of
                                      waiting for room */
     int would_block;              /* out: see no_block (nothing was stored) */
     uint64_t accepted, rejected, duplicates;
-    idx_line_error *errors;       /* the rejected lines, in order */
+    idx_line_error *errors;       /* the rejected lines (a time refused after
+                                     every unparsable line) */
     size_t nerrors;
+    idx_line_out *lines;          /* want_lines: every non-blank line, in order */
+    size_t nlines;
     seg_builder *events;          /* out (want_events): accepted events in
                                      ingest order, with times and ids */
     /* between idx_ingest_start and idx_ingest_finish: */

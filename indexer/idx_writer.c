@@ -1271,7 +1271,7 @@ typedef struct prep {
     size_t len;
     int64_t time;
     int has_time;
-    int skip;               /* refused for its time, or a duplicate */
+    int skip;               /* 1 refused for its time, 2 a duplicate */
     size_t id_off, id_len;  /* in the request's id buffer (automatic ids too) */
     int explicit_id;
     size_t flat_off, flat_len; /* its values, in the request's records */
@@ -1291,6 +1291,7 @@ void idx_batch_free(idx_batch *b)
     if (!b)
         return;
     seg_free(b->errors);
+    seg_free(b->lines);
     seg_builder_free(b->events);
     seg_buf_free(&b->rec); /* (idx_ingest_finish has freed it already) */
     memset(b, 0, sizeof *b);
@@ -1306,6 +1307,36 @@ static int batch_error(idx_batch *out, long line, const char *reason)
     snprintf(ne[out->nerrors].reason, sizeof ne[out->nerrors].reason, "%s", reason);
     out->nerrors++;
     out->rejected++;
+    return 0;
+}
+
+static int line_cmp(const void *a, const void *b)
+{
+    long x = ((const idx_line_out *)a)->line, y = ((const idx_line_out *)b)->line;
+    return (x > y) - (x < y);
+}
+
+/* out->lines: the parsed lines' outcomes and the first nparse errors (the
+ * lines that did not parse), in line order. */
+static int batch_lines(idx_batch *out, const prep *p, size_t np, uint64_t nparse, const seg_buf *ids)
+{
+    size_t n = np + (size_t)nparse;
+    idx_line_out *l = seg_calloc(n ? n : 1, sizeof *l);
+    if (!l)
+        return -1;
+    for (size_t i = 0; i < np; i++) {
+        l[i].line = p[i].line;
+        l[i].outcome = p[i].skip == 1 ? IDX_LINE_REJECTED : p[i].skip == 2 ? IDX_LINE_DUPLICATE : IDX_LINE_ACCEPTED;
+        if (!p[i].skip && !p[i].explicit_id && p[i].id_len < sizeof l[i].auto_id)
+            memcpy(l[i].auto_id, (const char *)ids->p + p[i].id_off, p[i].id_len);
+    }
+    for (size_t k = 0; k < nparse; k++) {
+        l[np + k].line = out->errors[k].line;
+        l[np + k].outcome = IDX_LINE_REJECTED;
+    }
+    qsort(l, n, sizeof *l, line_cmp);
+    out->lines = l;
+    out->nlines = n;
     return 0;
 }
 
@@ -1335,7 +1366,10 @@ int idx_ingest_finish(idx_writer *w, idx_batch *out, seg_err *e)
 
 int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, seg_err *e)
 {
-    int want = out->want_events, no_block = out->no_block;
+    int want = out->want_events, no_block = out->no_block, want_lines = out->want_lines;
+    const char *const *line_ids = out->line_ids;
+    const uint32_t *line_id_lens = out->line_id_lens;
+    size_t nline_ids = out->nline_ids;
     memset(out, 0, sizeof *out);
     if (want && !(out->events = seg_builder_new()))
         return out->rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory"); /* idx_ingest_finish returns it */
@@ -1396,6 +1430,11 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
         const char *id;
         size_t il;
         x->explicit_id = seg_event_id(v, nv, &id, &il);
+        if (line_ids && (size_t)lineno <= nline_ids && line_ids[lineno - 1]) {
+            id = line_ids[lineno - 1];
+            il = line_id_lens[lineno - 1];
+            x->explicit_id = 1;
+        }
         x->id_off = ids.n;
         x->id_len = x->explicit_id ? il : 0;
         if (x->explicit_id)
@@ -1494,7 +1533,7 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
             }
             if (dup) {
                 out->duplicates++;
-                x->skip = 1;
+                x->skip = 2;
                 continue;
             }
         }
@@ -1513,6 +1552,8 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
     }
     if (rc == SEG_OK && nacc)
         rc = idx_wal_append(&w->wal, nacc, &rec, &ticket, e);
+    if (rc == SEG_OK && want_lines && batch_lines(out, p, np, parse_rejected, &ids))
+        rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     if (rc == SEG_OK) {
         out->accepted = nacc;
         w->counts.accepted += nacc;

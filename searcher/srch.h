@@ -31,6 +31,51 @@ typedef struct srch_query srch_query;
  * tok is the calling thread's tokenizer. */
 int srch_query_parse(const char *q, size_t n, seg_tok *tok, srch_query **out, seg_err *e);
 void srch_query_free(srch_query *q);
+/* A deep copy of q (SEG_ENOMEM). */
+int srch_query_clone(const srch_query *q, srch_query **out, seg_err *e);
+/* The same parser with options: the dialect of Elasticsearch's
+ * query_string (docs/elasticsearch.md).  default_field: where a term
+ * without a field searches (NULL or "*": any field).  lucene: juxtaposed
+ * clauses follow Lucene (a clause marked '+' is required, '-' or NOT
+ * excluded, the others optional: at least one must match when nothing
+ * is required; default_and makes them required instead), and
+ * `_exists_:FIELD` is FIELD:*. */
+typedef struct srch_parse_opts {
+    const char *default_field;
+    int lucene;
+    int default_and;
+} srch_parse_opts;
+int srch_query_parse_opts(const char *q, size_t n, seg_tok *tok, const srch_parse_opts *o, srch_query **out,
+                          seg_err *e);
+
+/* Building a query tree directly (the Elasticsearch query DSL): each
+ * returns SEG_OK and *out, or an error code with e set (SEG_EQUERY with a
+ * reason for a value that cannot be searched).  field NULL: any field.
+ *   srch_q_all / srch_q_none: every / no event;
+ *   srch_q_text: s as the query language's field:"s" (phrase=1) or
+ *     field:s (phrase=0: a number or true/false also matches that value);
+ *   srch_q_words: each token of s in field, all of them (all=1) or any;
+ *     no token at all matches nothing;
+ *   srch_q_exact: a string value of field equal to s whole (field set);
+ *   srch_q_prefix: a token of field starting with s (one token);
+ *   srch_q_range: a numeric value of field in the range;
+ *   srch_q_exists: field has a value;
+ *   srch_q_bool: and=1 every kid matches, else any (takes the kids, also
+ *     on error; n == 0: every event for and, none for or);
+ *   srch_q_not: kid does not match (takes kid). */
+int srch_q_all(srch_query **out, seg_err *e);
+int srch_q_none(srch_query **out, seg_err *e);
+int srch_q_text(seg_tok *tok, const char *field, const char *s, size_t n, int phrase, srch_query **out, seg_err *e);
+int srch_q_words(seg_tok *tok, const char *field, const char *s, size_t n, int all, srch_query **out, seg_err *e);
+int srch_q_exact(seg_tok *tok, const char *field, const char *s, size_t n, srch_query **out, seg_err *e);
+int srch_q_prefix(seg_tok *tok, const char *field, const char *s, size_t n, srch_query **out, seg_err *e);
+int srch_q_range(const char *field, double lo, int lo_incl, double hi, int hi_incl, srch_query **out, seg_err *e);
+int srch_q_exists(const char *field, srch_query **out, seg_err *e);
+int srch_q_bool(int and, srch_query **kids, size_t n, srch_query **out, seg_err *e);
+int srch_q_not(srch_query *kid, srch_query **out, seg_err *e);
+/* The events whose _id is one of ids[0..n) (ids given by the event or at
+ * ingest; not the ids the engine assigns). */
+int srch_q_ids(const char *const *ids, const size_t *lens, size_t n, srch_query **out, seg_err *e);
 /* A canonical rendering of the parsed tree, for tests and debugging. */
 void srch_query_dump(const srch_query *q, seg_buf *out);
 /* What a partial segment must index for q to match exactly as over a full
@@ -59,6 +104,10 @@ void srch_index_fields(const srch_index *ix, void (*fn)(void *ud, const char *na
                        void *ud);
 void srch_index_close(srch_index *ix);
 size_t srch_index_nsegments(const srch_index *ix);
+/* Segment i (newest first) and the pool of a snapshot (to make a view of
+ * several snapshots: seg_set_new over their segments). */
+seg_reader *srch_index_segment(const srch_index *ix, size_t i);
+srch_pool *srch_index_pool(const srch_index *ix);
 uint64_t srch_index_events(const srch_index *ix);
 uint64_t srch_index_bytes(const srch_index *ix);
 size_t srch_index_nbuckets(const srch_index *ix);
@@ -88,6 +137,8 @@ typedef struct srch_hit {
     size_t id_len;
     char *json;
     size_t json_len;
+    const seg_reader *seg;     /* its segment (valid while the index is open):
+                                  which index a hit of a union came from */
 } srch_hit;
 
 typedef struct srch_stats {
@@ -112,6 +163,9 @@ int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_er
  * for matching small batches (live tail). */
 int srch_match_docs(seg_reader *r, const srch_query *q, uint32_t **docs, size_t *n, seg_err *e);
 void srch_result_free(srch_result *r);
+/* The cursor that continues a search after hit h (as srch_result.cursor
+ * does after the last hit): seg_malloc'd, NULL when out of memory. */
+char *srch_cursor_of(const srch_hit *h);
 
 /* ---- aggregations (docs/aggregations.md) ---- */
 
@@ -132,6 +186,9 @@ struct srch_agg {
     char *name;
     char *field;                 /* all but date_histogram */
     int64_t interval_ns;         /* date_histogram; 0: auto (~100 buckets) */
+    int sparse;                  /* date_histogram: only the buckets holding
+                                    events, in time order (the caller fills
+                                    gaps as it wants); needs interval_ns */
     size_t size;                 /* terms: how many (default 10) */
     double percents[SRCH_AGG_MAX_PERCENTS];
     size_t npercents;

@@ -911,6 +911,12 @@ static void result_free(srch_agg_result *r, size_t n);
 
 /* Turns merged partial state into a result. has_range: [rs, re) bounds
  * the empty date buckets. */
+static int bucket_cmp_time(const void *x, const void *y)
+{
+    int64_t a = ((const srch_agg_bucket *)x)->key_time, b = ((const srch_agg_bucket *)y)->key_time;
+    return (a > b) - (a < b);
+}
+
 static int finish(const srch_agg *a, part *p, srch_agg_result *r, int has_range, int64_t rs, int64_t re)
 {
     memset(r, 0, sizeof *r);
@@ -933,7 +939,17 @@ static int finish(const srch_agg *a, part *p, srch_agg_result *r, int has_range,
         return 0;
     size_t nb = p->nb;
     int64_t first = 0, last = -1;
-    if (a->type == SRCH_AGG_DATE_HISTOGRAM) {
+    if (a->type == SRCH_AGG_DATE_HISTOGRAM && a->sparse) {
+        r->buckets = seg_calloc(nb ? nb : 1, sizeof *r->buckets);
+        if (!r->buckets)
+            return -1;
+        for (size_t i = 0; i < nb; i++) {
+            r->buckets[i].key_time = p->b[i].tkey;
+            r->buckets[i].count = p->b[i].count;
+        }
+        if (nb > 1)
+            qsort(r->buckets, nb, sizeof *r->buckets, bucket_cmp_time);
+    } else if (a->type == SRCH_AGG_DATE_HISTOGRAM) {
         /* every bucket between the range's ends (or the data's) */
         int64_t iv = a->interval_ns;
         int have = 0;
@@ -963,10 +979,11 @@ static int finish(const srch_agg *a, part *p, srch_agg_result *r, int has_range,
             return -2;
         nb = (size_t)q;
     }
-    r->buckets = seg_calloc(nb ? nb : 1, sizeof *r->buckets);
-    if (!r->buckets)
+    if (!r->buckets && !(r->buckets = seg_calloc(nb ? nb : 1, sizeof *r->buckets)))
         return -1;
-    if (a->type == SRCH_AGG_DATE_HISTOGRAM) {
+    if (a->type == SRCH_AGG_DATE_HISTOGRAM && a->sparse) {
+        /* (filled above) */
+    } else if (a->type == SRCH_AGG_DATE_HISTOGRAM) {
         for (size_t i = 0; i < nb; i++)
             r->buckets[i].key_time = first + (int64_t)i * a->interval_ns;
         for (size_t i = 0; i < p->nb; i++) {
@@ -1040,7 +1057,7 @@ static int plan(srch_agg *a, size_t n, int64_t lo, int64_t hi, seg_err *e)
                     k++;
                 a[i].interval_ns = nice[k];
             }
-            if (span / a[i].interval_ns + 2 > SRCH_AGG_MAX_BUCKETS)
+            if (!a[i].sparse && span / a[i].interval_ns + 2 > SRCH_AGG_MAX_BUCKETS)
                 return seg_err_set(e, SEG_EQUERY, NULL,
                                    "aggregation '%s': the interval is too fine for the time range (%lld buckets, at most %d)",
                                    a[i].name, (long long)(span / a[i].interval_ns + 1), SRCH_AGG_MAX_BUCKETS);

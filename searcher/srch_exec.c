@@ -856,6 +856,137 @@ static it *range_iter(cx *c, const qnode *q)
 
 static it *compile(cx *c, const qnode *q);
 
+typedef struct kw_pick {
+    uint64_t *bm;
+    uint32_t ord;
+} kw_pick;
+
+static void kw_pick_cb(void *ud, uint32_t doc, uint32_t ord)
+{
+    kw_pick *k = ud;
+    if (ord == k->ord)
+        k->bm[doc / 64] |= 1ull << (doc % 64);
+}
+
+/* Q_EXACT: the docs holding a string value of the field equal to q->str.
+ * With a keyword column in this segment (its dictionary is sorted by
+ * bytes and holds every value of up to SEG_KEYWORD_MAX bytes), one binary
+ * search and a scan of the column.  Without one (a field of mostly
+ * distinct values, or a longer value), the docs holding q's tokens in the
+ * field (the field's presence when the value has none) are candidates,
+ * each checked against its stored event: cost grows with the candidates,
+ * not with the segment. */
+static it *exact_iter(cx *c, const qnode *q)
+{
+    int f = fid_of(c, q);
+    if (f < 0)
+        return it_none();
+    uint32_t nd = seg_reader_ndocs(c->r);
+    uint64_t *bm = seg_calloc(((size_t)nd + 63) / 64, 8);
+    if (!bm)
+        return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), NULL;
+    seg_keycol kc;
+    int has = q->str_len <= SEG_KEYWORD_MAX ? seg_reader_keycol(c->r, (uint32_t)f, &kc, c->e) : 0;
+    if (has < 0) {
+        seg_free(bm);
+        return NULL;
+    }
+    if (has) {
+        uint32_t lo = 0, hi = kc.ndict;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            const char *v;
+            size_t vn;
+            if (seg_keycol_value(&kc, mid, &v, &vn)) {
+                seg_free(bm);
+                return seg_err_set(c->e, SEG_ECORRUPT, NULL, "keyword column: ordinal out of bounds"), NULL;
+            }
+            size_t m = vn < q->str_len ? vn : q->str_len;
+            int cmp = memcmp(v, q->str, m);
+            if (!cmp)
+                cmp = vn < q->str_len ? -1 : vn > q->str_len;
+            if (cmp == 0) {
+                kw_pick k = {bm, mid};
+                if (seg_reader_keycol_scan(c->r, &kc, kw_pick_cb, &k, c->e)) {
+                    seg_free(bm);
+                    return NULL;
+                }
+                break;
+            }
+            if (cmp < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return it_from_bitmap(bm, nd, c->e);
+    }
+    qnode cand = *q;
+    cand.type = q->ntoks ? Q_TEXT : Q_EXISTS;
+    cand.str = NULL;
+    it *ci = compile(c, &cand);
+    seg_store_cur *sc = seg_store_cur_new();
+    seg_json *js = seg_json_new();
+    int rc = ci && sc && js ? SEG_OK : SEG_ENOMEM;
+    for (uint32_t d = ci && rc == SEG_OK ? ci->ops->seek(ci, 0) : END; d != END; d = ci->ops->next(ci)) {
+        const char *id, *json;
+        size_t il, jl;
+        const seg_jval *v;
+        size_t nv;
+        seg_err je = {0};
+        if ((rc = seg_reader_doc(c->r, sc, d, &id, &il, &json, &jl, c->e)))
+            break;
+        int prc = seg_json_parse(js, json, jl, &v, &nv, &je);
+        if (prc == SEG_ENOMEM) {
+            rc = prc;
+            break;
+        }
+        for (size_t i = 0; prc == SEG_OK && i < nv; i++)
+            if (v[i].type == SEG_JV_STRING && v[i].path_len == q->field_len &&
+                !memcmp(v[i].path, q->field, q->field_len) && v[i].str_len == q->str_len &&
+                !memcmp(v[i].str, q->str, q->str_len)) {
+                bm[d / 64] |= 1ull << (d % 64);
+                break;
+            }
+    }
+    if (ci)
+        it_free(ci);
+    seg_store_cur_free(sc);
+    seg_json_free(js);
+    if (rc || (!ci && c->e->code)) {
+        seg_free(bm);
+        if (!c->e->code)
+            seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    return it_from_bitmap(bm, nd, c->e);
+}
+
+/* Q_IDS: each id looked up in the segment's explicit-id index. */
+static it *ids_iter(cx *c, const qnode *q)
+{
+    uint32_t nd = seg_reader_ndocs(c->r);
+    uint64_t *bm = seg_calloc(((size_t)nd + 63) / 64, 8);
+    seg_store_cur *sc = seg_store_cur_new();
+    if (!bm || !sc) {
+        seg_free(bm);
+        seg_store_cur_free(sc);
+        return seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory"), NULL;
+    }
+    for (size_t i = 0; i < q->ntoks; i++) {
+        uint32_t doc;
+        int rc = seg_reader_id_find(c->r, sc, q->toks[i], q->tok_lens[i], &doc, c->e);
+        if (rc < 0) {
+            seg_free(bm);
+            seg_store_cur_free(sc);
+            return NULL;
+        }
+        if (rc == 1 && doc < nd)
+            bm[doc / 64] |= 1ull << (doc % 64);
+    }
+    seg_store_cur_free(sc);
+    return it_from_bitmap(bm, nd, c->e);
+}
+
 static it *compile_bool(cx *c, const qnode *q)
 {
     it **k = NULL, **x = NULL;
@@ -899,6 +1030,10 @@ static it *compile(cx *c, const qnode *q)
         return prefix_iter(c, q);
     case Q_RANGE:
         return range_iter(c, q);
+    case Q_EXACT:
+        return exact_iter(c, q);
+    case Q_IDS:
+        return ids_iter(c, q);
     case Q_EXISTS: {
         int f = fid_of(c, q);
         if (f < 0)

@@ -15,9 +15,6 @@ typedef struct srch_seg_out {
 
 /* Evaluates q over docs [lo, hi) of r; collects up to limit docs >= from.
  * out->docs is allocated here; the caller frees it with seg_free(). */
-/* Accessors for srch_agg.c. */
-seg_reader *srch_index_segment(const srch_index *ix, size_t i);
-srch_pool *srch_index_pool(const srch_index *ix);
 
 int srch_exec_segment(seg_reader *r, const srch_query *q, uint32_t lo, uint32_t hi, uint32_t from,
                       size_t limit, srch_seg_out *out, seg_err *e);

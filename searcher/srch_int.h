@@ -19,6 +19,10 @@ enum {
     Q_AND,
     Q_OR,
     Q_NOT,
+    Q_EXACT,       /* a string value of field equals str[0..str_len) whole,
+                      byte for byte (ES's term on a keyword); toks hold its
+                      tokens, which narrow the candidates */
+    Q_IDS,         /* the event's _id is one of toks[0..ntoks) (raw bytes) */
 };
 
 typedef struct qnode qnode;
@@ -36,6 +40,9 @@ struct qnode {
     double num;
     double lo, hi;
     int lo_incl, hi_incl;
+    char *str;                 /* Q_EXACT: the whole value */
+    size_t str_len;
+    int must;                  /* parser, Lucene dialect: marked '+' */
     qnode **kids;
     size_t nkids;
 };

@@ -35,6 +35,11 @@ typedef struct P {
     seg_tok *tok;
     seg_err *e;
     int depth;
+    /* srch_query_parse_opts: where unqualified terms search (NULL: any
+     * field; also the field of a `field:( ... )` group), and the dialect */
+    const char *dfield;
+    size_t dflen;
+    int lucene, default_and;
 } P;
 
 static qnode *node_new(int type, size_t pos)
@@ -57,6 +62,7 @@ static void node_free(qnode *q)
     seg_free(q->tok_lens);
     seg_free(q->field);
     seg_free(q->vkey);
+    seg_free(q->str);
     for (size_t i = 0; i < q->nkids; i++)
         node_free(q->kids[i]);
     seg_free(q->kids);
@@ -417,6 +423,49 @@ static qnode *compare_node(P *p, size_t at, const char *field, size_t flen)
     return q;
 }
 
+static qnode *parse_unary(P *p);
+static qnode *parse_or(P *p);
+
+static qnode *exists_node(P *p, size_t at, const char *field, size_t flen)
+{
+    qnode *q = node_new(Q_EXISTS, at);
+    if (!q || set_field(q, field, flen)) {
+        node_free(q);
+        return oom(p);
+    }
+    return q;
+}
+
+/* Lucene dialect: FIELD.keyword:value or FIELD.keyword:"value" is the
+ * whole string value (Q_EXACT); FIELD.keyword:* its presence. */
+static qnode *keyword_node(P *p, size_t at, const char *field, size_t flen)
+{
+    char *s;
+    size_t n;
+    if (p->s[p->i] == '"') {
+        if (!(s = quoted(p, &n)))
+            return NULL;
+    } else {
+        size_t v0 = p->i;
+        while (!is_delim(p, p->i))
+            p->i++;
+        n = p->i - v0;
+        if (n == 1 && p->s[v0] == '*')
+            return exists_node(p, at, field, flen);
+        if (!(s = seg_strndup(p->s + v0, n)))
+            return oom(p);
+    }
+    qnode *q = node_new(Q_EXACT, at);
+    if (!q || set_field(q, field, flen) || tokenize_into(p, q, s, n)) {
+        node_free(q);
+        seg_free(s);
+        return oom(p);
+    }
+    q->str = s;
+    q->str_len = n;
+    return q;
+}
+
 static qnode *parse_term(P *p)
 {
     size_t at = p->i;
@@ -425,7 +474,7 @@ static qnode *parse_term(P *p)
         char *s = quoted(p, &len);
         if (!s)
             return NULL;
-        qnode *q = text_node(p, at, NULL, 0, s, len, 1);
+        qnode *q = text_node(p, at, p->dfield, p->dflen, s, len, 1);
         seg_free(s);
         return q;
     }
@@ -436,7 +485,7 @@ static qnode *parse_term(P *p)
         const char *field = p->s + p->i;
         size_t flen = j - p->i;
         p->i = j + 1;
-        if (is_delim(p, p->i))
+        if (is_delim(p, p->i) && !(p->i < p->n && p->s[p->i] == '('))
             return perr(p, p->i, "missing value after '%s:'", "field");
         char c = p->s[p->i];
         if (c == '"') {
@@ -450,20 +499,30 @@ static qnode *parse_term(P *p)
         }
         if (c == '[' || c == '{')
             return range_node(p, at, field, flen);
+        if (p->lucene && flen > 8 && !memcmp(field + flen - 8, ".keyword", 8) && c != '(' && c != '[' &&
+            c != '{' && c != '>' && c != '<')
+            return keyword_node(p, at, field, flen - 8);
+        if (c == '(') {
+            /* a group under one field: its unqualified terms search it */
+            const char *sf = p->dfield;
+            size_t sl = p->dflen;
+            p->dfield = field;
+            p->dflen = flen;
+            qnode *q = parse_unary(p);
+            p->dfield = sf;
+            p->dflen = sl;
+            return q;
+        }
         if (c == '>' || c == '<')
             return compare_node(p, at, field, flen);
         size_t v0 = p->i;
         while (!is_delim(p, p->i))
             p->i++;
         size_t vn = p->i - v0;
-        if (vn == 1 && p->s[v0] == '*') {
-            qnode *q = node_new(Q_EXISTS, at);
-            if (!q || set_field(q, field, flen)) {
-                node_free(q);
-                return oom(p);
-            }
-            return q;
-        }
+        if (p->lucene && flen == 8 && !memcmp(field, "_exists_", 8)) /* _exists_:FIELD */
+            return exists_node(p, at, p->s + v0, vn);
+        if (vn == 1 && p->s[v0] == '*')
+            return exists_node(p, at, field, flen);
         if (vn > 1 && p->s[v0 + vn - 1] == '*')
             return prefix_node(p, at, field, flen, p->s + v0, vn - 1);
         return text_node(p, at, field, flen, p->s + v0, vn, 0);
@@ -473,13 +532,11 @@ static qnode *parse_term(P *p)
         p->i++;
     size_t wn = p->i - w0;
     if (wn == 1 && p->s[w0] == '*')
-        return node_new(Q_ALL, at);
+        return p->dfield ? exists_node(p, at, p->dfield, p->dflen) : node_new(Q_ALL, at);
     if (wn > 1 && p->s[w0 + wn - 1] == '*')
-        return prefix_node(p, at, NULL, 0, p->s + w0, wn - 1);
-    return text_node(p, at, NULL, 0, p->s + w0, wn, 0);
+        return prefix_node(p, at, p->dfield, p->dflen, p->s + w0, wn - 1);
+    return text_node(p, at, p->dfield, p->dflen, p->s + w0, wn, 0);
 }
-
-static qnode *parse_or(P *p);
 
 static qnode *parse_unary(P *p)
 {
@@ -506,6 +563,16 @@ static qnode *parse_unary(P *p)
             return oom(p);
         }
         return q;
+    }
+    if (p->lucene && p->s[p->i] == '+' && !is_delim(p, p->i + 1)) {
+        p->i++; /* a required clause */
+        if (++p->depth > MAX_DEPTH)
+            return perr(p, at, "query nested too deeply%s", "");
+        qnode *k = parse_unary(p);
+        p->depth--;
+        if (k)
+            k->must = 1;
+        return k;
     }
     if (p->s[p->i] == '(') {
         p->i++;
@@ -564,6 +631,8 @@ static qnode *parse_and(P *p)
         if (p->i >= p->n || p->s[p->i] == ')' || keyword(p, "OR"))
             break;
         int kl = keyword(p, "AND");
+        if (!kl && p->lucene && !p->default_and)
+            break; /* juxtaposed: a clause of its own (lucene_clauses) */
         if (kl) {
             p->i += (size_t)kl;
             skip_ws(p);
@@ -582,10 +651,74 @@ static qnode *parse_and(P *p)
     return a;
 }
 
+/* Lucene's clauses (default operator OR): after `first`, the juxtaposed
+ * or OR-joined clauses up to the end of the group.  Required ('+') and
+ * excluded (NOT, '-') clauses are ANDed; the optional ones are ORed and
+ * required only when no clause is required. */
+static qnode *lucene_clauses(P *p, qnode *first, size_t at)
+{
+    qnode *must = node_new(Q_AND, at), *should = node_new(Q_OR, at);
+    int positive = 0;
+    qnode *x = first;
+    if (!must || !should)
+        goto fail_oom;
+    for (;;) {
+        int req = x->must || x->type == Q_NOT;
+        positive += x->must && x->type != Q_NOT;
+        if (add_kid(req ? must : should, x)) {
+            node_free(x);
+            goto fail_oom;
+        }
+        skip_ws(p);
+        if (p->i >= p->n || p->s[p->i] == ')')
+            break;
+        int kl = keyword(p, "OR");
+        if (kl) {
+            p->i += (size_t)kl;
+            skip_ws(p);
+            if (p->i >= p->n) {
+                node_free(must);
+                node_free(should);
+                return perr(p, p->i, "expected a term after OR%s", "");
+            }
+        }
+        if (!(x = parse_and(p))) {
+            node_free(must);
+            node_free(should);
+            return NULL;
+        }
+    }
+    if (positive || !should->nkids) {
+        node_free(should);
+    } else if (should->nkids == 1 && !must->nkids) {
+        node_free(must);
+        qnode *one = should->kids[0];
+        should->nkids = 0;
+        node_free(should);
+        return one;
+    } else if (add_kid(must, should)) {
+        node_free(should);
+        goto fail_oom;
+    }
+    if (must->nkids == 1 && must->kids[0]->type != Q_NOT) {
+        qnode *one = must->kids[0];
+        must->nkids = 0;
+        node_free(must);
+        return one;
+    }
+    return must;
+fail_oom:
+    node_free(must);
+    node_free(should);
+    return oom(p);
+}
+
 static qnode *parse_or(P *p)
 {
     size_t at = p->i;
     qnode *a = parse_and(p);
+    if (a && p->lucene && !p->default_and)
+        return lucene_clauses(p, a, at);
     while (a) {
         skip_ws(p);
         int kl = keyword(p, "OR");
@@ -609,8 +742,22 @@ static qnode *parse_or(P *p)
 
 int srch_query_parse(const char *q, size_t n, seg_tok *tok, srch_query **out, seg_err *e)
 {
+    return srch_query_parse_opts(q, n, tok, NULL, out, e);
+}
+
+int srch_query_parse_opts(const char *q, size_t n, seg_tok *tok, const srch_parse_opts *o, srch_query **out,
+                          seg_err *e)
+{
     *out = NULL;
-    P p = {q, n, 0, tok, e, 0};
+    P p = {q, n, 0, tok, e, 0, NULL, 0, 0, 0};
+    if (o) {
+        if (o->default_field && strcmp(o->default_field, "*")) {
+            p.dfield = o->default_field;
+            p.dflen = strlen(o->default_field);
+        }
+        p.lucene = o->lucene;
+        p.default_and = o->default_and;
+    }
     if (n > MAX_QUERY) {
         seg_err_set(e, SEG_EQUERY, NULL, "query longer than %d bytes", MAX_QUERY);
         e->pos = MAX_QUERY;
@@ -654,7 +801,8 @@ int srch_query_parse(const char *q, size_t n, seg_tok *tok, srch_query **out, se
 
 static void dump(const qnode *q, seg_buf *o)
 {
-    static const char *const names[] = {"", "ALL", "NONE", "TEXT", "PREFIX", "RANGE", "EXISTS", "AND", "OR", "NOT"};
+    static const char *const names[] = {"",      "ALL", "NONE", "TEXT", "PREFIX", "RANGE",
+                                        "EXISTS", "AND", "OR",   "NOT",  "EXACT", "IDS"};
     seg_buf_put_u8(o, '(');
     seg_buf_put(o, names[q->type], strlen(names[q->type]));
     if (q->field) {
@@ -664,6 +812,10 @@ static void dump(const qnode *q, seg_buf *o)
     for (size_t i = 0; i < q->ntoks; i++) {
         seg_buf_put(o, " ", 1);
         seg_buf_put(o, q->toks[i], q->tok_lens[i]);
+    }
+    if (q->str) {
+        seg_buf_put(o, " ==", 3);
+        seg_buf_put(o, q->str, q->str_len);
     }
     if (q->vkey) {
         seg_buf_put(o, " =", 2);
@@ -795,4 +947,241 @@ void srch_need_free(seg_index_only *need)
         seg_free(need->fields[i]);
     seg_free(need->fields);
     memset(need, 0, sizeof *need);
+}
+
+/* ------------------------------------------------------------------ */
+/* Building queries directly (the Elasticsearch query DSL)              */
+/*                                                                      */
+/* The nodes are the parser's own (text_node, prefix_node, ...), so a   */
+/* DSL query and the equal query-language text give the same tree.      */
+/* ------------------------------------------------------------------ */
+
+static int wrap(qnode *n, srch_query **out, seg_err *e)
+{
+    *out = NULL;
+    if (!n) {
+        if (e->code == SEG_EQUERY) { /* a value, not a position in a text */
+            char *x = strstr(e->msg, " at position ");
+            if (x)
+                *x = 0;
+            e->pos = 0;
+        }
+        return e->code ? e->code : seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    }
+    srch_query *r = seg_calloc(1, sizeof *r);
+    if (!r) {
+        node_free(n);
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    }
+    r->root = n;
+    *out = r;
+    return SEG_OK;
+}
+
+static void bp_init(P *p, seg_tok *tok, seg_err *e)
+{
+    memset(p, 0, sizeof *p);
+    p->s = "";
+    p->tok = tok;
+    p->e = e;
+}
+
+static size_t flen_of(const char *field) { return field ? strlen(field) : 0; }
+
+int srch_q_all(srch_query **out, seg_err *e) { return wrap(node_new(Q_ALL, 0), out, e); }
+int srch_q_none(srch_query **out, seg_err *e) { return wrap(node_new(Q_NONE, 0), out, e); }
+
+int srch_q_text(seg_tok *tok, const char *field, const char *s, size_t n, int phrase, srch_query **out, seg_err *e)
+{
+    P p;
+    bp_init(&p, tok, e);
+    return wrap(text_node(&p, 0, field, flen_of(field), s, n, phrase), out, e);
+}
+
+int srch_q_words(seg_tok *tok, const char *field, const char *s, size_t n, int all, srch_query **out, seg_err *e)
+{
+    P p;
+    bp_init(&p, tok, e);
+    double d;
+    int isint;
+    int64_t iv;
+    if (field && (parse_num(s, n, &d, &isint, &iv) == 0 || (n == 4 && !strncasecmp(s, "true", 4)) ||
+                  (n == 5 && !strncasecmp(s, "false", 5))))
+        return wrap(text_node(&p, 0, field, strlen(field), s, n, 0), out, e); /* the value too */
+    qnode *t = node_new(Q_TEXT, 0);
+    if (!t || tokenize_into(&p, t, s, n)) {
+        node_free(t);
+        return wrap(oom(&p), out, e);
+    }
+    if (t->ntoks == 0) {
+        node_free(t);
+        return wrap(node_new(Q_NONE, 0), out, e);
+    }
+    if (t->ntoks == 1)
+        return wrap(set_field(t, field, flen_of(field)) ? (node_free(t), oom(&p)) : t, out, e);
+    qnode *b = node_new(all ? Q_AND : Q_OR, 0);
+    for (size_t i = 0; b && i < t->ntoks; i++) {
+        qnode *k = text_node(&p, 0, field, flen_of(field), t->toks[i], t->tok_lens[i], 1);
+        if (!k || add_kid(b, k)) {
+            node_free(k);
+            node_free(b);
+            b = NULL;
+        }
+    }
+    node_free(t);
+    return wrap(b ? b : oom(&p), out, e);
+}
+
+int srch_q_exact(seg_tok *tok, const char *field, const char *s, size_t n, srch_query **out, seg_err *e)
+{
+    P p;
+    bp_init(&p, tok, e);
+    qnode *q = node_new(Q_EXACT, 0);
+    if (!q || set_field(q, field, strlen(field)) || !(q->str = seg_malloc(n + 1)) || tokenize_into(&p, q, s, n)) {
+        node_free(q);
+        return wrap(oom(&p), out, e);
+    }
+    memcpy(q->str, s, n);
+    q->str[n] = 0;
+    q->str_len = n;
+    return wrap(q, out, e);
+}
+
+int srch_q_prefix(seg_tok *tok, const char *field, const char *s, size_t n, srch_query **out, seg_err *e)
+{
+    P p;
+    bp_init(&p, tok, e);
+    return wrap(prefix_node(&p, 0, field, flen_of(field), s, n), out, e);
+}
+
+int srch_q_range(const char *field, double lo, int lo_incl, double hi, int hi_incl, srch_query **out, seg_err *e)
+{
+    qnode *q = node_new(Q_RANGE, 0);
+    if (q && set_field(q, field, strlen(field))) {
+        node_free(q);
+        q = NULL;
+    }
+    if (q) {
+        q->lo = lo;
+        q->lo_incl = lo_incl;
+        q->hi = hi;
+        q->hi_incl = hi_incl;
+    }
+    return wrap(q, out, e);
+}
+
+int srch_q_exists(const char *field, srch_query **out, seg_err *e)
+{
+    P p;
+    bp_init(&p, NULL, e);
+    return wrap(exists_node(&p, 0, field, strlen(field)), out, e);
+}
+
+int srch_q_bool(int and, srch_query **kids, size_t n, srch_query **out, seg_err *e)
+{
+    if (n == 1) {
+        *out = kids[0];
+        return SEG_OK;
+    }
+    qnode *b = node_new(n == 0 ? (and ? Q_ALL : Q_NONE) : and ? Q_AND : Q_OR, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (b && add_kid(b, kids[i]->root) == 0)
+            kids[i]->root = NULL;
+        else {
+            node_free(b);
+            b = NULL;
+        }
+        srch_query_free(kids[i]);
+    }
+    if (!b)
+        seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    return wrap(b, out, e);
+}
+
+int srch_q_not(srch_query *kid, srch_query **out, seg_err *e)
+{
+    qnode *q = node_new(Q_NOT, 0);
+    if (q && add_kid(q, kid->root) == 0)
+        kid->root = NULL;
+    else {
+        node_free(q);
+        q = NULL;
+        seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    }
+    srch_query_free(kid);
+    return wrap(q, out, e);
+}
+
+int srch_q_ids(const char *const *ids, const size_t *lens, size_t n, srch_query **out, seg_err *e)
+{
+    qnode *q = node_new(n ? Q_IDS : Q_NONE, 0);
+    if (q && n) {
+        q->toks = seg_calloc(n, sizeof *q->toks);
+        q->tok_lens = seg_calloc(n, sizeof *q->tok_lens);
+        for (size_t i = 0; q->toks && q->tok_lens && i < n; i++) {
+            if (!(q->toks[i] = seg_strndup(ids[i], lens[i])))
+                break;
+            q->tok_lens[i] = lens[i];
+            q->ntoks++;
+        }
+        if (q->ntoks != n) {
+            node_free(q);
+            q = NULL;
+            seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        }
+    }
+    return wrap(q, out, e);
+}
+
+static qnode *clone_node(const qnode *q)
+{
+    qnode *c = node_new(q->type, 0);
+    if (!c)
+        return NULL;
+    c->pos = q->pos;
+    c->has_num = q->has_num;
+    c->num = q->num;
+    c->lo = q->lo;
+    c->hi = q->hi;
+    c->lo_incl = q->lo_incl;
+    c->hi_incl = q->hi_incl;
+    c->must = q->must;
+    int bad = (q->field && set_field(c, q->field, q->field_len)) ||
+              (q->vkey && !(c->vkey = seg_strndup(q->vkey, q->vkey_len))) ||
+              (q->str && !(c->str = seg_strndup(q->str, q->str_len)));
+    c->vkey_len = q->vkey_len;
+    c->str_len = q->str_len;
+    if (!bad && q->ntoks) {
+        c->toks = seg_calloc(q->ntoks, sizeof *c->toks);
+        c->tok_lens = seg_calloc(q->ntoks, sizeof *c->tok_lens);
+        bad = !c->toks || !c->tok_lens;
+        for (size_t i = 0; !bad && i < q->ntoks; i++) {
+            if (!(c->toks[i] = seg_strndup(q->toks[i], q->tok_lens[i])))
+                bad = 1;
+            else {
+                c->tok_lens[i] = q->tok_lens[i];
+                c->ntoks++;
+            }
+        }
+    }
+    for (size_t i = 0; !bad && i < q->nkids; i++) {
+        qnode *k = clone_node(q->kids[i]);
+        if (!k || add_kid(c, k)) {
+            node_free(k);
+            bad = 1;
+        }
+    }
+    if (bad) {
+        node_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int srch_query_clone(const srch_query *q, srch_query **out, seg_err *e)
+{
+    qnode *c = clone_node(q->root);
+    if (!c)
+        seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    return wrap(c, out, e);
 }

@@ -382,6 +382,8 @@ static char *cursor_make(int64_t t, const char *id, size_t n)
     return c;
 }
 
+char *srch_cursor_of(const srch_hit *h) { return cursor_make(h->time, h->id, h->id_len); }
+
 static int hexv(char c)
 {
     if (c >= '0' && c <= '9')
@@ -592,6 +594,7 @@ static void run_fetch(void *arg, size_t k)
             return;
         srch_hit *h = &fj->out->hits[i];
         h->time = ci->time;
+        h->seg = fj->t[ci->task].r;
         h->id = seg_strndup(id, il);
         h->id_len = il;
         h->json = seg_strndup(js, jl);
