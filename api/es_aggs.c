@@ -947,7 +947,8 @@ static int put_refined(actx *a, const anode *n, const es_query *q, int empty, se
                 }
                 es_query_free(&rq);
             }
-            nots = NULL; /* taken by srch_q_bool */
+            seg_free(nots); /* its queries were taken by srch_q_bool */
+            nots = NULL;
         } else if (nots) {
             for (size_t i = 0; i < nf; i++)
                 srch_query_free(nots[i]);

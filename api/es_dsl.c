@@ -80,6 +80,17 @@ static int tz_offset(const char *tz, int64_t *off, es_err *x)
                    "time_zone [%s]: only UTC and fixed offsets (+01:00) are supported", tz);
 }
 
+/* Dates are kept in int64 nanoseconds: about the years 1678 to 2261. */
+#define DATE_MAX_MS 9000000000000LL
+
+static int ms_to_ns(int64_t ms, int64_t *ns, es_err *x)
+{
+    if (ms > DATE_MAX_MS || ms < -DATE_MAX_MS)
+        return es_fail(x, 400, "parse_exception", "date out of range (years 1678 to 2261)");
+    *ns = ms * 1000000;
+    return 0;
+}
+
 /* Rounds ns down (or to the last ms of the unit, up) in the zone off. */
 static int round_unit(int64_t *ns, char unit, int64_t off, int up, es_err *x)
 {
@@ -98,8 +109,7 @@ static int round_unit(int64_t *ns, char unit, int64_t off, int up, es_err *x)
         int wd = (tm.tm_wday + 6) % 7; /* Monday first, as ES */
         int64_t day = (ms >= 0 ? ms / 86400000 : (ms - 86399999) / 86400000) - wd;
         lo = day * 86400000;
-        *ns = ((up ? lo + 7 * 86400000LL - 1 : lo) - off * 1000) * 1000000;
-        return 0;
+        return ms_to_ns((up ? lo + 7 * 86400000LL - 1 : lo) - off * 1000, ns, x);
     }
     case 'M': case 'y': {
         tm.tm_sec = tm.tm_min = tm.tm_hour = 0;
@@ -114,14 +124,12 @@ static int round_unit(int64_t *ns, char unit, int64_t off, int up, es_err *x)
                 tm.tm_mon++;
             lo = (int64_t)timegm(&tm) * 1000 - 1;
         }
-        *ns = (lo - off * 1000) * 1000000;
-        return 0;
+        return ms_to_ns(lo - off * 1000, ns, x);
     }
     default: return es_fail(x, 400, "parse_exception", "unknown date math unit [%c]", unit);
     }
     lo = (ms >= 0 ? ms / len : (ms - len + 1) / len) * len;
-    *ns = ((up ? lo + len - 1 : lo) - off * 1000) * 1000000;
-    return 0;
+    return ms_to_ns((up ? lo + len - 1 : lo) - off * 1000, ns, x);
 }
 
 /* Date math after an anchor: (+|-)N unit ... [/unit]. */
@@ -140,6 +148,8 @@ static int date_math(const char *s, int64_t *ns, int64_t off, int up, es_err *x)
         long long n = isdigit((unsigned char)*s) ? strtoll(s, &end, 10) : 1;
         if (!isdigit((unsigned char)*s))
             end = (char *)s;
+        if (n > 100000000)
+            return es_fail(x, 400, "parse_exception", "date math amount [%lld] too large", n);
         char u = *end;
         s = end + (u != 0);
         int64_t step;
@@ -158,12 +168,18 @@ static int date_math(const char *s, int64_t *ns, int64_t off, int up, es_err *x)
                 tm.tm_year += (int)(sign * n);
             else
                 tm.tm_mon += (int)(sign * n);
-            *ns = (int64_t)timegm(&tm) * 1000000000 + rest;
+            int64_t sec = (int64_t)timegm(&tm);
+            if (sec > DATE_MAX_MS / 1000 || sec < -DATE_MAX_MS / 1000)
+                return es_fail(x, 400, "parse_exception", "date out of range (years 1678 to 2261)");
+            *ns = sec * 1000000000 + rest;
             continue;
         }
         default: return es_fail(x, 400, "parse_exception", "unknown date math unit in [%s]", s);
         }
-        *ns += sign * n * step * 1000000;
+        int64_t ms = *ns / 1000000 + sign * n * step, r = *ns % 1000000;
+        if (ms_to_ns(ms, ns, x))
+            return -1;
+        *ns += r;
     }
     return 0;
 }
@@ -188,10 +204,10 @@ int es_parse_date(const json_t *v, const char *format, const char *tz, int64_t n
     if (tz_offset(tz, &off, x))
         return -1;
     if (json_is_number(v)) {
-        double d = json_number_value(v);
-        if (!isfinite(d) || fabs(d) > 9e15)
-            return es_fail(x, 400, "parse_exception", "date [%g] is out of range", d);
-        *ns = (int64_t)llround(d * (secs ? 1e9 : 1e6));
+        double d = json_number_value(v) * (secs ? 1000 : 1);
+        if (!isfinite(d) || fabs(d) > (double)DATE_MAX_MS)
+            return es_fail(x, 400, "parse_exception", "date [%g] is out of range", json_number_value(v));
+        *ns = (int64_t)llround(d * 1e6);
         return 0;
     }
     if (!json_is_string(v))
@@ -202,8 +218,9 @@ int es_parse_date(const json_t *v, const char *format, const char *tz, int64_t n
         return es_fail(x, 400, "parse_exception", "failed to parse date field [%.60s...]", s);
     if (all_digits(s) && (!format || strstr(format, "epoch"))) {
         long long k = strtoll(s, NULL, 10);
-        *ns = secs ? (int64_t)k * 1000000000 : (int64_t)k * 1000000;
-        return 0;
+        if (k > DATE_MAX_MS || k < -DATE_MAX_MS)
+            return es_fail(x, 400, "parse_exception", "date [%s] is out of range", s);
+        return ms_to_ns(secs ? k * 1000 : k, ns, x);
     }
     const char *math = NULL;
     if (!strncmp(s, "now", 3)) {
@@ -212,6 +229,8 @@ int es_parse_date(const json_t *v, const char *format, const char *tz, int64_t n
     } else {
         const char *bar = strstr(s, "||");
         size_t n = bar ? (size_t)(bar - s) : strlen(s);
+        if (n == 0)
+            return es_fail(x, 400, "parse_exception", "failed to parse date field [%s]: empty", s);
         memcpy(buf, s, n);
         buf[n] = 0;
         math = bar ? bar + 2 : "";
@@ -1080,7 +1099,7 @@ int es_dsl_query(const json_t *query, seg_tok *tok, int64_t now, es_query *out, 
 {
     memset(out, 0, sizeof *out);
     tr t = {tok, now, out, x, 0};
-    out->q = query ? node(&t, query, 1) : q_all(&t);
+    out->q = query && !json_is_null(query) ? node(&t, query, 1) : q_all(&t);
     if (!out->q) {
         if (!x->status)
             es_fail(x, 503, "es_rejected_execution_exception", "out of memory");

@@ -104,10 +104,13 @@ static int parse_sort(const json_t *v, sreq *s, es_err *x)
                 *colon = 0;
             if (sort_entry(f, colon ? colon + 1 : NULL, s, x))
                 return -1;
-        } else if (json_is_object(e) && json_object_size(e) == 1) {
-            void *it = json_object_iter((json_t *)e);
-            const char *f = json_object_iter_key(it);
-            json_t *o = json_object_iter_value(it);
+        } else if (json_is_object(e)) {
+            /* {"f": order, "g": order}: one entry per key, in order (as
+             * Grafana sends it) */
+            const char *f;
+            json_t *o;
+            json_object_foreach((json_t *)e, f, o)
+            {
             const char *order = json_is_string(o) ? json_string_value(o) : NULL;
             if (json_is_object(o)) {
                 const char *k;
@@ -123,6 +126,7 @@ static int parse_sort(const json_t *v, sreq *s, es_err *x)
             }
             if (sort_entry(f, order, s, x))
                 return -1;
+            }
         } else
             return es_fail(x, 400, "parsing_exception", "[sort] malformed entry");
     }

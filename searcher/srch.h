@@ -186,14 +186,14 @@ struct srch_agg {
     char *name;
     char *field;                 /* all but date_histogram */
     int64_t interval_ns;         /* date_histogram; 0: auto (~100 buckets) */
-    int sparse;                  /* date_histogram: only the buckets holding
-                                    events, in time order (the caller fills
-                                    gaps as it wants); needs interval_ns */
     size_t size;                 /* terms: how many (default 10) */
     double percents[SRCH_AGG_MAX_PERCENTS];
     size_t npercents;
     srch_agg *subs;              /* sub-aggregations per bucket */
     size_t nsubs;
+    int sparse;                  /* date_histogram: only the buckets holding
+                                    events, in time order (the caller fills
+                                    gaps as it wants); needs interval_ns */
 };
 
 typedef struct srch_agg_result srch_agg_result;

@@ -488,6 +488,9 @@ static qnode *parse_term(P *p)
         if (is_delim(p, p->i) && !(p->i < p->n && p->s[p->i] == '('))
             return perr(p, p->i, "missing value after '%s:'", "field");
         char c = p->s[p->i];
+        if (p->lucene && flen > 8 && !memcmp(field + flen - 8, ".keyword", 8) && c != '(' && c != '[' &&
+            c != '{' && c != '>' && c != '<')
+            return keyword_node(p, at, field, flen - 8);
         if (c == '"') {
             size_t len;
             char *s = quoted(p, &len);
@@ -499,9 +502,6 @@ static qnode *parse_term(P *p)
         }
         if (c == '[' || c == '{')
             return range_node(p, at, field, flen);
-        if (p->lucene && flen > 8 && !memcmp(field + flen - 8, ".keyword", 8) && c != '(' && c != '[' &&
-            c != '{' && c != '>' && c != '<')
-            return keyword_node(p, at, field, flen - 8);
         if (c == '(') {
             /* a group under one field: its unqualified terms search it */
             const char *sf = p->dfield;
