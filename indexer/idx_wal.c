@@ -160,7 +160,10 @@ static void wal_path(const idx_wal *w, uint64_t seq, char *out, size_t n)
     snprintf(out, n, "%s/w%016llx.log", w->dir, (unsigned long long)seq);
 }
 
-static int wal_open_file(idx_wal *w, uint64_t seq, seg_err *e)
+/* Creates log file seq with its header, durably, into *fdp.  On failure
+ * nothing is left: no descriptor, no file (a half-written header would
+ * read as a damaged log at the next start). */
+static int wal_create(idx_wal *w, uint64_t seq, int *fdp, seg_err *e)
 {
     char p[4200];
     wal_path(w, seq, p, sizeof p);
@@ -171,18 +174,29 @@ static int wal_open_file(idx_wal *w, uint64_t seq, seg_err *e)
     memcpy(h, WAL_MAGIC, 8);
     seg_wr_u32(h + 8, WAL_VERSION);
     seg_wr_u32(h + 12, 0);
-    if (write(fd, h, 16) != 16 || fdatasync(fd) != 0) {
-        close(fd);
-        return seg_err_set(e, SEG_EIO, p, "write write-ahead log: %s", strerror(errno));
-    }
-    int rc = seg_fsync_dir(w->dir, e);
+    int rc = SEG_OK;
+    if (write(fd, h, 16) != 16 || fdatasync(fd) != 0)
+        rc = seg_err_set(e, SEG_EIO, p, "write write-ahead log: %s", strerror(errno));
+    else
+        rc = seg_fsync_dir(w->dir, e);
     if (rc) {
         close(fd);
+        unlink(p);
         return rc;
     }
-    w->fd = fd;
-    w->seq = seq;
+    *fdp = fd;
     return SEG_OK;
+}
+
+static int wal_open_file(idx_wal *w, uint64_t seq, seg_err *e)
+{
+    int fd;
+    int rc = wal_create(w, seq, &fd, e);
+    if (rc == SEG_OK) {
+        w->fd = fd;
+        w->seq = seq;
+    }
+    return rc;
 }
 
 static int seq_cmp(const void *a, const void *b)
@@ -435,9 +449,20 @@ int idx_wal_rotate(idx_wal *w, uint64_t *closed_seq, seg_err *e)
     drop_pending(w);
     if (rc == SEG_OK) {
         w->synced = w->written;
-        close(w->fd);
-        *closed_seq = w->seq;
-        rc = wal_open_file(w, w->seq + 1, e);
+        /* the next file first: the current one is closed only once its
+         * successor exists, so w->fd never names a closed descriptor (a
+         * number the process may give to another file).  A failure leaves
+         * the current log open and sound; the caller's flush is retried. */
+        int nfd;
+        if (seg_failpoint("wal-rotate-create"))
+            rc = seg_err_set(e, SEG_EIO, w->dir, "create write-ahead log: injected failure (wal-rotate-create)");
+        else
+            rc = wal_create(w, w->seq + 1, &nfd, e);
+        if (rc == SEG_OK) {
+            close(w->fd);
+            w->fd = nfd;
+            *closed_seq = w->seq++;
+        }
     }
     wake_waiters(w);
     pthread_cond_broadcast(&w->cv);

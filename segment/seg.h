@@ -91,7 +91,8 @@ unsigned long seg_fault_left(void);
  * cut or kill -9 would; "NAME~MS" sleeps MS milliseconds at every call
  * instead (a slow disk); "NAME!N" makes the first N calls return 1, which
  * the points before a rename (segment-before-rename, file-before-rename)
- * report as an I/O error (a full or failing disk).  Returns 0 otherwise.
+ * and the creation of the next write-ahead log (wal-rotate-create) report
+ * as an I/O error (a full or failing disk).  Returns 0 otherwise.
  * Unset, a call costs one cached load. */
 int seg_failpoint(const char *name);
 

@@ -98,7 +98,7 @@ cstart; sleep 0.5; stop
 # 300 small ingests, each its own segment (`logdex ingest` of one event),
 # settle in the server to at most 4 segments per bucket
 for i in $(seq 1 300); do
-  printf '{"_id":"s%d","msg":"small ingest %d"}\n' $i $i | "$LOGDEX" ingest --data "$T/small" --index s - > /dev/null
+  printf '{"_id":"s%d","@timestamp":"2024-01-01T10:30:00Z","msg":"small ingest %d"}\n' $i $i | "$LOGDEX" ingest --data "$T/small" --index s - > /dev/null
 done
 peak=$("$LOGDEX" stats --data "$T/small" --index s | grep -o '"max_segments_per_bucket":[0-9]*' | cut -d: -f2)
 start "$T/small" --merge-settle 0.5
