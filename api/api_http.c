@@ -291,6 +291,10 @@ typedef struct req {
     idx_writer *w;             /* ... on this index */
     api_hub *hub;
     idx_batch b;
+    /* an ingest whose answer another route makes (api_ingest_defer) */
+    api_answer_fn answer;
+    void (*release)(void *);
+    void *actx;
     struct req *next;          /* work or commit queue */
 } req;
 
@@ -383,6 +387,36 @@ static void ingest_answer(reply *r, api_hub *hub, idx_batch *bp, int rc, seg_err
     api_put_s(&r->body, "]}");
     publish(hub, &b);
     idx_batch_free(&b);
+}
+
+int api_ingest_defer(void *reqp, const char *index, const char *body, size_t n, const idx_batch *in,
+                     api_answer_fn answer, void (*release)(void *), void *ctx, seg_err *e)
+{
+    req *q = reqp;
+    if (!q || q->state != 1)
+        return 0; /* a thread per connection: the caller waits itself */
+    api_hub *hub = NULL;
+    idx_writer *w = index_get_hub(index, 1, &hub, e);
+    if (!w)
+        return -1;
+    __atomic_add_fetch(&srv.ingest_requests, 1, __ATOMIC_RELAXED);
+    idx_batch *b = &q->b;
+    *b = *in;
+    b->want_events = api_hub_wants_events(hub);
+    b->no_block = q->inline_ok; /* the event thread must not wait for room */
+    int rc = idx_ingest_start(w, body, n, b, e); /* its result comes back from idx_ingest_finish */
+    if (rc && b->would_block) {
+        idx_batch_free(b);
+        q->pending = -1; /* to a worker, which may wait: the route runs again there */
+        return 2;
+    }
+    q->w = w;
+    q->hub = hub;
+    q->answer = answer;
+    q->release = release;
+    q->actx = ctx;
+    q->pending = 1;
+    return 1;
 }
 
 int api_ingest(const char *index, const char *body, size_t n, idx_batch *b, seg_err *e)
@@ -872,10 +906,19 @@ int api_gunzip(const uint8_t *in, size_t n, size_t max, seg_buf *out)
     return rc;
 }
 
+/* Queues r.  The body's buffer passes to libmicrohttpd, which frees it
+ * (seg_buf memory is malloc's): a large answer (a _bulk's items, a page
+ * of hits) is not copied again. */
 static enum MHD_Result send_reply(struct MHD_Connection *c, reply *r)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r->body.n, r->body.p ? r->body.p : (void *)"", MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp;
+    if (r->body.p && r->body.n) {
+        resp = MHD_create_response_from_buffer(r->body.n, r->body.p, MHD_RESPMEM_MUST_FREE);
+        if (resp)
+            memset(&r->body, 0, sizeof r->body);
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", r->ctype ? r->ctype : "application/json");
@@ -992,7 +1035,7 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
     }
     const char *p = url;
     if (strncmp(p, "/api/v1/", 8))
-        return es_route(c, method, url, &q->body, r);
+        return es_route(c, method, url, &q->body, q, r);
     p += 8;
     const char *slash = strchr(p, '/');
     if (!slash)
@@ -1165,7 +1208,17 @@ static void *ev_committer(void *arg)
             next = q->next;
             seg_err e = {0};
             int rc = idx_ingest_finish(q->w, &q->b, &e);
-            ingest_answer(&q->r, q->hub, &q->b, rc, &e);
+            if (q->answer) {
+                if (rc == SEG_OK)
+                    publish(q->hub, &q->b);
+                q->answer(q->actx, &q->b, rc, &e, &q->r);
+                idx_batch_free(&q->b);
+                q->release(q->actx);
+                q->answer = NULL;
+                q->actx = NULL;
+            } else {
+                ingest_answer(&q->r, q->hub, &q->b, rc, &e);
+            }
             ev_resume(q);
         }
     return NULL;
@@ -1194,7 +1247,7 @@ static void *ev_ticker(void *arg)
 /* Takes a complete request off the loop: 1 when suspended (answer later). */
 static int ev_dispatch(struct MHD_Connection *c, const char *method, const char *url, req *q)
 {
-    int ingest = is_ingest(method, url);
+    int ingest = is_ingest(method, url) || es_is_bulk(method, url);
     q->state = 1;
     q->c = c;
     q->method = method;
@@ -1362,6 +1415,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_
             MHD_destroy_response(q->stream);
         seg_buf_free(&q->r.body);
         idx_batch_free(&q->b);
+        if (q->release && q->actx)
+            q->release(q->actx);
         seg_buf_free(&q->body);
         seg_free(q);
         *ctx = NULL;

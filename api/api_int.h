@@ -70,6 +70,20 @@ int api_index_create(const char *index, seg_err *e);
  * does: returns once the accepted events are durable; live tails see
  * them.  b's inputs (want_lines, line_ids) are the caller's. */
 int api_ingest(const char *index, const char *body, size_t n, idx_batch *b, seg_err *e);
+/* Event-loop mode: starts an ingest into index (created when new), as
+ * api_ingest does with in's inputs, for the request being worked on (req,
+ * as es_route received it), and hands the request to the committer
+ * thread: it waits for the shared log sync with the other ingests of that
+ * round (one fdatasync for all), shows the events to live tails, calls
+ * answer(ctx, b, rc, e, r) to make the reply, then release(ctx).  Returns
+ * 1 when handed over (ctx and body are the committer's until release),
+ * 0 when the caller must ingest itself (a thread per connection), 2 when
+ * the request was on the event thread and would wait for buffer room (it
+ * is routed again on a worker: the caller drops its work), -1 with e
+ * when the index cannot be opened. */
+typedef void (*api_answer_fn)(void *ctx, idx_batch *b, int rc, const seg_err *e, reply *r);
+int api_ingest_defer(void *req, const char *index, const char *body, size_t n, const idx_batch *in,
+                     api_answer_fn answer, void (*release)(void *), void *ctx, seg_err *e);
 /* The stats answer of an index (api_stats_json with its directory). */
 void api_index_stats(seg_buf *b, const char *index, srch_index *ix);
 /* Inflates a gzip body, at most max bytes: 0, 1 too large, -1 bad. */
@@ -85,7 +99,11 @@ const char *api_arg(struct MHD_Connection *c, const char *k);
 /* 1 when method and url are an ES route that writes (the token must allow
  * ingest). */
 int es_is_write(const char *method, const char *url);
+/* 1 for a _bulk request (small ones run on the event thread, as small
+ * native ingests do). */
+int es_is_bulk(const char *method, const char *url);
 /* Answers an ES route (every url outside /api/v1/, /health, /metrics). */
-void es_route(struct MHD_Connection *c, const char *method, const char *url, const seg_buf *body, reply *r);
+void es_route(struct MHD_Connection *c, const char *method, const char *url, const seg_buf *body, void *req,
+              reply *r);
 
 #endif

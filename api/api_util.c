@@ -19,6 +19,17 @@ void api_put_s(seg_buf *b, const char *s) { seg_buf_put(b, s, strlen(s)); }
 
 void api_put_jstr(seg_buf *b, const char *s, size_t n)
 {
+    /* printable ASCII without '"' or '\\' is its own JSON text (most ids,
+     * names and keys): written as is, as jansson would write it */
+    size_t k = 0;
+    while (k < n && (unsigned char)s[k] >= 0x20 && (unsigned char)s[k] < 0x80 && s[k] != '"' && s[k] != '\\')
+        k++;
+    if (k == n) {
+        seg_buf_put_u8(b, '"');
+        seg_buf_put(b, s, n);
+        seg_buf_put_u8(b, '"');
+        return;
+    }
     json_t *j = json_stringn_nocheck(s, n);
     char *d = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
     api_put_s(b, d ? d : "\"\"");

@@ -106,7 +106,8 @@ int es_aggs_run(const json_t *aggs, es_view *v, const es_query *q, seg_tok *tok,
                 es_err *x);
 
 /* ---- ingest (es_bulk.c) ---- */
-void es_bulk_route(struct MHD_Connection *c, const char *path_index, const seg_buf *body, reply *r);
+/* req: the server's request, for a deferred answer (api_ingest_defer). */
+void es_bulk_route(struct MHD_Connection *c, const char *path_index, const seg_buf *body, void *req, reply *r);
 /* POST {index}/_doc, PUT {index}/_doc/{id}, PUT|POST {index}/_create/{id} */
 void es_doc_route(struct MHD_Connection *c, const char *index, const char *id, int create, const seg_buf *body,
                   reply *r);

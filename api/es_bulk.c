@@ -26,13 +26,15 @@
 
 enum { A_INDEX = 1, A_CREATE, A_UPDATE, A_DELETE };
 
+/* One action (kept small: a 5 MB body holds ~20,000 of them). */
 typedef struct item {
     int action;
     int group;                 /* -1: answered without ingest (err set) */
     uint32_t line;             /* 1-based line of its source in the group */
-    const char *id;            /* the action's _id (in the request's JSON), or NULL */
+    uint32_t name;             /* bulk.names[name]: where it goes */
+    char *id;                  /* the action's _id (a copy), or NULL */
     size_t id_len;
-    es_err err;
+    es_err *err;               /* its error (item_err), or NULL */
     unsigned status;
     char auto_id[24];
 } item;
@@ -50,9 +52,37 @@ typedef struct bulk {
     size_t n, cap;
     group *groups;
     size_t ngroups;
-    json_t **actions;          /* parsed action lines (own the _id strings) */
-    size_t nact;
+    char (*names)[130];        /* the index names the items went to */
+    size_t nnames;
+    es_err oom;                /* the error of items whose own could not be allocated */
+    struct timespec t0;        /* when the request started (took) */
+    unsigned filter;           /* filter_path (bulk_filter), 0: the whole answer */
 } bulk;
+
+/* The item's error, allocated on first use. */
+static es_err *item_err(bulk *b, item *it)
+{
+    if (!it->err && !(it->err = seg_calloc(1, sizeof *it->err))) {
+        it->err = &b->oom;
+        b->oom = (es_err){0};
+        es_fail(&b->oom, 503, "es_rejected_execution_exception", "out of memory");
+    }
+    return it->err;
+}
+
+/* The number of an index name in b->names (added when new). */
+static uint32_t name_ref(bulk *b, const char *name)
+{
+    for (size_t i = 0; i < b->nnames; i++)
+        if (!strcmp(b->names[i], name))
+            return (uint32_t)i;
+    char (*nn)[130] = seg_realloc(b->names, (b->nnames + 1) * sizeof *nn);
+    if (!nn)
+        return 0; /* (names[0] is then shown: the item's answer names another index) */
+    b->names = nn;
+    snprintf(b->names[b->nnames], sizeof *nn, "%s", name);
+    return (uint32_t)b->nnames++;
+}
 
 static void bulk_free(bulk *b)
 {
@@ -62,10 +92,13 @@ static void bulk_free(bulk *b)
         seg_free(b->groups[i].id_lens);
     }
     seg_free(b->groups);
+    for (size_t i = 0; i < b->n; i++) {
+        seg_free(b->items[i].id);
+        if (b->items[i].err != &b->oom)
+            seg_free(b->items[i].err);
+    }
     seg_free(b->items);
-    for (size_t i = 0; i < b->nact; i++)
-        json_decref(b->actions[i]);
-    seg_free(b->actions);
+    seg_free(b->names);
 }
 
 static group *group_of(bulk *b, const char *name)
@@ -140,13 +173,142 @@ static int add_source(bulk *b, item *it, const char *index, const char *src, siz
     return g->body.oom ? -1 : 0;
 }
 
+/* One action line, read. */
+typedef struct action {
+    int kind;
+    int has_index;
+    char index[130];           /* longer names are invalid anyway (cut here) */
+    char *id;                  /* seg_malloc'd, or NULL */
+    size_t id_len;
+    es_err err;                /* the item's own error (an unknown key, a bad _id) */
+} action;
+
+static const char *const meta_keys[] = {"_index", "_id", "_type", "routing", "require_alias", "retry_on_conflict",
+                                        "op_type", "dynamic_templates", "pipeline", "version", "version_type",
+                                        "if_seq_no", "if_primary_term", NULL};
+
+static int kind_of(const char *s, size_t n)
+{
+    return n == 5 && !memcmp(s, "index", 5) ? A_INDEX : n == 6 && !memcmp(s, "create", 6) ? A_CREATE
+           : n == 6 && !memcmp(s, "update", 6) ? A_UPDATE : n == 6 && !memcmp(s, "delete", 6) ? A_DELETE : 0;
+}
+
+/* Checks one metadata key and takes _index and _id. */
+static void meta_key(action *a, long lineno, const char *k, size_t kl, const char *sv, size_t sl, int is_str,
+                     int is_null)
+{
+    int known = 0;
+    for (const char *const *m = meta_keys; *m && !known; m++)
+        known = strlen(*m) == kl && !memcmp(*m, k, kl);
+    if (!known) {
+        es_fail(&a->err, 400, "illegal_argument_exception",
+                "Action/metadata line [%ld] contains an unknown parameter [%.*s]", lineno, (int)kl, k);
+        return;
+    }
+    if ((kl == 8 && !memcmp(k, "pipeline", 8)) || (kl == 7 && !memcmp(k, "version", 7)) ||
+        (kl == 9 && !memcmp(k, "if_seq_no", 9))) {
+        es_fail(&a->err, 400, "illegal_argument_exception", "[%.*s] is not supported: events are stored as sent",
+                (int)kl, k);
+        return;
+    }
+    if (kl == 6 && !memcmp(k, "_index", 6) && is_str) {
+        snprintf(a->index, sizeof a->index, "%.*s", (int)(sl < sizeof a->index ? sl : sizeof a->index - 1), sv);
+        a->has_index = 1;
+    }
+    if (kl == 3 && !memcmp(k, "_id", 3) && !is_null) {
+        if (!is_str || sl == 0 || sl > 512) {
+            es_fail(&a->err, 400, "illegal_argument_exception", "_id must be a string of 1 to 512 bytes");
+            return;
+        }
+        seg_free(a->id);
+        a->id = seg_strndup(sv, sl);
+        a->id_len = sl;
+    }
+}
+
+/* Reads an action line: {"ACTION":{META}}.  The usual lines (every value
+ * a string directly under the action, or an empty object) are read with
+ * the engine's own scanner (seg_json, as fast as an event); anything else
+ * with jansson.  -1 with x for a line that is not an action at all. */
+static int parse_action(seg_json *js, const char *line, size_t n, long lineno, action *a, es_err *x)
+{
+    memset(a, 0, sizeof *a);
+    const seg_jval *v;
+    size_t nv;
+    seg_err je = {0};
+    int fast = 0;
+    if (js && seg_json_parse(js, line, n, &v, &nv, &je) == SEG_OK && nv > 0) {
+        const char *dot = memchr(v[0].path, '.', v[0].path_len);
+        size_t al = dot ? (size_t)(dot - v[0].path) : 0;
+        fast = al > 0 && (a->kind = kind_of(v[0].path, al)) != 0;
+        for (size_t i = 0; fast && i < nv; i++)
+            fast = v[i].type == SEG_JV_STRING && v[i].path_len > al + 1 && !memcmp(v[i].path, v[0].path, al + 1) &&
+                   !memchr(v[i].path + al + 1, '.', v[i].path_len - al - 1);
+        for (size_t i = 0; fast && i < nv; i++)
+            meta_key(a, lineno, v[i].path + al + 1, v[i].path_len - al - 1, v[i].str, v[i].str_len, 1, 0);
+    } else if (js && je.code == 0 && n < 64) {
+        /* {"index":{}} and the like: no value at all */
+        char c[64];
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
+                c[k++] = line[i];
+        c[k] = 0;
+        fast = 1;
+        if (!strcmp(c, "{\"index\":{}}"))
+            a->kind = A_INDEX;
+        else if (!strcmp(c, "{\"create\":{}}"))
+            a->kind = A_CREATE;
+        else
+            fast = 0;
+    }
+    if (fast) {
+        if (a->id == NULL && a->err.status == 0 && a->id_len)
+            return es_fail(x, 503, "es_rejected_execution_exception", "out of memory");
+        return 0;
+    }
+    seg_free(a->id);
+    memset(a, 0, sizeof *a);
+    json_error_t jerr;
+    json_t *j = json_loadb(line, n, 0, &jerr);
+    if (!j || !json_is_object(j) || json_object_size(j) != 1 ||
+        !json_is_object(json_object_iter_value(json_object_iter(j)))) {
+        json_decref(j);
+        return es_fail(x, 400, "illegal_argument_exception",
+                       "Malformed action/metadata line [%ld], expected START_OBJECT with one action", lineno);
+    }
+    const char *act = json_object_iter_key(json_object_iter(j));
+    json_t *meta = json_object_iter_value(json_object_iter(j));
+    a->kind = kind_of(act, strlen(act));
+    if (!a->kind) {
+        es_fail(x, 400, "illegal_argument_exception",
+                "Malformed action/metadata line [%ld], expected one of [create, delete, index, update] but found [%s]",
+                lineno, act);
+        json_decref(j);
+        return -1;
+    }
+    const char *mk;
+    json_t *mv;
+    json_object_foreach(meta, mk, mv)
+    {
+        meta_key(a, lineno, mk, strlen(mk), json_is_string(mv) ? json_string_value(mv) : NULL,
+                 json_is_string(mv) ? json_string_length(mv) : 0, json_is_string(mv), json_is_null(mv));
+        if (a->err.status)
+            break;
+    }
+    json_decref(j);
+    if (a->id_len && !a->id && !a->err.status)
+        return es_fail(x, 503, "es_rejected_execution_exception", "out of memory");
+    return 0;
+}
+
 static const char *const bulk_params[] = {"refresh", "timeout", "wait_for_active_shards", "routing", "pipeline",
                                           "require_alias", "require_data_stream", "_source", "_source_includes",
                                           "_source_excludes", "list_executed_pipelines", NULL};
 
 /* Parses the body into items and groups; -1 with x for a body that is not
  * bulk (ES refuses those whole). */
-static int parse_bulk(const char *path_index, const char *p, size_t len, bulk *b, es_err *x)
+static int parse_bulk(const char *path_index, const char *p, size_t len, bulk *b, seg_json *js, es_err *x)
 {
     const char *end = p + len;
     long lineno = 0;
@@ -162,33 +324,17 @@ static int parse_bulk(const char *path_index, const char *p, size_t len, bulk *b
             k++;
         if (k == n)
             continue; /* blank lines between entries */
-        json_error_t je;
-        json_t *a = json_loadb(line, n, 0, &je);
-        if (!a || !json_is_object(a) || json_object_size(a) != 1 ||
-            !json_is_object(json_object_iter_value(json_object_iter(a)))) {
-            json_decref(a);
-            return es_fail(x, 400, "illegal_argument_exception",
-                           "Malformed action/metadata line [%ld], expected START_OBJECT with one action", lineno);
-        }
-        json_t **na = seg_realloc(b->actions, (b->nact + 1) * sizeof *na);
-        if (!na) {
-            json_decref(a);
+        action a;
+        if (parse_action(js, line, n, lineno, &a, x))
+            return -1;
+        item *it = new_item(b, a.kind);
+        if (!it) {
+            seg_free(a.id);
             return es_fail(x, 503, "es_rejected_execution_exception", "out of memory");
         }
-        b->actions = na;
-        b->actions[b->nact++] = a;
-        const char *act = json_object_iter_key(json_object_iter(a));
-        json_t *meta = json_object_iter_value(json_object_iter(a));
-        int kind = !strcmp(act, "index") ? A_INDEX : !strcmp(act, "create") ? A_CREATE
-                   : !strcmp(act, "update") ? A_UPDATE : !strcmp(act, "delete") ? A_DELETE : 0;
-        if (!kind)
-            return es_fail(x, 400, "illegal_argument_exception",
-                           "Malformed action/metadata line [%ld], expected one of [create, delete, index, update] but "
-                           "found [%s]",
-                           lineno, act);
-        item *it = new_item(b, kind);
-        if (!it)
-            return es_fail(x, 503, "es_rejected_execution_exception", "out of memory");
+        it->id = a.id;
+        it->id_len = a.id_len;
+        int kind = a.kind;
         /* its source (none for delete) */
         const char *src = NULL;
         size_t sn = 0;
@@ -215,54 +361,29 @@ static int parse_bulk(const char *path_index, const char *p, size_t len, bulk *b
                                "source",
                                lineno);
         }
-        const char *index = path_index;
-        json_t *ji = json_object_get(meta, "_index"), *jid = json_object_get(meta, "_id");
-        if (json_is_string(ji))
-            index = json_string_value(ji);
-        if (jid && !json_is_null(jid)) {
-            if (!json_is_string(jid) || json_string_length(jid) == 0 || json_string_length(jid) > 512) {
-                es_fail(&it->err, 400, "illegal_argument_exception", "_id must be a string of 1 to 512 bytes");
-                continue;
-            }
-            it->id = json_string_value(jid);
-            it->id_len = json_string_length(jid);
-        }
-        const char *mk;
-        json_t *mv;
-        json_object_foreach(meta, mk, mv)
-        {
-            if (strcmp(mk, "_index") && strcmp(mk, "_id") && strcmp(mk, "_type") && strcmp(mk, "routing") &&
-                strcmp(mk, "require_alias") && strcmp(mk, "retry_on_conflict") && strcmp(mk, "op_type") &&
-                strcmp(mk, "dynamic_templates") && strcmp(mk, "pipeline") && strcmp(mk, "version") &&
-                strcmp(mk, "version_type") && strcmp(mk, "if_seq_no") && strcmp(mk, "if_primary_term")) {
-                es_fail(&it->err, 400, "illegal_argument_exception", "Action/metadata line [%ld] contains an unknown "
-                        "parameter [%s]", lineno, mk);
-                break;
-            }
-            if (!strcmp(mk, "pipeline") || !strcmp(mk, "version") || !strcmp(mk, "if_seq_no")) {
-                es_fail(&it->err, 400, "illegal_argument_exception", "[%s] is not supported: events are stored as sent",
-                        mk);
-                break;
-            }
-        }
-        if (it->err.status)
+        const char *index = a.has_index ? a.index : path_index;
+        it->name = name_ref(b, index ? index : "");
+        if (a.err.status) {
+            *item_err(b, it) = a.err;
             continue;
+        }
+        const char *act = kind == A_UPDATE ? "update" : "delete";
         if (kind == A_UPDATE || kind == A_DELETE) {
-            es_fail(&it->err, 400, "illegal_argument_exception",
+            es_fail(item_err(b, it), 400, "illegal_argument_exception",
                     "[%s] is not supported: logdex events are immutable (index and create are)", act);
             continue;
         }
         if (!index) {
-            es_fail(&it->err, 400, "action_request_validation_exception", "Validation Failed: 1: index is missing;");
+            es_fail(item_err(b, it), 400, "action_request_validation_exception", "Validation Failed: 1: index is missing;");
             continue;
         }
         if (!idx_name_valid(index)) {
-            es_fail(&it->err, 400, "invalid_index_name_exception",
+            es_fail(item_err(b, it), 400, "invalid_index_name_exception",
                     "Invalid index name [%s], must match [a-z0-9][a-z0-9_.-]{0,63}", index);
             continue;
         }
         if (source_has_id(src, sn)) {
-            es_fail(&it->err, 400, "document_parsing_exception",
+            es_fail(item_err(b, it), 400, "document_parsing_exception",
                     "[1:2] Field [_id] is a metadata field and cannot be added inside a document. Use the index API "
                     "request parameters.");
             continue;
@@ -274,103 +395,244 @@ static int parse_bulk(const char *path_index, const char *p, size_t len, bulk *b
 }
 
 /* Runs each group's ingest and sets every item's status. */
+/* The items of group gi from its ingest's outcome. */
+static void group_outcome(bulk *b, size_t gi, idx_batch *batch, int rc, const seg_err *e)
+{
+    es_err gerr = {0};
+    if (rc)
+        es_fail_seg(&gerr, e);
+    for (size_t i = 0; i < b->n; i++) {
+        item *it = &b->items[i];
+        if (it->group != (int)gi)
+            continue;
+        if (rc) {
+            *item_err(b, it) = gerr;
+            continue;
+        }
+        const idx_line_out *lo = NULL;
+        for (size_t k = 0; k < batch->nlines && !lo; k++) /* lines are in order: usually k == line-1 */
+            if (batch->lines[(it->line - 1 + k) % batch->nlines].line == (long)it->line)
+                lo = &batch->lines[(it->line - 1 + k) % batch->nlines];
+        if (!lo) {
+            es_fail(item_err(b, it), 500, "exception", "the engine gave no outcome for this document");
+            continue;
+        }
+        if (lo->outcome == IDX_LINE_ACCEPTED) {
+            it->status = 201;
+            memcpy(it->auto_id, lo->auto_id, sizeof it->auto_id);
+        } else if (lo->outcome == IDX_LINE_DUPLICATE) {
+            if (it->action == A_CREATE)
+                es_fail(item_err(b, it), 409, "version_conflict_engine_exception",
+                        "[%.*s]: version conflict, document already exists (current version [1])", (int)it->id_len,
+                        it->id);
+            else
+                it->status = 200;
+        } else {
+            const char *why = "the document cannot be stored";
+            for (size_t k = 0; k < batch->nerrors; k++)
+                if (batch->errors[k].line == (long)it->line)
+                    why = batch->errors[k].reason;
+            es_fail(item_err(b, it), 400, "document_parsing_exception", "failed to parse: %s", why);
+        }
+    }
+}
+
+static void batch_inputs(const group *g, idx_batch *batch)
+{
+    memset(batch, 0, sizeof *batch);
+    batch->want_lines = 1;
+    batch->line_ids = g->ids;
+    batch->line_id_lens = g->id_lens;
+    batch->nline_ids = g->n;
+}
+
+/* Runs each group's ingest (waiting for each) and sets every item's status. */
 static void ingest_groups(bulk *b)
 {
     for (size_t gi = 0; gi < b->ngroups; gi++) {
         group *g = &b->groups[gi];
         idx_batch batch;
-        memset(&batch, 0, sizeof batch);
-        batch.want_lines = 1;
-        batch.line_ids = g->ids;
-        batch.line_id_lens = g->id_lens;
-        batch.nline_ids = g->n;
+        batch_inputs(g, &batch);
         seg_err e = {0};
         int rc = api_ingest(g->name, (const char *)g->body.p, g->body.n, &batch, &e);
-        es_err gerr = {0};
-        if (rc)
-            es_fail_seg(&gerr, &e);
-        for (size_t i = 0; i < b->n; i++) {
-            item *it = &b->items[i];
-            if (it->group != (int)gi)
-                continue;
-            if (rc) {
-                it->err = gerr;
-                continue;
-            }
-            const idx_line_out *lo = NULL;
-            for (size_t k = 0; k < batch.nlines && !lo; k++) /* lines are in order: usually k == line-1 */
-                if (batch.lines[(it->line - 1 + k) % batch.nlines].line == (long)it->line)
-                    lo = &batch.lines[(it->line - 1 + k) % batch.nlines];
-            if (!lo) {
-                es_fail(&it->err, 500, "exception", "the engine gave no outcome for this document");
-                continue;
-            }
-            if (lo->outcome == IDX_LINE_ACCEPTED) {
-                it->status = 201;
-                memcpy(it->auto_id, lo->auto_id, sizeof it->auto_id);
-            } else if (lo->outcome == IDX_LINE_DUPLICATE) {
-                if (it->action == A_CREATE)
-                    es_fail(&it->err, 409, "version_conflict_engine_exception",
-                            "[%.*s]: version conflict, document already exists (current version [1])", (int)it->id_len,
-                            it->id);
-                else
-                    it->status = 200;
-            } else {
-                const char *why = "the document cannot be stored";
-                for (size_t k = 0; k < batch.nerrors; k++)
-                    if (batch.errors[k].line == (long)it->line)
-                        why = batch.errors[k].reason;
-                es_fail(&it->err, 400, "document_parsing_exception", "failed to parse: %s", why);
-            }
-        }
+        group_outcome(b, gi, &batch, rc, &e);
         idx_batch_free(&batch);
     }
 }
 
-static void put_item(seg_buf *o, const item *it, const char *index, int first)
+/* filter_path on _bulk (what Beats and Logstash send, e.g.
+ * errors,items.*.error,items.*.status): the parts of the answer written.
+ * 0 writes everything: no filter_path, or one naming anything else (then
+ * the whole answer, which is a superset). */
+enum { F_TOOK = 1, F_ERRORS = 2, F_INDEX = 4, F_ID = 8, F_STATUS = 16, F_ERROR = 32, F_RESULT = 64, F_VERSION = 128,
+       F_META = 256 /* _shards, _seq_no, _primary_term */ };
+#define F_ITEM (F_INDEX | F_ID | F_STATUS | F_ERROR | F_RESULT | F_VERSION | F_META)
+
+static unsigned bulk_filter(const char *fp)
+{
+    static const struct {
+        const char *k;
+        unsigned f;
+    } keys[] = {{"_index", F_INDEX}, {"_id", F_ID}, {"status", F_STATUS}, {"error", F_ERROR}, {"result", F_RESULT},
+                {"_version", F_VERSION}, {"_shards", F_META}, {"_seq_no", F_META}, {"_primary_term", F_META}};
+    if (!fp || !*fp)
+        return 0;
+    unsigned f = 0;
+    for (const char *p = fp; *p;) {
+        size_t l = strcspn(p, ",");
+        char w[64];
+        if (l >= sizeof w)
+            return 0;
+        memcpy(w, p, l);
+        w[l] = 0;
+        p += l + (p[l] == ',');
+        if (!strcmp(w, "took"))
+            f |= F_TOOK;
+        else if (!strcmp(w, "errors"))
+            f |= F_ERRORS;
+        else if (!strcmp(w, "items") || !strcmp(w, "items.*") || !strcmp(w, "items.*.*"))
+            f |= F_ITEM;
+        else if (!strncmp(w, "items.*.", 8)) {
+            const char *k = w + 8;
+            if (!strncmp(k, "error.", 6))
+                k = "error"; /* (the error object is written whole) */
+            unsigned kf = 0;
+            for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+                if (!strcmp(keys[i].k, k))
+                    kf = keys[i].f;
+            if (!kf)
+                return 0;
+            f |= kf;
+        } else
+            return 0;
+    }
+    return f;
+}
+
+/* One item, with the parts f selects (0: all); nothing when none apply. */
+static void put_item(seg_buf *o, const item *it, const char *index, int *first, unsigned f)
 {
     static const char *const names[] = {"", "index", "create", "update", "delete"};
-    api_put_s(o, first ? "{\"" : ",{\"");
+    unsigned want = f ? f & F_ITEM : F_ITEM;
+    if (!(want & (F_INDEX | F_ID | F_STATUS | F_RESULT | F_VERSION | F_META)) && !(it->err && (want & F_ERROR)))
+        return; /* only errors asked for, and it has none */
+    api_put_s(o, *first ? "{\"" : ",{\"");
+    *first = 0;
     api_put_s(o, names[it->action]);
-    api_put_s(o, "\":{\"_index\":");
-    api_put_jstr(o, index ? index : "", index ? strlen(index) : 0);
-    if (it->id) {
-        api_put_s(o, ",\"_id\":");
-        api_put_jstr(o, it->id, it->id_len);
-    } else if (it->auto_id[0]) {
-        api_put_s(o, ",\"_id\":");
-        api_put_jstr(o, it->auto_id, strlen(it->auto_id));
+    api_put_s(o, "\":{");
+    const char *sep = "";
+    if (want & F_INDEX) {
+        api_put_s(o, "\"_index\":");
+        api_put_jstr(o, index ? index : "", index ? strlen(index) : 0);
+        sep = ",";
     }
-    char t[200];
-    if (it->err.status) {
-        snprintf(t, sizeof t, ",\"status\":%u,\"error\":", it->err.status);
-        api_put_s(o, t);
-        es_put_error_obj(o, &it->err);
+    const char *id = it->id ? it->id : it->auto_id[0] ? it->auto_id : NULL;
+    if ((want & F_ID) && id) {
+        api_put_s(o, sep);
+        api_put_s(o, "\"_id\":");
+        api_put_jstr(o, id, it->id ? it->id_len : strlen(id));
+        sep = ",";
+    }
+    char t[64];
+    if (it->err) {
+        if (want & F_STATUS) {
+            snprintf(t, sizeof t, "%s\"status\":%u", sep, it->err->status);
+            api_put_s(o, t);
+            sep = ",";
+        }
+        if (want & F_ERROR) {
+            api_put_s(o, sep);
+            api_put_s(o, "\"error\":");
+            es_put_error_obj(o, it->err);
+        }
         api_put_s(o, "}}");
         return;
     }
-    snprintf(t, sizeof t,
-             ",\"_version\":1,\"result\":\"%s\",\"_shards\":{\"total\":1,\"successful\":%d,\"failed\":0},"
-             "\"_seq_no\":0,\"_primary_term\":1,\"status\":%u}}",
-             it->status == 201 ? "created" : "noop", it->status == 201, it->status);
-    api_put_s(o, t);
+    if (want == F_ITEM) {
+        /* (constant text: ~20,000 items a 5 MB body, printf would cost
+         * more than the rest of the answer) */
+        api_put_s(o, it->status == 201 ? ",\"_version\":1,\"result\":\"created\",\"_shards\":{\"total\":1,\"successful\":1,"
+                                         "\"failed\":0},\"_seq_no\":0,\"_primary_term\":1,\"status\":201}}"
+                                       : ",\"_version\":1,\"result\":\"noop\",\"_shards\":{\"total\":1,\"successful\":0,"
+                                         "\"failed\":0},\"_seq_no\":0,\"_primary_term\":1,\"status\":200}}");
+        return;
+    }
+    if (want & F_VERSION) {
+        api_put_s(o, sep);
+        api_put_s(o, "\"_version\":1");
+        sep = ",";
+    }
+    if (want & F_RESULT) {
+        api_put_s(o, sep);
+        api_put_s(o, it->status == 201 ? "\"result\":\"created\"" : "\"result\":\"noop\"");
+        sep = ",";
+    }
+    if (want & F_META) {
+        api_put_s(o, sep);
+        api_put_s(o, it->status == 201 ? "\"_shards\":{\"total\":1,\"successful\":1,\"failed\":0},\"_seq_no\":0,\"_primary_term\":1"
+                                       : "\"_shards\":{\"total\":1,\"successful\":0,\"failed\":0},\"_seq_no\":0,\"_primary_term\":1");
+        sep = ",";
+    }
+    if (want & F_STATUS) {
+        snprintf(t, sizeof t, "%s\"status\":%u", sep, it->status);
+        api_put_s(o, t);
+    }
+    api_put_s(o, "}}");
 }
 
-/* The index an item went to, for its answer. */
-static const char *item_index(const bulk *b, size_t i, const char *path_index)
+/* The bulk answer {"took","errors","items"} into r (what b->filter keeps). */
+static void bulk_answer(const bulk *b, reply *r)
 {
-    const item *it = &b->items[i];
-    if (it->group >= 0)
-        return b->groups[it->group].name;
-    json_t *meta = json_object_iter_value(json_object_iter(b->actions[i]));
-    json_t *ji = json_object_get(meta, "_index");
-    return json_is_string(ji) ? json_string_value(ji) : path_index;
+    int errors = 0;
+    for (size_t i = 0; i < b->n; i++)
+        errors |= b->items[i].err != NULL;
+    unsigned f = b->filter;
+    seg_buf_reserve(&r->body, b->n * (f ? 40 : 200) + 64); /* an item takes ~190 bytes: no doubling copies */
+    char head[80];
+    const char *sep = "";
+    api_put_s(&r->body, "{");
+    if (!f || (f & F_TOOK)) {
+        snprintf(head, sizeof head, "\"took\":%lld", (long long)es_ms_since(&b->t0));
+        api_put_s(&r->body, head);
+        sep = ",";
+    }
+    if (!f || (f & F_ERRORS)) {
+        api_put_s(&r->body, sep);
+        api_put_s(&r->body, errors ? "\"errors\":true" : "\"errors\":false");
+        sep = ",";
+    }
+    if (!f || (f & F_ITEM)) {
+        size_t mark = r->body.n;
+        api_put_s(&r->body, sep);
+        api_put_s(&r->body, "\"items\":[");
+        int first = 1;
+        for (size_t i = 0; i < b->n; i++)
+            put_item(&r->body, &b->items[i], b->names ? b->names[b->items[i].name] : "", &first, f);
+        if (first && f)
+            r->body.n = mark; /* nothing selected: no "items", as ES leaves it out */
+        else
+            api_put_s(&r->body, "]");
+    }
+    api_put_s(&r->body, "}");
 }
 
-void es_bulk_route(struct MHD_Connection *c, const char *path_index, const seg_buf *body, reply *r)
+/* A deferred bulk (one index, event loop): its answer once the log is synced. */
+static void deferred_answer(void *ctx, idx_batch *batch, int rc, const seg_err *e, reply *r)
 {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bulk *b = ctx;
+    group_outcome(b, 0, batch, rc, e);
+    r->es = 1;
+    bulk_answer(b, r);
+}
+
+static void bulk_release(void *ctx)
+{
+    bulk_free(ctx);
+    seg_free(ctx);
+}
+
+void es_bulk_route(struct MHD_Connection *c, const char *path_index, const seg_buf *body, void *req, reply *r)
+{
     es_err x = {0};
     if (es_check_params(c, bulk_params, &x))
         return es_error_reply(r, &x);
@@ -381,29 +643,45 @@ void es_bulk_route(struct MHD_Connection *c, const char *path_index, const seg_b
         return es_fail(&x, 400, "invalid_index_name_exception",
                        "Invalid index name [%s], must match [a-z0-9][a-z0-9_.-]{0,63}", path_index),
                es_error_reply(r, &x);
-    bulk b;
-    memset(&b, 0, sizeof b);
-    if (parse_bulk(path_index, (const char *)body->p, body->n, &b, &x)) {
-        bulk_free(&b);
+    bulk *b = seg_calloc(1, sizeof *b);
+    if (!b)
+        return es_fail(&x, 503, "es_rejected_execution_exception", "out of memory"), es_error_reply(r, &x);
+    clock_gettime(CLOCK_MONOTONIC, &b->t0);
+    b->filter = bulk_filter(api_arg(c, "filter_path"));
+    seg_json *js = seg_json_new();
+    int prc = parse_bulk(path_index, (const char *)body->p, body->n, b, js, &x);
+    seg_json_free(js);
+    if (prc || b->n == 0) {
+        if (!prc)
+            es_fail(&x, 400, "action_request_validation_exception", "Validation Failed: 1: no requests added;");
+        bulk_release(b);
         return es_error_reply(r, &x);
     }
-    if (b.n == 0) {
-        bulk_free(&b);
-        es_fail(&x, 400, "action_request_validation_exception", "Validation Failed: 1: no requests added;");
-        return es_error_reply(r, &x);
+    if (b->ngroups == 1) {
+        /* one index: the committer answers after the shared log sync, as
+         * for a native ingest (many small bulks share one fdatasync) */
+        idx_batch in;
+        batch_inputs(&b->groups[0], &in);
+        seg_err e = {0};
+        int d = api_ingest_defer(req, b->groups[0].name, (const char *)b->groups[0].body.p, b->groups[0].body.n, &in,
+                                 deferred_answer, bulk_release, b, &e);
+        if (d == 1)
+            return; /* b is the committer's now */
+        if (d == 2) {
+            bulk_release(b); /* routed again on a worker */
+            return;
+        }
+        if (d < 0) {
+            idx_batch none = {0};
+            group_outcome(b, 0, &none, e.code ? e.code : SEG_EIO, &e);
+            bulk_answer(b, r);
+            bulk_release(b);
+            return;
+        }
     }
-    ingest_groups(&b);
-    int errors = 0;
-    for (size_t i = 0; i < b.n; i++)
-        errors |= b.items[i].err.status != 0;
-    char head[80];
-    snprintf(head, sizeof head, "{\"took\":%lld,\"errors\":%s,\"items\":[", (long long)es_ms_since(&t0),
-             errors ? "true" : "false");
-    api_put_s(&r->body, head);
-    for (size_t i = 0; i < b.n; i++)
-        put_item(&r->body, &b.items[i], item_index(&b, i, path_index), i == 0);
-    api_put_s(&r->body, "]}");
-    bulk_free(&b);
+    ingest_groups(b);
+    bulk_answer(b, r);
+    bulk_release(b);
 }
 
 void es_doc_route(struct MHD_Connection *c, const char *index, const char *id, int create, const seg_buf *body,
@@ -445,22 +723,22 @@ void es_doc_route(struct MHD_Connection *c, const char *index, const char *id, i
         es_fail(&x, 503, "es_rejected_execution_exception", "out of memory");
         return es_error_reply(r, &x);
     }
-    if (id) {
-        it->id = id;
-        it->id_len = strlen(id);
-    }
+    it->name = name_ref(&b, index);
+    if (id && !(it->id = seg_strndup(id, strlen(id))))
+        es_fail(item_err(&b, it), 503, "es_rejected_execution_exception", "out of memory");
+    it->id_len = id ? strlen(id) : 0;
     if (source_has_id((const char *)line.p, line.n))
-        es_fail(&it->err, 400, "document_parsing_exception",
+        es_fail(item_err(&b, it), 400, "document_parsing_exception",
                 "[1:2] Field [_id] is a metadata field and cannot be added inside a document. Use the index API "
                 "request parameters.");
-    else if (add_source(&b, it, index, (const char *)line.p, line.n))
-        es_fail(&it->err, 503, "es_rejected_execution_exception", "out of memory");
+    else if (!it->err && add_source(&b, it, index, (const char *)line.p, line.n))
+        es_fail(item_err(&b, it), 503, "es_rejected_execution_exception", "out of memory");
     seg_buf_free(&line);
-    if (!it->err.status)
+    if (!it->err)
         ingest_groups(&b);
     it = &b.items[0];
-    if (it->err.status) {
-        es_err e2 = it->err;
+    if (it->err) {
+        es_err e2 = *it->err;
         bulk_free(&b);
         return es_error_reply(r, &e2);
     }

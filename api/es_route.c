@@ -661,6 +661,13 @@ static int split(const char *url, char parts[MAX_PARTS][512])
     return n;
 }
 
+int es_is_bulk(const char *method, const char *url)
+{
+    size_t n = strlen(url);
+    return (!strcmp(method, "POST") || !strcmp(method, "PUT")) &&
+           ((n >= 6 && !strcmp(url + n - 6, "/_bulk")) || (n >= 7 && !strcmp(url + n - 7, "/_bulk/")));
+}
+
 int es_is_write(const char *method, const char *url)
 {
     int post = !strcmp(method, "POST"), put = !strcmp(method, "PUT");
@@ -683,7 +690,8 @@ static void wrong_method(reply *r, const char *url, const char *method, const ch
                url, method, allowed);
 }
 
-void es_route(struct MHD_Connection *c, const char *method, const char *url, const seg_buf *raw, reply *r)
+void es_route(struct MHD_Connection *c, const char *method, const char *url, const seg_buf *raw, void *req,
+              reply *r)
 {
     r->es = 1;
     /* request bodies: gzip decoded here for every ES route */
@@ -718,7 +726,7 @@ void es_route(struct MHD_Connection *c, const char *method, const char *url, con
         const char *a = parts[0];
         if (!strcmp(a, "_bulk") && n == 1) {
             if (post || put)
-                es_bulk_route(c, NULL, body, r);
+                es_bulk_route(c, NULL, body, req, r);
             else
                 wrong_method(r, url, m, "POST, PUT");
         } else if (!strcmp(a, "_search") && n == 1) {
@@ -794,7 +802,7 @@ void es_route(struct MHD_Connection *c, const char *method, const char *url, con
                 wrong_method(r, url, m, "GET, HEAD, PUT");
         } else if (!strcmp(a, "_bulk") && n == 2) {
             if (post || put)
-                es_bulk_route(c, ix, body, r);
+                es_bulk_route(c, ix, body, req, r);
             else
                 wrong_method(r, url, m, "POST, PUT");
         } else if (!strcmp(a, "_search") && n == 2) {

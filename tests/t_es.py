@@ -358,6 +358,15 @@ try:
     ok(st == 200 and r["errors"] and [i["index"]["status"] for i in r["items"]] == [400, 400] and
        r["items"][0]["index"]["error"]["type"] == "document_parsing_exception",
        "bad documents are their items' 400s and the batch answers 200", r)
+    fpb = '{"index":{"_index":"es-fp"}}\n{"a":1}\n{"create":{"_index":"es-fp","_id":"x"}}\n{"a":2}\n{"create":{"_index":"es-fp","_id":"x"}}\n{"a":3}\n'
+    st, r = req("POST", "/_bulk?filter_path=errors,items.*.error,items.*.status", fpb, {"Content-Type": "application/x-ndjson"})
+    ok(st == 200 and r == {"errors": True, "items": [{"index": {"status": 201}}, {"create": {"status": 201}},
+                                                      {"create": {"status": 409, "error": r["items"][2]["create"].get("error")}}]}
+       and r["items"][2]["create"]["error"]["type"] == "version_conflict_engine_exception",
+       "_bulk with Beats' filter_path keeps errors and each item's status and error only", r)
+    st, r = req("POST", "/_bulk?filter_path=items.*.error", fpb.replace('"x"', '"y"'), {"Content-Type": "application/x-ndjson"})
+    ok(st == 200 and list(r) == ["items"] and len(r["items"]) == 1 and "error" in r["items"][0]["create"],
+       "filter_path items.*.error: only the failed items", r)
     st, r = req("POST", "/_bulk", 'this is not bulk\n', {"Content-Type": "application/x-ndjson"})
     ok(st == 400 and r["error"]["type"] == "illegal_argument_exception", "a body that is not bulk is a 400", r)
     # keep-alive: several requests on one connection
