@@ -1017,17 +1017,14 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
                   struct MHD_Response **stream)
 {
     int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
-    if (!strcmp(url, "/health")) {
-        if (!get)
-            return api_error(r, 405, "method_not_allowed", "use GET");
+    /* GET /health and /metrics are logdex's; other methods on those paths
+     * are an index of that name in the Elasticsearch API (PUT /metrics) */
+    if (!strcmp(url, "/health") && get) {
         api_put_s(&r->body, "{\"status\":\"ok\"}");
         return;
     }
-    if (!strcmp(url, "/metrics")) {
-        if (!get)
-            return api_error(r, 405, "method_not_allowed", "use GET");
+    if (!strcmp(url, "/metrics") && get)
         return do_metrics(r);
-    }
     if (!strcmp(url, "/api/v1/indexes")) {
         if (!get)
             return api_error(r, 405, "method_not_allowed", "use GET");
@@ -1317,7 +1314,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         reply r = {200, {0}, NULL, NULL, 0};
         int refuse = 0;
         int need = is_ingest(method, url) || es_is_write(method, url) ? AUTH_WRITE : AUTH_READ;
-        int rights = srv.ntokens && strcmp(url, "/health") ? auth_rights(c) : AUTH_READ | AUTH_WRITE;
+        int health = !strcmp(url, "/health") && (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
+        int rights = srv.ntokens && !health ? auth_rights(c) : AUTH_READ | AUTH_WRITE;
         if (!rights) {
             api_error(&r, 401, "unauthorized", "missing or wrong 'Authorization: Bearer' token");
             refuse = 1;

@@ -70,6 +70,7 @@ typedef struct anode {
     int has_ext, has_hard;
     int64_t ext_lo, ext_hi, hard_lo, hard_hi; /* ns */
     int order_key, order_desc;    /* terms: _key, or _count / a sub-metric */
+    int show_error;               /* terms: show_term_doc_count_error (each bucket's bound, 0) */
     char order_sub[128];          /* terms: sub-metric name[.property] */
 } anode;
 
@@ -287,6 +288,7 @@ static int parse_one(actx *a, const char *name, const json_t *def, anode *n, int
             n->size = (size_t)s;
         }
         n->min_doc_count = mdc ? (json_is_string(mdc) ? atol(json_string_value(mdc)) : (long)json_integer_value(mdc)) : 1;
+        n->show_error = json_is_true(json_object_get(b, "show_term_doc_count_error"));
         if (json_object_get(b, "missing"))
             return es_fail(a->x, 400, "illegal_argument_exception", "[terms] missing is not supported yet");
         n->order_desc = 1;
@@ -310,7 +312,10 @@ static int parse_one(actx *a, const char *name, const json_t *def, anode *n, int
         break;
     }
     case K_AVG: case K_MIN: case K_MAX: case K_SUM: case K_VCOUNT: case K_STATS: case K_CARD: {
-        static const char *const ok[] = {"field", "missing", "format", "precision_threshold", "script", NULL};
+        /* value_type: a type hint for scripts and unmapped fields; with a
+         * field it changes nothing */
+        static const char *const ok[] = {"field", "missing", "format", "precision_threshold", "script", "value_type",
+                                         NULL};
         if (keys_ok(a, b, "metric", ok) || field_of(a, b, "metric", n->field))
             return -1;
         if (json_object_get(b, "missing") || json_object_get(b, "script"))
@@ -770,6 +775,8 @@ static int put_terms(actx *a, const anode *n, const srch_agg_result *r, const es
             put_num(out, bk->key_num);
         api_put_s(out, ",\"doc_count\":");
         put_u64(out, bk->count);
+        if (n->show_error)
+            api_put_s(out, ",\"doc_count_error_upper_bound\":0"); /* counts are exact */
         /* the bucket as a condition: its whole value */
         srch_query *cond = NULL;
         seg_err e = {0};
@@ -1068,6 +1075,20 @@ static int put_refined(actx *a, const anode *n, const es_query *q, int empty, se
     return rc;
 }
 
+/* put_refined, then the aggregation's meta (echoed, as ES does). */
+static int put_refined_meta(actx *a, const anode *n, const es_query *q, int empty, seg_buf *out)
+{
+    if (put_refined(a, n, q, empty, out))
+        return -1;
+    if (n->meta) {
+        out->n--; /* the closing brace */
+        api_put_s(out, ",\"meta\":");
+        es_put_json(out, n->meta);
+        api_put_s(out, "}");
+    }
+    return 0;
+}
+
 static int put_subs(actx *a, const anode *n, const srch_agg_result *subs, const es_query *bq, int empty, seg_buf *out)
 {
     size_t k = 0;
@@ -1080,7 +1101,7 @@ static int put_subs(actx *a, const anode *n, const srch_agg_result *subs, const 
             if (put_result(a, s, subs && !empty ? &subs[k] : NULL, bq, empty, out))
                 return -1;
             k++;
-        } else if (put_refined(a, s, bq, empty || !bq, out))
+        } else if (put_refined_meta(a, s, bq, empty || !bq, out))
             return -1;
     }
     return 0;
@@ -1152,7 +1173,7 @@ static int run_level(actx *a, const anode *aggs, size_t n, const es_query *q, in
             rc = put_result(a, &aggs[i], res ? &res[k] : NULL, q, res == NULL, out);
             k++;
         } else {
-            rc = put_refined(a, &aggs[i], q, empty || q->empty || !a->v->ix, out);
+            rc = put_refined_meta(a, &aggs[i], q, empty || q->empty || !a->v->ix, out);
         }
     }
     if (res)

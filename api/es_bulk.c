@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 enum { A_INDEX = 1, A_CREATE, A_UPDATE, A_DELETE };
@@ -300,6 +301,29 @@ static int parse_action(seg_json *js, const char *line, size_t n, long lineno, a
     if (a->id_len && !a->id && !a->err.status)
         return es_fail(x, 503, "es_rejected_execution_exception", "out of memory");
     return 0;
+}
+
+/* A new id as ES makes them: 20 characters of base64url, 15 random bytes
+ * (from getrandom; the time if it fails). */
+static void es_new_id(char out[24])
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint8_t r[15];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t v = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        for (size_t i = 0; i < sizeof r; i++, v = v * 6364136223846793005ull + 1442695040888963407ull)
+            r[i] = (uint8_t)(v >> 56);
+    }
+    for (int i = 0; i < 5; i++) {
+        uint32_t v = (uint32_t)r[3 * i] << 16 | (uint32_t)r[3 * i + 1] << 8 | r[3 * i + 2];
+        out[4 * i] = b64[v >> 18 & 63];
+        out[4 * i + 1] = b64[v >> 12 & 63];
+        out[4 * i + 2] = b64[v >> 6 & 63];
+        out[4 * i + 3] = b64[v & 63];
+    }
+    out[20] = 0;
 }
 
 static const char *const bulk_params[] = {"refresh", "timeout", "wait_for_active_shards", "routing", "pipeline",
@@ -724,6 +748,13 @@ void es_doc_route(struct MHD_Connection *c, const char *index, const char *id, i
         return es_error_reply(r, &x);
     }
     it->name = name_ref(&b, index);
+    char gen[24];
+    if (!id) {
+        /* POST {index}/_doc: an id made here, given to the engine like a
+         * client's, so that GET _doc finds the event by the id answered */
+        es_new_id(gen);
+        id = gen;
+    }
     if (id && !(it->id = seg_strndup(id, strlen(id))))
         es_fail(item_err(&b, it), 503, "es_rejected_execution_exception", "out of memory");
     it->id_len = id ? strlen(id) : 0;

@@ -14,6 +14,7 @@
 #include "api/es.h"
 
 #include <fnmatch.h>
+#include <pthread.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -374,6 +375,25 @@ static void do_cat_indices(struct MHD_Connection *c, const char *expr, reply *r)
     seg_free(rows);
 }
 
+static void do_cat_count(struct MHD_Connection *c, const char *expr, reply *r)
+{
+    static const char *const ok[] = {"format", "h", "v", "help", "s", NULL};
+    es_err x = {0};
+    es_view v;
+    if (es_check_params(c, ok, &x) || es_view_open(expr, 0, &v, &x))
+        return es_error_reply(r, &x);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    cat_row w = {0};
+    cat_set(&w, "epoch", "%lld", (long long)now);
+    cat_set(&w, "timestamp", "%02d:%02d:%02d", tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cat_set(&w, "count", "%llu", (unsigned long long)(v.ix ? srch_index_events(v.ix) : 0));
+    es_view_close(&v);
+    if (cat_answer(c, r, &w, 1, &x))
+        es_error_reply(r, &x);
+}
+
 static void do_cat_health(struct MHD_Connection *c, reply *r)
 {
     static const char *const ok[] = {"format", "h", "v", "ts", "time", "local", "master_timeout", "help", NULL};
@@ -636,6 +656,148 @@ static void do_index_get(struct MHD_Connection *c, const char *expr, reply *r)
 static void acknowledged(reply *r) { api_put_s(&r->body, "{\"acknowledged\":true}"); }
 
 /* ------------------------------------------------------------------ */
+/* Templates and ILM policies: kept as given, in memory, not applied     */
+/* ------------------------------------------------------------------ */
+
+/* Shippers put their index templates and ILM policies at each start and
+ * read them back to decide whether to: they are kept (until the server
+ * stops) and answered as ES does, and change nothing in how events are
+ * indexed (docs/elasticsearch.md). */
+#define MAX_KEPT 1024
+static struct {
+    pthread_mutex_t mu;
+    struct {
+        char kind[24];              /* "_index_template", "_template", ... */
+        char name[256];
+        json_t *body;
+    } e[MAX_KEPT];
+    size_t n;
+} kept = {PTHREAD_MUTEX_INITIALIZER, {{{0}, {0}, NULL}}, 0};
+
+static void kept_route(struct MHD_Connection *c, const char *kind, const char *name, const char *method,
+                       const seg_buf *body, reply *r)
+{
+    (void)c;
+    es_err x = {0};
+    if (!strcmp(method, "PUT") || !strcmp(method, "POST")) {
+        json_t *j = NULL;
+        if (!name)
+            return fail_reply(r, 405, "method_not_allowed_exception", "PUT needs a name");
+        if (es_body_json(body, &j, &x))
+            return es_error_reply(r, &x);
+        pthread_mutex_lock(&kept.mu);
+        size_t i;
+        for (i = 0; i < kept.n; i++)
+            if (!strcmp(kept.e[i].kind, kind) && !strcmp(kept.e[i].name, name))
+                break;
+        if (i == kept.n && kept.n < MAX_KEPT) {
+            snprintf(kept.e[i].kind, sizeof kept.e[i].kind, "%s", kind);
+            snprintf(kept.e[i].name, sizeof kept.e[i].name, "%s", name);
+            kept.n++;
+        }
+        if (j && json_is_string(json_object_get(j, "index_patterns"))) /* ES keeps a list */
+            json_object_set_new(j, "index_patterns", json_pack("[O]", json_object_get(j, "index_patterns")));
+        if (i < kept.n) {
+            json_decref(kept.e[i].body);
+            kept.e[i].body = j ? j : json_object();
+        } else
+            json_decref(j);
+        pthread_mutex_unlock(&kept.mu);
+        return acknowledged(r);
+    }
+    int del = !strcmp(method, "DELETE"), head = !strcmp(method, "HEAD");
+    json_t *out = !strcmp(kind, "_template") || !strcmp(kind, "_ilm") ? json_object() : json_array();
+    int found = 0;
+    pthread_mutex_lock(&kept.mu);
+    for (size_t i = 0; i < kept.n; i++) {
+        if (strcmp(kept.e[i].kind, kind) || (name && strcmp(kept.e[i].name, name) &&
+                                             fnmatch(name, kept.e[i].name, 0)))
+            continue;
+        found++;
+        if (del) {
+            json_decref(kept.e[i].body);
+            kept.e[i] = kept.e[--kept.n];
+            i--;
+            continue;
+        }
+        json_t *b = kept.e[i].body;
+        const char *nm = kept.e[i].name;
+        if (!strcmp(kind, "_template"))
+            json_object_set(out, nm, b);
+        else if (!strcmp(kind, "_ilm"))
+            json_object_set_new(out, nm, json_pack("{s:i,s:s,s:O}", "version", 1, "modified_date",
+                                                   "2024-01-01T00:00:00.000Z", "policy",
+                                                   json_object_get(b, "policy") ? json_object_get(b, "policy") : b));
+        else if (!strcmp(kind, "_index_template"))
+            json_array_append_new(out, json_pack("{s:s,s:O}", "name", nm, "index_template", b));
+        else
+            json_array_append_new(out, json_pack("{s:s,s:O}", "name", nm, "component_template", b));
+    }
+    pthread_mutex_unlock(&kept.mu);
+    if (!found && (name || del)) {
+        json_decref(out);
+        if (head) {
+            r->status = 404;
+            return;
+        }
+        return fail_reply(r, 404, "resource_not_found_exception", "%s [%s] not found",
+                          !strcmp(kind, "_ilm") ? "Lifecycle policy" : "index template", name ? name : "");
+    }
+    if (del || head) {
+        json_decref(out);
+        return del ? acknowledged(r) : (void)0;
+    }
+    if (!strcmp(kind, "_index_template"))
+        out = json_pack("{s:o}", "index_templates", out);
+    else if (!strcmp(kind, "_component_template"))
+        out = json_pack("{s:o}", "component_templates", out);
+    es_put_json(&r->body, out);
+    json_decref(out);
+}
+
+/* Data streams: a data stream is an index of that name (logdex's indexes
+ * are already append-only and time-ordered). */
+static void data_stream_route(const char *name, const char *method, reply *r)
+{
+    if (!strcmp(method, "PUT")) {
+        if (!name || !idx_name_valid(name))
+            return fail_reply(r, 400, "invalid_index_name_exception",
+                              "Invalid data stream name [%s], must match [a-z0-9][a-z0-9_.-]{0,63}", name ? name : "");
+        if (api_index_exists(name))
+            return fail_reply(r, 400, "resource_already_exists_exception", "data_stream [%s] already exists", name);
+        seg_err e = {0};
+        if (api_index_create(name, &e)) {
+            es_err x = {0};
+            es_fail_seg(&x, &e);
+            return es_error_reply(r, &x);
+        }
+        return acknowledged(r);
+    }
+    if (!strcmp(method, "DELETE"))
+        return fail_reply(r, 400, "illegal_argument_exception",
+                          "deleting data stream [%s] is not supported yet (logdex drops old data by --retention)",
+                          name ? name : "");
+    char names[1024][72];
+    size_t n = api_index_names(names, 1024);
+    api_put_s(&r->body, "{\"data_streams\":[");
+    int k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (name && fnmatch(name, names[i], 0))
+            continue;
+        api_put_s(&r->body, k++ ? ",{\"name\":" : "{\"name\":");
+        api_put_jstr(&r->body, names[i], strlen(names[i]));
+        api_put_s(&r->body, ",\"timestamp_field\":{\"name\":\"@timestamp\"},\"indices\":[{\"index_name\":");
+        api_put_jstr(&r->body, names[i], strlen(names[i]));
+        api_put_s(&r->body, "}],\"generation\":1,\"status\":\"GREEN\",\"hidden\":false,\"system\":false}");
+    }
+    api_put_s(&r->body, "]}");
+    if (name && !k && !strpbrk(name, "*?")) {
+        r->body.n = 0;
+        fail_reply(r, 404, "index_not_found_exception", "no such index [%s]", name);
+    }
+}
+
+/* ------------------------------------------------------------------ */
 /* The router                                                           */
 /* ------------------------------------------------------------------ */
 
@@ -755,22 +917,14 @@ void es_route(struct MHD_Connection *c, const char *method, const char *url, con
             else
                 acknowledged(r);
         } else if ((!strcmp(a, "_index_template") || !strcmp(a, "_template") || !strcmp(a, "_component_template")) &&
-                   n == 2) {
-            /* accepted and acknowledged; logdex keeps no templates */
-            if (put || post)
-                acknowledged(r);
-            else if (del)
-                acknowledged(r);
-            else if (head)
-                r->status = 404;
-            else
-                fail_reply(r, 404, "resource_not_found_exception", "index template matching [%s] not found",
-                           parts[1]);
-        } else if (!strcmp(a, "_ilm") && n == 3 && !strcmp(parts[1], "policy")) {
-            if (put || del)
-                acknowledged(r);
-            else
-                fail_reply(r, 404, "resource_not_found_exception", "Lifecycle policy not found: %s", parts[2]);
+                   n <= 2) {
+            kept_route(c, a, n == 2 ? parts[1] : NULL, m, body, r);
+        } else if (!strcmp(a, "_ilm") && n >= 2 && n <= 3 && !strcmp(parts[1], "policy")) {
+            kept_route(c, "_ilm", n == 3 ? parts[2] : NULL, m, body, r);
+        } else if (!strcmp(a, "_data_stream") && n <= 2) {
+            data_stream_route(n == 2 ? parts[1] : NULL, m, r);
+        } else if (!strcmp(a, "_cat") && n >= 2 && !strcmp(parts[1], "count") && get) {
+            do_cat_count(c, n >= 3 ? parts[2] : NULL, r);
         } else if (!strcmp(a, "_license") && n == 1 && get) {
             api_put_s(&r->body, "{\"license\":{\"status\":\"active\",\"uid\":\"logdex\",\"type\":\"basic\","
                                 "\"issue_date\":\"2024-01-01T00:00:00.000Z\",\"issue_date_in_millis\":1704067200000,"
@@ -837,6 +991,11 @@ void es_route(struct MHD_Connection *c, const char *method, const char *url, con
                 wrong_method(r, url, m, "GET, PUT");
         } else if (!strcmp(a, "_field_caps") && n == 2) {
             do_field_caps(c, ix, r);
+        } else if (!strcmp(a, "_reload_search_analyzers") && n == 2 && (post || get)) {
+            /* one tokenizer, nothing to reload */
+            api_put_s(&r->body, "{\"_shards\":{\"total\":1,\"successful\":1,\"failed\":0},\"reload_details\":[{\"index\":");
+            api_put_jstr(&r->body, ix, strlen(ix));
+            api_put_s(&r->body, ",\"reloaded_analyzers\":[],\"reloaded_node_ids\":[]}]}");
         } else if (!strcmp(a, "_refresh") && n == 2) {
             es_err x = {0};
             es_view v;
