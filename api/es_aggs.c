@@ -96,17 +96,8 @@ static void anodes_free(anode *a, size_t n)
 
 static int keys_ok(actx *a, const json_t *o, const char *what, const char *const *allowed)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)o, k, v)
-    {
-        int ok = 0;
-        for (const char *const *p = allowed; *p && !ok; p++)
-            ok = !strcmp(*p, k);
-        if (!ok)
-            return es_fail(a->x, 400, "parsing_exception", "[%s] aggregation does not support [%s]", what, k);
-    }
-    return 0;
+    const char *k = es_unknown_key(o, allowed);
+    return k ? es_fail(a->x, 400, "parsing_exception", "[%s] aggregation does not support [%s]", what, k) : 0;
 }
 
 /* An interval: N and a unit (ms s m h d), or a named one (minute, hour,
@@ -856,6 +847,22 @@ static int put_native(actx *a, const anode *n, const srch_agg_result *r, const e
     return 0;
 }
 
+/* A range bucket's bound: "NAME":v, and "NAME_as_string" for a time. */
+static void put_bound(seg_buf *out, const char *name, double v, const char *as_string)
+{
+    api_put_s(out, "\"");
+    api_put_s(out, name);
+    api_put_s(out, "\":");
+    put_num(out, v);
+    if (as_string) {
+        api_put_s(out, ",\"");
+        api_put_s(out, name);
+        api_put_s(out, "_as_string\":");
+        api_put_jstr(out, as_string, strlen(as_string));
+    }
+    api_put_s(out, ",");
+}
+
 /* filter / filters / range / date_range / top_hits under query q. */
 static int put_refined(actx *a, const anode *n, const es_query *q, int empty, seg_buf *out)
 {
@@ -1038,24 +1045,10 @@ static int put_refined(actx *a, const anode *n, const es_query *q, int empty, se
                     api_put_jstr(out, key, strlen(key));
                     api_put_s(out, ",");
                 }
-                if (from) {
-                    api_put_s(out, "\"from\":");
-                    put_num(out, is_time ? (double)(fns / 1000000) : fv);
-                    if (is_time) {
-                        api_put_s(out, ",\"from_as_string\":");
-                        api_put_jstr(out, fs, strlen(fs));
-                    }
-                    api_put_s(out, ",");
-                }
-                if (to) {
-                    api_put_s(out, "\"to\":");
-                    put_num(out, is_time ? (double)(tns / 1000000) : tv);
-                    if (is_time) {
-                        api_put_s(out, ",\"to_as_string\":");
-                        api_put_jstr(out, ts, strlen(ts));
-                    }
-                    api_put_s(out, ",");
-                }
+                if (from)
+                    put_bound(out, "from", is_time ? (double)(fns / 1000000) : fv, is_time ? fs : NULL);
+                if (to)
+                    put_bound(out, "to", is_time ? (double)(tns / 1000000) : tv, is_time ? ts : NULL);
                 api_put_s(out, "\"doc_count\":");
                 put_u64(out, cnt);
                 rc = run_level(a, n->subs, n->nsubs, &rq, empty || !cnt, out);

@@ -278,17 +278,8 @@ static int single(tr *t, const json_t *obj, const char *what, const char **key, 
 /* Checks that an object's keys are among allowed (NULL-ended). */
 static int keys_ok(tr *t, const json_t *o, const char *what, const char *const *allowed)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)o, k, v)
-    {
-        int ok = 0;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = !strcmp(*a, k);
-        if (!ok)
-            return es_fail(t->x, 400, "parsing_exception", "[%s] query does not support [%s]", what, k);
-    }
-    return 0;
+    const char *k = es_unknown_key(o, allowed);
+    return k ? es_fail(t->x, 400, "parsing_exception", "[%s] query does not support [%s]", what, k) : 0;
 }
 
 /* A scalar as text: strings as they are, numbers and booleans spelt. */

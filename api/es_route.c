@@ -511,6 +511,19 @@ static void field_acc_cb(void *ud, const char *name, size_t len, unsigned flags,
     }
 }
 
+/* The mapping properties of an index's fields (NULL: no snapshot). */
+static json_t *index_properties(const char *name)
+{
+    seg_err e = {0};
+    srch_index *ix = api_snapshot(name, &e);
+    if (!ix)
+        return NULL;
+    fields_acc a = {json_object(), NULL};
+    srch_index_fields(ix, field_acc_cb, &a);
+    srch_index_close(ix);
+    return a.props;
+}
+
 static void do_mapping(struct MHD_Connection *c, const char *expr, reply *r)
 {
     static const char *const ok[] = {"ignore_unavailable", "allow_no_indices", "expand_wildcards", "local",
@@ -521,14 +534,9 @@ static void do_mapping(struct MHD_Connection *c, const char *expr, reply *r)
         return es_error_reply(r, &x);
     json_t *out = json_object();
     for (size_t i = 0; i < v.n; i++) {
-        seg_err e = {0};
-        srch_index *ix = api_snapshot(v.names[i], &e);
-        if (!ix)
-            continue;
-        fields_acc a = {json_object(), NULL};
-        srch_index_fields(ix, field_acc_cb, &a);
-        srch_index_close(ix);
-        json_object_set_new(out, v.names[i], json_pack("{s:{s:o}}", "mappings", "properties", a.props));
+        json_t *props = index_properties(v.names[i]);
+        if (props)
+            json_object_set_new(out, v.names[i], json_pack("{s:{s:o}}", "mappings", "properties", props));
     }
     es_put_json(&r->body, out);
     json_decref(out);
@@ -635,16 +643,12 @@ static void do_index_get(struct MHD_Connection *c, const char *expr, reply *r)
         return es_error_reply(r, &x);
     json_t *out = json_object();
     for (size_t i = 0; i < v.n; i++) {
-        seg_err e = {0};
-        srch_index *ix = api_snapshot(v.names[i], &e);
-        if (!ix)
+        json_t *props = index_properties(v.names[i]);
+        if (!props)
             continue;
-        fields_acc a = {json_object(), NULL};
-        srch_index_fields(ix, field_acc_cb, &a);
-        srch_index_close(ix);
         json_object_set_new(
             out, v.names[i],
-            json_pack("{s:{},s:{s:o},s:{s:{s:s,s:s,s:s,s:s}}}", "aliases", "mappings", "properties", a.props,
+            json_pack("{s:{},s:{s:o},s:{s:{s:s,s:s,s:s,s:s}}}", "aliases", "mappings", "properties", props,
                       "settings", "index", "number_of_shards", "1", "number_of_replicas", "0", "provided_name",
                       v.names[i], "uuid", v.names[i]));
     }

@@ -233,15 +233,12 @@ static const char *const body_keys[] = {
 
 static int parse_body(const json_t *b, sreq *s, seg_tok *tok, int64_t now, es_err *x)
 {
-    const char *k;
+    const char *k = es_unknown_key(b, body_keys);
     json_t *v;
+    if (k)
+        return es_fail(x, 400, "parsing_exception", "Unknown key for a START_OBJECT in [%s].", k);
     json_object_foreach((json_t *)b, k, v)
     {
-        int known = 0;
-        for (const char *const *a = body_keys; *a && !known; a++)
-            known = !strcmp(*a, k);
-        if (!known)
-            return es_fail(x, 400, "parsing_exception", "Unknown key for a START_OBJECT in [%s].", k);
         /* accepted keys that logdex cannot honour are errors when they
          * would change the answer */
         if ((!strcmp(k, "script_fields") || !strcmp(k, "runtime_mappings") || !strcmp(k, "ext")) &&

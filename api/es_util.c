@@ -106,3 +106,17 @@ int es_body_json(const seg_buf *body, json_t **out, es_err *x)
     return 0;
 }
 
+const char *es_unknown_key(const json_t *o, const char *const *allowed)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)o, k, v)
+    {
+        int ok = 0;
+        for (const char *const *p = allowed; *p && !ok; p++)
+            ok = !strcmp(*p, k);
+        if (!ok)
+            return k;
+    }
+    return NULL;
+}
