@@ -55,7 +55,8 @@ typedef struct es_view {
     uint32_t *rk;
     size_t nrd;
 } es_view;
-/* ignore_unavailable: a missing concrete name is left out instead of a 404. */
+/* ignore_unavailable: a missing concrete name is left out instead of a 404.
+ * On failure (-1, x set) v holds nothing: there is nothing to close. */
 int es_view_open(const char *expr, int ignore_unavailable, es_view *v, es_err *x);
 const char *es_view_index_of(const es_view *v, const seg_reader *r);
 void es_view_close(es_view *v);

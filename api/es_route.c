@@ -140,8 +140,12 @@ int es_view_open(const char *expr, int ignore_unavailable, es_view *v, es_err *x
         }
     }
     pthread_mutex_unlock(&mu);
-    if (rc || v->n == 0)
+    if (rc) {
+        es_view_close(v); /* a failed open leaves nothing to close */
         return rc;
+    }
+    if (v->n == 0)
+        return 0;
     /* one view over every named index's snapshot */
     srch_index **parts = seg_calloc(v->n, sizeof *parts);
     if (!parts)
@@ -178,6 +182,8 @@ int es_view_open(const char *expr, int ignore_unavailable, es_view *v, es_err *x
     for (size_t i = 0; i < v->n; i++)
         srch_index_close(parts[i]);
     seg_free(parts);
+    if (rc)
+        es_view_close(v);
     return rc;
 }
 
