@@ -61,7 +61,7 @@ static const char *const usage_serve =
     "  --tls-cert FILE --tls-key FILE   serve HTTPS\n"
     "  --buffer-mb N       flush an index's buffer at N MiB (default 64)\n"
     "  --flush-age SECS    ... or when its oldest event is SECS old (default 10)\n"
-    "  (one thread per connection, at most 1000 connections)\n"
+    "  (at most 1000 connections)\n"
     "  --max-tails N       live tail streams at most, per index (default 256)\n"
     "  --retention DUR     delete buckets whose events are all older than DUR\n"
     "                      (e.g. 7d; checked every second; default: keep all)\n"

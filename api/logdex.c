@@ -101,18 +101,23 @@ static const char *const usage_agg =
     "  logdex agg '{\"q\":\"level:error\",\"aggs\":{\"per_min\":{\"date_histogram\":{\"interval\":\"1m\"}}}}'\n";
 
 static const char *const usage_tail =
-    "usage: logdex tail [--url URL] [--index NAME] [--backfill N] [--token TOKEN] QUERY\n"
+    "usage: logdex tail [--url URL] [--index NAME] [--backfill N] [--token TOKEN] [--retries N] QUERY\n"
     "\n"
     "Connects to a running server (default http://127.0.0.1:9200) and prints\n"
     "the events matching QUERY as NDJSON lines, as they are ingested; with\n"
     "--backfill N, first the N newest stored matches.  Reconnects after a\n"
-    "dropped connection, resuming after the last event seen.  Ctrl-C stops.\n";
+    "dropped connection, resuming after the last event seen.  A server that\n"
+    "cannot be reached is tried again every second, saying so on standard\n"
+    "error, --retries times in a row at most (default 30), then tail exits 1.\n"
+    "Ctrl-C stops.\n";
 
 static const char *const usage_stats =
     "usage: logdex stats [--data DIR] [--index NAME]\n"
     "\n"
-    "Prints {\"events\":N,\"segments\":S,\"buckets\":K,\"bytes\":B}; bytes counts every\n"
-    "file the index keeps on disk.\n";
+    "Prints {\"events\":N,\"segments\":S,\"buckets\":K,\"bytes\":B,\n"
+    "\"max_segments_per_bucket\":M,\"per_bucket\":[{\"start\",\"segments\",\"events\",\n"
+    "\"bytes\"},...]}: bytes counts every file the index keeps on disk;\n"
+    "per_bucket lists the time buckets, oldest first.\n";
 
 static const char *const usage_verify =
     "usage: logdex verify [--data DIR]\n"
@@ -210,6 +215,20 @@ static void progress(ingest_ctx *c, idx_writer *w, int final)
             final ? "\n" : "   ");
 }
 
+/* One line, refused past MAX_LINE: the read buffer grows by doubling
+ * (to 128 MiB), so a line between the limit and the buffer's size must be
+ * refused here, not only one that overflows the buffer. */
+static int add_line_limited(idx_writer *w, const char *line, size_t n, long lineno, ingest_ctx *c, seg_err *e)
+{
+    if (n > MAX_LINE) {
+        char why[64];
+        snprintf(why, sizeof why, "line longer than %u bytes", MAX_LINE);
+        idx_reject(w, lineno, n, why, on_reject, c);
+        return SEG_OK;
+    }
+    return idx_add_line(w, line, n, lineno, on_reject, c, e);
+}
+
 static int ingest_fd(idx_writer *w, FILE *f, ingest_ctx *c, seg_err *e)
 {
     size_t cap = 4u << 20, len = 0;
@@ -255,7 +274,7 @@ static int ingest_fd(idx_writer *w, FILE *f, ingest_ctx *c, seg_err *e)
                 skipping = 0;
             } else {
                 lineno++;
-                if ((rc = idx_add_line(w, buf + start, end - start, lineno, on_reject, c, e)))
+                if ((rc = add_line_limited(w, buf + start, end - start, lineno, c, e)))
                     goto out;
             }
             start = end + 1;
@@ -263,7 +282,7 @@ static int ingest_fd(idx_writer *w, FILE *f, ingest_ctx *c, seg_err *e)
         if (eof) {
             if (start < len && !skipping) {
                 lineno++;
-                rc = idx_add_line(w, buf + start, len - start, lineno, on_reject, c, e);
+                rc = add_line_limited(w, buf + start, len - start, lineno, c, e);
             }
             break;
         }
@@ -505,10 +524,12 @@ static int tail_once(const char *host, int port, const char *index, const char *
     }
     int fd = socket(ai->ai_family, SOCK_STREAM, 0);
     if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        int err = errno;
         freeaddrinfo(ai);
         if (fd >= 0)
             close(fd);
-        return -1; /* try again */
+        errno = err;
+        return -2; /* not reached: try again (errno says why) */
     }
     freeaddrinfo(ai);
     seg_buf rq = {0};
@@ -613,9 +634,10 @@ static int tail_once(const char *host, int port, const char *index, const char *
 static int cmd_tail(int argc, char **argv)
 {
     const char *url = "http://127.0.0.1:9200", *index = "default", *token = NULL;
-    long backfill = 0;
+    long backfill = 0, retries = 30;
     static const struct option opts[] = {{"url", 1, 0, 'u'},   {"index", 1, 0, 'i'}, {"backfill", 1, 0, 'b'},
-                                         {"token", 1, 0, 't'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+                                         {"token", 1, 0, 't'}, {"retries", 1, 0, 'r'}, {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -623,6 +645,15 @@ static int cmd_tail(int argc, char **argv)
         case 'i': index = optarg; break;
         case 'b': backfill = atol(optarg); break;
         case 't': token = optarg; break;
+        case 'r': {
+            char *end;
+            retries = strtol(optarg, &end, 10);
+            if (*end || retries < 0 || retries > 1000000) {
+                fprintf(stderr, "logdex tail: --retries wants a whole number from 0\n");
+                return 2;
+            }
+            break;
+        }
         case 'h': fputs(usage_tail, stdout); return 0;
         default: return usage_err(usage_tail);
         }
@@ -638,11 +669,26 @@ static int cmd_tail(int argc, char **argv)
     }
     char last[64] = "";
     int rc;
-    for (int tries = 0;; tries++) {
+    /* a dropped stream is resumed after the last event at once; a server
+     * that cannot be reached is tried once a second, saying so, at most
+     * `retries` times in a row */
+    for (long failed = 0;;) {
         rc = tail_once(host, port, index, (const char *)qb.p, backfill, token, last, sizeof last);
-        if (rc > 0 || tries > 1000)
+        if (rc > 0)
             break;
-        sleep(1); /* dropped or refused: resume after the last event */
+        if (rc == -2) {
+            if (++failed > retries) {
+                fprintf(stderr, "logdex tail: giving up: %s:%d not reachable %ld times in a row\n", host, port, failed);
+                rc = 1;
+                break;
+            }
+            fprintf(stderr, "logdex tail: cannot connect to %s:%d (%s); retrying in 1 s (%ld of %ld)\n", host, port,
+                    strerror(errno), failed, retries);
+        } else {
+            failed = 0;
+            fprintf(stderr, "logdex tail: connection to %s:%d dropped; reconnecting\n", host, port);
+        }
+        sleep(1);
     }
     seg_buf_free(&qb);
     return rc;

@@ -156,4 +156,24 @@ is "$(version_of "$T/gn")" "version 4 compact store " "and are compact"
 golden_answers "$T/gn" > "$T/gnc.out"
 cmp -s "$G/v1.expected" "$T/gnc.out"; ok $? "and answer the same"
 
+# a line over the 64 MiB limit is refused whatever the read buffer's size
+# (the buffer doubles to 128 MiB: a 70 MB line once fitted and was stored)
+{ printf '{"big":"'; head -c 70000000 /dev/zero | tr '\0' 'x'; printf '"}\n{"msg":"after the big line"}\n'; } > "$T/big.ndjson"
+out=$("$LOGDEX" ingest --quiet --data "$T/bigd" "$T/big.ndjson" 2>"$T/big.err")
+is "$(echo "$out" | grep -o '"accepted":[0-9]*,"rejected":[0-9]*')" '"accepted":1,"rejected":1' "a 70 MB line is refused, the next line stored"
+ok "$(grep -q 'big.ndjson:1: line longer than 67108864 bytes' "$T/big.err"; echo $?)" "with its line number and the limit"
+rm -f "$T/big.ndjson"
+
+# tail against a server that is not there: says so, and gives up
+t0=$(date +%s)
+"$LOGDEX" tail --url http://127.0.0.1:1 --retries 2 x > /dev/null 2> "$T/tail.err"; rc=$?
+is "$rc" 1 "tail gives up on a server it cannot reach"
+ok "$(grep -c 'cannot connect to 127.0.0.1:1 (Connection refused); retrying' "$T/tail.err" | sed 's/^2$/0/')" "saying so at each try"
+ok "$(grep -q 'giving up: 127.0.0.1:1 not reachable 3 times in a row' "$T/tail.err"; echo $?)" "and why it stops"
+ok "$([ $(( $(date +%s) - t0 )) -le 10 ]; echo $?)" "within its bound (--retries 2: about 2 s)"
+
+# help texts say what the commands do
+ok "$("$LOGDEX" stats --help | grep -q 'max_segments_per_bucket.*per_bucket'; echo $?)" "stats --help lists every key"
+ok "$("$LOGDEX" serve --help | grep -q 'one thread per connection, at most'; [ $? -ne 0 ]; echo $?)" "serve --help no longer calls threads the default"
+
 done_testing
