@@ -82,6 +82,9 @@ int es_dsl_query_string(const char *q, const char *default_field, int default_an
 /* ANDs more into out (a post_filter, a filter aggregation's query). */
 int es_query_and(es_query *out, const es_query *more, es_err *x);
 void es_query_free(es_query *q);
+/* The engine's request for q (its tree, borrowed, and time bounds), with
+ * limit hits; the rest zero. */
+void es_request(const es_query *q, size_t limit, srch_request *rq);
 /* A date value of a range or a bound: epoch millis (number or digits
  * with format epoch_millis), epoch_second, RFC 3339 / strict_date_optional_time,
  * a bare date, or date math now-1h/h; time_zone for values without an

@@ -527,12 +527,7 @@ static int count_of(actx *a, const es_query *q, uint64_t *n)
                        "the aggregations need more than %d queries (a per-bucket sub-aggregation under many buckets)",
                        ES_AGG_MAX_CALLS);
     srch_request rq;
-    memset(&rq, 0, sizeof rq);
-    rq.q = q->q;
-    rq.has_start = q->has_start;
-    rq.start = q->start;
-    rq.has_end = q->has_end;
-    rq.end = q->end;
+    es_request(q, 0, &rq);
     rq.count_only = 1;
     srch_result res;
     seg_err e = {0};
@@ -847,6 +842,21 @@ static int put_native(actx *a, const anode *n, const srch_agg_result *r, const e
     return 0;
 }
 
+/* The rest of a refined bucket, after its opening (key, bounds): counts
+ * rq (nothing when empty), writes "doc_count", the sub-aggregations under
+ * rq, and the closing brace. */
+static int put_bucket_rest(actx *a, const anode *n, const es_query *rq, int empty, seg_buf *out)
+{
+    uint64_t cnt = 0;
+    if (!empty && count_of(a, rq, &cnt))
+        return -1;
+    api_put_s(out, "\"doc_count\":");
+    put_u64(out, cnt);
+    int rc = run_level(a, n->subs, n->nsubs, rq, empty || !cnt, out);
+    api_put_s(out, "}");
+    return rc;
+}
+
 /* A range bucket's bound: "NAME":v, and "NAME_as_string" for a time. */
 static void put_bound(seg_buf *out, const char *name, double v, const char *as_string)
 {
@@ -874,15 +884,8 @@ static int put_refined(actx *a, const anode *n, const es_query *q, int empty, se
             return -1;
         if (refine(a, q, f.q, f.start, f.end, f.has_start, f.has_end, &rq))
             return -1;
-        uint64_t cnt = 0;
-        if (!empty && count_of(a, &rq, &cnt)) {
-            es_query_free(&rq);
-            return -1;
-        }
-        api_put_s(out, "{\"doc_count\":");
-        put_u64(out, cnt);
-        rc = run_level(a, n->subs, n->nsubs, &rq, empty || !cnt, out);
-        api_put_s(out, "}");
+        api_put_s(out, "{");
+        rc = put_bucket_rest(a, n, &rq, empty, out);
         es_query_free(&rq);
         return rc;
     }
@@ -923,19 +926,13 @@ static int put_refined(actx *a, const anode *n, const es_query *q, int empty, se
                 rc = -1;
                 break;
             }
-            uint64_t cnt = 0;
-            rc = empty ? 0 : count_of(a, &rq, &cnt);
-            if (rc == 0) {
-                api_put_s(out, i ? "," : "");
-                if (keyed) {
-                    api_put_jstr(out, key, strlen(key));
-                    api_put_s(out, ":");
-                }
-                api_put_s(out, "{\"doc_count\":");
-                put_u64(out, cnt);
-                rc = run_level(a, n->subs, n->nsubs, &rq, empty || !cnt, out);
-                api_put_s(out, "}");
+            api_put_s(out, i ? "," : "");
+            if (keyed) {
+                api_put_jstr(out, key, strlen(key));
+                api_put_s(out, ":");
             }
+            api_put_s(out, "{");
+            rc = put_bucket_rest(a, n, &rq, empty, out);
             es_query_free(&rq);
         }
         if (rc == 0 && other) {
@@ -945,20 +942,14 @@ static int put_refined(actx *a, const anode *n, const es_query *q, int empty, se
             if (srch_q_bool(0, nots, nf, &any, &e) || srch_q_not(any, &none, &e)) {
                 rc = es_fail_seg(a->x, &e);
             } else if ((rc = refine(a, q, none, 0, 0, 0, 0, &rq)) == 0) {
-                uint64_t cnt = 0;
-                rc = empty ? 0 : count_of(a, &rq, &cnt);
-                if (rc == 0) {
-                    api_put_s(out, nf ? "," : "");
-                    if (keyed) {
-                        const char *ok = other_key ? other_key : "_other_";
-                        api_put_jstr(out, ok, strlen(ok));
-                        api_put_s(out, ":");
-                    }
-                    api_put_s(out, "{\"doc_count\":");
-                    put_u64(out, cnt);
-                    rc = run_level(a, n->subs, n->nsubs, &rq, empty || !cnt, out);
-                    api_put_s(out, "}");
+                api_put_s(out, nf ? "," : "");
+                if (keyed) {
+                    const char *ok = other_key ? other_key : "_other_";
+                    api_put_jstr(out, ok, strlen(ok));
+                    api_put_s(out, ":");
                 }
+                api_put_s(out, "{");
+                rc = put_bucket_rest(a, n, &rq, empty, out);
                 es_query_free(&rq);
             }
             seg_free(nots); /* its queries were taken by srch_q_bool */
@@ -1033,27 +1024,20 @@ static int put_refined(actx *a, const anode *n, const es_query *q, int empty, se
                 rc = -1;
                 break;
             }
-            uint64_t cnt = 0;
-            rc = empty ? 0 : count_of(a, &rq, &cnt);
-            if (rc == 0) {
-                api_put_s(out, i ? "," : "");
-                if (keyed) {
-                    api_put_jstr(out, key, strlen(key));
-                    api_put_s(out, ":{");
-                } else {
-                    api_put_s(out, "{\"key\":");
-                    api_put_jstr(out, key, strlen(key));
-                    api_put_s(out, ",");
-                }
-                if (from)
-                    put_bound(out, "from", is_time ? (double)(fns / 1000000) : fv, is_time ? fs : NULL);
-                if (to)
-                    put_bound(out, "to", is_time ? (double)(tns / 1000000) : tv, is_time ? ts : NULL);
-                api_put_s(out, "\"doc_count\":");
-                put_u64(out, cnt);
-                rc = run_level(a, n->subs, n->nsubs, &rq, empty || !cnt, out);
-                api_put_s(out, "}");
+            api_put_s(out, i ? "," : "");
+            if (keyed) {
+                api_put_jstr(out, key, strlen(key));
+                api_put_s(out, ":{");
+            } else {
+                api_put_s(out, "{\"key\":");
+                api_put_jstr(out, key, strlen(key));
+                api_put_s(out, ",");
             }
+            if (from)
+                put_bound(out, "from", is_time ? (double)(fns / 1000000) : fv, is_time ? fs : NULL);
+            if (to)
+                put_bound(out, "to", is_time ? (double)(tns / 1000000) : tv, is_time ? ts : NULL);
+            rc = put_bucket_rest(a, n, &rq, empty, out);
             es_query_free(&rq);
         }
         api_put_s(out, keyed ? "}}" : "]}");
@@ -1142,12 +1126,7 @@ static int run_level(actx *a, const anode *aggs, size_t n, const es_query *q, in
         }
         if (rc == 0) {
             srch_request rq;
-            memset(&rq, 0, sizeof rq);
-            rq.q = q->q;
-            rq.has_start = q->has_start;
-            rq.start = q->start;
-            rq.has_end = q->has_end;
-            rq.end = q->end;
+            es_request(q, 0, &rq);
             uint64_t total;
             srch_stats st;
             seg_err e = {0};

@@ -1117,3 +1117,14 @@ int es_query_and(es_query *out, const es_query *more, es_err *x)
     out->empty = out->empty || more->empty || (out->has_start && out->has_end && out->start >= out->end);
     return 0;
 }
+
+void es_request(const es_query *q, size_t limit, srch_request *rq)
+{
+    memset(rq, 0, sizeof *rq);
+    rq->q = q->q;
+    rq->has_start = q->has_start;
+    rq->start = q->start;
+    rq->has_end = q->has_end;
+    rq->end = q->end;
+    rq->limit = limit;
+}

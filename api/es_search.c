@@ -650,13 +650,7 @@ static int run_search(struct MHD_Connection *c, const char *expr, int ignore_una
     int have_res = 0;
     if (rc == 0 && v.ix && !s.q.empty) {
         srch_request rq;
-        memset(&rq, 0, sizeof rq);
-        rq.q = s.q.q;
-        rq.has_start = s.q.has_start;
-        rq.start = s.q.start;
-        rq.has_end = s.q.has_end;
-        rq.end = s.q.end;
-        rq.limit = s.from + s.size;
+        es_request(&s.q, s.from + s.size, &rq);
         rq.count_only = rq.limit == 0;
         rq.cursor = s.cursor;
         seg_err e = {0};
@@ -1018,13 +1012,7 @@ int es_top_hits(es_view *v, const es_query *q, const json_t *opts, int empty, se
     int have = 0;
     if (rc == 0 && !empty && v->ix && !q->empty) {
         srch_request rq;
-        memset(&rq, 0, sizeof rq);
-        rq.q = q->q;
-        rq.has_start = q->has_start;
-        rq.start = q->start;
-        rq.has_end = q->has_end;
-        rq.end = q->end;
-        rq.limit = s.from + s.size;
+        es_request(q, s.from + s.size, &rq);
         rq.count_only = rq.limit == 0;
         seg_err e = {0};
         if (srch_search(v->ix, &rq, &res, &e))
