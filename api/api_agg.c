@@ -4,7 +4,7 @@
  * `logdex agg`.
  */
 #define _GNU_SOURCE
-#include "api/api.h"
+#include "api/api_int.h"
 #include "searcher/srch.h"
 
 #include <jansson.h>
@@ -328,6 +328,23 @@ int api_aggregate(srch_index *ix, seg_tok *tok, const char *body, size_t n, seg_
     srch_agg_result *res = NULL;
     uint64_t total = 0;
     int rc = SEG_OK;
+    static const char *const known[] = {"q", "start", "end", "aggs", NULL};
+    const char *unk = NULL;
+    const char *kk;
+    json_t *kv;
+    json_object_foreach(j, kk, kv) {
+        int hit = !strcmp(kk, "aggregations");
+        for (const char *const *k = known; *k && !hit; k++)
+            hit = !strcmp(*k, kk);
+        if (!hit && !unk)
+            unk = kk;
+    }
+    if (unk) {
+        char m[400];
+        api_unknown_msg("key", unk, known, m, sizeof m);
+        rc = bad(e, "%s%s", m, "");
+        goto out;
+    }
     json_t *qs = json_object_get(j, "q");
     if (qs && !json_is_string(qs) && !json_is_null(qs)) {
         rc = bad(e, "\"q\" must be a string%s%s", "", "");

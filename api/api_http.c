@@ -67,6 +67,13 @@ static const char *const usage_serve =
     "                      (e.g. 7d; checked every second; default: keep all)\n"
     "  --max-disk BYTES    delete the oldest buckets while segments take more\n"
     "                      (suffixes K, M, G, T; default: no limit)\n"
+    "  --time-field F[,G...]  time fields of indexes created from now on, tried\n"
+    "                      before @timestamp, timestamp, time, ts (PUT\n"
+    "                      /api/v1/INDEX sets an index's own)\n"
+    "  --min-free SIZE|N%  refuse ingest (507, Retry-After) while the data\n"
+    "                      directory's disk has less free, keeping room for\n"
+    "                      flushes and merges (default: 5% of the disk, at\n"
+    "                      most 256M; 0: off); lifted once space is freed\n"
     "  --max-future DUR    reject events dated more than DUR ahead (default 1d)\n"
     "  --segment-target-mb N  merges build segments up to N MiB (default 512)\n"
     "  --merge-settle SECS    merge a bucket down once it got no new segment for\n"
@@ -190,6 +197,8 @@ void api_seg_error(reply *r, const seg_err *e)
     case SEG_ECORRUPT: api_error(r, 500, "corrupt_segment", buf); break;
     case SEG_ENOMEM: api_error(r, 503, "overloaded", buf); r->retry_after = "1"; break;
     case SEG_EBUSY: api_error(r, 429, "too_many_requests", buf); r->retry_after = "1"; break;
+    case SEG_ENOSPC: api_error(r, 507, "insufficient_storage", buf); r->retry_after = "5"; break;
+    case SEG_EUNAVAIL: api_error(r, 503, "unavailable", buf); r->retry_after = "5"; break;
     default: api_error(r, 500, "internal_error", buf); break;
     }
 }
@@ -220,6 +229,13 @@ static idx_writer *index_get_hub(const char *name, int create, api_hub **hub, se
     } else if (srv.nix >= MAX_INDEXES) {
         seg_err_set(e, SEG_ELIMIT, NULL, "too many indexes (%d)", MAX_INDEXES);
     } else if (idx_open(srv.data, name, &srv.opts, &w, e) == SEG_OK) {
+        /* what replaying its log found wrong (torn tail, damage): said once */
+        for (const char *r = idx_replay_report(w), *nl; *r; r = nl + 1) {
+            nl = strchr(r, '\n');
+            if (!nl)
+                break;
+            fprintf(stderr, "logdex serve: index %s: %.*s\n", name, (int)(nl - r), r);
+        }
         api_hub *h = api_hub_new();
         if (!h) {
             idx_close(w, NULL);
@@ -250,6 +266,37 @@ const char *api_arg(struct MHD_Connection *c, const char *k) { return arg(c, k);
 static const char *arg(struct MHD_Connection *c, const char *k)
 {
     return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
+}
+
+typedef struct pcheck {
+    const char *const *known;
+    char bad[80];
+} pcheck;
+
+static enum MHD_Result pcheck_one(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    (void)value;
+    pcheck *p = cls;
+    for (const char *const *k = p->known; *k; k++)
+        if (!strcmp(*k, key))
+            return MHD_YES;
+    snprintf(p->bad, sizeof p->bad, "%s", key);
+    return MHD_NO;
+}
+
+/* 0 when every query parameter is among known (NULL-ended); else the 400
+ * naming the first other one (a near miss suggested) is set on r. */
+static int check_params(struct MHD_Connection *c, reply *r, const char *const *known)
+{
+    pcheck p = {known, ""};
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, pcheck_one, &p);
+    if (!p.bad[0])
+        return 0;
+    char m[400];
+    api_unknown_msg("parameter", p.bad, known, m, sizeof m);
+    api_error(r, 400, "bad_request", m);
+    return -1;
 }
 
 static int parse_time_arg(struct MHD_Connection *c, const char *k, int64_t *out, int *has, seg_err *e)
@@ -374,8 +421,10 @@ static void ingest_answer(reply *r, api_hub *hub, idx_batch *bp, int rc, seg_err
         return;
     }
     char head[200];
-    snprintf(head, sizeof head, "{\"accepted\":%llu,\"rejected\":%llu,\"duplicates\":%llu,\"errors\":[",
-             (unsigned long long)b.accepted, (unsigned long long)b.rejected, (unsigned long long)b.duplicates);
+    snprintf(head, sizeof head,
+             "{\"accepted\":%llu,\"rejected\":%llu,\"duplicates\":%llu,\"arrival_time\":%llu,\"errors\":[",
+             (unsigned long long)b.accepted, (unsigned long long)b.rejected, (unsigned long long)b.duplicates,
+             (unsigned long long)b.arrival);
     api_put_s(&r->body, head);
     for (size_t i = 0; i < b.nerrors; i++) {
         char l[64];
@@ -558,15 +607,31 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
         api_error(r, 400, "bad_request", e.msg);
         return;
     }
+    /* fields=a,b.c: each hit's _source holds only those (and what is
+     * under them; * and ? as in shell patterns) */
+    const char *fl = arg(c, "fields");
+    json_t *incl = NULL;
+    if (fl && *fl) {
+        incl = json_array();
+        for (const char *p = fl; *p;) {
+            size_t l = strcspn(p, ",");
+            if (l)
+                json_array_append_new(incl, json_stringn(p, l));
+            p += l + (p[l] == ',');
+        }
+    }
     srch_query *pq = parse_q(r, q, &e);
-    if (!pq)
+    if (!pq) {
+        json_decref(incl);
         return;
+    }
     rq.q = pq;
     srch_index *ix = api_snapshot(index, &e);
     srch_result res;
     if (!ix || srch_search(ix, &rq, &res, &e)) {
         srch_index_close(ix);
         srch_query_free(pq);
+        json_decref(incl);
         api_seg_error(r, &e);
         return;
     }
@@ -583,9 +648,14 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
         api_put_s(&r->body, ",\"_time\":\"");
         api_put_s(&r->body, ts);
         api_put_s(&r->body, "\",\"_source\":");
-        seg_buf_put(&r->body, h->json, h->json_len); /* the event as sent */
+        size_t mark = r->body.n;
+        if (!incl || api_filter_source(h->json, h->json_len, incl, NULL, &r->body) < 0) {
+            r->body.n = mark;
+            seg_buf_put(&r->body, h->json, h->json_len); /* the event as sent */
+        }
         api_put_s(&r->body, "}");
     }
+    json_decref(incl);
     api_put_s(&r->body, "],\"cursor\":");
     if (res.cursor)
         api_put_jstr(&r->body, res.cursor, strlen(res.cursor));
@@ -700,6 +770,8 @@ static void field_cb(void *ud, const char *name, size_t len, unsigned flags, uin
     api_put_s(f->b, c);
 }
 
+static void put_time_fields(seg_buf *b, const char *index);
+
 static void do_fields(reply *r, const char *index)
 {
     seg_err e = {0};
@@ -711,8 +783,95 @@ static void do_fields(reply *r, const char *index)
     fctx f = {&r->body, 0};
     api_put_s(&r->body, "{\"fields\":[");
     srch_index_fields(ix, field_cb, &f);
-    api_put_s(&r->body, "]}");
+    api_put_s(&r->body, "],");
     srch_index_close(ix);
+    put_time_fields(&r->body, index);
+    api_put_s(&r->body, "}");
+}
+
+/* "time_field":["F",...,"@timestamp","timestamp","time","ts"]: every field
+ * an event of index is timed by, in the order tried (the index's own,
+ * then the built-in ones). */
+static void put_time_fields(seg_buf *b, const char *index)
+{
+    seg_err e = {0};
+    idx_writer *w = index_get(index, 0, &e);
+    char tf[1200] = "";
+    if (w)
+        idx_time_fields(w, tf, sizeof tf);
+    api_put_s(b, "\"time_field\":[");
+    int k = 0;
+    for (const char *p = tf; *p;) {
+        size_t l = strcspn(p, ",");
+        api_put_s(b, k++ ? "," : "");
+        api_put_jstr(b, p, l);
+        p += l + (p[l] == ',');
+    }
+    static const char *const builtin[] = {"@timestamp", "timestamp", "time", "ts"};
+    for (int i = 0; i < 4; i++) {
+        api_put_s(b, k++ ? ",\"" : "\"");
+        api_put_s(b, builtin[i]);
+        api_put_s(b, "\"");
+    }
+    api_put_s(b, "]");
+}
+
+/* GET /api/v1/{index}: its settings; PUT: sets them (the index is created
+ * when new).  Body: {"time_field":"F" or ["F","G"]}. */
+static void do_index(reply *r, const char *method, const char *index, const char *body, size_t n)
+{
+    seg_err e = {0};
+    if (!strcmp(method, "PUT")) {
+        json_error_t je;
+        json_t *j = n ? json_loadb(body, n, 0, &je) : json_object();
+        if (!j || !json_is_object(j)) {
+            json_decref(j);
+            return api_error(r, 400, "bad_request", "the body must be a JSON object: {\"time_field\":\"F\"}");
+        }
+        static const char *const allowed[] = {"time_field", NULL};
+        const char *bad = api_unknown_key(j, allowed);
+        if (bad) {
+            char m[300];
+            snprintf(m, sizeof m, "unknown key '%.100s' (known: time_field)", bad);
+            json_decref(j);
+            return api_error(r, 400, "bad_request", m);
+        }
+        json_t *tf = json_object_get(j, "time_field");
+        char csv[1200] = "";
+        size_t at = 0;
+        int okv = 1;
+        if (json_is_string(tf)) {
+            snprintf(csv, sizeof csv, "%s", json_string_value(tf));
+        } else if (json_is_array(tf) && json_array_size(tf)) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(tf, i, x) {
+                if (!json_is_string(x) || strchr(json_string_value(x), ','))
+                    okv = 0;
+                else if (at < sizeof csv)
+                    at += (size_t)snprintf(csv + at, sizeof csv - at, "%s%s", i ? "," : "", json_string_value(x));
+            }
+        } else if (tf) {
+            okv = 0;
+        }
+        json_decref(j);
+        if (!okv)
+            return api_error(r, 400, "bad_request", "time_field: a field name or a non-empty array of them");
+        idx_writer *w = index_get(index, 1, &e);
+        if (!w)
+            return api_seg_error(r, &e);
+        if (*csv && idx_set_time_fields(w, csv, &e))
+            return e.code == SEG_EINVAL ? api_error(r, 400, "bad_request", e.msg) : api_seg_error(r, &e);
+        api_put_s(&r->body, "{\"acknowledged\":true,\"index\":");
+    } else {
+        if (!index_get(index, 0, &e))
+            return api_seg_error(r, &e);
+        api_put_s(&r->body, "{\"index\":");
+    }
+    api_put_jstr(&r->body, index, strlen(index));
+    api_put_s(&r->body, ",");
+    put_time_fields(&r->body, index);
+    api_put_s(&r->body, "}");
 }
 
 static void do_indexes(reply *r)
@@ -749,6 +908,36 @@ static void metric(seg_buf *b, const char *name, const char *type, const char *h
     }
     snprintf(s, sizeof s, "%s%s %.17g\n", name, labels ? labels : "", v);
     api_put_s(b, s);
+}
+
+static size_t writers(idx_writer **w, char (*names)[72]);
+
+/* GET /health: {"status":"ok"}, or "degraded" (still 200: searches are
+ * answered) with the indexes that refuse ingest and why. */
+static void do_health(reply *r)
+{
+    idx_writer *w[MAX_INDEXES];
+    char names[MAX_INDEXES][72];
+    size_t n = writers(w, names), nb = 0;
+    seg_buf *b = &r->body;
+    for (size_t i = 0; i < n; i++) {
+        idx_metrics m;
+        idx_get_metrics(w[i], &m);
+        if (m.blocked == IDX_BLOCK_NONE)
+            continue;
+        api_put_s(b, nb++ ? "," : "{\"status\":\"degraded\",\"ingest\":\"refused\",\"indexes\":[");
+        char t[512];
+        if (m.blocked == IDX_BLOCK_LOW_SPACE)
+            snprintf(t, sizeof t, ",\"reason\":\"low_space\",\"free_bytes\":%llu,\"min_free_bytes\":%llu}",
+                     (unsigned long long)m.disk_free, (unsigned long long)m.min_free);
+        else
+            snprintf(t, sizeof t, ",\"reason\":\"wal_failed\",\"error\":\"%s\",\"free_bytes\":%llu}",
+                     strerror(m.wal_errno ? m.wal_errno : EIO), (unsigned long long)m.disk_free);
+        api_put_s(b, "{\"index\":");
+        api_put_jstr(b, names[i], strlen(names[i]));
+        api_put_s(b, t);
+    }
+    api_put_s(b, nb ? "]}" : "{\"status\":\"ok\"}");
 }
 
 static void do_metrics(reply *r)
@@ -793,6 +982,17 @@ static void do_metrics(reply *r)
         {"logdex_merge_rewrites_total", "counter", "Of the merges: one settled segment rewritten compact.", 20},
         {"logdex_flush_slices_total", "counter", "Segments flushed as a time slice of a large bucket (shared among builders).", 21},
         {"logdex_flush_failures_total", "counter", "Flushes that failed (out of memory, disk full); each is retried, its events kept.", 22},
+        {"logdex_ingest_blocked", "gauge", "1 while ingest is refused: 507/503 (disk under --min-free, or the write-ahead log failed and is recovering).", 23},
+        {"logdex_disk_free_bytes", "gauge", "Free bytes on the index directory's filesystem (last check).", 24},
+        {"logdex_disk_min_free_bytes", "gauge", "The --min-free watermark for that filesystem (0: none).", 25},
+        {"logdex_ingest_refused_low_space_total", "counter", "Ingests refused: free space under --min-free.", 26},
+        {"logdex_ingest_refused_wal_total", "counter", "Ingests refused: the write-ahead log failed, not recovered yet.", 27},
+        {"logdex_wal_failures_total", "counter", "Write-ahead log writes or syncs that failed (disk full, I/O error).", 28},
+        {"logdex_wal_recoveries_total", "counter", "Fresh write-ahead logs started after a failure.", 29},
+        {"logdex_wal_replay_torn_total", "counter", "Torn log tails dropped at start (never acknowledged).", 30},
+        {"logdex_wal_replay_torn_bytes_total", "counter", "Bytes of those torn tails.", 31},
+        {"logdex_wal_replay_damaged_total", "counter", "Damaged stretches inside a log found at start (the file is kept aside).", 32},
+        {"logdex_wal_replay_damaged_bytes_total", "counter", "Bytes of those damaged stretches (their events are lost).", 33},
     };
     for (size_t k = 0; k < sizeof per / sizeof *per; k++) {
         for (size_t i = 0; i < n; i++) {
@@ -820,6 +1020,17 @@ static void do_metrics(reply *r)
             case 17: v = (double)m[i].life.dropped_events; break;
             case 18: v = (double)m[i].life.dropped_bytes; break;
             case 19: v = (double)m[i].life.busy_refusals; break;
+            case 23: v = m[i].blocked != IDX_BLOCK_NONE; break;
+            case 24: v = (double)m[i].disk_free; break;
+            case 25: v = (double)m[i].min_free; break;
+            case 26: v = (double)m[i].life.space_refusals; break;
+            case 27: v = (double)m[i].life.wal_refusals; break;
+            case 28: v = (double)m[i].wal_failures; break;
+            case 29: v = (double)m[i].wal_recoveries; break;
+            case 30: v = (double)m[i].wal_torn; break;
+            case 31: v = (double)m[i].wal_torn_bytes; break;
+            case 32: v = (double)m[i].wal_damaged; break;
+            case 33: v = (double)m[i].wal_damaged_bytes; break;
             default: v = (double)m[i].life.rewrites; break;
             }
             char l[128];
@@ -1019,15 +1230,16 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
     int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
     /* GET /health and /metrics are logdex's; other methods on those paths
      * are an index of that name in the Elasticsearch API (PUT /metrics) */
-    if (!strcmp(url, "/health") && get) {
-        api_put_s(&r->body, "{\"status\":\"ok\"}");
-        return;
-    }
+    if (!strcmp(url, "/health") && get)
+        return do_health(r);
     if (!strcmp(url, "/metrics") && get)
         return do_metrics(r);
     if (!strcmp(url, "/api/v1/indexes")) {
+        static const char *const none[] = {NULL};
         if (!get)
             return api_error(r, 405, "method_not_allowed", "use GET");
+        if (check_params(c, r, none))
+            return;
         return do_indexes(r);
     }
     const char *p = url;
@@ -1035,8 +1247,16 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
         return es_route(c, method, url, &q->body, q, r);
     p += 8;
     const char *slash = strchr(p, '/');
-    if (!slash)
-        return api_error(r, 404, "not_found", "no such route");
+    if (!slash) { /* /api/v1/{index} */
+        if (!idx_name_valid(p))
+            return api_error(r, 400, "bad_request", "invalid index name: use [a-z0-9][a-z0-9_.-]{0,63}");
+        if (!get && strcmp(method, "PUT"))
+            return api_error(r, 405, "method_not_allowed", "use GET or PUT");
+        static const char *const none[] = {NULL};
+        if (check_params(c, r, none))
+            return;
+        return do_index(r, method, p, (const char *)q->body.p, q->body.n);
+    }
     char index[80];
     size_t il = (size_t)(slash - p);
     if (il >= sizeof index)
@@ -1055,6 +1275,13 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
         return api_error(r, 400, "bad_request", "invalid index name: use [a-z0-9][a-z0-9_.-]{0,63}");
     if ((k == 0 || k == 4) ? !post : !get)
         return api_error(r, 405, "method_not_allowed", (k == 0 || k == 4) ? "use POST" : "use GET");
+    /* the query parameters each route takes: any other is a 400 */
+    static const char *const none[] = {NULL};
+    static const char *const p_search[] = {"q", "start", "end", "limit", "cursor", "fields", NULL};
+    static const char *const p_tail[] = {"q", "backfill", "heartbeat", NULL};
+    const char *const *params = k == 1 ? p_search : k == 5 ? p_tail : none;
+    if (check_params(c, r, params))
+        return;
     switch (k) {
     case 0: {
         const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
@@ -1576,7 +1803,7 @@ int api_serve(int argc, char **argv)
         {"data", 1, 0, 'd'},      {"listen", 1, 0, 'l'},    {"max-body", 1, 0, 'm'}, {"auth-token", 1, 0, 'a'}, {"auth-tokens", 1, 0, 'A'},
         {"tls-cert", 1, 0, 'c'},  {"tls-key", 1, 0, 'k'},   {"buffer-mb", 1, 0, 'b'}, {"flush-age", 1, 0, 'g'},
         {"quiet", 0, 0, 'q'},     {"retention", 1, 0, 'r'}, {"help", 0, 0, 'h'}, {"max-tails", 1, 0, 'T'},
-        {"max-disk", 1, 0, 'D'},  {"max-future", 1, 0, 'F'}, {"segment-target-mb", 1, 0, 'S'},
+        {"max-disk", 1, 0, 'D'},  {"min-free", 1, 0, 'Z'}, {"time-field", 1, 0, 'Y'}, {"max-future", 1, 0, 'F'}, {"segment-target-mb", 1, 0, 'S'},
         {"merge-settle", 1, 0, 'M'}, {"no-merge", 0, 0, 'N'}, {"merge-nice", 1, 0, 'P'}, {"block-cache-mb", 1, 0, 'C'}, {"idle-timeout", 1, 0, 'I'}, {"ingest-wait", 1, 0, 'W'}, {"http-mode", 1, 0, 'H'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1596,6 +1823,27 @@ int api_serve(int argc, char **argv)
             break;
         case 'c': cert = optarg; break;
         case 'k': key = optarg; break;
+        case 'Y': srv.opts.default_time_fields = optarg; break;
+        case 'Z': {
+            size_t l = strlen(optarg);
+            char *end;
+            if (l > 1 && optarg[l - 1] == '%') {
+                double v = strtod(optarg, &end);
+                if (end != optarg + l - 1 || !(v >= 0 && v < 100)) {
+                    fprintf(stderr, "logdex serve: bad --min-free '%s' (e.g. 500M, 2G, 5%%, 0)\n", optarg);
+                    return 2;
+                }
+                srv.opts.min_free_bytes = 0;
+                srv.opts.min_free_permille = (uint32_t)(v * 10 + 0.5);
+            } else {
+                if (api_parse_bytes(optarg, &srv.opts.min_free_bytes)) {
+                    fprintf(stderr, "logdex serve: bad --min-free '%s' (e.g. 500M, 2G, 5%%, 0)\n", optarg);
+                    return 2;
+                }
+                srv.opts.min_free_permille = 0;
+            }
+            break;
+        }
         case 'b': srv.opts.buffer_bytes = (size_t)strtoull(optarg, NULL, 10) << 20; break;
         case 'g': srv.opts.max_age_ns = (int64_t)(atof(optarg) * 1e9); break;
         case 'q': srv.quiet = 1; break;

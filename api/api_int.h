@@ -9,8 +9,22 @@
 #include "api/api.h"
 #include "indexer/idx.h"
 
+#include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
+
+/* The first key of object o not among allowed (NULL-ended), or NULL. */
+const char *api_unknown_key(const json_t *o, const char *const *allowed);
+/* "unknown WHAT 'key' (did you mean 'k'?); known: a, b" into out: the
+ * near miss by other engines' names (query: q, size: limit, ...) or by at
+ * most two edits. */
+void api_unknown_msg(const char *what, const char *key, const char *const *known, char *out, size_t n);
+/* Appends the event json[0..n) with only the members whose path matches
+ * an fnmatch pattern of incl (a jansson array; empty: all) and none of
+ * excl; a pattern names a field and everything under it.  Values are
+ * copied byte for byte.  Returns the members written, -1 when json is not
+ * an object this reads (out then holds a partial copy). */
+int api_filter_source(const char *json, size_t n, const json_t *incl, const json_t *excl, seg_buf *out);
 
 typedef struct api_hub api_hub;       /* one per index; thread-safe */
 

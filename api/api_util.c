@@ -4,10 +4,11 @@
  * time parameters, disk usage.
  */
 #define _GNU_SOURCE
-#include "api/api.h"
+#include "api/api_int.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdint.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -153,4 +154,190 @@ void api_put_partial(seg_buf *b, const srch_stats *st)
     api_put_s(b, f);
     api_put_jstr(b, st->failure, strlen(st->failure));
     api_put_s(b, "}");
+}
+
+const char *api_unknown_key(const json_t *o, const char *const *allowed)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)o, k, v)
+    {
+        int ok = 0;
+        for (const char *const *p = allowed; *p && !ok; p++)
+            ok = !strcmp(*p, k);
+        if (!ok)
+            return k;
+    }
+    return NULL;
+}
+
+/* Edit distance of a and b, stopping early past 3 (names are short). */
+static int edits(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 32 || lb > 32)
+        return 99;
+    int d[33][33];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c)
+                c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c)
+                c = d[i][j - 1] + 1;
+            d[i][j] = c;
+        }
+    return d[la][lb];
+}
+
+void api_unknown_msg(const char *what, const char *key, const char *const *known, char *out, size_t n)
+{
+    /* what other engines call them */
+    static const char *const alias[][2] = {{"query", "q"},    {"size", "limit"}, {"from", "cursor"},
+                                           {"order", "sort"}, {"_source", "fields"}, {"aggregations", "aggs"},
+                                           {"search_after", "cursor"}};
+    const char *near = NULL;
+    for (size_t i = 0; i < sizeof alias / sizeof *alias && !near; i++)
+        if (!strcmp(key, alias[i][0]))
+            for (const char *const *k = known; *k; k++)
+                if (!strcmp(*k, alias[i][1]))
+                    near = *k;
+    int best = 3;
+    for (const char *const *k = known; *k && !near; k++) {
+        int d = edits(key, *k);
+        if (d < best && d < (int)strlen(*k)) {
+            best = d;
+            near = *k;
+        }
+    }
+    size_t at = (size_t)snprintf(out, n, "unknown %s '%.64s'", what, key);
+    if (near && at < n)
+        at += (size_t)snprintf(out + at, n - at, " (did you mean '%s'?)", near);
+    if (at < n)
+        at += (size_t)snprintf(out + at, n - at, "; known: ");
+    for (const char *const *k = known; *k && at < n; k++)
+        at += (size_t)snprintf(out + at, n - at, "%s%s", k == known ? "" : ", ", *k);
+}
+
+/* ------------------------------------------------------------------ */
+/* _source filtering on the event's own bytes (values stay as sent)     */
+/* ------------------------------------------------------------------ */
+
+/* The end of the JSON value at p (< end); NULL when malformed. */
+static const char *skip_value(const char *p, const char *end)
+{
+    int depth = 0;
+    do {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',' || *p == ':'))
+            p++;
+        if (p >= end)
+            return NULL;
+        if (*p == '"') {
+            for (p++; p < end && *p != '"'; p++)
+                if (*p == '\\')
+                    p++;
+            if (p >= end)
+                return NULL;
+            p++;
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+            p++;
+            continue;
+        } else if (*p == '}' || *p == ']') {
+            depth--;
+            p++;
+        } else {
+            while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n')
+                p++;
+        }
+    } while (depth > 0);
+    return p;
+}
+
+static int pat_match(const json_t *pats, const char *path)
+{
+    for (size_t i = 0; i < json_array_size(pats); i++) {
+        const char *pt = json_string_value(json_array_get(pats, i));
+        size_t l = strlen(pt);
+        /* a pattern names a field and everything under it */
+        if (!fnmatch(pt, path, 0) || (!strncmp(path, pt, l) && path[l] == '.'))
+            return 1;
+    }
+    return 0;
+}
+
+/* Appends the members of the object at [p, end) that pass incl/excl;
+ * prefix is the object's path.  Returns the members written, -1 when the
+ * text is not an object this reads. */
+static int filter_object(const char *p, const char *end, const char *prefix, const json_t *incl,
+                         const json_t *excl, seg_buf *out)
+{
+    while (p < end && *p != '{')
+        p++;
+    if (p >= end)
+        return -1;
+    p++;
+    int written = 0;
+    seg_buf_put_u8(out, '{');
+    for (;;) {
+        while (p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == ','))
+            p++;
+        if (p >= end)
+            return -1;
+        if (*p == '}')
+            break;
+        if (*p != '"')
+            return -1;
+        const char *k0 = p + 1, *k1 = k0;
+        while (k1 < end && *k1 != '"')
+            k1 += *k1 == '\\' ? 2 : 1;
+        if (k1 >= end)
+            return -1;
+        const char *v0 = k1 + 1;
+        while (v0 < end && (*v0 == ' ' || *v0 == ':'))
+            v0++;
+        const char *v1 = skip_value(v0, end);
+        if (!v1)
+            return -1;
+        char path[SEG_FIELD_MAX + 2];
+        int pl = snprintf(path, sizeof path, "%s%s%.*s", prefix, *prefix ? "." : "", (int)(k1 - k0), k0);
+        p = v1;
+        if (pl < 0 || (size_t)pl >= sizeof path)
+            continue;
+        if (json_array_size(excl) && pat_match(excl, path))
+            continue;
+        int in = !json_array_size(incl) || pat_match(incl, path);
+        size_t mark = out->n;
+        if (written)
+            seg_buf_put_u8(out, ',');
+        seg_buf_put(out, k0 - 1, (size_t)(k1 + 1 - (k0 - 1)));
+        seg_buf_put_u8(out, ':');
+        if (*v0 == '{' && (json_array_size(excl) || !in)) {
+            /* something under it may be left out, or be the only thing in */
+            int n = filter_object(v0, v1, path, in ? NULL : incl, excl, out);
+            if (n < 0)
+                return -1;
+            if (n == 0 && !in) {
+                out->n = mark;
+                continue;
+            }
+        } else if (in) {
+            seg_buf_put(out, v0, (size_t)(v1 - v0));
+        } else {
+            out->n = mark;
+            continue;
+        }
+        written++;
+    }
+    seg_buf_put_u8(out, '}');
+    return written;
+}
+
+int api_filter_source(const char *json, size_t n, const json_t *incl, const json_t *excl, seg_buf *out)
+{
+    return filter_object(json, json + n, "", incl, excl, out);
 }

@@ -125,8 +125,6 @@ int es_check_params(struct MHD_Connection *c, const char *const *allowed, es_err
 int es_param_bool(struct MHD_Connection *c, const char *k, int dflt);
 /* The JSON text of a jansson value appended to b (compact). */
 void es_put_json(seg_buf *b, const json_t *v);
-/* The first key of object o not among allowed (NULL-ended), or NULL. */
-const char *es_unknown_key(const json_t *o, const char *const *allowed);
 /* Parses a request body as one JSON object (empty: *out NULL). */
 int es_body_json(const seg_buf *body, json_t **out, es_err *x);
 double es_ms_since(const struct timespec *t0);

@@ -96,7 +96,7 @@ static void anodes_free(anode *a, size_t n)
 
 static int keys_ok(actx *a, const json_t *o, const char *what, const char *const *allowed)
 {
-    const char *k = es_unknown_key(o, allowed);
+    const char *k = api_unknown_key(o, allowed);
     return k ? es_fail(a->x, 400, "parsing_exception", "[%s] aggregation does not support [%s]", what, k) : 0;
 }
 

@@ -278,7 +278,7 @@ static int single(tr *t, const json_t *obj, const char *what, const char **key, 
 /* Checks that an object's keys are among allowed (NULL-ended). */
 static int keys_ok(tr *t, const json_t *o, const char *what, const char *const *allowed)
 {
-    const char *k = es_unknown_key(o, allowed);
+    const char *k = api_unknown_key(o, allowed);
     return k ? es_fail(t->x, 400, "parsing_exception", "[%s] query does not support [%s]", what, k) : 0;
 }
 

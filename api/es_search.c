@@ -233,7 +233,7 @@ static const char *const body_keys[] = {
 
 static int parse_body(const json_t *b, sreq *s, seg_tok *tok, int64_t now, es_err *x)
 {
-    const char *k = es_unknown_key(b, body_keys);
+    const char *k = api_unknown_key(b, body_keys);
     json_t *v;
     if (k)
         return es_fail(x, 400, "parsing_exception", "Unknown key for a START_OBJECT in [%s].", k);
@@ -364,120 +364,6 @@ static int parse_params(struct MHD_Connection *c, sreq *s, seg_tok *tok, es_err 
 }
 
 /* ------------------------------------------------------------------ */
-/* _source filtering on the event's own bytes (values stay as sent)     */
-/* ------------------------------------------------------------------ */
-
-/* The end of the JSON value at p (< end); NULL when malformed. */
-static const char *skip_value(const char *p, const char *end)
-{
-    int depth = 0;
-    do {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',' || *p == ':'))
-            p++;
-        if (p >= end)
-            return NULL;
-        if (*p == '"') {
-            for (p++; p < end && *p != '"'; p++)
-                if (*p == '\\')
-                    p++;
-            if (p >= end)
-                return NULL;
-            p++;
-        } else if (*p == '{' || *p == '[') {
-            depth++;
-            p++;
-            continue;
-        } else if (*p == '}' || *p == ']') {
-            depth--;
-            p++;
-        } else {
-            while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n')
-                p++;
-        }
-    } while (depth > 0);
-    return p;
-}
-
-static int pat_match(const json_t *pats, const char *path)
-{
-    for (size_t i = 0; i < json_array_size(pats); i++) {
-        const char *pt = json_string_value(json_array_get(pats, i));
-        size_t l = strlen(pt);
-        /* a pattern names a field and everything under it */
-        if (!fnmatch(pt, path, 0) || (!strncmp(path, pt, l) && path[l] == '.'))
-            return 1;
-    }
-    return 0;
-}
-
-/* Appends the members of the object at [p, end) that pass incl/excl;
- * prefix is the object's path.  Returns the members written, -1 when the
- * text is not an object this reads. */
-static int filter_object(const char *p, const char *end, const char *prefix, const json_t *incl,
-                         const json_t *excl, seg_buf *out)
-{
-    while (p < end && *p != '{')
-        p++;
-    if (p >= end)
-        return -1;
-    p++;
-    int written = 0;
-    seg_buf_put_u8(out, '{');
-    for (;;) {
-        while (p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == ','))
-            p++;
-        if (p >= end)
-            return -1;
-        if (*p == '}')
-            break;
-        if (*p != '"')
-            return -1;
-        const char *k0 = p + 1, *k1 = k0;
-        while (k1 < end && *k1 != '"')
-            k1 += *k1 == '\\' ? 2 : 1;
-        if (k1 >= end)
-            return -1;
-        const char *v0 = k1 + 1;
-        while (v0 < end && (*v0 == ' ' || *v0 == ':'))
-            v0++;
-        const char *v1 = skip_value(v0, end);
-        if (!v1)
-            return -1;
-        char path[SEG_FIELD_MAX + 2];
-        int pl = snprintf(path, sizeof path, "%s%s%.*s", prefix, *prefix ? "." : "", (int)(k1 - k0), k0);
-        p = v1;
-        if (pl < 0 || (size_t)pl >= sizeof path)
-            continue;
-        if (json_array_size(excl) && pat_match(excl, path))
-            continue;
-        int in = !json_array_size(incl) || pat_match(incl, path);
-        size_t mark = out->n;
-        if (written)
-            seg_buf_put_u8(out, ',');
-        seg_buf_put(out, k0 - 1, (size_t)(k1 + 1 - (k0 - 1)));
-        seg_buf_put_u8(out, ':');
-        if (*v0 == '{' && (json_array_size(excl) || !in)) {
-            /* something under it may be left out, or be the only thing in */
-            int n = filter_object(v0, v1, path, in ? NULL : incl, excl, out);
-            if (n < 0)
-                return -1;
-            if (n == 0 && !in) {
-                out->n = mark;
-                continue;
-            }
-        } else if (in) {
-            seg_buf_put(out, v0, (size_t)(v1 - v0));
-        } else {
-            out->n = mark;
-            continue;
-        }
-        written++;
-    }
-    seg_buf_put_u8(out, '}');
-    return written;
-}
-
-/* ------------------------------------------------------------------ */
 /* Answers                                                              */
 /* ------------------------------------------------------------------ */
 
@@ -545,7 +431,7 @@ static void put_hit(seg_buf *b, const es_view *v, const srch_hit *h, const sreq 
     } else if (s->src == 2) {
         api_put_s(b, ",\"_source\":");
         size_t mark = b->n;
-        if (filter_object(h->json, h->json + h->json_len, "", s->incl, s->excl, b) < 0) {
+        if (api_filter_source(h->json, h->json_len, s->incl, s->excl, b) < 0) {
             b->n = mark; /* not readable here: the whole event */
             seg_buf_put(b, h->json, h->json_len);
         }

@@ -34,6 +34,9 @@ int es_fail_seg(es_err *x, const seg_err *e)
     case SEG_ENOENT: return es_fail(x, 404, "index_not_found_exception", "%s", b);
     case SEG_ENOMEM: return es_fail(x, 503, "es_rejected_execution_exception", "%s", b);
     case SEG_EBUSY: return es_fail(x, 429, "es_rejected_execution_exception", "%s", b);
+    /* Elasticsearch's flood-stage block answers 429 (shippers retry it) */
+    case SEG_ENOSPC: return es_fail(x, 429, "cluster_block_exception", "%s", b);
+    case SEG_EUNAVAIL: return es_fail(x, 503, "unavailable_shards_exception", "%s", b);
     default: return es_fail(x, 500, "exception", "%s", b);
     }
 }
@@ -104,19 +107,4 @@ int es_body_json(const seg_buf *body, json_t **out, es_err *x)
     }
     *out = j;
     return 0;
-}
-
-const char *es_unknown_key(const json_t *o, const char *const *allowed)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)o, k, v)
-    {
-        int ok = 0;
-        for (const char *const *p = allowed; *p && !ok; p++)
-            ok = !strcmp(*p, k);
-        if (!ok)
-            return k;
-    }
-    return NULL;
 }

@@ -5,7 +5,7 @@
  * searcher/, JSON or NDJSON out.  No engine logic lives here.
  */
 #define _GNU_SOURCE
-#include "api/api.h"
+#include "api/api_int.h"
 #include "indexer/idx.h"
 #include "searcher/srch.h"
 
@@ -51,10 +51,15 @@ static const char *const usage_ingest =
     "Loads NDJSON (one JSON object a line; '-' or no FILE reads standard input)\n"
     "into DIR/NAME.  The server must not be running on DIR.  Bad lines are\n"
     "reported on standard error as FILE:LINE: reason; the others are stored.\n"
-    "Prints {\"accepted\":N,\"rejected\":M,\"duplicates\":D,\"bytes\":B,\"seconds\":S}.\n"
+    "Prints {\"accepted\":N,\"rejected\":M,\"duplicates\":D,\"arrival_time\":A,\n"
+    "\"bytes\":B,\"seconds\":S}: A of the accepted events had no time field that\n"
+    "parsed and are timed by their arrival.\n"
     "\n"
     "  --data DIR        data directory (default ./data)\n"
     "  --index NAME      index name (default 'default'; [a-z0-9][a-z0-9_.-]{0,63})\n"
+    "  --time-field F[,G...]  the index's time fields, tried in order before the\n"
+    "                    built-in @timestamp, timestamp, time, ts (a.b: nested);\n"
+    "                    set once, when the index is created\n"
     "  --bucket DUR      bucket width for a new index: 10m, 1h (default), 1d\n"
     "  --buffer-mb N     flush segments every N MiB of events (default 64)\n"
     "  --threads N       segment builders (default 2)\n"
@@ -86,8 +91,11 @@ static const char *const usage_search =
     "QUERY uses the query language (docs/query-language.md); '' or '*' is all.\n"
     "\n"
     "  --start T, --end T  time range, start inclusive, end exclusive: RFC 3339,\n"
-    "                      epoch seconds or ms, now, now-15m (units s m h d)\n"
+    "                      epoch seconds or ms, a date (2024-06-01), now, now-15m\n"
+    "                      (units s m h d w)\n"
     "  --limit N           at most N events (default 100; 0: all)\n"
+    "  --fields a,b.c      print only these fields of each event (shell patterns;\n"
+    "                      a field brings what is under it)\n"
     "  --count             print only the number of matching events\n"
     "  --cursor C          continue after a previous page (see --page-info)\n"
     "  --page-info         also print {\"total\":N,\"cursor\":C} on standard error\n"
@@ -305,12 +313,13 @@ static int cmd_ingest(int argc, char **argv)
                                          {"bucket", 1, 0, 'b'},  {"buffer-mb", 1, 0, 'm'},
                                          {"threads", 1, 0, 't'}, {"quiet", 0, 0, 'q'},
                                          {"max-future", 1, 0, 'f'}, {"flush-every", 1, 0, 'F'},
-                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+                                         {"time-field", 1, 0, 'T'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'd': data = optarg; break;
         case 'i': index = optarg; break;
+        case 'T': o.time_fields = optarg; break;
         case 'b':
             if (api_parse_duration(optarg, &o.bucket_ns)) {
                 fprintf(stderr, "logdex ingest: bad --bucket '%s' (e.g. 10m, 1h, 1d)\n", optarg);
@@ -367,9 +376,9 @@ static int cmd_ingest(int argc, char **argv)
     }
     if (c.progress)
         fprintf(stderr, "\r%llu events, %.1f MB\n", (unsigned long long)k.accepted, (double)c.bytes_read / 1048576.0);
-    json_t *j = json_pack("{sIsIsIsIsf}", "accepted", (json_int_t)k.accepted, "rejected",
-                          (json_int_t)k.rejected, "duplicates", (json_int_t)k.duplicates, "bytes",
-                          (json_int_t)c.bytes_read, "seconds", now_s() - c.t0);
+    json_t *j = json_pack("{sIsIsIsIsIsf}", "accepted", (json_int_t)k.accepted, "rejected",
+                          (json_int_t)k.rejected, "duplicates", (json_int_t)k.duplicates, "arrival_time",
+                          (json_int_t)k.arrival, "bytes", (json_int_t)c.bytes_read, "seconds", now_s() - c.t0);
     char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     puts(s);
     free(s);
@@ -389,12 +398,14 @@ static int cmd_search(int argc, char **argv)
     static const struct option opts[] = {
         {"data", 1, 0, 'd'},  {"index", 1, 0, 'i'},  {"start", 1, 0, 's'},     {"end", 1, 0, 'e'},
         {"limit", 1, 0, 'l'}, {"count", 0, 0, 'c'},  {"cursor", 1, 0, 'u'},    {"page-info", 0, 0, 'p'},
-        {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", 1, 0, 't'}, {"fields", 1, 0, 'f'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *fields = NULL;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'd': data = optarg; break;
         case 'i': index = optarg; break;
+        case 'f': fields = optarg; break;
         case 's': start = optarg; break;
         case 'e': end = optarg; break;
         case 'l': {
@@ -454,10 +465,28 @@ static int cmd_search(int argc, char **argv)
         if (count) {
             printf("%llu\n", (unsigned long long)res.total);
         } else {
+            /* --fields a,b.c: only those members (as the HTTP fields=) */
+            json_t *incl = NULL;
+            for (const char *p = fields; p && *p;) {
+                size_t l = strcspn(p, ",");
+                if (!incl)
+                    incl = json_array();
+                if (l)
+                    json_array_append_new(incl, json_stringn(p, l));
+                p += l + (p[l] == ',');
+            }
+            seg_buf fb = {0};
             for (size_t i = 0; i < res.nhits; i++) {
-                fwrite(res.hits[i].json, 1, res.hits[i].json_len, stdout);
+                fb.n = 0;
+                if (incl && api_filter_source(res.hits[i].json, res.hits[i].json_len, incl, NULL, &fb) >= 0 &&
+                    !fb.oom)
+                    fwrite(fb.p, 1, fb.n, stdout);
+                else
+                    fwrite(res.hits[i].json, 1, res.hits[i].json_len, stdout);
                 fputc('\n', stdout);
             }
+            seg_buf_free(&fb);
+            json_decref(incl);
         }
         if (page_info)
             fprintf(stderr, "{\"total\":%llu,\"cursor\":%s%s%s}\n", (unsigned long long)res.total,

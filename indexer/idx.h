@@ -37,6 +37,17 @@ typedef struct idx_opts {
                                this width are merged into one spanning their buckets
                                (1 day; 0 or not above the bucket width: never; cut
                                to retention_ns in whole buckets when that is shorter) */
+    uint64_t min_free_bytes;    /* server mode: refuse ingest while the index's
+                                   filesystem has less free than this ... */
+    uint32_t min_free_permille; /* ... or than this share of its size, per mille;
+                                   both set: the smaller; both 0: no watermark
+                                   (default 256 MiB and 50: 5%, up to 256 MiB) */
+    const char *time_fields;    /* "F,G": the index's time fields, tried before
+                                   the built-in ones; kept in INDEX/settings.
+                                   An index that has other ones, or events
+                                   already, is refused (SEG_EINVAL) */
+    const char *default_time_fields; /* the same for an index created now (a
+                                   server's default); ignored for others */
     uint32_t split_min;     /* a flush splits a bucket holding more than its share of
                                the work into time slices, each its own segment, but
                                never one of this many events or fewer (16384; 0:
@@ -45,6 +56,7 @@ typedef struct idx_opts {
 
 typedef struct idx_counts {
     uint64_t accepted, rejected, duplicates, bytes, lines;
+    uint64_t arrival;             /* of the accepted: timed by arrival (no time field parsed) */
 } idx_counts;
 
 /* Called for each rejected line, with its 1-based number and the reason. */
@@ -105,6 +117,7 @@ typedef struct idx_batch {
                                      waiting for room */
     int would_block;              /* out: see no_block (nothing was stored) */
     uint64_t accepted, rejected, duplicates;
+    uint64_t arrival;             /* of the accepted: timed by arrival (no time field parsed) */
     idx_line_error *errors;       /* the rejected lines (a time refused after
                                      every unparsable line) */
     size_t nerrors;
@@ -114,6 +127,7 @@ typedef struct idx_batch {
                                      ingest order, with times and ids */
     /* between idx_ingest_start and idx_ingest_finish: */
     uint64_t ticket;              /* the log record's, 0: none */
+    uint64_t ticket_gen;          /* the log's generation when it was taken */
     seg_buf rec;                  /* the record (the log may write from it) */
     int rc;                       /* idx_ingest_start's result */
 } idx_batch;
@@ -192,12 +206,40 @@ typedef struct idx_life {
     uint64_t busy_refusals;       /* ingests refused with SEG_EBUSY */
     uint64_t flush_slices;        /* segments flushed as a time slice of a bucket */
     uint64_t flush_failures;      /* flushes that failed (a server's are retried) */
+    uint64_t space_refusals;      /* ingests refused: free space below the watermark */
+    uint64_t wal_refusals;        /* ingests refused: the log failed, not recovered yet */
 } idx_life;
+
+/* Why a server's writer refuses ingest for now (idx_ingest_start answers
+ * SEG_ENOSPC or SEG_EUNAVAIL): searches go on meanwhile. */
+enum {
+    IDX_BLOCK_NONE = 0,
+    IDX_BLOCK_LOW_SPACE,   /* free space under opts.min_free (checked by idx_tick) */
+    IDX_BLOCK_WAL,         /* the log failed (disk full, disk error): a fresh log
+                              file and the flush of what the failed one held
+                              are needed first; idx_tick keeps trying */
+};
+
 typedef struct idx_metrics {
     idx_counts counts;
     uint64_t wal_bytes, wal_fsyncs, wal_fsync_ns, buffered_bytes, segments, replayed, segment_bytes;
     idx_life life;                /* merges, retention, back-pressure */
+    int blocked;                  /* IDX_BLOCK_* */
+    int wal_errno;                /* the log's failure (blocked == IDX_BLOCK_WAL) */
+    uint64_t disk_free, min_free; /* bytes free for the index's directory at the
+                                     last tick, and the watermark (0: none) */
+    uint64_t wal_failures, wal_recoveries;
+    uint64_t wal_torn, wal_torn_bytes, wal_damaged, wal_damaged_bytes; /* replay at open */
 } idx_metrics;
 void idx_get_metrics(idx_writer *w, idx_metrics *m);
+/* The index's time fields ("F,G"; "" when only the built-in ones). */
+void idx_time_fields(idx_writer *w, char *out, size_t n);
+/* Sets them (csv as idx_opts.time_fields) on an open index: SEG_OK when
+ * they are its fields already, or when it holds no event yet (none
+ * buffered, none in segments); else SEG_EINVAL naming the fields it has. */
+int idx_set_time_fields(idx_writer *w, const char *csv, seg_err *e);
+/* What replay of the write-ahead log found wrong at open (torn tails,
+ * damage): lines for the server's log, "" when nothing. */
+const char *idx_replay_report(idx_writer *w);
 
 #endif

@@ -22,11 +22,31 @@
  * the server's time), and posts one uncovered waiter to lead next.  Small
  * records are copied into the list's buffer; a large one (>= 64 KiB) is
  * written from its appender's buffer, which stays valid because the
- * appender waits in idx_wal_sync until the record is written.  When the
- * log breaks, the pending list is dropped (its appenders get the error).
+ * appender waits in idx_wal_sync until the record is written.
  *
- * Replay reads files in order and stops a file at the first record that is
- * short or fails its checksum: a torn last write, never acknowledged.
+ * Failures (a full disk, a failing one).  When a write or fdatasync fails
+ * the log is broken: the file may end in part of a record, so nothing more
+ * is appended to it.  The pending list is dropped and the generation ends:
+ * each ticket carries the generation it was taken in, and a ticket of an
+ * ended generation is acknowledged only if the last good sync covered it
+ * (gen_synced); the others get the error, also an appender that had not
+ * reached idx_wal_sync yet when the failure came.  Appends are refused
+ * (SEG_ENOSPC for ENOSPC and EDQUOT, else SEG_EUNAVAIL) until
+ * idx_wal_rotate starts a fresh file: that is the recovery, which the
+ * writer runs with the flush of what the failed file held (see
+ * idx_writer.c, "Disk full").
+ *
+ * Replay reads files in order.  A record is good when its magic, its
+ * length (within the file) and its checksum hold.  At a bad one, replay
+ * looks for the next good record further on: when there is none, the rest
+ * is a torn tail (the last write, cut by a crash or a failure; never
+ * acknowledged) and is dropped; when there is one, the bytes in between
+ * are damage in the middle of the log (never expected: a disk or a person
+ * changed the file): the file is kept aside (a hard link, wSEQ.damaged),
+ * and replay goes on from the good record.  Each finding is counted in
+ * the report (for /metrics) with its file, offset and length (for the
+ * server's log).  A file shorter than its header (created, never written)
+ * is a torn tail too; a full header that is not the log's is damage.
  * The manifest's "wal SEQ" line says that every file <= SEQ is in segments;
  * such files are deleted after the manifest is saved.
  *
@@ -45,6 +65,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <semaphore.h>
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -149,6 +172,45 @@ static void drop_pending(idx_wal *w)
     w->parts.n = 0;
 }
 
+/* Under mu: a write or sync failed with errno err.  Ends the generation
+ * (tickets above synced are lost) and drops what is pending. */
+static void wal_break(idx_wal *w, int err)
+{
+    w->err_no = err ? err : EIO;
+    __atomic_store_n(&w->broken, 1, __ATOMIC_RELEASE);
+    w->gen_synced = w->synced;
+    w->gen++;
+    w->failures++;
+    drop_pending(w);
+}
+
+/* The error for an append or sync refused by a broken log. */
+static int broken_err(const idx_wal *w, seg_err *e)
+{
+    int space = w->err_no == ENOSPC || w->err_no == EDQUOT;
+    return seg_err_set(e, space ? SEG_ENOSPC : SEG_EUNAVAIL, w->dir,
+                       "the write-ahead log cannot be written (%s); nothing of this request was acknowledged; "
+                       "ingest resumes by itself once a write succeeds again: retry",
+                       strerror(w->err_no));
+}
+
+/* A ticket of generation gen, ended: acknowledged when the last good sync
+ * of its generation covered it (only the last ended generation is known;
+ * older ones are refused, which loses nothing: the caller retries). */
+static int ended_gen(const idx_wal *w, uint64_t ticket, uint64_t gen, seg_err *e)
+{
+    if (gen + 1 == w->gen && ticket <= w->gen_synced)
+        return SEG_OK;
+    return broken_err(w, e);
+}
+
+int idx_wal_broken(idx_wal *w)
+{
+    /* without the mutex (every ingest asks): err_no is set before broken
+     * (release), and idx_wal_append checks again under the mutex */
+    return __atomic_load_n(&w->broken, __ATOMIC_ACQUIRE) ? w->err_no : 0;
+}
+
 static void add_part(idx_wal *w, const uint8_t *ext, uint64_t off, uint64_t len)
 {
     wal_part p = {ext, off, len};
@@ -237,6 +299,145 @@ static int wal_list(const char *dir, uint64_t **seqs, size_t *n)
     return 0;
 }
 
+/* 1 when a good record starts at off of m[0..n) (see the top); *len is
+ * its payload's length. */
+static int record_at(const uint8_t *m, size_t n, size_t off, uint32_t *len)
+{
+    if (n - off < 16 || seg_rd_u32(m + off) != WAL_REC_MAGIC)
+        return 0;
+    uint32_t l = seg_rd_u32(m + off + 4);
+    if (l > n - off - 16 || seg_hash64(m + off + 16, l) != seg_rd_u64(m + off + 8))
+        return 0;
+    *len = l;
+    return 1;
+}
+
+/* The offset of the next good record after off, or n. */
+static size_t next_record(const uint8_t *m, size_t n, size_t off)
+{
+    uint8_t mg[4];
+    seg_wr_u32(mg, WAL_REC_MAGIC);
+    for (size_t k = off + 1; k + 16 <= n; k++) {
+        const uint8_t *q = memchr(m + k, mg[0], n - 16 - k + 1);
+        if (!q)
+            break;
+        k = (size_t)(q - m);
+        uint32_t l;
+        if (!memcmp(q, mg, 4) && record_at(m, n, k, &l))
+            return k;
+    }
+    return n;
+}
+
+static void report(idx_wal *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(idx_wal *w, const char *fmt, ...)
+{
+    char b[4600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b, sizeof b, fmt, ap);
+    va_end(ap);
+    seg_buf_put(&w->rep.text, b, strlen(b));
+    seg_buf_put(&w->rep.text, "\n", 1);
+}
+
+/* Keeps damaged file p aside for inspection: a hard link wSEQ.damaged
+ * (.1, .2, ... when taken), which outlives the file's deletion once its
+ * events are in segments. */
+static void set_aside(idx_wal *w, const char *p, uint64_t seq)
+{
+    char q[4300];
+    for (int k = 0; k < 100; k++) {
+        if (k)
+            snprintf(q, sizeof q, "%s/w%016llx.damaged.%d", w->dir, (unsigned long long)seq, k);
+        else
+            snprintf(q, sizeof q, "%s/w%016llx.damaged", w->dir, (unsigned long long)seq);
+        if (link(p, q) == 0) {
+            report(w, "write-ahead log %s: kept aside as %s for inspection", p, q);
+            return;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    report(w, "write-ahead log %s: could not keep it aside (%s)", p, strerror(errno));
+}
+
+/* Replays log file p (sequence seq) through fn, reporting what it finds
+ * wrong (see the top). */
+static int replay_file(idx_wal *w, const char *p, uint64_t seq, idx_wal_replay_fn fn, void *ud, uint64_t *replayed,
+                       seg_err *e)
+{
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return seg_err_set(e, SEG_EIO, p, "open: %s", strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int err = errno;
+        close(fd);
+        return seg_err_set(e, SEG_EIO, p, "stat: %s", strerror(err));
+    }
+    size_t n = (size_t)st.st_size;
+    if (n < 16) { /* created, header never (fully) written: nothing acknowledged */
+        close(fd);
+        if (n) {
+            w->rep.torn++;
+            w->rep.torn_bytes += n;
+            report(w, "write-ahead log %s: torn header (%zu bytes), dropped: never acknowledged", p, n);
+        }
+        return SEG_OK;
+    }
+    const uint8_t *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return seg_err_set(e, SEG_EIO, p, "mmap: %s", strerror(errno));
+    int rc = SEG_OK, aside = 0;
+    size_t off = 16;
+    if (memcmp(m, WAL_MAGIC, 8) || seg_rd_u32(m + 8) != WAL_VERSION)
+        off = 0; /* not the log's header: damage, unless records follow */
+    while (off < n && rc == SEG_OK) {
+        uint32_t len;
+        if (!record_at(m, n, off, &len)) {
+            size_t next = next_record(m, n, off);
+            if (next == n) {
+                w->rep.torn++;
+                w->rep.torn_bytes += n - off;
+                report(w,
+                       "write-ahead log %s: torn tail at offset %zu (%zu bytes), dropped: the last write before a "
+                       "crash or a failed write, never acknowledged",
+                       p, off, n - off);
+                break;
+            }
+            w->rep.damaged++;
+            w->rep.damaged_bytes += next - off;
+            report(w,
+                   "write-ahead log %s: DAMAGED at offset %zu: %zu bytes that are not a valid record, followed by "
+                   "valid records (replayed); events in those bytes are lost",
+                   p, off, next - off);
+            if (!aside++)
+                set_aside(w, p, seq);
+            off = next;
+            continue;
+        }
+        seg_cur c = {m + off + 16, m + off + 16 + len, 0};
+        off += 16 + (size_t)len;
+        uint64_t cnt = seg_get_varint(&c);
+        for (uint64_t k = 0; k < cnt && !c.bad && rc == SEG_OK; k++) {
+            int64_t t = seg_unzigzag(seg_get_varint(&c));
+            int ex = seg_get_u8(&c);
+            uint64_t il = seg_get_varint(&c);
+            const uint8_t *id = seg_get_bytes(&c, il);
+            uint64_t jl = seg_get_varint(&c);
+            const uint8_t *js = seg_get_bytes(&c, jl);
+            if (c.bad)
+                break;
+            rc = fn(ud, (const char *)js, jl, t, (const char *)id, il, ex, e);
+            (*replayed)++;
+        }
+    }
+    munmap((void *)m, n);
+    return rc;
+}
+
 int idx_wal_open(idx_wal *w, const char *indexdir, uint64_t done_seq, idx_wal_replay_fn fn, void *ud,
                  uint64_t *replayed, seg_err *e)
 {
@@ -263,45 +464,7 @@ int idx_wal_open(idx_wal *w, const char *indexdir, uint64_t done_seq, idx_wal_re
             unlink(p); /* already in segments: a crash before its deletion */
             continue;
         }
-        FILE *f = fopen(p, "rb");
-        if (!f) {
-            rc = seg_err_set(e, SEG_EIO, p, "open: %s", strerror(errno));
-            break;
-        }
-        uint8_t h[16];
-        if (fread(h, 1, 16, f) != 16 || memcmp(h, WAL_MAGIC, 8) || seg_rd_u32(h + 8) != WAL_VERSION) {
-            fclose(f);
-            continue; /* created but never written: nothing acknowledged */
-        }
-        seg_buf rec = {0};
-        for (;;) {
-            uint8_t rh[16];
-            if (fread(rh, 1, 16, f) != 16 || seg_rd_u32(rh) != WAL_REC_MAGIC)
-                break;
-            uint32_t len = seg_rd_u32(rh + 4);
-            rec.n = 0;
-            if (len > (1u << 30) || seg_buf_reserve(&rec, len) || fread(rec.p, 1, len, f) != len)
-                break;
-            rec.n = len;
-            if (seg_hash64(rec.p, len) != seg_rd_u64(rh + 8))
-                break; /* torn: never acknowledged */
-            seg_cur c = {rec.p, rec.p + len, 0};
-            uint64_t cnt = seg_get_varint(&c);
-            for (uint64_t k = 0; k < cnt && !c.bad && rc == SEG_OK; k++) {
-                int64_t t = seg_unzigzag(seg_get_varint(&c));
-                int ex = seg_get_u8(&c);
-                uint64_t il = seg_get_varint(&c);
-                const uint8_t *id = seg_get_bytes(&c, il);
-                uint64_t jl = seg_get_varint(&c);
-                const uint8_t *js = seg_get_bytes(&c, jl);
-                if (c.bad)
-                    break;
-                rc = fn(ud, (const char *)js, jl, t, (const char *)id, il, ex, e);
-                (*replayed)++;
-            }
-        }
-        seg_buf_free(&rec);
-        fclose(f);
+        rc = replay_file(w, p, seqs[i], fn, ud, replayed, e);
     }
     seg_free(seqs);
     if (rc)
@@ -320,7 +483,8 @@ void idx_wal_record_event(seg_buf *events, int64_t t, int explicit_id, const cha
     seg_buf_put(events, json, jl);
 }
 
-int idx_wal_append(idx_wal *w, uint32_t count, const seg_buf *events, uint64_t *ticket, seg_err *e)
+int idx_wal_append(idx_wal *w, uint32_t count, const seg_buf *events, uint64_t *ticket, uint64_t *gen,
+                   seg_err *e)
 {
     if (events->oom)
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
@@ -345,8 +509,9 @@ int idx_wal_append(idx_wal *w, uint32_t count, const seg_buf *events, uint64_t *
     size_t total = hl + events->n;
     pthread_mutex_lock(&w->mu);
     if (w->broken) {
+        int rc = broken_err(w, e);
         pthread_mutex_unlock(&w->mu);
-        return seg_err_set(e, SEG_EIO, w->dir, "write-ahead log failed earlier: restart the server");
+        return rc;
     }
     size_t pn = w->pend.n, partn = w->parts.n;
     seg_buf_put(&w->pend, head, hl);
@@ -367,19 +532,22 @@ int idx_wal_append(idx_wal *w, uint32_t count, const seg_buf *events, uint64_t *
     w->written += total;
     w->bytes_total += total;
     *ticket = w->written;
+    *gen = w->gen;
     pthread_mutex_unlock(&w->mu);
     return SEG_OK;
 }
 
-int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
+int idx_wal_sync(idx_wal *w, uint64_t ticket, uint64_t gen, seg_err *e)
 {
     int rc = SEG_OK;
     pthread_mutex_lock(&w->mu);
-    while (w->synced < ticket && rc == SEG_OK) {
-        if (w->broken) {
-            rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log failed earlier: restart the server");
+    while (rc == SEG_OK) {
+        if (gen != w->gen) { /* a failure ended the ticket's generation */
+            rc = ended_gen(w, ticket, gen, e);
             break;
         }
+        if (w->synced >= ticket)
+            break;
         if (w->syncing) {
             wal_waiter me = {w->waiters, ticket, {{0}}, 0};
             sem_init(&me.sem, 0, 0);
@@ -390,9 +558,7 @@ int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
             sem_destroy(&me.sem);
             if (me.woke == WOKE_SYNCED)
                 return SEG_OK;
-            if (me.woke == WOKE_BROKEN)
-                return seg_err_set(e, SEG_EIO, w->dir, "write-ahead log failed earlier: restart the server");
-            pthread_mutex_lock(&w->mu); /* WOKE_LEAD: look again, lead if no one does */
+            pthread_mutex_lock(&w->mu); /* WOKE_LEAD or WOKE_BROKEN: look again */
             continue;
         }
         /* the leader: take what is pending, write it and sync */
@@ -410,6 +576,10 @@ int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
         int r = write_parts(fd, &mine, &mparts);
         const char *what = "write";
         clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (r == 0 && seg_failpoint("wal-sync")) {
+            errno = ENOSPC; /* a test's full disk */
+            r = -1;
+        }
         if (r == 0) {
             r = fdatasync(fd);
             what = "fsync";
@@ -422,9 +592,10 @@ int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
         w->fsyncs++;
         w->fsync_ns_total += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
         if (r != 0) {
-            rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log %s: %s", what, strerror(errno));
-            w->broken = 1;
-            drop_pending(w);
+            int err = errno;
+            wal_break(w, err);
+            rc = broken_err(w, e);
+            (void)what;
         } else if (target > w->synced)
             w->synced = target;
         wake_waiters(w);
@@ -434,25 +605,41 @@ int idx_wal_sync(idx_wal *w, uint64_t ticket, seg_err *e)
     return rc;
 }
 
-int idx_wal_rotate(idx_wal *w, uint64_t *closed_seq, seg_err *e)
+int idx_wal_rotate(idx_wal *w, uint64_t *closed_seq, int *healed, seg_err *e)
 {
+    *healed = 0;
     pthread_mutex_lock(&w->mu);
     while (w->syncing)
         pthread_cond_wait(&w->cv, &w->mu);
     int rc = SEG_OK;
-    if (w->broken) {
-        rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log failed earlier: restart the server");
-    } else if (write_parts(w->fd, &w->pend, &w->parts) != 0 || fdatasync(w->fd) != 0) {
-        rc = seg_err_set(e, SEG_EIO, w->dir, "write-ahead log write: %s", strerror(errno));
-        w->broken = 1;
+    if (!w->broken) {
+        int r = write_parts(w->fd, &w->pend, &w->parts);
+        if (r == 0 && seg_failpoint("wal-sync")) {
+            errno = ENOSPC;
+            r = -1;
+        }
+        if (r == 0)
+            r = fdatasync(w->fd);
+        if (r != 0) {
+            wal_break(w, errno);
+            rc = broken_err(w, e);
+        } else {
+            drop_pending(w);
+            w->synced = w->written;
+        }
     }
-    drop_pending(w);
+    if (w->broken) {
+        /* the recovery (or the rotation of a log that broke just now):
+         * tickets of the ended generation were answered by wal_break */
+        rc = SEG_OK;
+        seg_err_clear(e);
+    }
     if (rc == SEG_OK) {
-        w->synced = w->written;
         /* the next file first: the current one is closed only once its
          * successor exists, so w->fd never names a closed descriptor (a
          * number the process may give to another file).  A failure leaves
-         * the current log open and sound; the caller's flush is retried. */
+         * the current log open (sound, or broken as it was); the caller's
+         * flush is retried. */
         int nfd;
         if (seg_failpoint("wal-rotate-create"))
             rc = seg_err_set(e, SEG_EIO, w->dir, "create write-ahead log: injected failure (wal-rotate-create)");
@@ -462,6 +649,11 @@ int idx_wal_rotate(idx_wal *w, uint64_t *closed_seq, seg_err *e)
             close(w->fd);
             w->fd = nfd;
             *closed_seq = w->seq++;
+            if (w->broken) {
+                *healed = w->err_no;
+                __atomic_store_n(&w->broken, 0, __ATOMIC_RELEASE);
+                w->recoveries++;
+            }
         }
     }
     wake_waiters(w);
@@ -498,6 +690,7 @@ void idx_wal_close(idx_wal *w)
     seg_buf_free(&w->parts);
     seg_buf_free(&w->spare);
     seg_buf_free(&w->spare_parts);
+    seg_buf_free(&w->rep.text);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
 }

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -108,6 +109,19 @@ struct idx_writer {
     size_t nunmergeable;            /* picked again (their errors are reported once) */
     int cancel_merge;               /* atomic: idx_merge_cancel was called */
     idx_life life;                  /* counters for /metrics */
+    /* settings (idx_settings.c): an immutable copy read without the lock
+     * (the ingest parse); idx_set_time_fields publishes a new one and keeps
+     * the old ones (prev) until close, as a reader may hold one */
+    struct tset {
+        idx_settings s;
+        struct tset *prev;
+    } *tset;
+    /* disk full (server mode; see "Disk full" below) */
+    uint64_t heal_seq;              /* ingest waits until man.wal_done reaches it */
+    int heal_errno;                 /* the log failure being healed */
+    int64_t heal_at;                /* idx_tick tries the recovery again from then */
+    int low_space;                  /* free space under the watermark (last tick) */
+    uint64_t disk_free, min_free;   /* at the last tick */
 };
 
 int idx_name_valid(const char *name)
@@ -141,6 +155,8 @@ void idx_opts_default(idx_opts *o)
     o->segment_target = 512ull << 20;
     o->settle_ns = 60LL * 1000000000LL;
     o->ingest_wait_ns = 5LL * 1000000000LL;
+    o->min_free_bytes = 256ull << 20;
+    o->min_free_permille = 50;
 }
 
 /* The cached snapshot is stale: the next idx_snapshot builds a new one. */
@@ -243,6 +259,97 @@ static void remove_orphans(idx_writer *w)
     closedir(d);
 }
 
+static void check_space(idx_writer *w);
+
+/* The time fields an event of w is timed by (never NULL after open). */
+static const idx_settings *settings(const idx_writer *w)
+{
+    return &__atomic_load_n(&w->tset, __ATOMIC_ACQUIRE)->s;
+}
+
+static int settings_publish(idx_writer *w, const idx_settings *s, seg_err *e)
+{
+    struct tset *t = seg_calloc(1, sizeof *t);
+    if (!t)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    t->s = *s;
+    for (size_t i = 0; i < t->s.ntime; i++)
+        t->s.time_ptr[i] = t->s.time_field[i];
+    t->prev = w->tset;
+    __atomic_store_n(&w->tset, t, __ATOMIC_RELEASE);
+    return SEG_OK;
+}
+
+static int index_empty(const idx_writer *w)
+{
+    return w->man.n == 0 && w->nbuckets == 0 && !w->inflight && w->replayed == 0;
+}
+
+/* At open: INDEX/settings, or the ones asked for (see idx_opts.time_fields):
+ * written when the index gets them (fresh is 1 for an index made now). */
+static int settings_open(idx_writer *w, int fresh, seg_err *e)
+{
+    idx_settings cur, want;
+    int have, rc;
+    if ((rc = idx_settings_load(w->dir, &cur, &have, e)))
+        return rc;
+    const char *ask = w->opts.time_fields && *w->opts.time_fields ? w->opts.time_fields
+                      : fresh && !have && w->opts.default_time_fields && *w->opts.default_time_fields
+                          ? w->opts.default_time_fields
+                          : NULL;
+    if (ask) {
+        if ((rc = idx_settings_parse_fields(ask, &want, e)))
+            return rc;
+        if (have && !idx_settings_equal(&cur, &want)) {
+            char b[1200];
+            idx_settings_format_fields(&cur, b, sizeof b);
+            return seg_err_set(e, SEG_EINVAL, w->dir,
+                               "this index's time field is %s (set when it was created); it cannot change "
+                               "to %s",
+                               b, ask);
+        }
+        if (!have) {
+            if (w->man.n)
+                return seg_err_set(e, SEG_EINVAL, w->dir,
+                                   "this index already holds events timed by the built-in fields: a time field "
+                                   "is set when an index is created (use a new index)");
+            if ((rc = idx_settings_save(w->dir, &want, e)))
+                return rc;
+            cur = want;
+        }
+    }
+    return settings_publish(w, &cur, e);
+}
+
+void idx_time_fields(idx_writer *w, char *out, size_t n)
+{
+    idx_settings_format_fields(settings(w), out, n);
+}
+
+int idx_set_time_fields(idx_writer *w, const char *csv, seg_err *e)
+{
+    idx_settings want;
+    int rc = idx_settings_parse_fields(csv, &want, e);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&w->mu);
+    const idx_settings *cur = settings(w);
+    if (!idx_settings_equal(cur, &want)) {
+        if (!index_empty(w)) {
+            char b[1200];
+            idx_settings_format_fields(cur, b, sizeof b);
+            rc = seg_err_set(e, SEG_EINVAL, w->dir,
+                             "this index holds events already (timed by %s%s): a time field is set before "
+                             "the first ingest (use a new index)",
+                             *b ? b : "the built-in fields", *b ? " and the built-in fields" : "");
+        } else if ((rc = idx_settings_save(w->dir, &want, e)) == SEG_OK) {
+            rc = settings_publish(w, &want, e);
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
 int idx_open(const char *datadir, const char *index, const idx_opts *o, idx_writer **out, seg_err *e)
 {
     *out = NULL;
@@ -294,6 +401,8 @@ int idx_open(const char *datadir, const char *index, const idx_opts *o, idx_writ
             goto fail;
     }
     remove_orphans(w);
+    if ((rc = settings_open(w, !exists, e)))
+        goto fail;
     if (touch_sync(w, INT64_MIN)) {
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
         goto fail;
@@ -307,6 +416,7 @@ int idx_open(const char *datadir, const char *index, const idx_opts *o, idx_writ
         w->wal.fd = -1;
         if ((rc = idx_wal_open(&w->wal, w->dir, w->man.wal_done, replay_event, w, &w->replayed, e)))
             goto fail;
+        check_space(w);
     }
     *out = w;
     return SEG_OK;
@@ -512,6 +622,7 @@ static int load_stored(idx_writer *w, seg_err *e)
 
 static int inflight_has(const idx_writer *w, const char *id, size_t n, uint64_t h);
 static int flush_start(idx_writer *w, seg_err *e);
+static int ingest_blocked(idx_writer *w, seg_err *e);
 
 /* 1 when an event with this _id is already stored or buffered; 0 when new
  * (and now remembered); <0 on error. */
@@ -641,7 +752,9 @@ int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_rej
         return SEG_OK;
     }
     int64_t t, now = seg_time_now();
-    if (!seg_event_time(v, nv, &t))
+    const idx_settings *ts = settings(w);
+    int arrival = !seg_event_time_ex(v, nv, ts->time_ptr, ts->ntime, now, &t);
+    if (arrival)
         t = now;
     char why[160];
     if (time_refused(w, t, now, why, sizeof why)) {
@@ -672,6 +785,7 @@ int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_rej
     if ((rc = buffer_event(w, line, n, t, id, idlen, explicit_id, &pv, e)))
         return rc;
     w->counts.accepted++;
+    w->counts.arrival += arrival;
     if (w->buffered >= w->opts.buffer_bytes ||
         (w->opts.flush_events && w->buffered_events >= w->opts.flush_events))
         return flush_start(w, e);
@@ -1164,9 +1278,17 @@ static int flush_start(idx_writer *w, seg_err *e)
         m->bucket = w->buckets[jb->bucket].start;
         m->docs = jb->n;
     }
-    if (w->opts.wal && (rc = idx_wal_rotate(&w->wal, &j->wal_seq, e))) {
+    int healed = 0;
+    if (w->opts.wal && (rc = idx_wal_rotate(&w->wal, &j->wal_seq, &healed, e))) {
         batch_free(j);
         return rc;
+    }
+    if (healed) {
+        /* the buffer holds events the failed log lost (refused to their
+         * clients): ingest waits until this batch is listed, so that no
+         * retry of them is answered "duplicate" before they are durable */
+        w->heal_seq = j->wal_seq;
+        w->heal_errno = healed;
     }
     j->buckets = w->buckets;
     j->n = w->nbuckets;
@@ -1252,6 +1374,10 @@ int idx_close(idx_writer *w, seg_err *e)
     seg_store_cur_free(w->sc);
     if (w->lockfd >= 0)
         close(w->lockfd);
+    for (struct tset *t = w->tset, *prev; t; t = prev) {
+        prev = t->prev;
+        seg_free(t);
+    }
     seg_free(w->dir);
     seg_free(w);
     return rc;
@@ -1354,7 +1480,7 @@ int idx_ingest_finish(idx_writer *w, idx_batch *out, seg_err *e)
      * failure: the log may write the record from rec until then */
     if (out->ticket) {
         seg_err se = {0};
-        int src = idx_wal_sync(&w->wal, out->ticket, rc == SEG_OK ? e : &se);
+        int src = idx_wal_sync(&w->wal, out->ticket, out->ticket_gen, rc == SEG_OK ? e : &se);
         if (rc == SEG_OK)
             rc = src;
         out->ticket = 0;
@@ -1385,6 +1511,8 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
     }
     /* 1. parse every line, without the lock */
     long lineno = 0;
+    const idx_settings *ts = settings(w);
+    int64_t now = seg_time_now();
     for (size_t at = 0; at < n;) {
         const char *nl = memchr(body + at, '\n', n - at);
         size_t end = nl ? (size_t)(nl - body) : n;
@@ -1426,7 +1554,7 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
         x->line = lineno;
         x->json = line;
         x->len = len;
-        x->has_time = seg_event_time(v, nv, &x->time);
+        x->has_time = seg_event_time_ex(v, nv, ts->time_ptr, ts->ntime, now, &x->time);
         const char *id;
         size_t il;
         x->explicit_id = seg_event_id(v, nv, &id, &il);
@@ -1452,7 +1580,6 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
      * every event were accepted.  A duplicate found under the lock (rare)
      * has the record rewritten without it. */
     uint64_t parse_rejected = out->rejected;
-    int64_t now = seg_time_now();
     size_t nauto = 0;
     for (size_t i = 0; i < np; i++) {
         prep *x = &p[i];
@@ -1487,10 +1614,13 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
     seg_buf_reserve(&rec, n + n / 4 + 64);
     record_events(&rec, p, np, &ids);
     /* 3. de-duplicate, buffer and log, under the lock */
-    uint64_t ticket = 0;
+    uint64_t ticket = 0, ticket_gen = 0;
     pthread_mutex_lock(&w->mu);
+    rc = ingest_blocked(w, e);
     /* back-pressure: a full buffer waits for the flush in flight */
-    if (no_block && w->buffered >= w->opts.buffer_bytes && flush_running(w)) {
+    if (rc) {
+        /* refused: nothing stored */
+    } else if (no_block && w->buffered >= w->opts.buffer_bytes && flush_running(w)) {
         out->would_block = 1;
         rc = seg_err_set(e, SEG_EBUSY, NULL, "ingest buffer full");
     } else if (w->buffered >= w->opts.buffer_bytes) {
@@ -1540,6 +1670,7 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
         parsed pv = {NULL, 0, enc, flat.p + x->flat_off, x->flat_len};
         if ((rc = buffer_event(w, x->json, x->len, t, id, il, x->explicit_id, &pv, e)))
             break;
+        out->arrival += !x->has_time;
         if (out->events && builder_add(out->events, x->json, x->len, t, id, il, x->explicit_id, &pv)) {
             rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
             break;
@@ -1551,12 +1682,13 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
         record_events(&rec, p, np, &ids);
     }
     if (rc == SEG_OK && nacc)
-        rc = idx_wal_append(&w->wal, nacc, &rec, &ticket, e);
+        rc = idx_wal_append(&w->wal, nacc, &rec, &ticket, &ticket_gen, e);
     if (rc == SEG_OK && want_lines && batch_lines(out, p, np, parse_rejected, &ids))
         rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     if (rc == SEG_OK) {
         out->accepted = nacc;
         w->counts.accepted += nacc;
+        w->counts.arrival += out->arrival;
         w->counts.duplicates += out->duplicates;
         w->counts.rejected += out->rejected;
         w->counts.lines += np + parse_rejected;
@@ -1568,6 +1700,7 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
     /* 4. the wait for the log is idx_ingest_finish's, which also frees
      * the record */
     out->ticket = ticket;
+    out->ticket_gen = ticket_gen;
     out->rec = rec;
     memset(&rec, 0, sizeof rec);
 out:
@@ -1696,16 +1829,111 @@ int idx_snapshot(idx_writer *w, seg_set **out, seg_err *e)
     return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* Disk full (server mode)                                              */
+/*                                                                      */
+/* Two states refuse ingest (SEG_ENOSPC or SEG_EUNAVAIL: the API's 507 or */
+/* 503 with Retry-After) while searches go on:                          */
+/* - low space: the index's filesystem has less free than the watermark */
+/*   (opts.min_free_*), read by each idx_tick; what is left is room for */
+/*   the flushes and merges already due.  Lifted at the first tick that  */
+/*   finds enough free.                                                  */
+/* - a failed log (idx_wal.c, "Failures"): the events of the requests   */
+/*   that failed may sit in the buffer (they were refused, so at least   */
+/*   once allows them to be stored), not in any durable log.  The        */
+/*   recovery is a flush: its rotation starts a fresh log (idx_wal_rotate */
+/*   heals it), and ingest stays refused until that batch is listed in  */
+/*   the manifest (heal_seq), so that a retry with the same _id is never */
+/*   answered "duplicate" while the first copy could still be lost.      */
+/*   idx_tick tries every second (HEAL_RETRY_NS) while the disk is full; */
+/*   a failed flush is retried at that pace too while ingest waits on it. */
+/* Acknowledged events are untouched throughout: they are in a synced   */
+/* log file (replayed after a crash) and in the buffer (flushed).        */
+/* ------------------------------------------------------------------ */
+
+#define HEAL_RETRY_NS (1000LL * 1000000LL)
+
+/* Under mu: SEG_OK, or why ingest is refused now (counted). */
+static int ingest_blocked(idx_writer *w, seg_err *e)
+{
+    if (!w->opts.wal)
+        return SEG_OK;
+    int err = idx_wal_broken(&w->wal);
+    if (err || w->man.wal_done < w->heal_seq) {
+        if (!err)
+            err = w->heal_errno;
+        w->life.wal_refusals++;
+        return seg_err_set(e, err == ENOSPC || err == EDQUOT ? SEG_ENOSPC : SEG_EUNAVAIL, w->dir,
+                           "ingest refused: the write-ahead log failed (%s); logdex is writing what it held to "
+                           "segments and starts a fresh log by itself; retry",
+                           strerror(err));
+    }
+    if (w->low_space) {
+        w->life.space_refusals++;
+        return seg_err_set(e, SEG_ENOSPC, w->dir,
+                           "ingest refused: %llu MiB free on the data directory's disk, under the --min-free "
+                           "watermark of %llu MiB (kept for flushes and merges); ingest resumes by itself once "
+                           "space is freed",
+                           (unsigned long long)(w->disk_free >> 20), (unsigned long long)(w->min_free >> 20));
+    }
+    return SEG_OK;
+}
+
+/* Under mu, from idx_tick: the free space against the watermark. */
+static void check_space(idx_writer *w)
+{
+    struct statvfs st;
+    if (statvfs(w->dir, &st) != 0)
+        return;
+    uint64_t total = (uint64_t)st.f_blocks * st.f_frsize, avail = (uint64_t)st.f_bavail * st.f_frsize;
+    uint64_t a = w->opts.min_free_bytes, b = total / 1000 * w->opts.min_free_permille;
+    w->min_free = a && b ? (a < b ? a : b) : a ? a : b;
+    w->disk_free = avail;
+    w->low_space = w->min_free && avail < w->min_free;
+}
+
+/* Under mu, from idx_tick: the recovery of a failed log, when due. */
+static int heal(idx_writer *w, int64_t now, seg_err *e)
+{
+    if (!idx_wal_broken(&w->wal) || now < w->heal_at || w->inflight)
+        return SEG_OK; /* a batch in flight is joined (or retried) first */
+    w->heal_at = now + HEAL_RETRY_NS;
+    if (w->nbuckets)
+        return flush_start(w, e); /* its rotation heals */
+    uint64_t closed;
+    int healed;
+    return idx_wal_rotate(&w->wal, &closed, &healed, e);
+}
+
+const char *idx_replay_report(idx_writer *w)
+{
+    seg_buf *t = &w->wal.rep.text;
+    if (!t->n || t->oom)
+        return "";
+    if (t->p[t->n - 1]) /* NUL-terminated once, outside its length */
+        seg_buf_put(t, "", 1), t->n--;
+    return t->oom ? "" : (const char *)t->p;
+}
+
 int idx_tick(idx_writer *w, seg_err *e)
 {
     int rc = SEG_OK;
     pthread_mutex_lock(&w->mu);
+    int64_t now = seg_time_now();
+    if (w->opts.wal)
+        check_space(w);
+    int healing = w->man.wal_done < w->heal_seq;
     if (w->inflight && w->inflight->failed) {
-        if (seg_time_now() >= w->inflight->retry_at)
+        /* while ingest waits on it, every HEAL_RETRY_NS: space may be back */
+        if (now >= w->inflight->retry_at || (healing && now >= w->heal_at)) {
+            w->heal_at = now + HEAL_RETRY_NS;
             batch_retry(w, w->inflight);
+        }
     } else if (w->inflight && __atomic_load_n(&w->inflight->finished, __ATOMIC_ACQUIRE)) {
         rc = flush_join(w, e);
     }
+    if (rc == SEG_OK && w->opts.wal)
+        rc = heal(w, now, e);
     if (rc == SEG_OK && w->nbuckets && !w->inflight &&
         (seg_time_now() - w->buffer_since >= w->opts.max_age_ns || w->buffered >= w->opts.buffer_bytes))
         rc = flush_start(w, e);
@@ -1724,12 +1952,26 @@ void idx_get_metrics(idx_writer *w, idx_metrics *m)
     for (size_t i = 0; i < w->man.n; i++)
         m->segment_bytes += w->man.e[i].bytes;
     m->life = w->life;
+    m->disk_free = w->disk_free;
+    m->min_free = w->min_free;
+    int healing = w->opts.wal && w->man.wal_done < w->heal_seq;
+    m->blocked = w->low_space ? IDX_BLOCK_LOW_SPACE : IDX_BLOCK_NONE;
+    if (healing)
+        m->blocked = IDX_BLOCK_WAL, m->wal_errno = w->heal_errno;
     pthread_mutex_unlock(&w->mu);
     if (w->opts.wal) {
         pthread_mutex_lock(&w->wal.mu);
         m->wal_bytes = w->wal.bytes_total;
         m->wal_fsyncs = w->wal.fsyncs;
         m->wal_fsync_ns = w->wal.fsync_ns_total;
+        m->wal_failures = w->wal.failures;
+        m->wal_recoveries = w->wal.recoveries;
+        m->wal_torn = w->wal.rep.torn;
+        m->wal_torn_bytes = w->wal.rep.torn_bytes;
+        m->wal_damaged = w->wal.rep.damaged;
+        m->wal_damaged_bytes = w->wal.rep.damaged_bytes;
+        if (w->wal.broken)
+            m->blocked = IDX_BLOCK_WAL, m->wal_errno = w->wal.err_no;
         pthread_mutex_unlock(&w->wal.mu);
     }
 }

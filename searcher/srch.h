@@ -88,7 +88,8 @@ int srch_need_covers(const seg_index_only *have, const seg_index_only *want);
 void srch_need_free(seg_index_only *need);
 
 /* Time parameters: RFC 3339, epoch seconds or milliseconds, "now",
- * "now-15m" (units s m h d).  Returns SEG_EQUERY on a bad value. */
+ * "now-15m" (units s m h d w), a bare date (its midnight UTC), or a time in
+ * the forms seg_time_parse_text reads.  Returns SEG_EQUERY on a bad value. */
 int srch_parse_time(const char *s, int64_t now, int64_t *out, seg_err *e);
 
 /* ---- searching ---- */

@@ -859,6 +859,7 @@ int srch_parse_time(const char *s, int64_t now, int64_t *out, seg_err *e)
                 case 'm': unit = 60LL * 1000000000LL; break;
                 case 'h': unit = 3600LL * 1000000000LL; break;
                 case 'd': unit = 86400LL * 1000000000LL; break;
+                case 'w': unit = 7LL * 86400LL * 1000000000LL; break;
                 }
             }
             if (unit && k >= 0 && k <= 100000LL * 365) {
@@ -870,7 +871,7 @@ int srch_parse_time(const char *s, int64_t now, int64_t *out, seg_err *e)
             }
         }
         return seg_err_set(e, SEG_EQUERY, NULL,
-                           "bad time '%.64s': use now, now-15m (units s m h d), RFC 3339 or epoch", s);
+                           "bad time '%.64s': use now, now-15m (units s m h d w), RFC 3339, a date (2024-06-01) or epoch", s);
     }
     double d;
     int isint;
@@ -884,9 +885,17 @@ int srch_parse_time(const char *s, int64_t now, int64_t *out, seg_err *e)
         }
     } else if (seg_time_parse_rfc3339(s, n, out) == 0) {
         return SEG_OK;
+    } else if (n == 10 && s[4] == '-' && s[7] == '-') { /* a bare date: its midnight, UTC */
+        char b[32];
+        snprintf(b, sizeof b, "%.10sT00:00:00Z", s);
+        if (seg_time_parse_rfc3339(b, 20, out) == 0)
+            return SEG_OK;
+    } else if (seg_time_parse_text(s, n, now, out, NULL) == 0) { /* no zone: UTC; log forms */
+        return SEG_OK;
     }
     return seg_err_set(e, SEG_EQUERY, NULL,
-                       "bad time '%.64s': use now, now-15m (units s m h d), RFC 3339 or epoch", s);
+                       "bad time '%.64s': use now, now-15m (units s m h d w), RFC 3339, a date (2024-06-01) or epoch",
+                       s);
 }
 
 /* ------------------------------------------------------------------ */

@@ -45,6 +45,10 @@ enum {
     SEG_ELOCKED,    /* the data directory is locked by another writer */
     SEG_ELIMIT,     /* an input exceeded a documented limit */
     SEG_EBUSY,      /* overloaded for now: retry later */
+    SEG_ENOSPC,     /* no room to store durably (disk full, or below the
+                       free-space watermark): retry once space is freed */
+    SEG_EUNAVAIL,   /* writes cannot be made durable for now (the log's
+                       disk failed): retry later */
     SEG_NCODES
 };
 
@@ -60,7 +64,9 @@ typedef struct seg_err {
 
 const char *seg_strerror(int code);
 void seg_err_clear(seg_err *e);
-/* Sets e (if not already set) and returns code.  file may be NULL. */
+/* Sets e (if not already set) and returns code.  file may be NULL.
+ * SEG_EIO whose message holds strerror(ENOSPC) or strerror(EDQUOT) is
+ * set (and returned) as SEG_ENOSPC: a full disk told from a failing one. */
 int seg_err_set(seg_err *e, int code, const char *file, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Formats "file: msg" etc. into buf. */
@@ -92,7 +98,8 @@ unsigned long seg_fault_left(void);
  * instead (a slow disk); "NAME!N" makes the first N calls return 1, which
  * the points before a rename (segment-before-rename, file-before-rename)
  * and the creation of the next write-ahead log (wal-rotate-create) report
- * as an I/O error (a full or failing disk).  Returns 0 otherwise.
+ * as an I/O error, and the log's write (wal-sync) as ENOSPC (a full or
+ * failing disk).  Returns 0 otherwise.
  * Unset, a call costs one cached load. */
 int seg_failpoint(const char *name);
 
@@ -326,8 +333,19 @@ int seg_time_from_int(int64_t v, int64_t *ns);
 /* Formats ns as "2024-01-02T03:04:05.678Z" (millisecond precision). */
 void seg_time_format(int64_t ns, char out[40]);
 int64_t seg_time_now(void);
-/* Event time rule: the first of @timestamp, timestamp, time, ts that is a
- * top-level value and parses.  Returns 1 and *ns if found, 0 otherwise. */
+/* An event time in text: RFC 3339 and the forms logs carry (ISO 8601 with
+ * a space, a ',' fraction or no zone; Apache's "10/Oct/2000:13:55:36
+ * -0700"; syslog's "Jun 14 15:16:01", its year from now; seg_time.c).
+ * used NULL: the whole of s must be the time; else a leading time, which
+ * must end at a word's end, and *used its length.  Returns 0 ok. */
+int seg_time_parse_text(const char *s, size_t n, int64_t now, int64_t *ns, size_t *used);
+/* Event time rule: the first of fields[0..nfields) (a flattened path: may
+ * be nested), then of @timestamp, timestamp, time, ts (top-level), that is
+ * present and parses (strings by seg_time_parse_text, numbers by
+ * magnitude).  Returns 1 and *ns if found, 0 otherwise. */
+int seg_event_time_ex(const seg_jval *v, size_t n, const char *const *fields, size_t nfields, int64_t now,
+                      int64_t *ns);
+/* The same with no named fields, now = the clock. */
 int seg_event_time(const seg_jval *v, size_t n, int64_t *ns);
 /* The event's string "_id" at top level, if any. */
 int seg_event_id(const seg_jval *v, size_t n, const char **id, size_t *len);

@@ -35,6 +35,8 @@ static const char *const seg_codes[SEG_NCODES] = {
     [SEG_ELOCKED] = "locked by another writer",
     [SEG_ELIMIT] = "limit exceeded",
     [SEG_EBUSY] = "busy: retry later",
+    [SEG_ENOSPC] = "insufficient storage: retry later",
+    [SEG_EUNAVAIL] = "storage unavailable: retry later",
 };
 
 const char *seg_strerror(int code)
@@ -61,6 +63,11 @@ int seg_err_set(seg_err *e, int code, const char *file, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
+    /* an I/O error for lack of space is SEG_ENOSPC.  Every I/O error's
+     * message carries strerror() of its cause, which survives the cleanup
+     * calls (close, unlink) that may change errno before this call. */
+    if (code == SEG_EIO && (strstr(e->msg, strerror(ENOSPC)) || strstr(e->msg, strerror(EDQUOT))))
+        e->code = code = SEG_ENOSPC;
     return code;
 }
 

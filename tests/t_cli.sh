@@ -20,7 +20,7 @@ printf '%s' '{"timestamp":1704171845000,"msg":"last line without newline","laten
 
 out=$("$LOGDEX" ingest --data "$T/d" "$T/in.ndjson" 2>"$T/err")
 ok $? "ingest exits 0 despite bad lines"
-is "$(echo "$out" | sed 's/"seconds":[0-9.e+-]*/"seconds":S/')" '{"accepted":4,"rejected":2,"duplicates":1,"bytes":'"$(wc -c < "$T/in.ndjson" | tr -d ' ')"',"seconds":S}' "ingest summary line"
+is "$(echo "$out" | sed 's/"seconds":[0-9.e+-]*/"seconds":S/')" '{"accepted":4,"rejected":2,"duplicates":1,"arrival_time":0,"bytes":'"$(wc -c < "$T/in.ndjson" | tr -d ' ')"',"seconds":S}' "ingest summary line"
 is "$(cat "$T/err")" "$T/in.ndjson:3: not a JSON object near byte 1
 $T/in.ndjson:6: not a JSON object near byte 1" "rejected lines reported with their line numbers"
 
@@ -85,11 +85,11 @@ is "$(ls "$T/d/comp" | grep -c '\.seg$')" 1 "the inputs are deleted"
 "$LOGDEX" compact --data "$T/d" --index nosuch >/dev/null 2>&1; is $? 1 "compact of a missing index fails"
 printf '{"@timestamp":"2099-01-01T00:00:00Z","msg":"far future"}\n' > "$T/future"
 is "$("$LOGDEX" ingest --data "$T/d" --index comp "$T/future" 2>&1 | head -1)" "$T/future:1: event time 2099-01-01T00:00:00.000Z is more than 86400s ahead of the server's clock (--max-future)" "an event beyond --max-future is rejected with its line"
-is "$("$LOGDEX" ingest --data "$T/d" --index comp --max-future 0 "$T/future" | sed 's/,"bytes".*//')" '{"accepted":1,"rejected":0,"duplicates":0' "--max-future 0 accepts it"
+is "$("$LOGDEX" ingest --data "$T/d" --index comp --max-future 0 "$T/future" | sed 's/,"bytes".*//')" '{"accepted":1,"rejected":0,"duplicates":0,"arrival_time":0' "--max-future 0 accepts it"
 
 # standard input, and the same ids again: all duplicates
 out=$(grep '_id' "$T/in.ndjson" | "$LOGDEX" ingest --data "$T/d" - 2>/dev/null | sed 's/,"bytes".*//')
-is "$out" '{"accepted":0,"rejected":0,"duplicates":3' "resent ids are duplicates (standard input)"
+is "$out" '{"accepted":0,"rejected":0,"duplicates":3,"arrival_time":0' "resent ids are duplicates (standard input)"
 
 "$LOGDEX" verify --data "$T/d" >/dev/null; ok $? "verify passes"
 
@@ -171,6 +171,30 @@ is "$rc" 1 "tail gives up on a server it cannot reach"
 ok "$(grep -c 'cannot connect to 127.0.0.1:1 (Connection refused); retrying' "$T/tail.err" | sed 's/^2$/0/')" "saying so at each try"
 ok "$(grep -q 'giving up: 127.0.0.1:1 not reachable 3 times in a row' "$T/tail.err"; echo $?)" "and why it stops"
 ok "$([ $(( $(date +%s) - t0 )) -le 10 ]; echo $?)" "within its bound (--retries 2: about 2 s)"
+
+# the index's time field (issue 20): GitHub events carry created_at
+printf '%s\n' '{"created_at":"2015-01-01T15:00:01Z","type":"PushEvent"}' \
+  '{"created_at":"2015-01-01 15:00:02,500","type":"IssuesEvent"}' \
+  '{"payload":{"at":"[01/Jan/2015:16:00:03 +0100]"},"type":"nested"}' \
+  '{"@timestamp":"2015-01-01T15:00:04Z","type":"builtin"}' '{"type":"none"}' > "$T/gh.ndjson"
+out=$("$LOGDEX" ingest --quiet --data "$T/tf" --index gh --time-field 'created_at, payload.at' "$T/gh.ndjson")
+is "$(echo "$out" | grep -o '"accepted":[0-9]*,"rejected":[0-9]*,"duplicates":[0-9]*,"arrival_time":[0-9]*')" '"accepted":5,"rejected":0,"duplicates":0,"arrival_time":1' "--time-field: the answer counts the events timed by arrival"
+is "$("$LOGDEX" search --data "$T/tf" --index gh --start 2015-01-01T00:00:00Z --end 2015-01-02T00:00:00Z '*' | grep -o '"type":"[^"]*"' | tr '\n' ' ')" '"type":"builtin" "type":"nested" "type":"IssuesEvent" "type":"PushEvent" ' "events are timed by the named fields (nested, Apache and comma forms), then the built-in ones"
+is "$("$LOGDEX" search --data "$T/tf" --index gh --start 2015-01-01T15:00:02.500Z --end 2015-01-01T15:00:02.501Z '*' | grep -o '"type":"[^"]*"')" '"type":"IssuesEvent"' "  ... to the millisecond"
+is "$(cat "$T/tf/gh/settings" | sed -n 2,3p | tr '\n' ' ')" "time_field created_at time_field payload.at " "kept in the index's settings file"
+printf '{"created_at":"2015-01-01T15:00:05Z"}\n' > "$T/gh2.ndjson"
+out=$("$LOGDEX" ingest --quiet --data "$T/tf" --index gh "$T/gh2.ndjson")
+is "$("$LOGDEX" search --data "$T/tf" --index gh --count --start 2015-01-01T15:00:05Z --end 2015-01-01T15:00:06Z '*')" 1 "a later ingest without the flag keeps the index's time field"
+"$LOGDEX" ingest --quiet --data "$T/tf" --index gh --time-field other "$T/gh2.ndjson" > /dev/null 2> "$T/tf.err"
+is "$?" 1 "another time field for an existing index is refused"
+ok "$(grep -q "time field is created_at,payload.at (set when it was created); it cannot change to other" "$T/tf.err"; echo $?)" "  ... saying which it has"
+"$LOGDEX" ingest --quiet --data "$T/tf" --index plain "$T/gh2.ndjson" > /dev/null
+"$LOGDEX" ingest --quiet --data "$T/tf" --index plain --time-field created_at "$T/gh2.ndjson" > /dev/null 2> "$T/tf.err"
+is "$?" 1 "an index holding events gets no time field afterwards"
+"$LOGDEX" ingest --quiet --data "$T/tf" --index bad --time-field 'a b' "$T/gh2.ndjson" > /dev/null 2> "$T/tf.err"
+is "$?" 1 "a bad time field name is refused"
+
+is "$("$LOGDEX" search --data "$T/tf" --index gh --fields 'type,payload' --start 2015-01-01 --end 2015-01-02 nested)" '{"payload":{"at":"[01/Jan/2015:16:00:03 +0100]"},"type":"nested"}' "search --fields prints only those fields (a bare date as a bound)"
 
 # help texts say what the commands do
 ok "$("$LOGDEX" stats --help | grep -q 'max_segments_per_bucket.*per_bucket'; echo $?)" "stats --help lists every key"

@@ -16,7 +16,7 @@ is "$(curl -s "$U/health")" '{"status":"ok"}' "GET /health"
 printf '%s\n' '{"@timestamp":"2024-01-02T03:04:05Z","_id":"a","msg":"disk full","status":500}' 'oops' '' \
   '{"@timestamp":"2024-01-02T03:04:06Z","_id":"a","msg":"again"}' '{"ts":1704164700,"msg":"Hello World","tags":["x"]}' > "$T/b1"
 is "$(code -XPOST --data-binary @"$T/b1" "$U/api/v1/web/ingest")" 200 "ingest answers 200 with a bad line"
-is "$(cat "$T/body")" '{"accepted":2,"rejected":1,"duplicates":1,"errors":[{"line":2,"reason":"not a JSON object near byte 1"}]}' "ingest counts and the bad line's number"
+is "$(cat "$T/body")" '{"accepted":2,"rejected":1,"duplicates":1,"arrival_time":0,"errors":[{"line":2,"reason":"not a JSON object near byte 1"}]}' "ingest counts and the bad line's number"
 is "$(code "$U/api/v1/web/search?q=hello")" 200 "search 200"
 ok "$(grep -c '"total":1,"hits":\[{"_id":"[0-9a-f]\{19\}","_time":"2024-01-02T03:05:00.000Z","_source":{"ts":1704164700,"msg":"Hello World","tags":\["x"\]}}\],"cursor":null}' "$T/body" | sed 's/^1$/0/')" "read your writes: the hit, its _time and its _source as sent"
 is "$(code "$U/api/v1/web/search?q=status:500&limit=1")" 200 "numeric field query"
@@ -51,9 +51,39 @@ ok "$(grep -c '^logdex_block_cache_\(hits_total\|misses_total\|bytes\) [0-9]' "$
 # gzip bodies (as log shippers send them)
 printf '{"_id":"gz1","msg":"compressed body"}\n' | gzip > "$T/gz"
 is "$(code -XPOST -H 'Content-Encoding: gzip' --data-binary @"$T/gz" "$U/api/v1/web/ingest")" 200 "gzip body accepted"
-is "$(cat "$T/body")" '{"accepted":1,"rejected":0,"duplicates":0,"errors":[]}' "gzip body decoded"
+is "$(cat "$T/body")" '{"accepted":1,"rejected":0,"duplicates":0,"arrival_time":1,"errors":[]}' "gzip body decoded"
 printf 'not gzip' > "$T/notgz"
 is "$(code -XPOST -H 'Content-Encoding: gzip' --data-binary @"$T/notgz" "$U/api/v1/web/ingest")" 400 "undecodable body is 400"
+
+# unknown parameters and keys are 400s naming them (issue 20)
+is "$(code "$U/api/v1/web/search?query=status:500")" 400 "an unknown search parameter is 400"
+is "$(cat "$T/body")" '{"error":{"type":"bad_request","reason":"unknown parameter '"'"'query'"'"' (did you mean '"'"'q'"'"'?); known: q, start, end, limit, cursor, fields"}}' "  ... naming it and the one meant"
+is "$(code "$U/api/v1/web/search?q=x&limt=3")" 400 "a misspelt one too"
+ok "$(grep -c "unknown parameter 'limt' (did you mean 'limit'?)" "$T/body" | sed 's/^1$/0/')" "  ... with the near miss"
+is "$(code "$U/api/v1/web/stats?x=1")" 400 "stats takes no parameters"
+is "$(code "$U/api/v1/web/tail?q=x&backfil=3")" 400 "tail's parameters are checked too"
+is "$(code -XPOST -d '{"query":"status:500","aggs":{"t":{"terms":{"field":"msg"}}}}' "$U/api/v1/web/aggregate")" 400 "an aggregate body with an unknown key is 400"
+ok "$(grep -c "unknown key 'query' (did you mean 'q'?); known: q, start, end, aggs" "$T/body" | sed 's/^1$/0/')" "  ... naming it"
+# fields=: each hit's _source holds only those fields (values byte for byte)
+is "$(curl -s "$U/api/v1/web/search?q=status:500&fields=msg,status" | grep -o '"_source":{[^}]*}')" '"_source":{"msg":"disk full","status":500}' "fields= keeps only the named fields"
+
+# the index's time field over HTTP (issue 20)
+is "$(code -XPUT -d '{"time_field":["created_at","payload.at"]}' "$U/api/v1/gh")" 200 "PUT /api/v1/{index} sets its time field"
+is "$(cat "$T/body")" '{"acknowledged":true,"index":"gh","time_field":["created_at","payload.at","@timestamp","timestamp","time","ts"]}' "  ... and answers the fields tried, in order"
+is "$(code -XPUT -d '{"time_feild":"x"}' "$U/api/v1/gh")" 400 "an unknown key is 400"
+is "$(cat "$T/body")" '{"error":{"type":"bad_request","reason":"unknown key '"'"'time_feild'"'"' (known: time_field)"}}' "  ... naming it"
+is "$(code -XPUT -d '{"time_field":3}' "$U/api/v1/gh")" 400 "a time_field that is not a name is 400"
+printf '%s\n' '{"created_at":"2015-01-01 15:00:02,500","n":1}' '{"payload":{"at":1420124403},"n":2}' '{"n":3}' > "$T/gh"
+is "$(code -XPOST --data-binary @"$T/gh" "$U/api/v1/gh/ingest")" 200 "ingest"
+is "$(cat "$T/body")" '{"accepted":3,"rejected":0,"duplicates":0,"arrival_time":1,"errors":[]}' "  ... says how many fell back to arrival time"
+is "$(curl -s "$U/api/v1/gh/search?q=n:1%20OR%20n:2&start=2015-01-01T00:00:00Z&end=2015-01-02T00:00:00Z" | grep -o '"_time":"[^"]*"' | tr '\n' ' ')" '"_time":"2015-01-01T15:00:03.000Z" "_time":"2015-01-01T15:00:02.500Z" ' "events timed by the index's fields"
+ok "$(curl -s "$U/api/v1/gh/fields" | grep -c '],"time_field":\["created_at","payload.at","@timestamp","timestamp","time","ts"\]}$' | sed 's/^1$/0/')" "/fields says which fields time the events"
+is "$(code -XPUT -d '{"time_field":"other"}' "$U/api/v1/gh")" 400 "changing it once the index holds events is 400"
+ok "$(grep -c 'holds events already' "$T/body" | sed 's/^1$/0/')" "  ... saying why"
+is "$(code -XPUT -d '{"time_field":["created_at","payload.at"]}' "$U/api/v1/gh")" 200 "the same fields again are fine (idempotent)"
+is "$(code "$U/api/v1/gh")" 200 "GET /api/v1/{index}"
+is "$(code "$U/api/v1/nosuchindex")" 404 "GET of an unknown index is 404"
+is "$(code -XDELETE "$U/api/v1/gh/x")" 404 "unknown route under an index is still 404"
 
 # paging over HTTP: every match once
 for i in $(seq 1 25); do printf '{"_id":"p%02d","@timestamp":"2024-02-01T00:00:%02dZ","msg":"page me"}\n' $i $((i % 7)); done > "$T/pages"

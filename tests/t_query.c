@@ -95,6 +95,11 @@ int main(void)
     ok(srch_parse_time("1704164645", now, &t, &e) == 0 && t == now, "epoch seconds");
     ok(srch_parse_time("1704164645000", now, &t, &e) == 0 && t == now, "epoch ms");
     ok(srch_parse_time("2024-01-02T03:04:05Z", now, &t, &e) == 0 && t == now, "RFC 3339");
+    ok(srch_parse_time("now-1w", now, &t, &e) == 0 && t == now - 7 * 86400000000000LL, "now-1w (weeks)");
+    ok(srch_parse_time("2024-01-02", now, &t, &e) == 0 && t == 1704153600000000000LL, "a bare date is its midnight UTC");
+    ok(srch_parse_time("2024-01-02 03:04:05", now, &t, &e) == 0 && t == now, "no zone: UTC");
+    seg_err e4 = {0};
+    ok(srch_parse_time("2024-13-02", now, &t, &e4) == SEG_EQUERY, "a bad date refused");
     seg_err e2 = {0};
     ok(srch_parse_time("yesterday", now, &t, &e2) == SEG_EQUERY, "bad time refused");
     seg_err e3 = {0};

@@ -140,6 +140,32 @@ static void test_time(void)
     ok(seg_time_parse_rfc3339("2023-02-29T00:00:00Z", 20, &t) != 0, "no Feb 29 in 2023");
     ok(seg_time_parse_rfc3339("2024-01-02T03:04:05", 19, &t) != 0, "an offset is required");
     ok(seg_time_parse_rfc3339("2024-01-02T03:04:05.Z", 21, &t) != 0, "empty fraction refused");
+    /* the forms logs carry (seg_time_parse_text); now = 2024-01-02T03:04:05Z */
+    const int64_t now = 1704164645000000000LL;
+#define TXT(str, want, what) ok(seg_time_parse_text(str, strlen(str), now, &t, NULL) == 0 && t == (want), what)
+#define NOTXT(str, what) ok(seg_time_parse_text(str, strlen(str), now, &t, NULL) != 0, what)
+    TXT("2024-01-02T03:04:05.678Z", 1704164645678000000LL, "text: RFC 3339");
+    TXT("2015-10-18 18:01:47,978", 1445191307978000000LL, "text: space, comma fraction, no zone is UTC");
+    TXT("2015-10-18T18:01:47+0200", 1445184107000000000LL, "text: +hhmm");
+    TXT("2015-10-18 18:01:47 -07", 1445216507000000000LL, "text: a spaced -hh");
+    TXT("10/Oct/2000:13:55:36 -0700", 971211336000000000LL, "text: Apache");
+    TXT("[10/Oct/2000:13:55:36 -0700]", 971211336000000000LL, "text: Apache in brackets");
+    TXT("Jan  2 03:00:00", 1704164400000000000LL, "text: syslog, padded day, this year");
+    TXT("Dec 31 23:59:59", 1704067199000000000LL, "text: syslog in December read in January: last year");
+    TXT("Jan  3 03:04:05", 1704251045000000000LL, "text: syslog up to a day ahead: this year");
+    TXT("Jan  4 03:04:06", 1672801446000000000LL, "text: syslog more than a day ahead: last year");
+    NOTXT("Feb 30 00:00:00", "text: no Feb 30");
+    NOTXT("2015-10-18", "text: a date alone is not an event time");
+    NOTXT("10/Oct/2000:13:55:36 -0700x", "text: trailing bytes refused (whole string)");
+    NOTXT("Jux 14 15:16:01", "text: unknown month");
+    size_t used = 0;
+    ok(seg_time_parse_text("Jun 14 15:16:01 host app: hi", 28, now, &t, &used) == 0 && used == 15,
+       "text: a leading syslog time and its length");
+    ok(seg_time_parse_text("2015-10-18 18:01:47,978 INFO x", 30, now, &t, &used) == 0 && used == 23,
+       "text: a leading ISO time and its length");
+    ok(seg_time_parse_text("2015-10-18 18:01:47abc", 22, now, &t, &used) != 0, "text: a prefix must end a word");
+#undef TXT
+#undef NOTXT
     ok(seg_time_from_int(1704164645, &t) == 0 && t == 1704164645000000000LL, "epoch seconds");
     ok(seg_time_from_int(1704164645678LL, &t) == 0 && t == 1704164645678000000LL, "epoch ms");
     ok(seg_time_from_int(1704164645678901LL, &t) == 0 && t == 1704164645678901000LL, "epoch us");
