@@ -347,7 +347,41 @@ typedef struct req {
 
 static void ingest_answer(reply *r, api_hub *hub, idx_batch *b, int rc, seg_err *e);
 
-static void do_ingest(reply *r, req *q, const char *index, const char *body, size_t n)
+static void do_ingest_lines(reply *r, req *q, const char *index, const char *body, size_t n,
+                            const idx_line_time *lt, size_t nlt);
+
+/* An ingest body in format fmt (INGEST_*): a BOM, a JSON array and plain
+ * text lines become NDJSON lines first (docs/http-api.md, "Inputs"). */
+enum { INGEST_NDJSON, INGEST_TEXT };
+static void do_ingest(reply *r, req *q, const char *index, const char *body, size_t n, int fmt)
+{
+    seg_buf conv = {0}, times = {0};
+    size_t bom = api_bom(body, n);
+    int rc = 0;
+    if (fmt == INGEST_TEXT)
+        rc = api_text_to_ndjson(body, n, seg_time_now(), &conv, &times);
+    else if ((rc = api_array_to_ndjson(body + bom, n - bom, &conv)) == 0)
+        conv.oom = 0; /* not an array: the body as it is */
+    if (rc < 0) {
+        if (conv.oom || times.oom)
+            api_error(r, 503, "overloaded", "out of memory"), r->retry_after = "1";
+        else
+            api_error(r, 400, "bad_request",
+                      "the body starts with '[' but is not a JSON array of values: send NDJSON (one object a "
+                      "line) or one JSON array");
+    } else if (fmt == INGEST_TEXT || rc == 1) {
+        do_ingest_lines(r, q, index, (const char *)conv.p, conv.n, (const idx_line_time *)(void *)times.p,
+                        times.n / sizeof(idx_line_time));
+    } else {
+        do_ingest_lines(r, q, index, body + bom, n - bom, NULL, 0);
+    }
+    /* the engine keeps no pointer into the body past idx_ingest_start */
+    seg_buf_free(&conv);
+    seg_buf_free(&times);
+}
+
+static void do_ingest_lines(reply *r, req *q, const char *index, const char *body, size_t n,
+                            const idx_line_time *lt, size_t nlt)
 {
     seg_err e = {0};
     api_hub *hub = NULL;
@@ -364,6 +398,8 @@ static void do_ingest(reply *r, req *q, const char *index, const char *body, siz
         memset(b, 0, sizeof *b);
         b->want_events = api_hub_wants_events(hub);
         b->no_block = q->inline_ok; /* the event thread must not wait for room */
+        b->line_times = lt;
+        b->nline_times = nlt;
         int rc = idx_ingest_start(w, body, n, b, &e);
         if (rc && b->would_block) {
             idx_batch_free(b);
@@ -384,6 +420,8 @@ static void do_ingest(reply *r, req *q, const char *index, const char *body, siz
     }
     idx_batch b = {0};
     b.want_events = api_hub_wants_events(hub);
+    b.line_times = lt;
+    b.nline_times = nlt;
     int rc = idx_ingest(w, body, n, &b, &e);
     ingest_answer(r, hub, &b, rc, &e);
 }
@@ -1279,11 +1317,18 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
     static const char *const none[] = {NULL};
     static const char *const p_search[] = {"q", "start", "end", "limit", "cursor", "fields", NULL};
     static const char *const p_tail[] = {"q", "backfill", "heartbeat", NULL};
-    const char *const *params = k == 1 ? p_search : k == 5 ? p_tail : none;
+    static const char *const p_ingest[] = {"format", NULL};
+    const char *const *params = k == 0 ? p_ingest : k == 1 ? p_search : k == 5 ? p_tail : none;
     if (check_params(c, r, params))
         return;
     switch (k) {
     case 0: {
+        const char *fs = arg(c, "format");
+        int fmt = !fs || !*fs || !strcmp(fs, "ndjson") || !strcmp(fs, "json") ? INGEST_NDJSON
+                  : !strcmp(fs, "text")                                      ? INGEST_TEXT
+                                                                             : -1;
+        if (fmt < 0)
+            return api_error(r, 400, "bad_request", "format must be ndjson (the default: also one JSON array) or text");
         const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
         if (enc && (!strcasecmp(enc, "gzip") || !strcasecmp(enc, "x-gzip"))) {
             seg_buf plain = {0};
@@ -1296,13 +1341,13 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
                 seg_buf_free(&plain);
                 return api_error(r, 400, "bad_request", "the gzip body cannot be decoded");
             }
-            do_ingest(r, q, index, (const char *)plain.p, plain.n);
+            do_ingest(r, q, index, (const char *)plain.p, plain.n, fmt);
             seg_buf_free(&plain);
             return;
         }
         if (enc && strcasecmp(enc, "identity"))
             return api_error(r, 415, "unsupported_encoding", "Content-Encoding must be gzip or identity");
-        return do_ingest(r, q, index, (const char *)q->body.p, q->body.n);
+        return do_ingest(r, q, index, (const char *)q->body.p, q->body.n, fmt);
     }
     case 1: return do_search(r, c, index);
     case 2: return do_stats(r, index);

@@ -26,6 +26,23 @@ void api_unknown_msg(const char *what, const char *key, const char *const *known
  * an object this reads (out then holds a partial copy). */
 int api_filter_source(const char *json, size_t n, const json_t *incl, const json_t *excl, seg_buf *out);
 
+/* Inputs other than NDJSON (docs/http-api.md, "Inputs"). */
+/* 3 when p starts with a UTF-8 byte order mark, else 0. */
+size_t api_bom(const char *p, size_t n);
+/* {"message":"LINE"}: the line as a JSON string (bytes that are not UTF-8,
+ * and NUL, become U+FFFD; other control characters escaped). */
+void api_text_event(seg_buf *out, const char *s, size_t n);
+/* Plain text lines (a BOM skipped, \r\n too) as NDJSON events
+ * {"message":line}, line for line (blank lines stay blank); times gets an
+ * idx_line_time per line, from a leading timestamp (seg_time_parse_text).
+ * -1 out of memory. */
+int api_text_to_ndjson(const char *p, size_t n, int64_t now, seg_buf *out, seg_buf *times);
+/* A body that is one JSON array ([{..},{..}], a BOM allowed) as NDJSON,
+ * each element's bytes on a line of its own (raw newlines, whitespace
+ * between tokens, made spaces).  0: not an array (out untouched); 1 done;
+ * -1 malformed or out of memory. */
+int api_array_to_ndjson(const char *p, size_t n, seg_buf *out);
+
 typedef struct api_hub api_hub;       /* one per index; thread-safe */
 
 api_hub *api_hub_new(void);

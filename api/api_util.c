@@ -341,3 +341,137 @@ int api_filter_source(const char *json, size_t n, const json_t *incl, const json
 {
     return filter_object(json, json + n, "", incl, excl, out);
 }
+
+/* ------------------------------------------------------------------ */
+/* Inputs other than NDJSON: plain text lines, a JSON array, a BOM        */
+/* ------------------------------------------------------------------ */
+
+size_t api_bom(const char *p, size_t n)
+{
+    return n >= 3 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF ? 3
+                                                                                                                : 0;
+}
+
+/* The length of the valid UTF-8 sequence at p (< end), 0 when invalid
+ * (RFC 3629: no overlong forms, no surrogates, up to U+10FFFF). */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t l;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        l = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        l = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        l = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if ((size_t)(end - p) < l || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < l; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return l;
+}
+
+void api_text_event(seg_buf *out, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    api_put_s(out, "{\"message\":\"");
+    while (p < end) {
+        unsigned c = *p;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            seg_buf_put(out, e, 2);
+            p++;
+        } else if (c == '\t') {
+            seg_buf_put(out, "\\t", 2);
+            p++;
+        } else if (c == 0) { /* jansson (and so logdex) refuses \u0000 in strings */
+            seg_buf_put(out, "\xEF\xBF\xBD", 3);
+            p++;
+        } else if (c < 0x20 || c == 0x7f) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            seg_buf_put(out, e, 6);
+            p++;
+        } else {
+            size_t l = utf8_len(p, end);
+            if (l) {
+                seg_buf_put(out, p, l);
+                p += l;
+            } else { /* not UTF-8: U+FFFD, as a reader would show it */
+                seg_buf_put(out, "\xEF\xBF\xBD", 3);
+                p++;
+            }
+        }
+    }
+    api_put_s(out, "\"}");
+}
+
+int api_text_to_ndjson(const char *p, size_t n, int64_t now, seg_buf *out, seg_buf *times)
+{
+    size_t at = api_bom(p, n);
+    while (at < n) {
+        const char *nl = memchr(p + at, '\n', n - at);
+        size_t end = nl ? (size_t)(nl - p) : n, l = end - at;
+        if (l && p[at + l - 1] == '\r')
+            l--;
+        idx_line_time lt = {0, 0};
+        size_t k = 0;
+        while (k < l && (p[at + k] == ' ' || p[at + k] == '\t'))
+            k++;
+        if (k < l) { /* blank lines stay blank (skipped, numbered) */
+            size_t used;
+            if (seg_time_parse_text(p + at + k, l - k, now, &lt.time, &used) == 0)
+                lt.has = 1;
+            api_text_event(out, p + at, l);
+        }
+        seg_buf_put(times, &lt, sizeof lt);
+        seg_buf_put_u8(out, '\n');
+        at = end + 1;
+    }
+    return out->oom || times->oom ? -1 : 0;
+}
+
+int api_array_to_ndjson(const char *p, size_t n, seg_buf *out)
+{
+    const char *q = p + api_bom(p, n), *end = p + n;
+    while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+        q++;
+    if (q >= end || *q != '[')
+        return 0;
+    q++;
+    for (;;) {
+        while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == ','))
+            q++;
+        if (q >= end)
+            return -1;
+        if (*q == ']')
+            break;
+        const char *v = skip_value(q, end);
+        if (!v)
+            return -1;
+        /* raw newlines can only be whitespace between tokens (JSON strings
+         * escape theirs): spaces keep the element one line, bytes as sent */
+        for (const char *c = q; c < v; c++)
+            seg_buf_put_u8(out, *c == '\n' || *c == '\r' ? ' ' : *c);
+        seg_buf_put_u8(out, '\n');
+        q = v;
+    }
+    for (q++; q < end; q++)
+        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r')
+            return -1;
+    return out->oom ? -1 : 1;
+}

@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <zlib.h>
+#include <zstd.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +50,8 @@ static const char *const usage_main =
 static const char *const usage_ingest =
     "usage: logdex ingest [--data DIR] [--index NAME] [FILE ...]\n"
     "\n"
-    "Loads NDJSON (one JSON object a line; '-' or no FILE reads standard input)\n"
+    "Loads NDJSON (one JSON object a line; '-' or no FILE reads standard input;\n"
+    "gzip files, and zstd files named *.zst, are read decompressed)\n"
     "into DIR/NAME.  The server must not be running on DIR.  Bad lines are\n"
     "reported on standard error as FILE:LINE: reason; the others are stored.\n"
     "Prints {\"accepted\":N,\"rejected\":M,\"duplicates\":D,\"arrival_time\":A,\n"
@@ -57,6 +60,9 @@ static const char *const usage_ingest =
     "\n"
     "  --data DIR        data directory (default ./data)\n"
     "  --index NAME      index name (default 'default'; [a-z0-9][a-z0-9_.-]{0,63})\n"
+    "  --format F        ndjson (default; a file that is one JSON array also\n"
+    "                    works) or text: each line stored as {\"message\":LINE},\n"
+    "                    timed by a leading timestamp when one parses\n"
     "  --time-field F[,G...]  the index's time fields, tried in order before the\n"
     "                    built-in @timestamp, timestamp, time, ts (a.b: nested);\n"
     "                    set once, when the index is created\n"
@@ -203,7 +209,92 @@ typedef struct ingest_ctx {
     int progress;
     double t0, last;
     uint64_t bytes_read;
+    int text;                  /* --format text */
+    int64_t now;
+    seg_buf line;              /* text: the line's event */
 } ingest_ctx;
+
+/* ---- input files: plain, gzip (any file: zlib reads plain ones through)
+ * or zstd (by the .zst name) ---- */
+typedef struct src {
+    FILE *f;
+    gzFile gz;
+    ZSTD_DCtx *z;
+    char *zin;
+    ZSTD_inBuffer in;
+    int zeof;
+} src;
+
+#define ZIN_CAP ((size_t)1 << 17)
+
+static int src_open(src *s, FILE *f, const char *name, seg_err *e)
+{
+    memset(s, 0, sizeof *s);
+    s->f = f;
+    size_t l = strlen(name);
+    if (l > 4 && !strcmp(name + l - 4, ".zst")) {
+        s->z = ZSTD_createDCtx();
+        s->zin = malloc(ZIN_CAP);
+        if (!s->z || !s->zin)
+            return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+        return SEG_OK;
+    }
+    int fd = dup(fileno(f));
+    if (fd < 0 || !(s->gz = gzdopen(fd, "rb"))) {
+        if (fd >= 0)
+            close(fd);
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory (zlib)");
+    }
+    gzbuffer(s->gz, 1u << 17);
+    return SEG_OK;
+}
+
+/* Bytes read into buf (0 at the end), or -1 with e set. */
+static ssize_t src_read(src *s, char *buf, size_t cap, const char *name, seg_err *e)
+{
+    if (s->gz) {
+        int n = gzread(s->gz, buf, (unsigned)(cap < (1u << 30) ? cap : (1u << 30)));
+        if (n < 0) {
+            int zerr;
+            const char *m = gzerror(s->gz, &zerr);
+            seg_err_set(e, zerr == Z_ERRNO ? SEG_EIO : SEG_ECORRUPT, name, "read: %s",
+                        zerr == Z_ERRNO ? strerror(errno) : m);
+            return -1;
+        }
+        return n;
+    }
+    ZSTD_outBuffer out = {buf, cap, 0};
+    while (out.pos == 0) {
+        if (s->in.pos == s->in.size) {
+            if (s->zeof)
+                return 0;
+            size_t got = fread(s->zin, 1, ZIN_CAP, s->f);
+            if (got == 0) {
+                if (ferror(s->f)) {
+                    seg_err_set(e, SEG_EIO, name, "read: %s", strerror(errno));
+                    return -1;
+                }
+                s->zeof = 1;
+                continue;
+            }
+            s->in = (ZSTD_inBuffer){s->zin, got, 0};
+        }
+        size_t r = ZSTD_decompressStream(s->z, &out, &s->in);
+        if (ZSTD_isError(r)) {
+            seg_err_set(e, SEG_ECORRUPT, name, "zstd: %s", ZSTD_getErrorName(r));
+            return -1;
+        }
+    }
+    return (ssize_t)out.pos;
+}
+
+static void src_close(src *s)
+{
+    if (s->gz)
+        gzclose(s->gz);
+    ZSTD_freeDCtx(s->z);
+    free(s->zin);
+}
 
 static void on_reject(void *ud, long line, const char *reason)
 {
@@ -234,7 +325,65 @@ static int add_line_limited(idx_writer *w, const char *line, size_t n, long line
         idx_reject(w, lineno, n, why, on_reject, c);
         return SEG_OK;
     }
-    return idx_add_line(w, line, n, lineno, on_reject, c, e);
+    if (!c->text)
+        return idx_add_line(w, line, n, lineno, on_reject, c, e);
+    /* --format text: {"message": line}, timed by a leading timestamp */
+    if (n && line[n - 1] == '\r')
+        n--;
+    size_t k = 0;
+    while (k < n && (line[k] == ' ' || line[k] == '\t'))
+        k++;
+    if (k == n)
+        return SEG_OK;
+    idx_line_time lt = {0, 0};
+    size_t used;
+    lt.has = seg_time_parse_text(line + k, n - k, c->now, &lt.time, &used) == 0;
+    c->line.n = 0;
+    api_text_event(&c->line, line, n);
+    if (c->line.oom)
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    return idx_add_line_timed(w, (const char *)c->line.p, c->line.n, lineno, &lt, on_reject, c, e);
+}
+
+/* A file that is one JSON array ([{...},{...}], pretty-printed or not):
+ * read whole (head: what was read already), each element stored as a
+ * line of its own. */
+static int ingest_array(idx_writer *w, src *in, const char *head, size_t hn, ingest_ctx *c, seg_err *e)
+{
+    seg_buf all = {0}, nd = {0};
+    seg_buf_put(&all, head, hn);
+    int rc = SEG_OK;
+    for (;;) {
+        if (seg_buf_reserve(&all, 1u << 20)) {
+            rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+            break;
+        }
+        ssize_t got = src_read(in, (char *)all.p + all.n, all.cap - all.n, c->file, e);
+        if (got < 0) {
+            rc = e->code;
+            break;
+        }
+        if (got == 0)
+            break;
+        all.n += (size_t)got;
+        c->bytes_read += (uint64_t)got;
+    }
+    if (rc == SEG_OK) {
+        int a = api_array_to_ndjson((const char *)all.p, all.n, &nd);
+        if (a < 0)
+            rc = nd.oom ? seg_err_set(e, SEG_ENOMEM, NULL, "out of memory")
+                        : seg_err_set(e, SEG_EJSON, c->file, "starts with '[' but is not a JSON array of values");
+    }
+    long lineno = 0;
+    for (size_t at = 0; rc == SEG_OK && at < nd.n;) {
+        const char *nl = memchr(nd.p + at, '\n', nd.n - at);
+        size_t end = nl ? (size_t)(nl - (const char *)nd.p) : nd.n;
+        rc = idx_add_line(w, (const char *)nd.p + at, end - at, ++lineno, on_reject, c, e);
+        at = end + 1;
+    }
+    seg_buf_free(&all);
+    seg_buf_free(&nd);
+    return rc;
 }
 
 static int ingest_fd(idx_writer *w, FILE *f, ingest_ctx *c, seg_err *e)
@@ -243,8 +392,14 @@ static int ingest_fd(idx_writer *w, FILE *f, ingest_ctx *c, seg_err *e)
     char *buf = malloc(cap);
     if (!buf)
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    src in;
     long lineno = 0;
-    int skipping = 0, rc = SEG_OK;
+    int skipping = 0, rc = SEG_OK, first = 1;
+    if ((rc = src_open(&in, f, c->file, e))) {
+        src_close(&in);
+        free(buf);
+        return rc;
+    }
     for (;;) {
         if (len == cap) {
             if (cap >= MAX_LINE + (4u << 20)) {
@@ -264,15 +419,27 @@ static int ingest_fd(idx_writer *w, FILE *f, ingest_ctx *c, seg_err *e)
                 buf = nb;
             }
         }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        c->bytes_read += got;
-        int eof = got == 0;
-        if (eof && ferror(f)) {
-            rc = seg_err_set(e, SEG_EIO, c->file, "read: %s", strerror(errno));
+        ssize_t sgot = src_read(&in, buf + len, cap - len, c->file, e);
+        if (sgot < 0) {
+            rc = e->code;
             break;
         }
+        size_t got = (size_t)sgot;
+        c->bytes_read += got;
+        int eof = got == 0;
         len += got;
         size_t start = 0;
+        if (first && (len >= 3 || eof)) {
+            first = 0;
+            start = api_bom(buf, len); /* a UTF-8 byte order mark */
+            size_t k = start;
+            while (k < len && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\n' || buf[k] == '\r'))
+                k++;
+            if (!c->text && k < len && buf[k] == '[') {
+                rc = ingest_array(w, &in, buf + start, len - start, c, e);
+                goto out;
+            }
+        }
         for (;;) {
             char *nl = memchr(buf + start, '\n', len - start);
             if (!nl)
@@ -299,6 +466,7 @@ static int ingest_fd(idx_writer *w, FILE *f, ingest_ctx *c, seg_err *e)
         progress(c, w, 0);
     }
 out:
+    src_close(&in);
     free(buf);
     return rc;
 }
@@ -313,13 +481,23 @@ static int cmd_ingest(int argc, char **argv)
                                          {"bucket", 1, 0, 'b'},  {"buffer-mb", 1, 0, 'm'},
                                          {"threads", 1, 0, 't'}, {"quiet", 0, 0, 'q'},
                                          {"max-future", 1, 0, 'f'}, {"flush-every", 1, 0, 'F'},
-                                         {"time-field", 1, 0, 'T'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+                                         {"time-field", 1, 0, 'T'}, {"format", 1, 0, 'o'},
+                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    int text = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'd': data = optarg; break;
         case 'i': index = optarg; break;
         case 'T': o.time_fields = optarg; break;
+        case 'o':
+            if (!strcmp(optarg, "text"))
+                text = 1;
+            else if (strcmp(optarg, "ndjson") && strcmp(optarg, "json")) {
+                fprintf(stderr, "logdex ingest: bad --format '%s' (ndjson or text)\n", optarg);
+                return 2;
+            }
+            break;
         case 'b':
             if (api_parse_duration(optarg, &o.bucket_ns)) {
                 fprintf(stderr, "logdex ingest: bad --bucket '%s' (e.g. 10m, 1h, 1d)\n", optarg);
@@ -350,7 +528,7 @@ static int cmd_ingest(int argc, char **argv)
         print_err("ingest", &e);
         return 1;
     }
-    ingest_ctx c = {"-", !quiet && isatty(2), now_s(), 0, 0};
+    ingest_ctx c = {"-", !quiet && isatty(2), now_s(), 0, 0, text, seg_time_now(), {0}};
     int rc = SEG_OK;
     if (optind >= argc) {
         rc = ingest_fd(w, stdin, &c, &e);
@@ -366,6 +544,7 @@ static int cmd_ingest(int argc, char **argv)
         if (f != stdin)
             fclose(f);
     }
+    seg_buf_free(&c.line);
     idx_counts k = *idx_get_counts(w);
     int crc = idx_close(w, rc ? NULL : &e);
     if (!rc)

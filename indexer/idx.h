@@ -70,11 +70,21 @@ void idx_opts_default(idx_opts *o);
  * by an interrupted flush (temporary files, segments not in the manifest). */
 int idx_open(const char *datadir, const char *index, const idx_opts *o, idx_writer **out,
              seg_err *e);
+/* A line's own time (plain text: its leading timestamp), used when the
+ * event's time fields give none. */
+typedef struct idx_line_time {
+    int64_t time;
+    int has;
+} idx_line_time;
+
 /* Adds one NDJSON line (without its newline).  Blank lines are skipped.
  * Returns SEG_OK; a bad line is counted as rejected and reported through
  * reject(); a fatal error (I/O, memory) returns its code. */
 int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_reject_fn reject,
                  void *ud, seg_err *e);
+/* The same; lt (may be NULL) times the event when its fields do not. */
+int idx_add_line_timed(idx_writer *w, const char *line, size_t n, long lineno, const idx_line_time *lt,
+                       idx_reject_fn reject, void *ud, seg_err *e);
 /* Counts a line the caller could not even hand over (e.g. over the line
  * length limit) as rejected, and reports it. */
 void idx_reject(idx_writer *w, long lineno, size_t bytes, const char *reason, idx_reject_fn reject,
@@ -111,6 +121,9 @@ typedef struct idx_batch {
                                      action _id), as an _id field would be */
     const uint32_t *line_id_lens;
     size_t nline_ids;
+    const idx_line_time *line_times; /* in, optional: line_times[k] times the
+                                     event on line k + 1 when its fields do not */
+    size_t nline_times;
     int no_block;                 /* in (idx_ingest_start): when the buffer is
                                      full and a flush is running, fail at once
                                      (SEG_EBUSY, would_block set) instead of

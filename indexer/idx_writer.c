@@ -731,6 +731,12 @@ static size_t auto_id(idx_writer *w, char out[40])
 int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_reject_fn reject,
                  void *ud, seg_err *e)
 {
+    return idx_add_line_timed(w, line, n, lineno, NULL, reject, ud, e);
+}
+
+int idx_add_line_timed(idx_writer *w, const char *line, size_t n, long lineno, const idx_line_time *lt,
+                       idx_reject_fn reject, void *ud, seg_err *e)
+{
     /* blank lines (only JSON whitespace) are skipped */
     size_t k = 0;
     while (k < n && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r'))
@@ -754,6 +760,10 @@ int idx_add_line(idx_writer *w, const char *line, size_t n, long lineno, idx_rej
     int64_t t, now = seg_time_now();
     const idx_settings *ts = settings(w);
     int arrival = !seg_event_time_ex(v, nv, ts->time_ptr, ts->ntime, now, &t);
+    if (arrival && lt && lt->has) {
+        t = lt->time;
+        arrival = 0;
+    }
     if (arrival)
         t = now;
     char why[160];
@@ -1496,6 +1506,8 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
     const char *const *line_ids = out->line_ids;
     const uint32_t *line_id_lens = out->line_id_lens;
     size_t nline_ids = out->nline_ids;
+    const idx_line_time *line_times = out->line_times;
+    size_t nline_times = out->nline_times;
     memset(out, 0, sizeof *out);
     if (want && !(out->events = seg_builder_new()))
         return out->rc = seg_err_set(e, SEG_ENOMEM, NULL, "out of memory"); /* idx_ingest_finish returns it */
@@ -1555,6 +1567,10 @@ int idx_ingest_start(idx_writer *w, const char *body, size_t n, idx_batch *out, 
         x->json = line;
         x->len = len;
         x->has_time = seg_event_time_ex(v, nv, ts->time_ptr, ts->ntime, now, &x->time);
+        if (!x->has_time && line_times && (size_t)lineno <= nline_times && line_times[lineno - 1].has) {
+            x->time = line_times[lineno - 1].time;
+            x->has_time = 1;
+        }
         const char *id;
         size_t il;
         x->explicit_id = seg_event_id(v, nv, &id, &il);

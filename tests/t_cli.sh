@@ -196,6 +196,34 @@ is "$?" 1 "a bad time field name is refused"
 
 is "$("$LOGDEX" search --data "$T/tf" --index gh --fields 'type,payload' --start 2015-01-01 --end 2015-01-02 nested)" '{"payload":{"at":"[01/Jan/2015:16:00:03 +0100]"},"type":"nested"}' "search --fields prints only those fields (a bare date as a bound)"
 
+# inputs people have (issue 20): gzip and zstd files, a JSON array, a BOM, plain text
+printf '{"a":1,"@timestamp":"2015-01-01T00:00:01Z"}\n{"a":2,"@timestamp":"2015-01-01T00:00:02Z"}\n' > "$T/in2.ndjson"
+gzip -c "$T/in2.ndjson" > "$T/in2.ndjson.gz"
+is "$("$LOGDEX" ingest --quiet --data "$T/inp" --index gz "$T/in2.ndjson.gz" | grep -o '"accepted":[0-9]*')" '"accepted":2' "a .gz file is read decompressed"
+if command -v zstd >/dev/null; then
+  zstd -q -c "$T/in2.ndjson" > "$T/in2.ndjson.zst"
+  is "$("$LOGDEX" ingest --quiet --data "$T/inp" --index zs "$T/in2.ndjson.zst" | grep -o '"accepted":[0-9]*')" '"accepted":2' "a .zst file is read decompressed"
+else
+  n=$((n + 1)); echo "ok $n # SKIP zstd (the command) not installed"
+fi
+printf 'not zstd' > "$T/bad.zst"
+"$LOGDEX" ingest --quiet --data "$T/inp" --index zs2 "$T/bad.zst" > /dev/null 2> "$T/zs.err"
+is "$?" 1 "a damaged .zst file is an error"
+ok "$(grep -q 'bad.zst: zstd: ' "$T/zs.err"; echo $?)" "  ... naming the file"
+printf '\357\273\277[\n  {"b": 1,\n   "s": "x\\ny"},\n  {"b": 2}\n]\n' > "$T/arr.json"
+is "$("$LOGDEX" ingest --quiet --data "$T/inp" --index arr "$T/arr.json" | grep -o '"accepted":[0-9]*,"rejected":[0-9]*')" '"accepted":2,"rejected":0' "a file holding one JSON array (with a BOM, pretty-printed)"
+is "$("$LOGDEX" search --data "$T/inp" --index arr 'b:1')" '{"b": 1,    "s": "x\ny"}' "  ... each element stored as sent (its newlines between tokens made spaces)"
+printf '\357\273\277{"c":1}\n' | "$LOGDEX" ingest --quiet --data "$T/inp" --index bom > "$T/bom.out"
+is "$(grep -o '"accepted":[0-9]*,"rejected":[0-9]*' "$T/bom.out")" '"accepted":1,"rejected":0' "NDJSON with a byte order mark"
+printf 'Jun 14 15:16:01 host sshd[1]: "failure" \\ x\r\n\n2015-10-18 18:01:47,978 INFO started\n[10/Oct/2000:13:55:36 -0700] GET /\nno time \377 here\n' > "$T/app.log"
+out=$("$LOGDEX" ingest --quiet --format text --data "$T/inp" --index txt "$T/app.log")
+is "$(echo "$out" | grep -o '"accepted":[0-9]*,"rejected":[0-9]*,"duplicates":[0-9]*,"arrival_time":[0-9]*')" '"accepted":4,"rejected":0,"duplicates":0,"arrival_time":1' "--format text: a line an event, blank lines skipped, one without a time"
+is "$("$LOGDEX" search --data "$T/inp" --index txt --start 2015-10-18T18:01:47.978Z --end 2015-10-18T18:01:47.979Z '*')" '{"message":"2015-10-18 18:01:47,978 INFO started"}' "  ... timed by its leading timestamp"
+is "$("$LOGDEX" search --data "$T/inp" --index txt --start 2000-10-10T20:55:36Z --end 2000-10-10T20:55:37Z '*')" '{"message":"[10/Oct/2000:13:55:36 -0700] GET /"}' "  ... Apache's too"
+is "$("$LOGDEX" search --data "$T/inp" --index txt sshd)" '{"message":"Jun 14 15:16:01 host sshd[1]: \"failure\" \\ x"}' "  ... escaped as JSON, the CR dropped"
+is "$("$LOGDEX" search --data "$T/inp" --index txt here)" "$(printf '{"message":"no time \357\277\275 here"}')" "  ... bytes that are not UTF-8 become U+FFFD"
+"$LOGDEX" ingest --quiet --format csv --data "$T/inp" --index x "$T/app.log" > /dev/null 2>&1; is $? 2 "an unknown --format is refused"
+
 # help texts say what the commands do
 ok "$("$LOGDEX" stats --help | grep -q 'max_segments_per_bucket.*per_bucket'; echo $?)" "stats --help lists every key"
 ok "$("$LOGDEX" serve --help | grep -q 'one thread per connection, at most'; [ $? -ne 0 ]; echo $?)" "serve --help no longer calls threads the default"

@@ -67,6 +67,17 @@ ok "$(grep -c "unknown key 'query' (did you mean 'q'?); known: q, start, end, ag
 # fields=: each hit's _source holds only those fields (values byte for byte)
 is "$(curl -s "$U/api/v1/web/search?q=status:500&fields=msg,status" | grep -o '"_source":{[^}]*}')" '"_source":{"msg":"disk full","status":500}' "fields= keeps only the named fields"
 
+# inputs (issue 20): plain text, one JSON array, a BOM
+printf '2015-10-18 18:01:47,978 INFO started\r\n\nno time here\n' > "$T/txt"
+is "$(code -XPOST --data-binary @"$T/txt" "$U/api/v1/txt/ingest?format=text")" 200 "ingest?format=text"
+is "$(cat "$T/body")" '{"accepted":2,"rejected":0,"duplicates":0,"arrival_time":1,"errors":[]}' "  ... a line an event, one timed by arrival"
+is "$(curl -s "$U/api/v1/txt/search?q=started&start=2015-10-18" | grep -o '"_time":"[^"]*","_source":{[^}]*}')" '"_time":"2015-10-18T18:01:47.978Z","_source":{"message":"2015-10-18 18:01:47,978 INFO started"}' "  ... timed by its leading timestamp"
+printf '\357\273\277[{"j":1},\n {"j":2}]' > "$T/arr"
+is "$(code -XPOST --data-binary @"$T/arr" "$U/api/v1/arr/ingest")" 200 "a body that is one JSON array (with a BOM)"
+is "$(cat "$T/body")" '{"accepted":2,"rejected":0,"duplicates":0,"arrival_time":2,"errors":[]}' "  ... each element an event"
+is "$(code -XPOST --data-binary '[{"j":1},' "$U/api/v1/arr/ingest")" 400 "a broken array is 400"
+is "$(code -XPOST --data-binary x "$U/api/v1/arr/ingest?format=csv")" 400 "an unknown format is 400"
+
 # the index's time field over HTTP (issue 20)
 is "$(code -XPUT -d '{"time_field":["created_at","payload.at"]}' "$U/api/v1/gh")" 200 "PUT /api/v1/{index} sets its time field"
 is "$(cat "$T/body")" '{"acknowledged":true,"index":"gh","time_field":["created_at","payload.at","@timestamp","timestamp","time","ts"]}' "  ... and answers the fields tried, in order"
