@@ -640,6 +640,17 @@ static void do_search(reply *r, struct MHD_Connection *c, const char *index)
         rq.limit = (size_t)v;
     }
     rq.cursor = arg(c, "cursor");
+    /* sort=FIELD[:asc|desc] (a field: ascending by default; _time or
+     * @timestamp: newest first by default) */
+    char sortf[SEG_FIELD_MAX + 1];
+    const char *so = arg(c, "sort");
+    if (so && *so) {
+        if (api_parse_sort(so, sortf, sizeof sortf, &rq.sort_asc)) {
+            api_error(r, 400, "bad_request", "sort must be FIELD, FIELD:asc or FIELD:desc (a numeric field, or _time)");
+            return;
+        }
+        rq.sort_field = sortf;
+    }
     if (parse_time_arg(c, "start", &rq.start, &rq.has_start, &e) ||
         parse_time_arg(c, "end", &rq.end, &rq.has_end, &e)) {
         api_error(r, 400, "bad_request", e.msg);
@@ -784,30 +795,6 @@ static void do_stats(reply *r, const char *index)
     srch_index_close(ix);
 }
 
-typedef struct fctx {
-    seg_buf *b;
-    int n;
-} fctx;
-
-static void field_cb(void *ud, const char *name, size_t len, unsigned flags, uint64_t docs)
-{
-    fctx *f = ud;
-    api_put_s(f->b, f->n++ ? ",{\"name\":" : "{\"name\":");
-    api_put_jstr(f->b, name, len);
-    api_put_s(f->b, ",\"types\":[");
-    static const char *const tn[4] = {"string", "integer", "real", "boolean"};
-    int k = 0;
-    for (int i = 0; i < 4; i++)
-        if (flags & (1u << i)) {
-            api_put_s(f->b, k++ ? ",\"" : "\"");
-            api_put_s(f->b, tn[i]);
-            api_put_s(f->b, "\"");
-        }
-    char c[64];
-    snprintf(c, sizeof c, "],\"count\":%llu}", (unsigned long long)docs);
-    api_put_s(f->b, c);
-}
-
 static void put_time_fields(seg_buf *b, const char *index);
 
 static void do_fields(reply *r, const char *index)
@@ -818,10 +805,9 @@ static void do_fields(reply *r, const char *index)
         api_seg_error(r, &e);
         return;
     }
-    fctx f = {&r->body, 0};
-    api_put_s(&r->body, "{\"fields\":[");
-    srch_index_fields(ix, field_cb, &f);
-    api_put_s(&r->body, "],");
+    api_put_s(&r->body, "{\"fields\":");
+    api_fields_json(&r->body, ix);
+    api_put_s(&r->body, ",");
     srch_index_close(ix);
     put_time_fields(&r->body, index);
     api_put_s(&r->body, "}");
@@ -837,21 +823,8 @@ static void put_time_fields(seg_buf *b, const char *index)
     char tf[1200] = "";
     if (w)
         idx_time_fields(w, tf, sizeof tf);
-    api_put_s(b, "\"time_field\":[");
-    int k = 0;
-    for (const char *p = tf; *p;) {
-        size_t l = strcspn(p, ",");
-        api_put_s(b, k++ ? "," : "");
-        api_put_jstr(b, p, l);
-        p += l + (p[l] == ',');
-    }
-    static const char *const builtin[] = {"@timestamp", "timestamp", "time", "ts"};
-    for (int i = 0; i < 4; i++) {
-        api_put_s(b, k++ ? ",\"" : "\"");
-        api_put_s(b, builtin[i]);
-        api_put_s(b, "\"");
-    }
-    api_put_s(b, "]");
+    api_put_s(b, "\"time_field\":");
+    api_time_fields_json(b, tf);
 }
 
 /* GET /api/v1/{index}: its settings; PUT: sets them (the index is created
@@ -1315,7 +1288,7 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
         return api_error(r, 405, "method_not_allowed", (k == 0 || k == 4) ? "use POST" : "use GET");
     /* the query parameters each route takes: any other is a 400 */
     static const char *const none[] = {NULL};
-    static const char *const p_search[] = {"q", "start", "end", "limit", "cursor", "fields", NULL};
+    static const char *const p_search[] = {"q", "start", "end", "limit", "cursor", "fields", "sort", NULL};
     static const char *const p_tail[] = {"q", "backfill", "heartbeat", NULL};
     static const char *const p_ingest[] = {"format", NULL};
     const char *const *params = k == 0 ? p_ingest : k == 1 ? p_search : k == 5 ? p_tail : none;

@@ -26,6 +26,16 @@ void api_unknown_msg(const char *what, const char *key, const char *const *known
  * an object this reads (out then holds a partial copy). */
 int api_filter_source(const char *json, size_t n, const json_t *incl, const json_t *excl, seg_buf *out);
 
+/* sort=FIELD[:asc|desc] (search's, logdex search --sort): the field into
+ * field[n], *asc (by default ascending for a field, newest first for
+ * _time and @timestamp).  -1 when malformed. */
+int api_parse_sort(const char *s, char *field, size_t n, int *asc);
+/* [{"name","types","count"}...]: the fields of ix (GET /fields). */
+void api_fields_json(seg_buf *b, srch_index *ix);
+/* ["F",...,"@timestamp","timestamp","time","ts"]: an index's time fields
+ * (csv, as idx_time_fields gives them), then the built-in ones. */
+void api_time_fields_json(seg_buf *b, const char *csv);
+
 /* Inputs other than NDJSON (docs/http-api.md, "Inputs"). */
 /* 3 when p starts with a UTF-8 byte order mark, else 0. */
 size_t api_bom(const char *p, size_t n);

@@ -465,7 +465,7 @@ struct MHD_Response *api_tail_open(api_hub *h, int max_tails, srch_query *q, src
     if (backfill && snap && !(last_id && *last_id)) {
         /* the newest stored matches, oldest first; remembered so that the
          * live stream does not repeat them at the seam */
-        srch_request rq = {q, 0, 0, 0, 0, backfill, NULL, 0};
+        srch_request rq = {q, 0, 0, 0, 0, backfill, NULL, 0, NULL, 0};
         srch_result res;
         if (srch_search(snap, &rq, &res, e) == SEG_OK) {
             seg_buf bf = {0};

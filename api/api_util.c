@@ -475,3 +475,69 @@ int api_array_to_ndjson(const char *p, size_t n, seg_buf *out)
             return -1;
     return out->oom ? -1 : 1;
 }
+
+/* ---- GET /fields and logdex fields ---- */
+
+typedef struct fctx {
+    seg_buf *b;
+    int n;
+} fctx;
+
+static void field_cb(void *ud, const char *name, size_t len, unsigned flags, uint64_t docs)
+{
+    fctx *f = ud;
+    api_put_s(f->b, f->n++ ? ",{\"name\":" : "{\"name\":");
+    api_put_jstr(f->b, name, len);
+    api_put_s(f->b, ",\"types\":[");
+    static const char *const tn[4] = {"string", "integer", "real", "boolean"};
+    int k = 0;
+    for (int i = 0; i < 4; i++)
+        if (flags & (1u << i)) {
+            api_put_s(f->b, k++ ? ",\"" : "\"");
+            api_put_s(f->b, tn[i]);
+            api_put_s(f->b, "\"");
+        }
+    char c[64];
+    snprintf(c, sizeof c, "],\"count\":%llu}", (unsigned long long)docs);
+    api_put_s(f->b, c);
+}
+
+void api_fields_json(seg_buf *b, srch_index *ix)
+{
+    fctx f = {b, 0};
+    api_put_s(b, "[");
+    srch_index_fields(ix, field_cb, &f);
+    api_put_s(b, "]");
+}
+
+void api_time_fields_json(seg_buf *b, const char *csv)
+{
+    api_put_s(b, "[");
+    int k = 0;
+    for (const char *p = csv; *p;) {
+        size_t l = strcspn(p, ",");
+        api_put_s(b, k++ ? "," : "");
+        api_put_jstr(b, p, l);
+        p += l + (p[l] == ',');
+    }
+    static const char *const builtin[] = {"@timestamp", "timestamp", "time", "ts"};
+    for (int i = 0; i < 4; i++) {
+        api_put_s(b, k++ ? ",\"" : "\"");
+        api_put_s(b, builtin[i]);
+        api_put_s(b, "\"");
+    }
+    api_put_s(b, "]");
+}
+
+int api_parse_sort(const char *s, char *field, size_t n, int *asc)
+{
+    const char *colon = strrchr(s, ':');
+    size_t fl = colon ? (size_t)(colon - s) : strlen(s);
+    if (!fl || fl >= n || (colon && strcmp(colon + 1, "asc") && strcmp(colon + 1, "desc")))
+        return -1;
+    memcpy(field, s, fl);
+    field[fl] = 0;
+    int by_time = !strcmp(field, "_time") || !strcmp(field, "@timestamp");
+    *asc = colon ? !strcmp(colon + 1, "asc") : !by_time;
+    return 0;
+}

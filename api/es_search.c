@@ -5,8 +5,9 @@
  * Order: hits come newest first (by event time, ties in the engine's
  * stable order), which is what `sort: @timestamp desc` asks and what every
  * request without a sort gets (there is no relevance score: _score is 1
- * for every hit, null when a sort is given, as ES does).  Other sorts are
- * errors until the searcher can order by a field.
+ * for every hit, null when a sort is given, as ES does).  A sort's first
+ * key may be a numeric field or the time ascending (the engine's
+ * srch_sort.c); hits' sort values are then [value, cursor].
  *
  * Paging: from + size up to 10,000 (ES's max_result_window); past that,
  * search_after with the hit's `sort` values ([time ms, cursor]) or a
@@ -32,6 +33,10 @@ typedef struct sreq {
     int has_post;
     size_t from, size;
     int sorted;                /* a sort was asked: sort values, _score null */
+    int nkeys;                 /* sort keys other than tie-breakers */
+    char sort_field[SEG_FIELD_MAX + 1]; /* "": newest first; else the engine's
+                                  sort_field (a numeric field, or _time) */
+    int sort_asc;
     char *cursor;              /* search_after / scroll position */
     int src;                   /* 0 no _source, 1 whole, 2 filtered */
     json_t *incl, *excl;       /* arrays of patterns (owned) */
@@ -75,20 +80,57 @@ static int size_value(const json_t *v, const char *what, size_t *out, es_err *x)
     return 0;
 }
 
-/* One sort entry: a time field (desc), _doc or _score; others refused. */
+/* One sort entry: the first key orders (a time field either way, or a
+ * numeric field: the engine's srch_sort.c); after it, the time descending,
+ * _doc and _score are tie-breakers the engine's order already has.  Other
+ * later keys are refused (one key and time are what the engine sorts by). */
 static int sort_entry(const char *field, const char *order, sreq *s, es_err *x)
 {
     s->sorted = 1;
     if (!strcmp(field, "_doc") || !strcmp(field, "_score") || !strcmp(field, "_shard_doc"))
-        return 0; /* tie-breakers: newest first is already total */
-    if (es_is_time_field(field)) {
-        if (order && strcasecmp(order, "desc"))
-            return es_fail(x, 400, "illegal_argument_exception",
-                           "sort by [%s] %s is not supported yet: hits come newest first (desc)", field, order);
-        return 0;
+        return 0; /* tie-breakers: the engine's order is total */
+    int is_time = es_is_time_field(field);
+    if (order && strcasecmp(order, "asc") && strcasecmp(order, "desc"))
+        return es_fail(x, 400, "parsing_exception", "[sort] order must be asc or desc, not [%s]", order);
+    /* Elasticsearch's default: descending for _score, ascending for fields
+     * (a time field too) */
+    int asc = order ? !strcasecmp(order, "asc") : 1;
+    if (s->nkeys++) {
+        if (is_time && !asc && s->sort_field[0] && strcmp(s->sort_field, "_time"))
+            return 0; /* a field, then newest first: the engine's own tie-break */
+        return es_fail(x, 400, "illegal_argument_exception",
+                       "sort by [%s] after another key is not supported: one key (a numeric field or the time), "
+                       "ties newest first",
+                       field);
     }
-    return es_fail(x, 400, "illegal_argument_exception",
-                   "sort by [%s] is not supported yet: hits come newest first by @timestamp", field);
+    size_t l = strlen(field);
+    if (!is_time && l > 8 && !strcmp(field + l - 8, ".keyword"))
+        l -= 8;
+    if (is_time && !asc)
+        s->sort_field[0] = 0; /* newest first: the default order */
+    else
+        snprintf(s->sort_field, sizeof s->sort_field, "%.*s", (int)l, is_time ? "_time" : field);
+    s->sort_asc = asc;
+    return 0;
+}
+
+/* The engine's request gets the sort. */
+static void request_sort(const sreq *s, srch_request *rq)
+{
+    if (s->sort_field[0]) {
+        rq->sort_field = s->sort_field;
+        rq->sort_asc = s->sort_asc;
+    }
+}
+
+/* The cursor after hit h in s's order (seg_free it). */
+static char *hit_cursor(const sreq *s, const srch_hit *h)
+{
+    if (!s->sort_field[0])
+        return srch_cursor_of(h);
+    srch_request rq = {0};
+    request_sort(s, &rq);
+    return srch_sort_cursor_of(&rq, h);
 }
 
 static int parse_sort(const json_t *v, sreq *s, es_err *x)
@@ -140,13 +182,16 @@ static int parse_search_after(const json_t *v, sreq *s, es_err *x)
     if (!json_is_array(v) || json_array_size(v) < 1)
         return es_fail(x, 400, "parsing_exception", "[search_after] must be a non-empty array");
     json_t *c = json_array_get(v, 1);
-    if (json_is_string(c) && !strncmp(json_string_value(c), "c1", 2)) {
+    if (json_is_string(c) && (!strncmp(json_string_value(c), "c1", 2) || !strncmp(json_string_value(c), "s1", 2))) {
         seg_free(s->cursor);
         if (!(s->cursor = seg_strndup(json_string_value(c), json_string_length(c))))
             return es_fail(x, 503, "es_rejected_execution_exception", "out of memory");
         return 0;
     }
     json_t *t = json_array_get(v, 0);
+    if (s->sort_field[0])
+        return es_fail(x, 400, "parsing_exception",
+                       "[search_after] in a field's order takes the hits' sort values as they came (two values)");
     if (!json_is_integer(t))
         return es_fail(x, 400, "parsing_exception", "[search_after] the first value must be a time in epoch millis");
     int64_t end = (int64_t)json_integer_value(t) * 1000000;
@@ -439,10 +484,19 @@ static void put_hit(seg_buf *b, const es_view *v, const srch_hit *h, const sreq 
     if (s->fields && js)
         put_fields(b, h, s->fields, js);
     if (s->sorted) {
-        char *cur = srch_cursor_of(h);
-        char t[48];
+        char *cur = hit_cursor(s, h);
+        char t[64];
         int64_t ms = h->time >= 0 ? h->time / 1000000 : (h->time - 999999) / 1000000;
-        snprintf(t, sizeof t, ",\"sort\":[%lld,", (long long)ms);
+        if (s->sort_field[0] && strcmp(s->sort_field, "_time")) {
+            if (h->sort_has && h->sort_v == (double)(long long)h->sort_v && fabs(h->sort_v) < 9e15)
+                snprintf(t, sizeof t, ",\"sort\":[%lld,", (long long)h->sort_v);
+            else if (h->sort_has)
+                snprintf(t, sizeof t, ",\"sort\":[%.17g,", h->sort_v);
+            else
+                snprintf(t, sizeof t, ",\"sort\":[null,");
+        } else {
+            snprintf(t, sizeof t, ",\"sort\":[%lld,", (long long)ms);
+        }
         api_put_s(b, t);
         if (cur)
             api_put_jstr(b, cur, strlen(cur));
@@ -537,6 +591,7 @@ static int run_search(struct MHD_Connection *c, const char *expr, int ignore_una
     if (rc == 0 && v.ix && !s.q.empty) {
         srch_request rq;
         es_request(&s.q, s.from + s.size, &rq);
+        request_sort(&s, &rq);
         rq.count_only = rq.limit == 0;
         rq.cursor = s.cursor;
         seg_err e = {0};
@@ -555,7 +610,7 @@ static int run_search(struct MHD_Connection *c, const char *expr, int ignore_una
                                    (json_int_t)now, "c",
                                    have_res && res.nhits ? NULL : s.cursor);
             if (st && have_res && res.nhits) {
-                char *cur = srch_cursor_of(&res.hits[res.nhits - 1]);
+                char *cur = hit_cursor(&s, &res.hits[res.nhits - 1]);
                 if (cur)
                     json_object_set_new(st, "c", json_string(cur));
                 seg_free(cur);
@@ -899,6 +954,7 @@ int es_top_hits(es_view *v, const es_query *q, const json_t *opts, int empty, se
     if (rc == 0 && !empty && v->ix && !q->empty) {
         srch_request rq;
         es_request(q, s.from + s.size, &rq);
+        request_sort(&s, &rq);
         rq.count_only = rq.limit == 0;
         seg_err e = {0};
         if (srch_search(v->ix, &rq, &res, &e))

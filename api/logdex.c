@@ -40,6 +40,8 @@ static const char *const usage_main =
     "  agg      aggregate: histograms over time, top values, stats, percentiles\n"
     "  tail     follow a server: print matching events as they are ingested\n"
     "  stats    print an index's event, segment, bucket and byte counts\n"
+    "  fields   print an index's fields (types, counts) and time fields\n"
+    "  indexes  list the indexes of a data directory with their counts\n"
     "  compact  merge the small segments of each bucket (offline)\n"
     "  verify   check every checksum and structure of a data directory\n"
     "  dump     describe the sections of one segment file\n"
@@ -56,7 +58,9 @@ static const char *const usage_ingest =
     "reported on standard error as FILE:LINE: reason; the others are stored.\n"
     "Prints {\"accepted\":N,\"rejected\":M,\"duplicates\":D,\"arrival_time\":A,\n"
     "\"bytes\":B,\"seconds\":S}: A of the accepted events had no time field that\n"
-    "parsed and are timed by their arrival.\n"
+    "parsed and are timed by their arrival.  The first 20 rejected lines are\n"
+    "printed, the others counted by reason.  Exit 1 when every line was\n"
+    "rejected.\n"
     "\n"
     "  --data DIR        data directory (default ./data)\n"
     "  --index NAME      index name (default 'default'; [a-z0-9][a-z0-9_.-]{0,63})\n"
@@ -74,6 +78,20 @@ static const char *const usage_ingest =
     "  --max-future DUR  reject events dated more than DUR ahead of the clock\n"
     "                    (default 1d; 0 = accept any time)\n"
     "  --quiet           no progress bar\n";
+
+static const char *const usage_fields =
+    "usage: logdex fields [--data DIR] [--index NAME]\n"
+    "\n"
+    "Prints {\"fields\":[{\"name\",\"types\",\"count\"}],\"time_field\":[...]}: the\n"
+    "index's fields with their value types and the number of events holding\n"
+    "each, and the fields that time its events, in the order tried (as GET\n"
+    "/api/v1/INDEX/fields).\n";
+
+static const char *const usage_indexes =
+    "usage: logdex indexes [--data DIR]\n"
+    "\n"
+    "Prints {\"indexes\":[{\"name\",\"stats\":{...}}]}: every index of DIR with\n"
+    "its counts (as GET /api/v1/indexes and logdex stats).\n";
 
 static const char *const usage_compact =
     "usage: logdex compact [--data DIR] [--index NAME] [--target-mb N] [--threads N]\n"
@@ -93,13 +111,21 @@ static const char *const usage_search =
     "usage: logdex search [--data DIR] [--index NAME] [--start T] [--end T]\n"
     "                     [--limit N] [--count] [--cursor C] QUERY\n"
     "\n"
-    "Prints the matching events, newest first, one original JSON object a line.\n"
+    "Prints the matching events, newest first: on a terminal a readable line\n"
+    "each (time, level, message), else one original JSON object a line.\n"
     "QUERY uses the query language (docs/query-language.md); '' or '*' is all.\n"
     "\n"
     "  --start T, --end T  time range, start inclusive, end exclusive: RFC 3339,\n"
     "                      epoch seconds or ms, a date (2024-06-01), now, now-15m\n"
     "                      (units s m h d w)\n"
     "  --limit N           at most N events (default 100; 0: all)\n"
+    "  --sort F[:asc|desc] order by a numeric field (ascending unless :desc;\n"
+    "                      events without it last, ties newest first) or by\n"
+    "                      _time (newest first unless :asc)\n"
+    "  --json              one original JSON object a line (the default when the\n"
+    "                      output is not a terminal)\n"
+    "  --human             a line per event: time, level, message (the default\n"
+    "                      on a terminal; with --fields: time and those fields)\n"
     "  --fields a,b.c      print only these fields of each event (shell patterns;\n"
     "                      a field brings what is under it)\n"
     "  --count             print only the number of matching events\n"
@@ -187,6 +213,23 @@ static int data_index_opts(int argc, char **argv, const char *cmd, const char *u
     return -1;
 }
 
+/* The same for the commands that take only --data and --help (no other
+ * argument). */
+static int data_opts(int argc, char **argv, const char *usage, const char **data)
+{
+    static const struct option opts[] = {{"data", 1, 0, 'd'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    *data = "./data";
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': *data = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: return usage_err(usage);
+        }
+    }
+    return optind < argc ? usage_err(usage) : -1;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -212,7 +255,18 @@ typedef struct ingest_ctx {
     int text;                  /* --format text */
     int64_t now;
     seg_buf line;              /* text: the line's event */
+    /* rejected lines: the first REJECT_SHOWN are printed, the rest counted
+     * by reason (the reason's text up to " near byte") */
+    uint64_t nrej;
+    struct {
+        char why[96];
+        uint64_t n;
+    } rej[16];
+    int nkinds;
+    uint64_t rej_other;
 } ingest_ctx;
+
+#define REJECT_SHOWN 20
 
 /* ---- input files: plain, gzip (any file: zlib reads plain ones through)
  * or zstd (by the .zst name) ---- */
@@ -299,7 +353,36 @@ static void src_close(src *s)
 static void on_reject(void *ud, long line, const char *reason)
 {
     ingest_ctx *c = ud;
-    fprintf(stderr, "%s:%ld: %s\n", c->file, line, reason);
+    if (c->nrej++ < REJECT_SHOWN) {
+        fprintf(stderr, "%s:%ld: %s\n", c->file, line, reason);
+        return;
+    }
+    const char *cut = strstr(reason, " near byte");
+    int l = cut ? (int)(cut - reason) : (int)strlen(reason);
+    for (int k = 0; k < c->nkinds; k++)
+        if ((int)strlen(c->rej[k].why) == (l < 95 ? l : 95) && !strncmp(c->rej[k].why, reason, (size_t)(l < 95 ? l : 95))) {
+            c->rej[k].n++;
+            return;
+        }
+    if (c->nkinds < 16) {
+        snprintf(c->rej[c->nkinds].why, sizeof c->rej[0].why, "%.*s", l, reason);
+        c->rej[c->nkinds++].n = 1;
+    } else {
+        c->rej_other++;
+    }
+}
+
+/* After the run: the rejected lines past the first REJECT_SHOWN, by reason. */
+static void reject_summary(const ingest_ctx *c)
+{
+    if (c->nrej <= REJECT_SHOWN)
+        return;
+    fprintf(stderr, "... and %llu more rejected lines:", (unsigned long long)(c->nrej - REJECT_SHOWN));
+    for (int k = 0; k < c->nkinds; k++)
+        fprintf(stderr, "%s %llu '%s'", k ? "," : "", (unsigned long long)c->rej[k].n, c->rej[k].why);
+    if (c->rej_other)
+        fprintf(stderr, ", %llu for other reasons", (unsigned long long)c->rej_other);
+    fputc('\n', stderr);
 }
 
 static void progress(ingest_ctx *c, idx_writer *w, int final)
@@ -528,7 +611,7 @@ static int cmd_ingest(int argc, char **argv)
         print_err("ingest", &e);
         return 1;
     }
-    ingest_ctx c = {"-", !quiet && isatty(2), now_s(), 0, 0, text, seg_time_now(), {0}};
+    ingest_ctx c = {.file = "-", .progress = !quiet && isatty(2), .t0 = now_s(), .text = text, .now = seg_time_now()};
     int rc = SEG_OK;
     if (optind >= argc) {
         rc = ingest_fd(w, stdin, &c, &e);
@@ -545,6 +628,7 @@ static int cmd_ingest(int argc, char **argv)
             fclose(f);
     }
     seg_buf_free(&c.line);
+    reject_summary(&c);
     idx_counts k = *idx_get_counts(w);
     int crc = idx_close(w, rc ? NULL : &e);
     if (!rc)
@@ -562,12 +646,82 @@ static int cmd_ingest(int argc, char **argv)
     puts(s);
     free(s);
     json_decref(j);
+    if (k.rejected && !k.accepted && !k.duplicates) {
+        /* nothing stored, lines given: the wrong file or format */
+        fprintf(stderr, "logdex ingest: every line was rejected (%llu)%s\n", (unsigned long long)k.rejected,
+                text ? "" : "; plain text logs: --format text");
+        return 1;
+    }
     return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* search                                                               */
 /* ------------------------------------------------------------------ */
+
+/* The value of top-level field name (one of names[]) in v, as text: 1
+ * when found. */
+static int top_value(const seg_jval *v, size_t nv, const char *const *names, char *out, size_t n)
+{
+    for (const char *const *k = names; *k; k++) {
+        size_t kl = strlen(*k);
+        for (size_t i = 0; i < nv; i++) {
+            if (v[i].path_len != kl || memcmp(v[i].path, *k, kl))
+                continue;
+            switch (v[i].type) {
+            case SEG_JV_STRING: snprintf(out, n, "%.*s", (int)v[i].str_len, v[i].str); return 1;
+            case SEG_JV_INT: snprintf(out, n, "%lld", (long long)v[i].i); return 1;
+            case SEG_JV_REAL: snprintf(out, n, "%.17g", v[i].d); return 1;
+            default: break;
+            }
+        }
+    }
+    return 0;
+}
+
+/* One readable line of a hit (a terminal): its time, level (coloured
+ * when color) and message, or, with --fields, those fields as k=v; an
+ * event without a message field shows whole. */
+static void print_human(const srch_hit *h, const char *fields, seg_json *js, int color)
+{
+    char ts[40];
+    seg_time_format(h->time, ts);
+    const seg_jval *v;
+    size_t nv;
+    seg_err e = {0};
+    if (seg_json_parse(js, h->json, h->json_len, &v, &nv, &e)) {
+        printf("%s %.*s\n", ts, (int)h->json_len, h->json);
+        return;
+    }
+    if (fields) {
+        printf("%s", ts);
+        for (const char *p = fields; *p;) {
+            size_t l = strcspn(p, ",");
+            char f[SEG_FIELD_MAX + 1], val[2048];
+            snprintf(f, sizeof f, "%.*s", (int)l, p);
+            const char *names[2] = {f, NULL};
+            if (l && top_value(v, nv, names, val, sizeof val))
+                printf(" %s=%s", f, val);
+            p += l + (p[l] == ',');
+        }
+        putchar('\n');
+        return;
+    }
+    static const char *const lv[] = {"level", "log.level", "severity", "severity_text", "lvl", "loglevel", NULL};
+    static const char *const msg[] = {"message", "msg", "log", "body", "text", NULL};
+    char level[64], m[8192];
+    int hl = top_value(v, nv, lv, level, sizeof level), hm = top_value(v, nv, msg, m, sizeof m);
+    const char *col = "";
+    if (color && hl) {
+        char c = (char)(level[0] | 0x20);
+        col = c == 'e' || c == 'f' || c == 'c' ? "\033[31m" : c == 'w' ? "\033[33m" : c == 'd' || c == 't' ? "\033[2m" : "";
+    }
+    printf("%s %s%-5s%s ", ts, col, hl ? level : "-", *col ? "\033[0m" : "");
+    if (hm)
+        printf("%s\n", m);
+    else
+        printf("%.*s\n", (int)h->json_len, h->json);
+}
 
 static int cmd_search(int argc, char **argv)
 {
@@ -577,14 +731,19 @@ static int cmd_search(int argc, char **argv)
     static const struct option opts[] = {
         {"data", 1, 0, 'd'},  {"index", 1, 0, 'i'},  {"start", 1, 0, 's'},     {"end", 1, 0, 'e'},
         {"limit", 1, 0, 'l'}, {"count", 0, 0, 'c'},  {"cursor", 1, 0, 'u'},    {"page-info", 0, 0, 'p'},
-        {"threads", 1, 0, 't'}, {"fields", 1, 0, 'f'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    const char *fields = NULL;
+        {"threads", 1, 0, 't'}, {"fields", 1, 0, 'f'}, {"sort", 1, 0, 'o'}, {"json", 0, 0, 'j'},
+        {"human", 0, 0, 'H'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *fields = NULL, *sort = NULL;
+    int human = isatty(1); /* a terminal: readable lines; piped: JSON */
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'd': data = optarg; break;
         case 'i': index = optarg; break;
         case 'f': fields = optarg; break;
+        case 'o': sort = optarg; break;
+        case 'j': human = 0; break;
+        case 'H': human = 1; break;
         case 's': start = optarg; break;
         case 'e': end = optarg; break;
         case 'l': {
@@ -631,6 +790,17 @@ static int cmd_search(int argc, char **argv)
     rq.has_start = start != NULL;
     rq.has_end = end != NULL;
     rq.q = q;
+    char sortf[SEG_FIELD_MAX + 1];
+    if (sort) { /* FIELD[:asc|desc], as the HTTP sort= */
+        if (api_parse_sort(sort, sortf, sizeof sortf, &rq.sort_asc)) {
+            fprintf(stderr, "logdex search: bad --sort '%s' (FIELD, FIELD:asc or FIELD:desc)\n", sort);
+            srch_query_free(q);
+            seg_tok_free(tok);
+            seg_buf_free(&qb);
+            return 2;
+        }
+        rq.sort_field = sortf;
+    }
     rq.limit = count ? 0 : (limit == 0 ? SIZE_MAX / 64 : (size_t)limit);
     rq.count_only = count;
     rq.cursor = cursor;
@@ -655,7 +825,11 @@ static int cmd_search(int argc, char **argv)
                 p += l + (p[l] == ',');
             }
             seg_buf fb = {0};
-            for (size_t i = 0; i < res.nhits; i++) {
+            seg_json *hjs = human ? seg_json_new() : NULL;
+            for (size_t i = 0; i < res.nhits && hjs; i++)
+                print_human(&res.hits[i], fields, hjs, isatty(1));
+            seg_json_free(hjs);
+            for (size_t i = 0; i < res.nhits && !human; i++) {
                 fb.n = 0;
                 if (incl && api_filter_source(res.hits[i].json, res.hits[i].json_len, incl, NULL, &fb) >= 0 &&
                     !fb.oom)
@@ -941,6 +1115,99 @@ static int cmd_agg(int argc, char **argv)
 /* stats                                                                */
 /* ------------------------------------------------------------------ */
 
+/* logdex fields: {"fields":[...],"time_field":[...]}, as GET /fields */
+static int cmd_fields(int argc, char **argv)
+{
+    const char *data, *index;
+    int rc0 = data_index_opts(argc, argv, "fields", usage_fields, &data, &index);
+    if (rc0 >= 0)
+        return rc0;
+    seg_err e = {0};
+    srch_index *ix;
+    char tf[1200];
+    if (srch_index_open(data, index, NULL, &ix, &e) || idx_read_time_fields(data, index, tf, sizeof tf, &e)) {
+        print_err("fields", &e);
+        return 1;
+    }
+    seg_buf b = {0};
+    api_put_s(&b, "{\"fields\":");
+    api_fields_json(&b, ix);
+    api_put_s(&b, ",\"time_field\":");
+    api_time_fields_json(&b, tf);
+    api_put_s(&b, "}");
+    srch_index_close(ix);
+    if (b.oom) {
+        fprintf(stderr, "logdex fields: out of memory\n");
+        return 1;
+    }
+    printf("%.*s\n", (int)b.n, (const char *)b.p);
+    seg_buf_free(&b);
+    return 0;
+}
+
+static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* logdex indexes: {"indexes":[{"name","stats"}]}, as GET /api/v1/indexes */
+static int cmd_indexes(int argc, char **argv)
+{
+    const char *data;
+    int rc0 = data_opts(argc, argv, usage_indexes, &data);
+    if (rc0 >= 0)
+        return rc0;
+    DIR *d = opendir(data);
+    if (!d) {
+        fprintf(stderr, "logdex indexes: %s: %s\n", data, strerror(errno));
+        return 1;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char p[4400];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s/manifest", data, de->d_name);
+        if (!idx_name_valid(de->d_name) || stat(p, &st) != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **q = realloc(names, cap * sizeof *q);
+            if (!q)
+                break;
+            names = q;
+        }
+        names[n++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, name_cmp);
+    seg_buf b = {0};
+    api_put_s(&b, "{\"indexes\":[");
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        seg_err e = {0};
+        srch_index *ix;
+        if (srch_index_open(data, names[i], NULL, &ix, &e)) {
+            print_err("indexes", &e);
+            rc = 1;
+            continue;
+        }
+        char dir[4400];
+        snprintf(dir, sizeof dir, "%s/%s", data, names[i]);
+        api_put_s(&b, i ? ",{\"name\":" : "{\"name\":");
+        api_put_jstr(&b, names[i], strlen(names[i]));
+        api_put_s(&b, ",\"stats\":");
+        api_stats_json(&b, ix, dir);
+        api_put_s(&b, "}");
+        srch_index_close(ix);
+    }
+    api_put_s(&b, "]}");
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    printf("%.*s\n", (int)b.n, (const char *)b.p);
+    seg_buf_free(&b);
+    return rc;
+}
+
 static int cmd_stats(int argc, char **argv)
 {
     const char *data, *index;
@@ -1035,16 +1302,10 @@ static void report(void *ud, const char *file, const char *problem)
 
 static int cmd_verify(int argc, char **argv)
 {
-    const char *data = "./data";
-    static const struct option opts[] = {{"data", 1, 0, 'd'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'd': data = optarg; break;
-        case 'h': fputs(usage_verify, stdout); return 0;
-        default: return usage_err(usage_verify);
-        }
-    }
+    const char *data;
+    int rc0 = data_opts(argc, argv, usage_verify, &data);
+    if (rc0 >= 0)
+        return rc0;
     DIR *d = opendir(data);
     if (!d) {
         fprintf(stderr, "logdex verify: %s: %s\n", data, strerror(errno));
@@ -1157,7 +1418,8 @@ int main(int argc, char **argv)
         int (*fn)(int, char **);
     } cmds[] = {{"ingest", cmd_ingest}, {"search", cmd_search},   {"stats", cmd_stats},
                 {"agg", cmd_agg},       {"tail", cmd_tail},       {"compact", cmd_compact},
-                {"verify", cmd_verify}, {"dump", cmd_dump},       {"serve", api_serve}};
+                {"verify", cmd_verify}, {"dump", cmd_dump},       {"serve", api_serve},
+                {"fields", cmd_fields}, {"indexes", cmd_indexes}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmd, cmds[i].name)) {
             if (cmds[i].fn == cmd_ingest || cmds[i].fn == api_serve || cmds[i].fn == cmd_compact)

@@ -247,6 +247,9 @@ typedef struct idx_metrics {
 void idx_get_metrics(idx_writer *w, idx_metrics *m);
 /* The index's time fields ("F,G"; "" when only the built-in ones). */
 void idx_time_fields(idx_writer *w, char *out, size_t n);
+/* The same read from DATA/INDEX/settings without opening the index (no
+ * lock: a server may hold it). */
+int idx_read_time_fields(const char *datadir, const char *index, char *out, size_t n, seg_err *e);
 /* Sets them (csv as idx_opts.time_fields) on an open index: SEG_OK when
  * they are its fields already, or when it holds no event yet (none
  * buffered, none in segments); else SEG_EINVAL naming the fields it has. */

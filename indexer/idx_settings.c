@@ -155,3 +155,15 @@ int idx_settings_load(const char *indexdir, idx_settings *s, int *exists, seg_er
     *exists = 1;
     return SEG_OK;
 }
+
+int idx_read_time_fields(const char *datadir, const char *index, char *out, size_t n, seg_err *e)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/%s", datadir, index);
+    idx_settings s;
+    int have, rc = idx_settings_load(dir, &s, &have, e);
+    out[0] = 0;
+    if (rc == SEG_OK)
+        idx_settings_format_fields(&s, out, n);
+    return rc;
+}

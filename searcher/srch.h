@@ -130,6 +130,12 @@ typedef struct srch_request {
     size_t limit;              /* hits to return (0 with count_only) */
     const char *cursor;        /* from a previous result, or NULL */
     int count_only;
+    /* order (srch_sort.c): NULL, "_time" or "@timestamp" sorts by time
+     * (newest first unless sort_asc); another name sorts by that numeric
+     * field (the events without it last; then newest first), ascending
+     * when sort_asc.  Cursors belong to their order. */
+    const char *sort_field;
+    int sort_asc;
 } srch_request;
 
 typedef struct srch_hit {
@@ -140,6 +146,8 @@ typedef struct srch_hit {
     size_t json_len;
     const seg_reader *seg;     /* its segment (valid while the index is open):
                                   which index a hit of a union came from */
+    int sort_has;              /* sorted by a field (srch_sort.c): the hit's */
+    double sort_v;             /* key, when it has one */
 } srch_hit;
 
 typedef struct srch_stats {
@@ -167,6 +175,9 @@ void srch_result_free(srch_result *r);
 /* The cursor that continues a search after hit h (as srch_result.cursor
  * does after the last hit): seg_malloc'd, NULL when out of memory. */
 char *srch_cursor_of(const srch_hit *h);
+/* The same for a hit of a request in another order (rq's sort_field and
+ * sort_asc): the cursor after it in that order. */
+char *srch_sort_cursor_of(const srch_request *rq, const srch_hit *h);
 
 /* ---- aggregations (docs/aggregations.md) ---- */
 

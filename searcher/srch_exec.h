@@ -19,4 +19,9 @@ typedef struct srch_seg_out {
 int srch_exec_segment(seg_reader *r, const srch_query *q, uint32_t lo, uint32_t hi, uint32_t from,
                       size_t limit, srch_seg_out *out, seg_err *e);
 
+/* 1 when segment r holds no event of rq's time range (its time bounds). */
+int srch_out_of_range(const seg_reader *r, const srch_request *rq);
+/* srch_search for another order than time descending (srch_sort.c). */
+int srch_search_sorted(srch_index *ix, const srch_request *rq, srch_result *out, seg_err *e);
+
 #endif

@@ -207,7 +207,8 @@ int srch_index_open(const char *datadir, const char *index, srch_pool *pool, src
             return rc;
         if (!exists) {
             seg_manifest_free(&man);
-            return seg_err_set(e, SEG_ENOENT, NULL, "no such index: %s", index);
+            return seg_err_set(e, SEG_ENOENT, NULL, "no such index: %s (looked in data directory %s)", index,
+                               datadir);
         }
         r = seg_calloc(man.n ? man.n : 1, sizeof *r);
         k = 0;
@@ -726,8 +727,18 @@ static void fail_task(srch_result *out, task *t, const seg_err *why)
     }
 }
 
+int srch_out_of_range(const seg_reader *r, const srch_request *rq)
+{
+    return (rq->has_end && seg_reader_min_time(r) >= rq->end) || (rq->has_start && seg_reader_max_time(r) < rq->start) ||
+           (rq->has_start && rq->has_end && rq->start >= rq->end);
+}
+
 int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_err *e)
 {
+    const char *sf = rq->sort_field;
+    int by_time = !sf || !*sf || !strcmp(sf, "_time") || !strcmp(sf, "@timestamp");
+    if (!rq->count_only && (!by_time || rq->sort_asc))
+        return srch_search_sorted(ix, rq, out, e);
     memset(out, 0, sizeof *out);
     job j = {rq, NULL, 0, 0, NULL, 0};
     char *cid = NULL;
@@ -747,9 +758,7 @@ int srch_search(srch_index *ix, const srch_request *rq, srch_result *out, seg_er
     size_t nt = 0;
     for (size_t i = 0; i < ix->nsegs; i++) {
         seg_reader *r = ix->segs[i];
-        if ((rq->has_end && seg_reader_min_time(r) >= rq->end) ||
-            (rq->has_start && seg_reader_max_time(r) < rq->start) ||
-            (rq->has_start && rq->has_end && rq->start >= rq->end)) {
+        if (srch_out_of_range(r, rq)) {
             out->stats.segments_pruned++;
             continue;
         }

@@ -1905,7 +1905,12 @@ int seg_reader_dump(const char *path, void (*out)(void *ud, const char *line), v
     seg_reader *r;
     char line[1024];
     if (seg_reader_open(path, &r, &e)) {
-        snprintf(line, sizeof line, "error: %s", e.msg);
+        char m[900];
+        if (e.file[0])
+            seg_err_str(&e, m, sizeof m);
+        else
+            snprintf(m, sizeof m, "%s", e.msg);
+        snprintf(line, sizeof line, "error: %s%s%s", e.file[0] ? "" : path, e.file[0] ? "" : ": ", m);
         out(ud, line);
         return e.code;
     }

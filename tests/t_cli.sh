@@ -224,6 +224,30 @@ is "$("$LOGDEX" search --data "$T/inp" --index txt sshd)" '{"message":"Jun 14 15
 is "$("$LOGDEX" search --data "$T/inp" --index txt here)" "$(printf '{"message":"no time \357\277\275 here"}')" "  ... bytes that are not UTF-8 become U+FFFD"
 "$LOGDEX" ingest --quiet --format csv --data "$T/inp" --index x "$T/app.log" > /dev/null 2>&1; is $? 2 "an unknown --format is refused"
 
+is "$("$LOGDEX" search --data "$T/inp" --index arr --sort b:desc '*' | tr '\n' ' ')" '{"b": 2} {"b": 1,    "s": "x\ny"} ' "search --sort b:desc"
+is "$("$LOGDEX" search --data "$T/inp" --index arr --sort b '*' | head -1)" '{"b": 1,    "s": "x\ny"}' "search --sort b (ascending)"
+"$LOGDEX" search --data "$T/inp" --index arr --sort b:up '*' > /dev/null 2>&1; is $? 2 "a bad --sort exits 2"
+
+# the command line on a terminal, and its messages (issue 20)
+printf '%s\n' '{"@timestamp":"2024-02-01T00:00:01Z","level":"error","msg":"disk full","host":"a"}' \
+  '{"@timestamp":"2024-02-01T00:00:02Z","message":"no level here"}' '{"@timestamp":"2024-02-01T00:00:03Z","x":1}' > "$T/hu.ndjson"
+"$LOGDEX" ingest --quiet --data "$T/hu" --index h "$T/hu.ndjson" > /dev/null
+is "$("$LOGDEX" search --human --data "$T/hu" --index h '*' | tr '\n' '|')" '2024-02-01T00:00:03.000Z -     {"@timestamp":"2024-02-01T00:00:03Z","x":1}|2024-02-01T00:00:02.000Z -     no level here|2024-02-01T00:00:01.000Z error disk full|' "search --human: time, level, message a line (the default on a terminal)"
+is "$("$LOGDEX" search --human --fields host,level --data "$T/hu" --index h disk)" '2024-02-01T00:00:01.000Z host=a level=error' "  ... with --fields: those fields"
+is "$("$LOGDEX" search --data "$T/hu" --index h --limit 1 '*')" '{"@timestamp":"2024-02-01T00:00:03Z","x":1}' "piped: the JSON objects as before"
+out=$("$LOGDEX" fields --data "$T/hu" --index h)
+is "$(echo "$out" | grep -o '{"name":"[^"]*","types":\[[^]]*\],"count":[0-9]*}' | sort | tr '\n' ' ')" '{"name":"@timestamp","types":["string"],"count":3} {"name":"host","types":["string"],"count":1} {"name":"level","types":["string"],"count":1} {"name":"message","types":["string"],"count":1} {"name":"msg","types":["string"],"count":1} {"name":"x","types":["integer"],"count":1} ' "logdex fields: names, types, counts"
+ok "$(echo "$out" | grep -q '\],"time_field":\["@timestamp","timestamp","time","ts"\]}$'; echo $?)" "  ... and the time fields"
+is "$("$LOGDEX" indexes --data "$T/hu" | grep -o '"name":"[a-z]*","stats":{"events":[0-9]*')" '"name":"h","stats":{"events":3' "logdex indexes"
+"$LOGDEX" search --data "$T/hu" --index nope x 2> "$T/nope.err"; is $? 1 "a missing index"
+is "$(cat "$T/nope.err")" "logdex search: no such index: nope (looked in data directory $T/hu)" "  ... names the data directory it looked in"
+is "$("$LOGDEX" dump "$T/nofile.seg")" "error: $T/nofile.seg: open: No such file or directory" "dump names the file"
+for i in $(seq 1 25); do echo "bad line $i"; done > "$T/bad25"
+"$LOGDEX" ingest --quiet --data "$T/b25" "$T/bad25" > /dev/null 2> "$T/b25.err"; is $? 1 "a file whose every line is rejected exits 1"
+is "$(grep -c "bad25:[0-9]*: not a JSON object" "$T/b25.err")" 20 "  ... the first 20 rejected lines are shown"
+ok "$(grep -q "^\.\.\. and 5 more rejected lines: 5 'not a JSON object'$" "$T/b25.err"; echo $?)" "  ... the rest counted by reason"
+ok "$(grep -q "every line was rejected (25); plain text logs: --format text" "$T/b25.err"; echo $?)" "  ... and a hint"
+
 # help texts say what the commands do
 ok "$("$LOGDEX" stats --help | grep -q 'max_segments_per_bucket.*per_bucket'; echo $?)" "stats --help lists every key"
 ok "$("$LOGDEX" serve --help | grep -q 'one thread per connection, at most'; [ $? -ne 0 ]; echo $?)" "serve --help no longer calls threads the default"

@@ -105,7 +105,7 @@ static void *searcher(void *arg)
             break;
         }
         seg_set_unref(set);
-        srch_request rq = {q, 0, 0, 0, 0, 5, NULL, 0};
+        srch_request rq = {q, 0, 0, 0, 0, 5, NULL, 0, NULL, 0};
         srch_result res;
         if (srch_search(ix, &rq, &res, &e)) {
             fail("search", &e);

@@ -62,7 +62,7 @@ static int search_all(const char *data, seg_tok *tok, srch_pool *pool, int *cras
         seg_err qe = {0};
         if (srch_query_parse(queries[i], strlen(queries[i]), tok, &q, &qe))
             continue;
-        srch_request rq = {q, 0, 0, 0, 0, 50, NULL, 0};
+        srch_request rq = {q, 0, 0, 0, 0, 50, NULL, 0, NULL, 0};
         srch_result res;
         seg_err se = {0};
         if (srch_search(ix, &rq, &res, &se) != SEG_OK) {
@@ -119,7 +119,7 @@ static void partial_answers(const char *data, seg_tok *tok, srch_pool *pool)
         ok(srch_index_open(data, "two", pool, &ix, &e) == SEG_OK, "open");
         srch_query *q;
         srch_query_parse("event", 5, tok, &q, &e);
-        srch_request rq = {q, 0, 0, 0, 0, 500, NULL, 0};
+        srch_request rq = {q, 0, 0, 0, 0, 500, NULL, 0, NULL, 0};
         srch_result res;
         seg_err se = {0};
         int rc = srch_search(ix, &rq, &res, &se);

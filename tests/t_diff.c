@@ -405,7 +405,7 @@ static int engine(srch_index *ix, const char *qs, int has_s, int64_t s, int has_
         snprintf(err, errn, "parse: %s", se.msg);
         return -1;
     }
-    srch_request rq = {q, has_s, has_e, s, e, limit, cursor, 0};
+    srch_request rq = {q, has_s, has_e, s, e, limit, cursor, 0, NULL, 0};
     int rc = srch_search(ix, &rq, res, &se);
     srch_query_free(q);
     if (rc)
@@ -490,6 +490,114 @@ static int check_generated(srch_index *ix, int nq)
     free(exp);
     if (nq >= 100)
         tap_diag("%d generated queries, %ld with matches, %ld walked through every page", nq, nonempty, walked);
+    return (int)bad;
+}
+
+/* ---- other orders (sort=FIELD:asc|desc, _time:asc) against the model ---- */
+
+static size_t event_nums(size_t i, const char *f, double *out, size_t max);
+
+typedef struct sexp {
+    int has;
+    double v;
+    int64_t t;
+    const char *id;
+    const char *json;
+    size_t len;
+} sexp;
+
+static int SORT_ASC, SORT_TIME;
+
+static int sexp_cmp(const void *pa, const void *pb)
+{
+    const sexp *a = pa, *b = pb;
+    if (SORT_TIME) {
+        if (a->t != b->t)
+            return a->t < b->t ? -1 : 1;
+    } else {
+        if (a->has != b->has)
+            return a->has ? -1 : 1;
+        if (a->has && a->v != b->v)
+            return (a->v < b->v) == SORT_ASC ? -1 : 1;
+        if (a->t != b->t)
+            return a->t > b->t ? -1 : 1;
+    }
+    if (a->id && b->id)
+        return strcmp(a->id, b->id);
+    return 0;
+}
+
+/* Queries in other orders: the first page and, for some, every page (7 a
+ * page) equal the model's order. */
+static int check_sorted(srch_index *ix, int nq)
+{
+    long bad = 0, walked = 0;
+    sexp *exp = malloc(model_count(M) * sizeof *exp);
+    for (int qi = 0; qi < nq; qi++) {
+        mq *q = gen_query(0);
+        char qs[8192];
+        snprintf(qs, sizeof qs, "%s", rnd(3) == 0 ? "*" : mq_render(q));
+        SORT_TIME = rnd(4) == 0;
+        SORT_ASC = SORT_TIME || rnd(2);
+        const char *field = SORT_TIME ? "_time" : num_fields[rnd(sizeof num_fields / sizeof *num_fields)];
+        size_t ne = 0;
+        for (size_t i = 0; i < model_count(M); i++) {
+            if (strcmp(qs, "*") && !model_match(M, i, q))
+                continue;
+            sexp *x = &exp[ne++];
+            memset(x, 0, sizeof *x);
+            x->t = model_time(M, i);
+            x->id = model_id(M, i);
+            x->json = model_json(M, i, &x->len);
+            double v[64];
+            size_t nv = SORT_TIME ? 0 : event_nums(i, field, v, 64);
+            for (size_t k = 0; k < nv; k++)
+                if (!x->has || (SORT_ASC ? v[k] < x->v : v[k] > x->v))
+                    x->v = v[k], x->has = 1;
+        }
+        qsort(exp, ne, sizeof *exp, sexp_cmp);
+        srch_query *pq;
+        seg_err se = {0};
+        if (srch_query_parse(qs, strlen(qs), TOK, &pq, &se)) {
+            if (bad++ < 10)
+                tap_diag("sorted query '%s': parse: %s", qs, se.msg);
+            mq_free(q);
+            continue;
+        }
+        int walk = rnd(4) == 0 && ne <= 400;
+        size_t seen = 0, limit = walk ? 7 : 10;
+        char *cur = NULL;
+        int good = 1;
+        do {
+            srch_request rq = {pq, 0, 0, 0, 0, limit, cur, 0, field, SORT_ASC};
+            srch_result res;
+            seg_err e2 = {0};
+            if (srch_search(ix, &rq, &res, &e2)) {
+                if (bad++ < 10)
+                    tap_diag("sorted query '%s' by %s %s: %s", qs, field, SORT_ASC ? "asc" : "desc", e2.msg);
+                good = -1;
+                break;
+            }
+            good = res.total == ne;
+            for (size_t k = 0; good && k < res.nhits; k++, seen++)
+                good = seen < ne && res.hits[k].json_len == exp[seen].len &&
+                       !memcmp(res.hits[k].json, exp[seen].json, exp[seen].len);
+            free(cur);
+            cur = res.cursor ? strdup(res.cursor) : NULL;
+            srch_result_free(&res);
+        } while (good == 1 && walk && cur);
+        free(cur);
+        if (good == 1 && (walk ? seen != ne : seen != (ne < limit ? ne : limit)))
+            good = 0;
+        walked += walk && good == 1;
+        if (good == 0 && bad++ < 10)
+            tap_diag("sorted query '%s' by %s %s: %zu of %zu in the model's order", qs, field,
+                     SORT_ASC ? "asc" : "desc", seen, ne);
+        srch_query_free(pq);
+        mq_free(q);
+    }
+    free(exp);
+    tap_diag("%d sorted queries, %ld walked through every page", nq, walked);
     return (int)bad;
 }
 
@@ -732,7 +840,7 @@ static int check_aggregations(srch_index *ix, int nq)
             mq_free(q);
             continue;
         }
-        srch_request rq = {pq, has_s, has_e, s, e, 0, NULL, 1};
+        srch_request rq = {pq, has_s, has_e, s, e, 0, NULL, 1, NULL, 0};
         srch_agg_result *res;
         uint64_t total;
         if (srch_aggregate(ix, &rq, aggs, 6, &res, &total, NULL, &se)) {
@@ -1042,6 +1150,7 @@ static void test_generated(void)
     ok(round_trip(ix), "every stored event comes back byte-identical");
 
     is_int(check_generated(ix, 1500), 0, "1500 generated queries agree with the model");
+    is_int(check_sorted(ix, 300), 0, "300 queries sorted by a numeric field or by time ascending agree with the model");
     is_int(check_aggregations(ix, 60), 0,
            "60 aggregation requests (histogram, terms, stats, percentiles, cardinality, nested; histograms alone) agree with the model");
     srch_index_close(ix);
@@ -1279,7 +1388,7 @@ static void test_keycol_fallback(void)
         {SRCH_AGG_CARDINALITY, "card", "rid", 0, 0, {0}, 0, NULL, 0},
         {SRCH_AGG_TERMS, "grp", "grp", 0, 10, {0}, 0, NULL, 0},
     };
-    srch_request rq = {q, 0, 0, 0, 0, 0, NULL, 1};
+    srch_request rq = {q, 0, 0, 0, 0, 0, NULL, 1, NULL, 0};
     srch_agg_result *res;
     uint64_t total;
     if (ok(srch_aggregate(ix, &rq, aggs, 3, &res, &total, NULL, &e) == SEG_OK, "aggregate over 6000 distinct values")) {

@@ -328,8 +328,42 @@ try:
     ok(st == 400 and "position" in r["error"]["reason"], "a malformed query_string names the position", r)
     st, r = req("POST", "/es-app/_search", {"from": 9990, "size": 20})
     ok(st == 400 and "Result window is too large" in r["error"]["reason"], "from + size over 10,000", r)
-    st, r = req("POST", "/es-app/_search", {"sort": [{"latency_ms": "asc"}]})
-    ok(st == 400 and "not supported" in r["error"]["reason"], "an unsupported sort says so", r)
+    st, r = req("POST", "/es-app/_search", {"sort": [{"latency_ms": "asc"}, {"status": "desc"}]})
+    ok(st == 400 and "not supported" in r["error"]["reason"], "a second sort key (a field) says it is not supported", r)
+
+    # ---- sorted by a field or by time ascending, against the model, every page through search_after ----
+    def sort_key(e, field, asc):
+        v = e.get(field)
+        return (v is None, 0 if v is None else (v if asc else -v), -M.ms(e) if field != "@timestamp" else M.ms(e))
+    for field, order, q in (("latency_ms", "asc", None), ("latency_ms", "desc", "level:error"),
+                            ("status", "desc", None), ("@timestamp", "asc", "service:cart"), ("n", "asc", "tags:eu")):
+        asc = order == "asc"
+        model = [e for e in app if q is None or M.any_tok(e, q.split(":")[1]) and
+                 (q.split(":")[0] != "level" or e.get("level") == q.split(":")[1]) and
+                 (q.split(":")[0] != "service" or e.get("service") == q.split(":")[1]) and
+                 (q.split(":")[0] != "tags" or q.split(":")[1] in (e.get("tags") or []))]
+        model.sort(key=lambda e: sort_key(e, field, asc))
+        body = {"size": 50, "sort": [{field: order}]}
+        if q:
+            body["query"] = {"query_string": {"query": q}}
+        got, after, pages = [], None, 0
+        while True:
+            b = dict(body)
+            if after:
+                b["search_after"] = after
+            st, r = req("POST", "/es-app/_search", b)
+            if st != 200:
+                break
+            hits = r["hits"]["hits"]
+            pages += 1
+            if not hits:
+                break
+            got += [h["_source"] for h in hits]
+            after = hits[-1]["sort"]
+        ok(st == 200 and [(sort_key(e, field, asc), e.get("n")) for e in got] ==
+           [(sort_key(e, field, asc), e.get("n")) for e in model],
+           "sort by %s %s%s: %d hits over %d pages in the model's order" % (field, order, " (%s)" % q if q else "",
+                                                                              len(model), pages), (st, r if st != 200 else ""))
 
     # ---- wire behaviour ----
     st, h, data = req("GET", "/", raw=True)

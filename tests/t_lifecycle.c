@@ -392,7 +392,7 @@ static size_t count_where(srch_index *ix, const char *q, int64_t start, int64_t 
     seg_err e = {0};
     size_t n = (size_t)-1;
     if (tok && srch_query_parse(q, strlen(q), tok, &pq, &e) == SEG_OK) {
-        srch_request rq = {pq, start != INT64_MIN, end != INT64_MAX, start, end, 0, NULL, 1};
+        srch_request rq = {pq, start != INT64_MIN, end != INT64_MAX, start, end, 0, NULL, 1, NULL, 0};
         srch_result res;
         if (srch_search(ix, &rq, &res, &e) == SEG_OK) {
             n = (size_t)res.total;

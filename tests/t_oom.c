@@ -25,7 +25,7 @@
 static int search_fails(srch_index *ix, const srch_query *q, size_t limit)
 {
     seg_err e = {0};
-    srch_request rq = {q, 0, 0, 0, 0, limit, NULL, 0};
+    srch_request rq = {q, 0, 0, 0, 0, limit, NULL, 0, NULL, 0};
     srch_result res;
     if (srch_search(ix, &rq, &res, &e) != SEG_OK)
         return 1;
@@ -155,7 +155,7 @@ static uint64_t count_in(srch_index *ix)
     seg_tok *tok = seg_tok_new();
     srch_query *q = NULL;
     srch_result res = {0};
-    srch_request rq = {NULL, 0, 0, 0, 0, 0, NULL, 1};
+    srch_request rq = {NULL, 0, 0, 0, 0, 0, NULL, 1, NULL, 0};
     uint64_t n = UINT64_MAX;
     if (ix && tok && srch_query_parse("*", 1, tok, &q, &e) == SEG_OK) {
         rq.q = q;
@@ -394,7 +394,7 @@ static unsigned long search_sweep(srch_index *ix, seg_tok *tok, unsigned long *n
             (*wrong)++;
             continue;
         }
-        srch_request rq = {q, second, second, 1717200600000000000LL, 1717209000000000000LL, 7, NULL, 0};
+        srch_request rq = {q, second, second, 1717200600000000000LL, 1717209000000000000LL, 7, NULL, 0, NULL, 0};
         srch_result res = {0};
         seg_buf ref = {0};
         char *cursor = NULL;

@@ -52,7 +52,7 @@ python3 -c 'import json; print(json.dumps({"v": list(range(100001))}))' > "$T/wi
 r "100,001 values in one event" "$T/wide"
 python3 -c 'print("{\"" + "k" * 1100 + "\":1}")' > "$T/longkey"
 r "a field name over 1024 bytes" "$T/longkey"
-printf '[1,2]\n' > "$T/notobj"
+printf '42\n' > "$T/notobj"  # (a body [1,2] is one JSON array: t_http.sh)
 r "a line that is not an object" "$T/notobj"
 
 # queries

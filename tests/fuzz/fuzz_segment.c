@@ -138,7 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
             seg_err qe = {0};
             if (srch_query_parse(qs[i], strlen(qs[i]), tok, &q, &qe))
                 continue;
-            srch_request rq = {q, 0, 0, 0, 0, 20, NULL, 0};
+            srch_request rq = {q, 0, 0, 0, 0, 20, NULL, 0, NULL, 0};
             srch_result res;
             if (srch_search(ix, &rq, &res, &qe) == SEG_OK)
                 srch_result_free(&res);
@@ -154,7 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
                 {SRCH_AGG_STATS, "s", "r", 0, 0, {0}, 0, NULL, 0},
                 {SRCH_AGG_TERMS, "u", "host.name", 0, 10, {0}, 0, NULL, 0},
             };
-            srch_request rq = {all, 0, 0, 0, 0, 0, NULL, 1};
+            srch_request rq = {all, 0, 0, 0, 0, 0, NULL, 1, NULL, 0};
             srch_agg_result *res;
             uint64_t total;
             for (size_t k = 1; k <= 4; k++) /* the histogram alone, then with the others */
