@@ -186,6 +186,15 @@ void api_error(reply *r, unsigned status, const char *type, const char *reason)
     __atomic_add_fetch(&srv.http_errors, 1, __ATOMIC_RELAXED);
 }
 
+/* 413, saying the limit and what to do. */
+static void too_large(reply *r, const char *what)
+{
+    char m[200];
+    snprintf(m, sizeof m, "%s --max-body (%zu bytes): send smaller batches, or start the server with a larger --max-body",
+             what, srv.max_body);
+    api_error(r, 413, "payload_too_large", m);
+}
+
 void api_seg_error(reply *r, const seg_err *e)
 {
     char buf[1024];
@@ -1308,7 +1317,7 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
             int g = api_gunzip(q->body.p, q->body.n, srv.max_body, &plain);
             if (g == 1) {
                 seg_buf_free(&plain);
-                return api_error(r, 413, "payload_too_large", "the decoded body is larger than --max-body");
+                return too_large(r, "the decoded body is larger than");
             }
             if (g < 0) {
                 seg_buf_free(&plain);
@@ -1571,7 +1580,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         } else {
             const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
             if (cl && strtoull(cl, NULL, 10) > srv.max_body) {
-                api_error(&r, 413, "payload_too_large", "the body is larger than --max-body");
+                too_large(&r, "the body is larger than");
                 refuse = 1;
             }
         }
@@ -1620,7 +1629,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         ev_dispatch(c, method, url, q);
         return MHD_YES;
     } else if (q->too_large)
-        api_error(&r, 413, "payload_too_large", "the body is larger than --max-body");
+        too_large(&r, "the body is larger than");
     else if (q->body.oom)
         api_error(&r, 503, "overloaded", "out of memory"), r.retry_after = "1";
     else

@@ -765,17 +765,23 @@ static srch_query *q_prefix(tr *t, const json_t *body, int wildcard)
     char f[SEG_FIELD_MAX + 1];
     int kw = keyword_field(field, f, sizeof f);
     if (wildcard) {
-        /* a trailing * is a prefix; * alone presence; others need the
-         * searcher's pattern matching, which is not built yet */
+        /* a trailing * is a prefix; * alone presence; other patterns
+         * match tokens (srch_q_wild) */
         if (n == 1 && s[0] == '*') {
             srch_query *q = NULL;
             seg_err e = {0};
             return mk(t, srch_q_exists(f, &q, &e), &q, &e, what);
         }
-        if (n < 2 || s[n - 1] != '*' || memchr(s, '?', n) || memchr(s, '*', n - 1))
-            return es_fail(t->x, 400, "query_shard_exception",
-                           "[wildcard] [%s]: only a trailing * is supported (leading and infix wildcards: not yet)", s),
-                   NULL;
+        if (n < 2 || s[n - 1] != '*' || memchr(s, '?', n) || memchr(s, '*', n - 1)) {
+            /* leading, infix, '?': the searcher's token patterns */
+            if (kw)
+                return es_fail(t->x, 400, "query_shard_exception",
+                               "[wildcard] on a keyword sub-field [%s] is not supported yet: use the text field", field),
+                       NULL;
+            srch_query *q = NULL;
+            seg_err e = {0};
+            return mk(t, srch_q_wild(t->tok, any_field(f) ? NULL : f, s, n, &q, &e), &q, &e, what);
+        }
         n--;
     }
     if (kw)

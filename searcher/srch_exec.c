@@ -767,6 +767,38 @@ static it *text_iter(cx *c, const qnode *q)
     return it_or(k, 2, c->e);
 }
 
+/* A UTF-8 sequence's length from its lead byte (1 for stray bytes). */
+static size_t u8len(unsigned char c) { return c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4; }
+
+int srch_glob(const char *p, size_t pn, const char *t, size_t n)
+{
+    /* iterative, backtracking to the last '*' only: O(pn * n) at worst */
+    size_t pi = 0, ti = 0, star = SIZE_MAX, mark = 0;
+    while (ti < n) {
+        if (pi < pn && p[pi] == '*') {
+            star = pi++;
+            mark = ti;
+        } else if (pi < pn && p[pi] == '?') {
+            pi++;
+            ti += u8len((unsigned char)t[ti]);
+        } else if (pi < pn && p[pi] == t[ti]) {
+            pi++;
+            ti++;
+        } else if (star != SIZE_MAX) {
+            pi = star + 1;
+            mark += u8len((unsigned char)t[mark]);
+            ti = mark;
+        } else {
+            return 0;
+        }
+    }
+    if (ti > n)
+        return 0;
+    while (pi < pn && p[pi] == '*')
+        pi++;
+    return pi == pn;
+}
+
 static it *prefix_iter(cx *c, const qnode *q)
 {
     int f = -1;
@@ -786,6 +818,7 @@ static it *prefix_iter(cx *c, const qnode *q)
     uint64_t *bm = NULL;
     seg_term t;
     int rc;
+    int wild = q->type == Q_WILD;
     while ((rc = seg_dict_iter_next(di, &t, c->e)) == 1) {
         if (t.key_len < pn + 4 || memcmp(t.key, pre, pn))
             break;
@@ -793,9 +826,16 @@ static it *prefix_iter(cx *c, const qnode *q)
             continue;
         if (f >= 0 && (t.key[t.key_len - 3] << 8 | t.key[t.key_len - 2]) != f)
             continue;
+        /* the key: the token, then 4 bytes (kind, field, ...) */
+        if (wild && !srch_glob(q->str, q->str_len, (const char *)t.key, t.key_len - 4))
+            continue;
         if (++nterms > PREFIX_MAX_TERMS) {
-            seg_err_set(c->e, SEG_ELIMIT, NULL, "prefix '%.*s*' matches more than %d terms in %s; make it longer",
-                        (int)pn, pre, PREFIX_MAX_TERMS, seg_reader_path(c->r));
+            if (wild)
+                seg_err_set(c->e, SEG_ELIMIT, NULL, "pattern '%.*s' matches more than %d terms in %s; make it narrower",
+                            (int)q->str_len, q->str, PREFIX_MAX_TERMS, seg_reader_path(c->r));
+            else
+                seg_err_set(c->e, SEG_ELIMIT, NULL, "prefix '%.*s*' matches more than %d terms in %s; make it longer",
+                            (int)pn, pre, PREFIX_MAX_TERMS, seg_reader_path(c->r));
             rc = -1;
             break;
         }
@@ -1027,6 +1067,7 @@ static it *compile(cx *c, const qnode *q)
     case Q_TEXT:
         return text_iter(c, q);
     case Q_PREFIX:
+    case Q_WILD:
         return prefix_iter(c, q);
     case Q_RANGE:
         return range_iter(c, q);

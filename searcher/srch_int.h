@@ -23,7 +23,14 @@ enum {
                       byte for byte (ES's term on a keyword); toks hold its
                       tokens, which narrow the candidates */
     Q_IDS,         /* the event's _id is one of toks[0..ntoks) (raw bytes) */
+    Q_WILD,        /* a token of field (optional) matches the pattern
+                      str[0..str_len): '*' any run, '?' one character (UTF-8),
+                      ASCII letters lower-cased; toks[0] is its literal
+                      prefix (what comes before the first wildcard) */
 };
+
+/* 1 when token t[0..n) matches pattern p[0..pn) ('*', '?': see Q_WILD). */
+int srch_glob(const char *p, size_t pn, const char *t, size_t n);
 
 typedef struct qnode qnode;
 struct qnode {

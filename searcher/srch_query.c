@@ -286,6 +286,60 @@ static qnode *prefix_node(P *p, size_t at, const char *field, size_t flen, const
     return q;
 }
 
+/* 1 when the word has a wildcard other than one trailing '*' (a prefix). */
+static int is_wild(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '?' || (s[i] == '*' && i + 1 < n))
+            return 1;
+    return 0;
+}
+
+/* A pattern over one token: '*' any run, '?' one character.  ASCII letters
+ * are lower-cased (tokens are case-folded).  A pattern stays within a
+ * token: an ASCII character other than a letter or digit (they separate
+ * tokens) is refused; other scripts are taken as given (a pattern mixing
+ * scripts can match nothing: tokens break between scripts). */
+static qnode *wild_node(P *p, size_t at, const char *field, size_t flen, const char *s, size_t n)
+{
+    char pat[256];
+    if (n >= sizeof pat)
+        return perr(p, at, "a wildcard pattern is at most 255 bytes%s", "");
+    size_t lit = n, nlit = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int w = c == '*' || c == '?';
+        if (!w && c < 0x80 && !isalnum(c)) {
+            char b[64];
+            snprintf(b, sizeof b, "%.*s", (int)(n < 60 ? n : 60), s);
+            return perr(p, at, "a wildcard pattern matches within one token: '%s' holds characters that split tokens",
+                        b);
+        }
+        if (w && lit == n)
+            lit = i;
+        nlit += !w;
+        pat[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : (char)c;
+    }
+    if (!nlit)
+        return perr(p, at, "a wildcard pattern needs a letter or digit%s", "");
+    qnode *q = node_new(Q_WILD, at);
+    if (!q || set_field(q, field, flen) || tokenize_into(p, q, "x", 1) || q->ntoks != 1) {
+        node_free(q);
+        return oom(p);
+    }
+    /* toks[0]: the literal prefix (where the term dictionary is entered) */
+    seg_free(q->toks[0]);
+    q->toks[0] = seg_strndup(pat, lit);
+    q->tok_lens[0] = lit;
+    q->str = seg_strndup(pat, n);
+    q->str_len = n;
+    if (!q->toks[0] || !q->str) {
+        node_free(q);
+        return oom(p);
+    }
+    return q;
+}
+
 /* Reads a quoted string starting at p->i (on '"'); returns the content
  * (escapes \" and \\ resolved) in a new buffer. */
 static char *quoted(P *p, size_t *len)
@@ -523,6 +577,8 @@ static qnode *parse_term(P *p)
             return exists_node(p, at, p->s + v0, vn);
         if (vn == 1 && p->s[v0] == '*')
             return exists_node(p, at, field, flen);
+        if (is_wild(p->s + v0, vn))
+            return wild_node(p, at, field, flen, p->s + v0, vn);
         if (vn > 1 && p->s[v0 + vn - 1] == '*')
             return prefix_node(p, at, field, flen, p->s + v0, vn - 1);
         return text_node(p, at, field, flen, p->s + v0, vn, 0);
@@ -533,6 +589,8 @@ static qnode *parse_term(P *p)
     size_t wn = p->i - w0;
     if (wn == 1 && p->s[w0] == '*')
         return p->dfield ? exists_node(p, at, p->dfield, p->dflen) : node_new(Q_ALL, at);
+    if (is_wild(p->s + w0, wn))
+        return wild_node(p, at, p->dfield, p->dflen, p->s + w0, wn);
     if (wn > 1 && p->s[w0 + wn - 1] == '*')
         return prefix_node(p, at, p->dfield, p->dflen, p->s + w0, wn - 1);
     return text_node(p, at, p->dfield, p->dflen, p->s + w0, wn, 0);
@@ -929,7 +987,7 @@ static int need_node(const qnode *q, seg_index_only *n)
     if (q->field) {
         if (need_add(n, q->field, q->field_len))
             return SEG_ENOMEM;
-    } else if (q->type == Q_TEXT || q->type == Q_PREFIX) {
+    } else if (q->type == Q_TEXT || q->type == Q_PREFIX || q->type == Q_WILD) {
         n->any_text = 1;
     }
     for (size_t i = 0; i < q->nkids; i++)
@@ -1061,6 +1119,13 @@ int srch_q_prefix(seg_tok *tok, const char *field, const char *s, size_t n, srch
     P p;
     bp_init(&p, tok, e);
     return wrap(prefix_node(&p, 0, field, flen_of(field), s, n), out, e);
+}
+
+int srch_q_wild(seg_tok *tok, const char *field, const char *s, size_t n, srch_query **out, seg_err *e)
+{
+    P p;
+    bp_init(&p, tok, e);
+    return wrap(wild_node(&p, 0, field, flen_of(field), s, n), out, e);
 }
 
 int srch_q_range(const char *field, double lo, int lo_incl, double hi, int hi_incl, srch_query **out, seg_err *e)

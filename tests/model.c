@@ -258,6 +258,43 @@ static int seq_in(const mval *v, const tl *t)
     return 0;
 }
 
+/* The next code point of s (at *i < n), advancing *i. */
+static unsigned cp_next(const char *s, size_t n, size_t *i)
+{
+    unsigned char c = (unsigned char)s[(*i)++];
+    int more = c < 0x80 ? 0 : c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
+    unsigned v = more ? c & (0x3F >> more) : c;
+    while (more-- && *i < n)
+        v = v << 6 | ((unsigned char)s[(*i)++] & 0x3F);
+    return v;
+}
+
+/* Pattern p (ASCII letters lower-cased here, as the engine does) against a
+ * token, by code points: '*' any run, '?' one code point.  Recursive: the
+ * model's own, not the engine's. */
+static int wild_match(const char *p, size_t pn, const char *t, size_t tn)
+{
+    if (pn == 0)
+        return tn == 0;
+    if (p[0] == '*')
+        for (size_t k = 0;; ) {
+            if (wild_match(p + 1, pn - 1, t + k, tn - k))
+                return 1;
+            if (k >= tn)
+                return 0;
+            cp_next(t, tn, &k);
+        }
+    if (tn == 0)
+        return 0;
+    size_t pi = 0, ti = 0;
+    unsigned a = p[0] == '?' ? 0 : cp_next(p, pn, &pi), b = cp_next(t, tn, &ti);
+    if (p[0] == '?')
+        pi = 1;
+    else if (a < 128 && a >= 'A' && a <= 'Z')
+        a += 32;
+    return (p[0] == '?' || a == b) && wild_match(p + pi, pn - pi, t + ti, tn - ti);
+}
+
 static const tl *query_tokens(model *m, const mq *q)
 {
     mq *w = (mq *)q; /* a cache inside the query node */
@@ -302,6 +339,16 @@ int model_match(model *m, size_t i, const mq *q)
             int hi = q->hi_open || v->num < q->hi || (q->hi_incl && v->num == q->hi);
             if (lo && hi)
                 return 1;
+        }
+        return 0;
+    case M_WILD:
+        for (size_t j = 0; j < e->nv; j++) {
+            const mval *v = &e->v[j];
+            if (v->kind != 0 || !field_ok(q, v))
+                continue;
+            for (size_t k = 0; k < v->ntoks; k++)
+                if (wild_match(q->text, strlen(q->text), v->toks[k], strlen(v->toks[k])))
+                    return 1;
         }
         return 0;
     case M_PREFIX: {
@@ -385,6 +432,10 @@ static void render(const mq *q, seg_buf *o, int parent)
         break;
     case M_PREFIX:
         snprintf(b, sizeof b, "%s%s%s*", f, *f ? ":" : "", q->text);
+        seg_buf_put(o, b, strlen(b));
+        break;
+    case M_WILD:
+        snprintf(b, sizeof b, "%s%s%s", f, *f ? ":" : "", q->text);
         seg_buf_put(o, b, strlen(b));
         break;
     case M_EXISTS:

@@ -9,7 +9,7 @@
 
 #include "segment/seg.h"
 
-enum { M_ALL, M_WORD, M_PHRASE, M_PREFIX, M_RANGE, M_EXISTS, M_AND, M_OR, M_NOT };
+enum { M_ALL, M_WORD, M_PHRASE, M_PREFIX, M_RANGE, M_EXISTS, M_AND, M_OR, M_NOT, M_WILD /* text: a pattern, * and ? */ };
 enum { R_BRACKETS, R_GT, R_GE, R_LT, R_LE };
 
 typedef struct mq mq;

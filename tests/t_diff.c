@@ -236,10 +236,56 @@ static void phrase_from_data(mq *q)
     snprintf(q->text, sizeof q->text, "%s %s", bare_word(), bare_word());
 }
 
+/* A wildcard pattern from a data word: its first token (cut at a
+ * separator), then a leading '*', a '?' for one ASCII character, or a '*'
+ * inside; at least one letter or digit stays. */
+static void wild_from_data(mq *q)
+{
+    const char *w = bare_word();
+    size_t l = strlen(w), cut = l;
+    for (size_t i = 0; i < l; i++)
+        if ((w[i] == '-' || w[i] == '_') && cut == l)
+            cut = i;
+    char t[128];
+    snprintf(t, sizeof t, "%.*s", (int)cut, w);
+    size_t n = strlen(t);
+    switch (rnd(3)) {
+    case 0: { /* *suffix (the suffix starts on a character boundary) */
+        size_t k = n > 2 ? rnd((unsigned)(n - 1)) : 0;
+        while (k && ((unsigned char)t[k] & 0xC0) == 0x80)
+            k--;
+        snprintf(q->text, sizeof q->text, "*%s", t + k);
+        break;
+    }
+    case 1: { /* one ASCII character as '?' */
+        size_t k = rnd((unsigned)n);
+        if ((unsigned char)t[k] < 0x80 && n > 1)
+            t[k] = '?';
+        snprintf(q->text, sizeof q->text, "%s%s", t, strchr(t, '?') ? "" : "*x*");
+        break;
+    }
+    default: { /* head*tail */
+        size_t a = n > 1 ? 1 + rnd((unsigned)(n - 1)) : n;
+        while (a < n && ((unsigned char)t[a] & 0xC0) == 0x80)
+            a++;
+        snprintf(q->text, sizeof q->text, "%.*s*%s", (int)a, t, rnd(2) ? t + n - (n > a ? 1 : 0) : "");
+        if (((unsigned char)q->text[strlen(q->text) - 1] & 0xC0) == 0x80 || q->text[strlen(q->text) - 1] == '*')
+            snprintf(q->text, sizeof q->text, "%.*s*%c", (int)a, t, 'e');
+        break;
+    }
+    }
+    if (!rnd(3))
+        snprintf(q->field, sizeof q->field, "%s", rnd(2) ? "msg" : "tags");
+}
+
 static mq *gen_leaf(void)
 {
     mq *q;
-    switch (rnd(12)) {
+    switch (rnd(13)) {
+    case 12:
+        q = mq_new(M_WILD);
+        wild_from_data(q);
+        return q;
     case 0:
     case 1:
         q = mq_new(M_WORD);

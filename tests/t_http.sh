@@ -199,6 +199,7 @@ is "$(code -H 'Authorization: Bearer nope' "$U/api/v1/web/stats")" 401 "wrong to
 is "$(code -H 'Authorization: Bearer s3cret' "$U/api/v1/web/stats")" 200 "right token: 200"
 head -c 5000 /dev/zero | tr '\0' 'x' > "$T/big"
 is "$(code -XPOST -H 'Authorization: Bearer s3cret' --data-binary @"$T/big" "$U/api/v1/web/ingest")" 413 "body over --max-body: 413"
+ok "$(grep -c 'larger than --max-body (1000 bytes): send smaller batches' "$T/body" | sed 's/^1$/0/')" "  ... saying the limit and what to do"
 stop
 
 # back-pressure: with flushes slowed to 2 s each (a slow disk), a third

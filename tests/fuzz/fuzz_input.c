@@ -6,11 +6,14 @@
  *     JSON object that seg_json_parse accepts, and there is a time per line;
  *   - api_array_to_ndjson (a body that is one JSON array): no crash, no
  *     read past the input;
+ *   - srch_glob (the query language's token patterns): no read past the
+ *     pattern or the token (split at the input's first NUL);
  *   - the write-ahead log's replay (indexer/idx_wal.c) of the input as a
  *     log file: torn tails and damage are told apart without a crash, and
  *     each replayed event lies inside the file. */
 #include "api/api_int.h"
 #include "indexer/idx_int.h"
+#include "searcher/srch_int.h"
 #include "segment/seg.h"
 
 #include <stdio.h>
@@ -50,6 +53,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     if (seg_time_parse_text(s, n, now, &t, &used) == 0 && used > n)
         abort();
     seg_time_parse_text(s, n, now, &t, NULL);
+
+    /* token patterns (srch_glob): pattern, then a NUL, then the token */
+    const uint8_t *z = memchr(d, 0, n);
+    if (z)
+        srch_glob(s, (size_t)(z - d), s + (z - d) + 1, n - (size_t)(z - d) - 1);
 
     seg_buf out = {0}, times = {0};
     if (api_text_to_ndjson(s, n, now, &out, &times) == 0) {
