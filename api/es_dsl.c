@@ -746,6 +746,30 @@ static srch_query *q_exists(tr *t, const json_t *body)
     return mk(t, srch_q_exists(f, &q, &e), &q, &e, "exists");
 }
 
+/* regexp: a token of the field matches the expression whole (the
+ * searcher's /regex/: PCRE2 syntax, which covers Lucene's regexp syntax
+ * bar its operators ~ & <> @ #; caseless, as tokens are case-folded) */
+static srch_query *q_regexp(tr *t, const json_t *body)
+{
+    const char *field;
+    json_t *val, *v, *params;
+    static const char *const ok[] = {"value", "flags", "max_determinized_states", "boost", "_name", "rewrite",
+                                     "case_insensitive", NULL};
+    if (single(t, body, "regexp", &field, &val) || field_params(t, val, "regexp", "value", ok, &v, &params))
+        return NULL;
+    if (!json_is_string(v))
+        return es_fail(t->x, 400, "parsing_exception", "[regexp] value must be a string"), NULL;
+    char f[SEG_FIELD_MAX + 1];
+    if (keyword_field(field, f, sizeof f))
+        return es_fail(t->x, 400, "query_shard_exception",
+                       "[regexp] on a keyword sub-field [%s] is not supported yet: use the text field", field),
+               NULL;
+    srch_query *q = NULL;
+    seg_err e = {0};
+    return mk(t, srch_q_regex(t->tok, any_field(f) ? NULL : f, json_string_value(v), json_string_length(v), &q, &e),
+              &q, &e, "regexp");
+}
+
 static srch_query *q_prefix(tr *t, const json_t *body, int wildcard)
 {
     const char *what = wildcard ? "wildcard" : "prefix";
@@ -1077,6 +1101,8 @@ static srch_query *node(tr *t, const json_t *q, int conj)
         r = q_prefix(t, body, 0);
     else if (!strcmp(kind, "wildcard"))
         r = q_prefix(t, body, 1);
+    else if (!strcmp(kind, "regexp"))
+        r = q_regexp(t, body);
     else if (!strcmp(kind, "ids"))
         r = q_ids(t, body);
     else if (!strcmp(kind, "constant_score"))

@@ -72,6 +72,9 @@ int srch_q_prefix(seg_tok *tok, const char *field, const char *s, size_t n, srch
 /* A token of field (NULL: any) matching the pattern s ('*' any run, '?' one
  * character; within one token), as the query language's wildcards. */
 int srch_q_wild(seg_tok *tok, const char *field, const char *s, size_t n, srch_query **out, seg_err *e);
+/* A token of field (NULL: any) matching the regular expression s whole
+ * (PCRE2 syntax, caseless), as the query language's /s/. */
+int srch_q_regex(seg_tok *tok, const char *field, const char *s, size_t n, srch_query **out, seg_err *e);
 int srch_q_range(const char *field, double lo, int lo_incl, double hi, int hi_incl, srch_query **out, seg_err *e);
 int srch_q_exists(const char *field, srch_query **out, seg_err *e);
 int srch_q_bool(int and, srch_query **kids, size_t n, srch_query **out, seg_err *e);

@@ -818,7 +818,7 @@ static it *prefix_iter(cx *c, const qnode *q)
     uint64_t *bm = NULL;
     seg_term t;
     int rc;
-    int wild = q->type == Q_WILD;
+    int wild = q->type == Q_WILD, rx = q->type == Q_REGEX;
     while ((rc = seg_dict_iter_next(di, &t, c->e)) == 1) {
         if (t.key_len < pn + 4 || memcmp(t.key, pre, pn))
             break;
@@ -829,8 +829,21 @@ static it *prefix_iter(cx *c, const qnode *q)
         /* the key: the token, then 4 bytes (kind, field, ...) */
         if (wild && !srch_glob(q->str, q->str_len, (const char *)t.key, t.key_len - 4))
             continue;
+        if (rx) {
+            int m = srch_regex_match(q->re, (const char *)t.key, t.key_len - 4);
+            if (m < 0) {
+                seg_err_set(c->e, SEG_ELIMIT, NULL,
+                            "regular expression /%.*s/ took too many steps on a token (a pattern that backtracks "
+                            "without bound?): make it simpler",
+                            (int)(q->str_len < 200 ? q->str_len : 200), q->str);
+                rc = -1;
+                break;
+            }
+            if (!m)
+                continue;
+        }
         if (++nterms > PREFIX_MAX_TERMS) {
-            if (wild)
+            if (wild || rx)
                 seg_err_set(c->e, SEG_ELIMIT, NULL, "pattern '%.*s' matches more than %d terms in %s; make it narrower",
                             (int)q->str_len, q->str, PREFIX_MAX_TERMS, seg_reader_path(c->r));
             else
@@ -1068,6 +1081,7 @@ static it *compile(cx *c, const qnode *q)
         return text_iter(c, q);
     case Q_PREFIX:
     case Q_WILD:
+    case Q_REGEX:
         return prefix_iter(c, q);
     case Q_RANGE:
         return range_iter(c, q);

@@ -23,11 +23,18 @@ enum {
                       byte for byte (ES's term on a keyword); toks hold its
                       tokens, which narrow the candidates */
     Q_IDS,         /* the event's _id is one of toks[0..ntoks) (raw bytes) */
+    Q_REGEX,       /* a token of field (optional) matches the regular
+                      expression str[0..str_len) whole (PCRE2, caseless,
+                      UTF-8; re: compiled); toks[0] "" */
     Q_WILD,        /* a token of field (optional) matches the pattern
                       str[0..str_len): '*' any run, '?' one character (UTF-8),
                       ASCII letters lower-cased; toks[0] is its literal
                       prefix (what comes before the first wildcard) */
 };
+
+/* Q_REGEX: 1 when token t[0..n) matches whole, 0 when not, -1 when the
+ * match went past its limits (a pathological pattern). */
+int srch_regex_match(const void *re, const char *t, size_t n);
 
 /* 1 when token t[0..n) matches pattern p[0..pn) ('*', '?': see Q_WILD). */
 int srch_glob(const char *p, size_t pn, const char *t, size_t n);
@@ -50,6 +57,7 @@ struct qnode {
     char *str;                 /* Q_EXACT: the whole value */
     size_t str_len;
     int must;                  /* parser, Lucene dialect: marked '+' */
+    void *re;                  /* Q_REGEX: the pcre2_code (srch_query.c) */
     qnode **kids;
     size_t nkids;
 };

@@ -19,6 +19,8 @@
 #include "searcher/srch_int.h"
 
 #include <ctype.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <limits.h>
 #include <stdio.h>
 #include <strings.h>
@@ -63,6 +65,7 @@ static void node_free(qnode *q)
     seg_free(q->field);
     seg_free(q->vkey);
     seg_free(q->str);
+    pcre2_code_free(q->re);
     for (size_t i = 0; i < q->nkids; i++)
         node_free(q->kids[i]);
     seg_free(q->kids);
@@ -340,6 +343,97 @@ static qnode *wild_node(P *p, size_t at, const char *field, size_t flen, const c
     return q;
 }
 
+/* ---- regular expressions over tokens (PCRE2) ----
+ * Compiled caseless (tokens are case-folded), UTF-8, anchored at both ends
+ * (the whole token matches), JIT when the platform has it.  A match gives
+ * up past REGEX_MATCH_LIMIT backtracking steps (and a depth limit), so a
+ * pathological pattern costs bounded time per token; srch_exec reports
+ * it as an error naming the pattern. */
+#define REGEX_MATCH_LIMIT 100000u
+
+static void *regex_compile(const char *s, size_t n, char *err, size_t errn)
+{
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)s, n,
+                                   PCRE2_CASELESS | PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_NO_AUTO_CAPTURE,
+                                   &ec, &eo, NULL);
+    if (!re) {
+        PCRE2_UCHAR m[160];
+        pcre2_get_error_message(ec, m, sizeof m);
+        snprintf(err, errn, "%s at offset %zu of the expression", (const char *)m, (size_t)eo);
+        return NULL;
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* no JIT: interpreted, same answers */
+    return re;
+}
+
+int srch_regex_match(const void *re, const char *t, size_t n)
+{
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    if (!md || !mc) {
+        pcre2_match_data_free(md);
+        pcre2_match_context_free(mc);
+        return -1;
+    }
+    pcre2_set_match_limit(mc, REGEX_MATCH_LIMIT);
+    pcre2_set_depth_limit(mc, 10000);
+    int r = pcre2_match(re, (PCRE2_SPTR)t, n, 0, 0, md, mc);
+    pcre2_match_data_free(md);
+    pcre2_match_context_free(mc);
+    return r >= 0 ? 1 : r == PCRE2_ERROR_NOMATCH || r == PCRE2_ERROR_BADUTFOFFSET || (r <= PCRE2_ERROR_UTF8_ERR1 && r >= PCRE2_ERROR_UTF8_ERR21) ? 0 : -1;
+}
+
+/* /regex/ at p->i (on '/'): to the next '/' not escaped by '\' ("\/" is a
+ * slash in the expression). */
+static qnode *regex_node(P *p, size_t at, const char *field, size_t flen)
+{
+    size_t a = ++p->i;
+    seg_buf b = {0};
+    while (p->i < p->n && p->s[p->i] != '/') {
+        if (p->s[p->i] == '\\' && p->i + 1 < p->n && p->s[p->i + 1] == '/')
+            p->i++;
+        else if (p->s[p->i] == '\\' && p->i + 1 < p->n)
+            seg_buf_put_u8(&b, (uint8_t)p->s[p->i++]);
+        seg_buf_put_u8(&b, (uint8_t)p->s[p->i++]);
+    }
+    if (p->i >= p->n) {
+        seg_buf_free(&b);
+        return perr(p, a - 1, "unterminated regular expression: it ends at the next '/'%s", "");
+    }
+    p->i++;
+    if (b.oom) {
+        seg_buf_free(&b);
+        return oom(p);
+    }
+    char err[300];
+    void *re = regex_compile(b.p ? (const char *)b.p : "", b.n, err, sizeof err);
+    if (!re) {
+        seg_buf_free(&b);
+        return perr(p, a - 1, "bad regular expression: %s", err);
+    }
+    qnode *q = node_new(Q_REGEX, at);
+    if (!q || set_field(q, field, flen) || tokenize_into(p, q, "x", 1) || q->ntoks != 1) {
+        pcre2_code_free(re);
+        seg_buf_free(&b);
+        node_free(q);
+        return oom(p);
+    }
+    q->re = re;
+    seg_free(q->toks[0]);
+    q->toks[0] = seg_strndup("", 0);
+    q->tok_lens[0] = 0;
+    q->str = seg_strndup(b.p ? (const char *)b.p : "", b.n);
+    q->str_len = b.n;
+    seg_buf_free(&b);
+    if (!q->toks[0] || !q->str) {
+        node_free(q);
+        return oom(p);
+    }
+    return q;
+}
+
 /* Reads a quoted string starting at p->i (on '"'); returns the content
  * (escapes \" and \\ resolved) in a new buffer. */
 static char *quoted(P *p, size_t *len)
@@ -556,6 +650,8 @@ static qnode *parse_term(P *p)
         }
         if (c == '[' || c == '{')
             return range_node(p, at, field, flen);
+        if (c == '/')
+            return regex_node(p, at, field, flen);
         if (c == '(') {
             /* a group under one field: its unqualified terms search it */
             const char *sf = p->dfield;
@@ -583,6 +679,8 @@ static qnode *parse_term(P *p)
             return prefix_node(p, at, field, flen, p->s + v0, vn - 1);
         return text_node(p, at, field, flen, p->s + v0, vn, 0);
     }
+    if (p->i < p->n && p->s[p->i] == '/')
+        return regex_node(p, at, p->dfield, p->dflen);
     size_t w0 = p->i;
     while (!is_delim(p, p->i))
         p->i++;
@@ -860,7 +958,7 @@ int srch_query_parse_opts(const char *q, size_t n, seg_tok *tok, const srch_pars
 static void dump(const qnode *q, seg_buf *o)
 {
     static const char *const names[] = {"",      "ALL", "NONE", "TEXT", "PREFIX", "RANGE",
-                                        "EXISTS", "AND", "OR",   "NOT",  "EXACT", "IDS"};
+                                        "EXISTS", "AND", "OR",   "NOT",  "EXACT", "IDS", "REGEX", "WILD"};
     seg_buf_put_u8(o, '(');
     seg_buf_put(o, names[q->type], strlen(names[q->type]));
     if (q->field) {
@@ -987,7 +1085,7 @@ static int need_node(const qnode *q, seg_index_only *n)
     if (q->field) {
         if (need_add(n, q->field, q->field_len))
             return SEG_ENOMEM;
-    } else if (q->type == Q_TEXT || q->type == Q_PREFIX || q->type == Q_WILD) {
+    } else if (q->type == Q_TEXT || q->type == Q_PREFIX || q->type == Q_WILD || q->type == Q_REGEX) {
         n->any_text = 1;
     }
     for (size_t i = 0; i < q->nkids; i++)
@@ -1128,6 +1226,30 @@ int srch_q_wild(seg_tok *tok, const char *field, const char *s, size_t n, srch_q
     return wrap(wild_node(&p, 0, field, flen_of(field), s, n), out, e);
 }
 
+int srch_q_regex(seg_tok *tok, const char *field, const char *s, size_t n, srch_query **out, seg_err *e)
+{
+    /* as the query language's /s/: the text between the slashes */
+    seg_buf b = {0};
+    seg_buf_put_u8(&b, '/');
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '/')
+            seg_buf_put_u8(&b, '\\');
+        seg_buf_put_u8(&b, (uint8_t)s[i]);
+    }
+    seg_buf_put_u8(&b, '/');
+    if (b.oom) {
+        seg_buf_free(&b);
+        return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
+    }
+    P p;
+    bp_init(&p, tok, e);
+    p.s = (const char *)b.p;
+    p.n = b.n;
+    int rc = wrap(regex_node(&p, 0, field, flen_of(field)), out, e);
+    seg_buf_free(&b);
+    return rc;
+}
+
 int srch_q_range(const char *field, double lo, int lo_incl, double hi, int hi_incl, srch_query **out, seg_err *e)
 {
     qnode *q = node_new(Q_RANGE, 0);
@@ -1225,6 +1347,10 @@ static qnode *clone_node(const qnode *q)
               (q->str && !(c->str = seg_strndup(q->str, q->str_len)));
     c->vkey_len = q->vkey_len;
     c->str_len = q->str_len;
+    if (!bad && q->re) {
+        char err[300];
+        bad = !(c->re = regex_compile(q->str, q->str_len, err, sizeof err));
+    }
     if (!bad && q->ntoks) {
         c->toks = seg_calloc(q->ntoks, sizeof *c->toks);
         c->tok_lens = seg_calloc(q->ntoks, sizeof *c->tok_lens);

@@ -2,6 +2,8 @@
  * model.c -- the brute-force model (see model.h).  Deliberately simple:
  * every query is answered by looking at every value of every event.
  */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include "tests/model.h"
 
 #include <jansson.h>
@@ -341,6 +343,28 @@ int model_match(model *m, size_t i, const mq *q)
                 return 1;
         }
         return 0;
+    case M_REGEX: {
+        mq *w = (mq *)q;
+        if (!w->re) {
+            int ec;
+            PCRE2_SIZE eo;
+            w->re = pcre2_compile((PCRE2_SPTR)q->text, PCRE2_ZERO_TERMINATED,
+                                  PCRE2_CASELESS | PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ec, &eo, NULL);
+            if (!w->re)
+                return 0;
+        }
+        pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+        int hit = 0;
+        for (size_t j = 0; j < e->nv && !hit; j++) {
+            const mval *v = &e->v[j];
+            if (v->kind != 0 || !field_ok(q, v))
+                continue;
+            for (size_t k = 0; k < v->ntoks && !hit; k++)
+                hit = pcre2_match(w->re, (PCRE2_SPTR)v->toks[k], strlen(v->toks[k]), 0, 0, md, NULL) >= 0;
+        }
+        pcre2_match_data_free(md);
+        return hit;
+    }
     case M_WILD:
         for (size_t j = 0; j < e->nv; j++) {
             const mval *v = &e->v[j];
@@ -405,6 +429,7 @@ void mq_free(mq *q)
         mq_free(q->k[k]);
     tl t = {q->qt, q->nqt};
     tl_free(&t);
+    pcre2_code_free(q->re);
     free(q);
 }
 
@@ -432,6 +457,10 @@ static void render(const mq *q, seg_buf *o, int parent)
         break;
     case M_PREFIX:
         snprintf(b, sizeof b, "%s%s%s*", f, *f ? ":" : "", q->text);
+        seg_buf_put(o, b, strlen(b));
+        break;
+    case M_REGEX:
+        snprintf(b, sizeof b, "%s%s/%s/", f, *f ? ":" : "", q->text);
         seg_buf_put(o, b, strlen(b));
         break;
     case M_WILD:

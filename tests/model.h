@@ -9,7 +9,8 @@
 
 #include "segment/seg.h"
 
-enum { M_ALL, M_WORD, M_PHRASE, M_PREFIX, M_RANGE, M_EXISTS, M_AND, M_OR, M_NOT, M_WILD /* text: a pattern, * and ? */ };
+enum { M_ALL, M_WORD, M_PHRASE, M_PREFIX, M_RANGE, M_EXISTS, M_AND, M_OR, M_NOT, M_WILD /* text: a pattern, * and ? */,
+       M_REGEX /* text: a regular expression (PCRE2, whole token, caseless) */ };
 enum { R_BRACKETS, R_GT, R_GE, R_LT, R_LE };
 
 typedef struct mq mq;
@@ -26,6 +27,7 @@ struct mq {
     char **qt;                 /* tokens of text, computed once */
     size_t nqt;
     int qt_done;
+    void *re;                  /* M_REGEX: compiled once */
 };
 
 typedef struct model model;

@@ -21,6 +21,7 @@
 #include "tests/tap.h"
 #include "tests/testdir.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <math.h>
 #include <pthread.h>
@@ -278,10 +279,54 @@ static void wild_from_data(mq *q)
         snprintf(q->field, sizeof q->field, "%s", rnd(2) ? "msg" : "tags");
 }
 
+/* A regular expression from data words: one token with a '.', a tail
+ * '.*', a class, or an alternation of two tokens. */
+static void regex_from_data(mq *q)
+{
+    char t[2][128];
+    for (int k = 0; k < 2; k++) {
+        const char *w = bare_word();
+        size_t l = strlen(w), cut = l;
+        for (size_t i = 0; i < l; i++)
+            if ((w[i] == '-' || w[i] == '_') && cut == l)
+                cut = i;
+        snprintf(t[k], sizeof t[k], "%.*s", (int)cut, w);
+    }
+    size_t n = strlen(t[0]);
+    switch (rnd(4)) {
+    case 0: { /* one ASCII character as '.' */
+        size_t k = rnd((unsigned)n);
+        if ((unsigned char)t[0][k] < 0x80)
+            t[0][k] = '.';
+        snprintf(q->text, sizeof q->text, "%s", t[0]);
+        break;
+    }
+    case 1: { /* head.* */
+        size_t a = n > 1 ? 1 + rnd((unsigned)(n - 1)) : n;
+        while (a < n && ((unsigned char)t[0][a] & 0xC0) == 0x80)
+            a++;
+        snprintf(q->text, sizeof q->text, "%.*s.*", (int)a, t[0]);
+        break;
+    }
+    case 2: /* a letter, then letters or digits */
+        snprintf(q->text, sizeof q->text, "%c[a-z0-9]+", ((unsigned char)t[0][0] < 0x80 && isalpha((unsigned char)t[0][0])) ? t[0][0] : 'e');
+        break;
+    default:
+        snprintf(q->text, sizeof q->text, "(%s|%s)", t[0], t[1]);
+        break;
+    }
+    if (!rnd(3))
+        snprintf(q->field, sizeof q->field, "%s", rnd(2) ? "msg" : "tags");
+}
+
 static mq *gen_leaf(void)
 {
     mq *q;
-    switch (rnd(13)) {
+    switch (rnd(14)) {
+    case 13:
+        q = mq_new(M_REGEX);
+        regex_from_data(q);
+        return q;
     case 12:
         q = mq_new(M_WILD);
         wild_from_data(q);

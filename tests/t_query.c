@@ -58,6 +58,17 @@ int main(void)
     Q("latency:<10", "(RANGE @latency [-inf,10})");
     Q("n:[1 TO 5]", "(RANGE @n [1,5])");
     Q("n:{1 TO *]", "(RANGE @n {1,inf])");
+    /* wildcards within a token, regular expressions */
+    Q("*ileBeat", "(WILD  ==*ilebeat)");
+    Q("msg:fo?bar", "(WILD @msg fo ==fo?bar)");
+    Q("Foo*bar", "(WILD foo ==foo*bar)");
+    Q("/metric.*/", "(REGEX  ==metric.*)");
+    Q("path:/a\\/b+/ x", "(AND (REGEX @path  ==a/b+) (TEXT x))");
+    Q("m:/(a|b c)/", "(REGEX @m  ==(a|b c))");
+    is_int(err_pos("x AND a.b*c"), 7, "a pattern holding a separator: error at its position");
+    is_int(err_pos("x /abc"), 3, "an unterminated /regex/: error at its slash");
+    is_int(err_pos("/a(/"), 1, "a regex that does not compile: error at its slash");
+    is_int(err_pos("**"), 1, "a pattern of wildcards only is refused");
     Q("n:[* TO 5}", "(RANGE @n [-inf,5})");
     Q("wor*", "(PREFIX wor)");
     Q("host.name:web*", "(PREFIX @host.name web)");
