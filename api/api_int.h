@@ -36,6 +36,27 @@ void api_fields_json(seg_buf *b, srch_index *ix);
  * (csv, as idx_time_fields gives them), then the built-in ones. */
 void api_time_fields_json(seg_buf *b, const char *csv);
 
+/* ---- cli_send.c: logdex ingest --url ---- */
+typedef struct cli_sender cli_sender;
+typedef struct cli_send_counts {
+    uint64_t accepted, rejected, duplicates, arrival;
+} cli_send_counts;
+/* A rejected line, with its file and line number. */
+typedef void (*cli_reject_fn)(void *ud, const char *file, long line, const char *reason);
+/* Batches to URL/api/v1/INDEX/ingest (?format=text when text); token: a
+ * bearer token or NULL. */
+cli_sender *cli_sender_new(const char *url, const char *index, const char *token, int text, cli_reject_fn reject,
+                           void *ud, seg_err *e);
+/* Adds a line (line lineno of file, which must outlive the sender); sends
+ * the batch when it is full. */
+int cli_sender_line(cli_sender *s, const char *file, long lineno, const char *line, size_t n, seg_err *e);
+/* Sends what is gathered (retrying what the server refuses for now). */
+int cli_sender_flush(cli_sender *s, seg_err *e);
+/* PUT URL/api/v1/INDEX {"time_field":[...]} (csv "F,G"). */
+int cli_sender_put_time_fields(cli_sender *s, const char *url, const char *index, const char *csv, seg_err *e);
+const cli_send_counts *cli_sender_counts(const cli_sender *s);
+void cli_sender_free(cli_sender *s);
+
 /* Inputs other than NDJSON (docs/http-api.md, "Inputs"). */
 /* 3 when p starts with a UTF-8 byte order mark, else 0. */
 size_t api_bom(const char *p, size_t n);

@@ -67,6 +67,10 @@ static const char *const usage_ingest =
     "  --format F        ndjson (default; a file that is one JSON array also\n"
     "                    works) or text: each line stored as {\"message\":LINE},\n"
     "                    timed by a leading timestamp when one parses\n"
+    "  --url URL         send to a running server (URL/api/v1/NAME/ingest, in\n"
+    "                    batches of 4 MiB; a batch refused for now is sent again\n"
+    "                    after the server's Retry-After) instead of --data\n"
+    "  --token T         with --url: a bearer token\n"
     "  --time-field F[,G...]  the index's time fields, tried in order before the\n"
     "                    built-in @timestamp, timestamp, time, ts (a.b: nested);\n"
     "                    set once, when the index is created\n"
@@ -264,6 +268,10 @@ typedef struct ingest_ctx {
     } rej[16];
     int nkinds;
     uint64_t rej_other;
+    cli_sender *snd;           /* --url: lines go to a server */
+    uint64_t local_rejects;    /* --url: lines refused here (too long) */
+    uint64_t file_size;        /* the current file's size (0: unknown) */
+    uint64_t file_start;       /* bytes_read when it was opened */
 } ingest_ctx;
 
 #define REJECT_SHOWN 20
@@ -372,6 +380,16 @@ static void on_reject(void *ud, long line, const char *reason)
     }
 }
 
+/* A line the server rejected (--url): reported as the ones refused here. */
+static void on_remote_reject(void *ud, const char *file, long line, const char *reason)
+{
+    ingest_ctx *c = ud;
+    const char *keep = c->file;
+    c->file = file;
+    on_reject(c, line, reason);
+    c->file = keep;
+}
+
 /* After the run: the rejected lines past the first REJECT_SHOWN, by reason. */
 static void reject_summary(const ingest_ctx *c)
 {
@@ -391,9 +409,17 @@ static void progress(ingest_ctx *c, idx_writer *w, int final)
     if (!c->progress || (!final && t - c->last < 0.2))
         return;
     c->last = t;
-    const idx_counts *k = idx_get_counts(w);
+    uint64_t acc = w ? idx_get_counts(w)->accepted : cli_sender_counts(c->snd)->accepted;
     double mb = (double)c->bytes_read / 1048576.0, dt = t - c->t0 > 1e-9 ? t - c->t0 : 1e-9;
-    fprintf(stderr, "\r%llu events, %.1f MB, %.1f MB/s%s", (unsigned long long)k->accepted, mb, mb / dt,
+    uint64_t done = c->bytes_read - c->file_start;
+    if (c->file_size && done <= c->file_size && done) {
+        /* a plain file of known size: how far, and how long still */
+        double f = (double)done / (double)c->file_size;
+        fprintf(stderr, "\r%s: %3.0f%%, %llu events, %.1f MB/s, ETA %.0f s%s", c->file, f * 100,
+                (unsigned long long)acc, mb / dt, dt / f - dt, final ? "\n" : "   ");
+        return;
+    }
+    fprintf(stderr, "\r%llu events, %.1f MB, %.1f MB/s%s", (unsigned long long)acc, mb, mb / dt,
             final ? "\n" : "   ");
 }
 
@@ -405,9 +431,16 @@ static int add_line_limited(idx_writer *w, const char *line, size_t n, long line
     if (n > MAX_LINE) {
         char why[64];
         snprintf(why, sizeof why, "line longer than %u bytes", MAX_LINE);
-        idx_reject(w, lineno, n, why, on_reject, c);
+        if (c->snd) {
+            c->local_rejects++;
+            on_reject(c, lineno, why);
+        } else {
+            idx_reject(w, lineno, n, why, on_reject, c);
+        }
         return SEG_OK;
     }
+    if (c->snd) /* the server turns text lines into events itself */
+        return cli_sender_line(c->snd, c->file, lineno, line, n, e);
     if (!c->text)
         return idx_add_line(w, line, n, lineno, on_reject, c, e);
     /* --format text: {"message": line}, timed by a leading timestamp */
@@ -461,7 +494,8 @@ static int ingest_array(idx_writer *w, src *in, const char *head, size_t hn, ing
     for (size_t at = 0; rc == SEG_OK && at < nd.n;) {
         const char *nl = memchr(nd.p + at, '\n', nd.n - at);
         size_t end = nl ? (size_t)(nl - (const char *)nd.p) : nd.n;
-        rc = idx_add_line(w, (const char *)nd.p + at, end - at, ++lineno, on_reject, c, e);
+        rc = c->snd ? cli_sender_line(c->snd, c->file, ++lineno, (const char *)nd.p + at, end - at, e)
+                    : idx_add_line(w, (const char *)nd.p + at, end - at, ++lineno, on_reject, c, e);
         at = end + 1;
     }
     seg_buf_free(&all);
@@ -565,14 +599,18 @@ static int cmd_ingest(int argc, char **argv)
                                          {"threads", 1, 0, 't'}, {"quiet", 0, 0, 'q'},
                                          {"max-future", 1, 0, 'f'}, {"flush-every", 1, 0, 'F'},
                                          {"time-field", 1, 0, 'T'}, {"format", 1, 0, 'o'},
+                                         {"url", 1, 0, 'u'},     {"token", 1, 0, 'k'},
                                          {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     int text = 0;
+    const char *url = NULL, *token = NULL;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'd': data = optarg; break;
         case 'i': index = optarg; break;
         case 'T': o.time_fields = optarg; break;
+        case 'u': url = optarg; break;
+        case 'k': token = optarg; break;
         case 'o':
             if (!strcmp(optarg, "text"))
                 text = 1;
@@ -606,12 +644,23 @@ static int cmd_ingest(int argc, char **argv)
     if (o.buffer_bytes == 0)
         o.buffer_bytes = 1u << 20;
     seg_err e = {0};
-    idx_writer *w;
-    if (idx_open(data, index, &o, &w, &e)) {
+    idx_writer *w = NULL;
+    ingest_ctx c = {.file = "-", .progress = !quiet && isatty(2), .t0 = now_s(), .text = text, .now = seg_time_now()};
+    if (url) {
+        if (!idx_name_valid(index)) {
+            fprintf(stderr, "logdex ingest: invalid index name '%s'\n", index);
+            return 2;
+        }
+        if (!(c.snd = cli_sender_new(url, index, token, text, on_remote_reject, &c, &e)) ||
+            (o.time_fields && cli_sender_put_time_fields(c.snd, url, index, o.time_fields, &e))) {
+            print_err("ingest", &e);
+            cli_sender_free(c.snd);
+            return 1;
+        }
+    } else if (idx_open(data, index, &o, &w, &e)) {
         print_err("ingest", &e);
         return 1;
     }
-    ingest_ctx c = {.file = "-", .progress = !quiet && isatty(2), .t0 = now_s(), .text = text, .now = seg_time_now()};
     int rc = SEG_OK;
     if (optind >= argc) {
         rc = ingest_fd(w, stdin, &c, &e);
@@ -623,14 +672,32 @@ static int cmd_ingest(int argc, char **argv)
             rc = seg_err_set(&e, SEG_EIO, argv[i], "open: %s", strerror(errno));
             break;
         }
+        struct stat fst;
+        size_t nl = strlen(argv[i]);
+        int packed = (nl > 3 && !strcmp(argv[i] + nl - 3, ".gz")) || (nl > 4 && !strcmp(argv[i] + nl - 4, ".zst"));
+        c.file_size = !packed && fstat(fileno(f), &fst) == 0 && S_ISREG(fst.st_mode) ? (uint64_t)fst.st_size : 0;
+        c.file_start = c.bytes_read;
         rc = ingest_fd(w, f, &c, &e);
         if (f != stdin)
             fclose(f);
     }
     seg_buf_free(&c.line);
+    if (c.snd && rc == SEG_OK)
+        rc = cli_sender_flush(c.snd, &e);
     reject_summary(&c);
-    idx_counts k = *idx_get_counts(w);
-    int crc = idx_close(w, rc ? NULL : &e);
+    idx_counts k = {0};
+    int crc = SEG_OK;
+    if (c.snd) {
+        const cli_send_counts *sk = cli_sender_counts(c.snd);
+        k.accepted = sk->accepted;
+        k.rejected = sk->rejected + c.local_rejects;
+        k.duplicates = sk->duplicates;
+        k.arrival = sk->arrival;
+        cli_sender_free(c.snd);
+    } else {
+        k = *idx_get_counts(w);
+        crc = idx_close(w, rc ? NULL : &e);
+    }
     if (!rc)
         rc = crc;
     if (rc) {

@@ -55,6 +55,17 @@ is "$(cat "$T/body")" '{"accepted":1,"rejected":0,"duplicates":0,"arrival_time":
 printf 'not gzip' > "$T/notgz"
 is "$(code -XPOST -H 'Content-Encoding: gzip' --data-binary @"$T/notgz" "$U/api/v1/web/ingest")" 400 "undecodable body is 400"
 
+# logdex ingest --url: files sent to this server in batches (issue 20)
+printf '{"u":1}\nnot json\n{"u":2}\n' > "$T/u1.nd"; gzip -c "$T/u1.nd" > "$T/u1.nd.gz"
+out=$("$LOGDEX" ingest --quiet --url "$U" --index viaurl "$T/u1.nd" "$T/u1.nd.gz" 2> "$T/u.err")
+is "$(echo "$out" | grep -o '"accepted":[0-9]*,"rejected":[0-9]*')" '"accepted":4,"rejected":2' "ingest --url: plain and gzip files sent, counts summed"
+is "$(cat "$T/u.err" | tr '\n' '|')" "$T/u1.nd:2: not a JSON object near byte 1|$T/u1.nd.gz:2: not a JSON object near byte 1|" "  ... the server's rejected lines named by file and line"
+is "$(curl -s "$U/api/v1/viaurl/search?q=u:2&limit=0" | grep -o '"total":[0-9]*')" '"total":2' "  ... and searchable"
+printf 'Jun 14 15:16:01 h x\n' | "$LOGDEX" ingest --quiet --url "$U/" --index viatext --format text > /dev/null
+is "$(curl -s "$U/api/v1/viatext/search?q=*" | grep -o '"_time":"[0-9-]*T15:16:01.000Z"' | wc -l | tr -d ' ')" 1 "ingest --url --format text: timed by the server from the line"
+"$LOGDEX" ingest --quiet --url http://127.0.0.1:1 --index x "$T/u1.nd" > /dev/null 2> "$T/u.err"; is $? 1 "ingest --url to nothing exits 1"
+ok "$(grep -c "http://127.0.0.1:1/api/v1/x/ingest: Couldn't connect to server" "$T/u.err" | sed 's/^1$/0/')" "  ... saying where it could not connect"
+
 # unknown parameters and keys are 400s naming them (issue 20)
 is "$(code "$U/api/v1/web/search?query=status:500")" 400 "an unknown search parameter is 400"
 is "$(cat "$T/body")" '{"error":{"type":"bad_request","reason":"unknown parameter '"'"'query'"'"' (did you mean '"'"'q'"'"'?); known: q, start, end, limit, cursor, fields, sort"}}' "  ... naming it and the one meant"
