@@ -10,7 +10,9 @@
  * batch) are reported with their line in the file.  A batch refused for
  * now (429, 503, 507: busy, overloaded, disk full) is sent again after the
  * server's Retry-After (else 1 s, doubling to 30 s), up to SEND_TRIES
- * times; any other failure stops the run with the server's reason.  A batch
+ * times; a batch refused as too large (413: the server's --max-body under
+ * 4 MiB) is sent in halves; any other failure stops the run with the
+ * server's reason.  A batch
  * whose answer was lost (a timeout, a dropped connection) is sent again too:
  * events with an _id are then stored once, others may be stored twice (at
  * least once, as every shipper).
@@ -107,10 +109,53 @@ static int take_answer(cli_sender *s, seg_err *e)
     return SEG_OK;
 }
 
+static int send_batch(cli_sender *s, seg_err *e);
+
+/* A batch the server refused as too large (413, a --max-body under the
+ * batch): sent again in halves, cut at a line end, down to one line. */
+static int send_halves(cli_sender *s, seg_err *e)
+{
+    if (s->nlines < 2)
+        return seg_err_set(e, SEG_ELIMIT, s->url, "line %s:%ld alone is larger than the server's --max-body",
+                           s->files[0], s->lines[0]);
+    seg_buf all = s->body;
+    long *lines = s->lines;
+    const char **files = s->files;
+    size_t n = s->nlines, half = n / 2, cut = 0;
+    for (size_t i = 0, k = 0; i < all.n && k < half; i++)
+        if (all.p[i] == '\n' && ++k == half)
+            cut = i + 1;
+    int rc = SEG_OK;
+    for (int part = 0; part < 2 && rc == SEG_OK; part++) {
+        seg_buf b = {0};
+        seg_buf_put(&b, part ? all.p + cut : all.p, part ? all.n - cut : cut);
+        s->body = b;
+        s->lines = part ? lines + half : lines;
+        s->files = part ? files + half : files;
+        s->nlines = part ? n - half : half;
+        rc = b.oom ? seg_err_set(e, SEG_ENOMEM, NULL, "out of memory") : send_batch(s, e);
+        seg_buf_free(&s->body);
+    }
+    s->body = all;
+    s->lines = lines;
+    s->files = files;
+    s->nlines = n;
+    return rc;
+}
+
 int cli_sender_flush(cli_sender *s, seg_err *e)
 {
     if (!s->nlines)
         return SEG_OK;
+    int rc = send_batch(s, e);
+    s->body.n = 0;
+    s->nlines = 0;
+    return rc;
+}
+
+/* Sends s's batch (body, lines) until answered (see the top). */
+static int send_batch(cli_sender *s, seg_err *e)
+{
     if (s->body.oom)
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     int64_t wait_ms = 1000;
@@ -124,12 +169,10 @@ int cli_sender_flush(cli_sender *s, seg_err *e)
         if (cc == CURLE_OK) {
             curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
             curl_easy_getinfo(s->curl, CURLINFO_RETRY_AFTER, &ra);
-            if (status == 200) {
-                int rc = take_answer(s, e);
-                s->body.n = 0;
-                s->nlines = 0;
-                return rc;
-            }
+            if (status == 200)
+                return take_answer(s, e);
+            if (status == 413)
+                return send_halves(s, e);
         }
         int again = cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR ||
                     cc == CURLE_GOT_NOTHING || status == 429 || status == 503 || status == 507;

@@ -211,6 +211,10 @@ is "$(code -H 'Authorization: Bearer s3cret' "$U/api/v1/web/stats")" 200 "right 
 head -c 5000 /dev/zero | tr '\0' 'x' > "$T/big"
 is "$(code -XPOST -H 'Authorization: Bearer s3cret' --data-binary @"$T/big" "$U/api/v1/web/ingest")" 413 "body over --max-body: 413"
 ok "$(grep -c 'larger than --max-body (1000 bytes): send smaller batches' "$T/body" | sed 's/^1$/0/')" "  ... saying the limit and what to do"
+for i in $(seq 1 40); do printf '{"n":%d,"pad":"%s"}\n' $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done > "$T/many"; echo 'not json' >> "$T/many"
+out=$("$LOGDEX" ingest --quiet --url "$U" --token s3cret --index halves "$T/many" 2> "$T/h.err")
+is "$(echo "$out" | grep -o '"accepted":[0-9]*,"rejected":[0-9]*')" '"accepted":40,"rejected":1' "ingest --url with a token: a batch over --max-body is sent in halves"
+is "$(cat "$T/h.err")" "$T/many:41: not a JSON object near byte 1" "  ... its rejected line still named by its line in the file"
 stop
 
 # back-pressure: with flushes slowed to 2 s each (a slow disk), a third
