@@ -361,14 +361,14 @@ static void do_ingest_lines(reply *r, req *q, const char *index, const char *bod
 
 /* An ingest body in format fmt (INGEST_*): a BOM, a JSON array and plain
  * text lines become NDJSON lines first (docs/http-api.md, "Inputs"). */
-enum { INGEST_NDJSON, INGEST_TEXT };
+enum { INGEST_NDJSON, INGEST_TEXT, INGEST_COMBINED };
 static void do_ingest(reply *r, req *q, const char *index, const char *body, size_t n, int fmt)
 {
     seg_buf conv = {0}, times = {0};
     size_t bom = api_bom(body, n);
     int rc = 0;
-    if (fmt == INGEST_TEXT)
-        rc = api_text_to_ndjson(body, n, seg_time_now(), &conv, &times);
+    if (fmt == INGEST_TEXT || fmt == INGEST_COMBINED)
+        rc = api_text_to_ndjson(body, n, seg_time_now(), fmt == INGEST_COMBINED, &conv, &times);
     else if ((rc = api_array_to_ndjson(body + bom, n - bom, &conv)) == 0)
         conv.oom = 0; /* not an array: the body as it is */
     if (rc < 0) {
@@ -378,7 +378,7 @@ static void do_ingest(reply *r, req *q, const char *index, const char *body, siz
             api_error(r, 400, "bad_request",
                       "the body starts with '[' but is not a JSON array of values: send NDJSON (one object a "
                       "line) or one JSON array");
-    } else if (fmt == INGEST_TEXT || rc == 1) {
+    } else if (fmt != INGEST_NDJSON || rc == 1) {
         do_ingest_lines(r, q, index, (const char *)conv.p, conv.n, (const idx_line_time *)(void *)times.p,
                         times.n / sizeof(idx_line_time));
     } else {
@@ -1308,9 +1308,11 @@ static void route(struct MHD_Connection *c, const char *method, const char *url,
         const char *fs = arg(c, "format");
         int fmt = !fs || !*fs || !strcmp(fs, "ndjson") || !strcmp(fs, "json") ? INGEST_NDJSON
                   : !strcmp(fs, "text")                                      ? INGEST_TEXT
+                  : !strcmp(fs, "combined")                                  ? INGEST_COMBINED
                                                                              : -1;
         if (fmt < 0)
-            return api_error(r, 400, "bad_request", "format must be ndjson (the default: also one JSON array) or text");
+            return api_error(r, 400, "bad_request",
+                             "format must be ndjson (the default: also one JSON array), text or combined");
         const char *enc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
         if (enc && (!strcasecmp(enc, "gzip") || !strcasecmp(enc, "x-gzip"))) {
             seg_buf plain = {0};

@@ -45,7 +45,7 @@ typedef struct cli_send_counts {
 typedef void (*cli_reject_fn)(void *ud, const char *file, long line, const char *reason);
 /* Batches to URL/api/v1/INDEX/ingest (?format=text when text); token: a
  * bearer token or NULL. */
-cli_sender *cli_sender_new(const char *url, const char *index, const char *token, int text, cli_reject_fn reject,
+cli_sender *cli_sender_new(const char *url, const char *index, const char *token, int text /* 1 text, 2 combined */, cli_reject_fn reject,
                            void *ud, seg_err *e);
 /* Adds a line (line lineno of file, which must outlive the sender); sends
  * the batch when it is full. */
@@ -63,11 +63,20 @@ size_t api_bom(const char *p, size_t n);
 /* {"message":"LINE"}: the line as a JSON string (bytes that are not UTF-8,
  * and NUL, become U+FFFD; other control characters escaped). */
 void api_text_event(seg_buf *out, const char *s, size_t n);
-/* Plain text lines (a BOM skipped, \r\n too) as NDJSON events
+/* Plain text lines (a BOM skipped, \r\n too; combined: see
+ * api_line_event) as NDJSON events
  * {"message":line}, line for line (blank lines stay blank); times gets an
  * idx_line_time per line, from a leading timestamp (seg_time_parse_text).
  * -1 out of memory. */
-int api_text_to_ndjson(const char *p, size_t n, int64_t now, seg_buf *out, seg_buf *times);
+int api_text_to_ndjson(const char *p, size_t n, int64_t now, int combined, seg_buf *out, seg_buf *times);
+/* One text line's event into out: {"message":line} timed by a leading
+ * timestamp, or (combined) an Apache/nginx combined or common log line
+ * parsed into ECS fields (source.address, user.name, http.request.method,
+ * http.request.referrer, http.version, http.response.status_code,
+ * http.response.body.bytes, url.original, user_agent.original) timed by
+ * its [time]; a line that is not one is a text event.  *lt: its time.
+ * Returns 0 for a blank line (nothing written), 1 otherwise. */
+int api_line_event(seg_buf *out, const char *s, size_t n, int combined, int64_t now, idx_line_time *lt);
 /* A body that is one JSON array ([{..},{..}], a BOM allowed) as NDJSON,
  * each element's bytes on a line of its own (raw newlines, whitespace
  * between tokens, made spaces).  0: not an array (out untouched); 1 done;

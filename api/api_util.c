@@ -385,11 +385,13 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
     return l;
 }
 
-void api_text_event(seg_buf *out, const char *s, size_t n)
+/* s as a JSON string: NUL and bytes that are not UTF-8 become U+FFFD,
+ * control characters are escaped. */
+static void put_text_str(seg_buf *out, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    api_put_s(out, "{\"message\":\"");
+    seg_buf_put_u8(out, '"');
     while (p < end) {
         unsigned c = *p;
         if (c == '"' || c == '\\') {
@@ -417,10 +419,173 @@ void api_text_event(seg_buf *out, const char *s, size_t n)
             }
         }
     }
-    api_put_s(out, "\"}");
+    seg_buf_put_u8(out, '"');
 }
 
-int api_text_to_ndjson(const char *p, size_t n, int64_t now, seg_buf *out, seg_buf *times)
+void api_text_event(seg_buf *out, const char *s, size_t n)
+{
+    api_put_s(out, "{\"message\":");
+    put_text_str(out, s, n);
+    api_put_s(out, "}");
+}
+
+/* Apache/nginx "combined" (or "common") log line: host ident user [time]
+ * "request" status bytes ["referer" "user agent"].  0 with the event in
+ * out (ECS field names) and the time in *lt; -1 when the line is not one
+ * (out untouched). */
+static int combined_event(seg_buf *out, const char *s, size_t n, int64_t now, idx_line_time *lt)
+{
+    const char *p = s, *e = s + n, *f[3];
+    size_t fl[3];
+    for (int k = 0; k < 3; k++) { /* host, ident, user */
+        f[k] = p;
+        while (p < e && *p != ' ')
+            p++;
+        fl[k] = (size_t)(p - f[k]);
+        if (!fl[k] || p >= e)
+            return -1;
+        p++;
+    }
+    if (p >= e || *p != '[')
+        return -1;
+    const char *t0 = p;
+    while (p < e && *p != ']')
+        p++;
+    if (p >= e)
+        return -1;
+    p++;
+    idx_line_time when = {0, 0};
+    if (seg_time_parse_text(t0, (size_t)(p - t0), now, &when.time, NULL))
+        return -1;
+    when.has = 1;
+    const char *q[3];
+    size_t ql[3];
+    int nq = 0;
+    long status = -1;
+    long long bytes = -1;
+    /* "request" status bytes ["referer" "agent"] */
+    for (int part = 0; part < 5 && p < e; part++) {
+        while (p < e && *p == ' ')
+            p++;
+        if (p >= e)
+            break;
+        if (part == 1 || part == 2) {
+            const char *d = p;
+            while (p < e && *p != ' ')
+                p++;
+            char b[24];
+            size_t dl = (size_t)(p - d);
+            if (!dl || dl >= sizeof b)
+                return -1;
+            memcpy(b, d, dl);
+            b[dl] = 0;
+            char *x;
+            long long v = strtoll(b, &x, 10);
+            if (*x && strcmp(b, "-"))
+                return -1;
+            if (part == 1)
+                status = *x ? -1 : (long)v;
+            else
+                bytes = *x ? -1 : v;
+            continue;
+        }
+        if (*p != '"')
+            return -1;
+        const char *a = ++p;
+        while (p < e && *p != '"')
+            p += *p == '\\' && p + 1 < e ? 2 : 1;
+        if (p >= e)
+            return -1;
+        q[nq] = a;
+        ql[nq++] = (size_t)(p - a);
+        p++;
+    }
+    if (nq < 1 || status < 0)
+        return -1;
+    api_put_s(out, "{\"message\":");
+    put_text_str(out, s, n);
+    api_put_s(out, ",\"source\":{\"address\":");
+    put_text_str(out, f[0], fl[0]);
+    api_put_s(out, "}");
+    if (!(fl[2] == 1 && f[2][0] == '-')) {
+        api_put_s(out, ",\"user\":{\"name\":");
+        put_text_str(out, f[2], fl[2]);
+        api_put_s(out, "}");
+    }
+    /* the request line: METHOD TARGET PROTOCOL/VERSION */
+    const char *r = q[0], *re = q[0] + ql[0], *m = r;
+    while (r < re && *r != ' ')
+        r++;
+    size_t ml = (size_t)(r - m);
+    while (r < re && *r == ' ')
+        r++;
+    const char *u = r;
+    while (r < re && *r != ' ')
+        r++;
+    size_t ul = (size_t)(r - u);
+    while (r < re && *r == ' ')
+        r++;
+    const char *v = memchr(r, '/', (size_t)(re - r));
+    api_put_s(out, ",\"http\":{\"request\":{");
+    int k = 0;
+    if (ml && ul) {
+        api_put_s(out, "\"method\":");
+        put_text_str(out, m, ml);
+        k++;
+    }
+    if (nq >= 2 && !(ql[1] == 1 && q[1][0] == '-')) {
+        api_put_s(out, k++ ? ",\"referrer\":" : "\"referrer\":");
+        put_text_str(out, q[1], ql[1]);
+    }
+    api_put_s(out, "}");
+    if (v && v + 1 < re) {
+        api_put_s(out, ",\"version\":");
+        put_text_str(out, v + 1, (size_t)(re - v - 1));
+    }
+    char num[80];
+    snprintf(num, sizeof num, ",\"response\":{\"status_code\":%ld", status);
+    api_put_s(out, num);
+    if (bytes >= 0) {
+        snprintf(num, sizeof num, ",\"body\":{\"bytes\":%lld}", bytes);
+        api_put_s(out, num);
+    }
+    api_put_s(out, "}}");
+    if (ml && ul) {
+        api_put_s(out, ",\"url\":{\"original\":");
+        put_text_str(out, u, ul);
+        api_put_s(out, "}");
+    }
+    if (nq >= 3 && !(ql[2] == 1 && q[2][0] == '-')) {
+        api_put_s(out, ",\"user_agent\":{\"original\":");
+        put_text_str(out, q[2], ql[2]);
+        api_put_s(out, "}");
+    }
+    api_put_s(out, "}");
+    *lt = when;
+    return 0;
+}
+
+int api_line_event(seg_buf *out, const char *s, size_t n, int combined, int64_t now, idx_line_time *lt)
+{
+    lt->has = 0;
+    size_t k = 0;
+    while (k < n && (s[k] == ' ' || s[k] == '\t'))
+        k++;
+    if (k == n)
+        return 0;
+    if (combined) {
+        size_t mark = out->n;
+        if (combined_event(out, s, n, now, lt) == 0)
+            return 1;
+        out->n = mark;
+    }
+    size_t used;
+    lt->has = seg_time_parse_text(s + k, n - k, now, &lt->time, &used) == 0;
+    api_text_event(out, s, n);
+    return 1;
+}
+
+int api_text_to_ndjson(const char *p, size_t n, int64_t now, int combined, seg_buf *out, seg_buf *times)
 {
     size_t at = api_bom(p, n);
     while (at < n) {
@@ -429,15 +594,7 @@ int api_text_to_ndjson(const char *p, size_t n, int64_t now, seg_buf *out, seg_b
         if (l && p[at + l - 1] == '\r')
             l--;
         idx_line_time lt = {0, 0};
-        size_t k = 0;
-        while (k < l && (p[at + k] == ' ' || p[at + k] == '\t'))
-            k++;
-        if (k < l) { /* blank lines stay blank (skipped, numbered) */
-            size_t used;
-            if (seg_time_parse_text(p + at + k, l - k, now, &lt.time, &used) == 0)
-                lt.has = 1;
-            api_text_event(out, p + at, l);
-        }
+        api_line_event(out, p + at, l, combined, now, &lt); /* blank lines stay blank (skipped, numbered) */
         seg_buf_put(times, &lt, sizeof lt);
         seg_buf_put_u8(out, '\n');
         at = end + 1;

@@ -5,7 +5,7 @@
  *
  * Batches: lines are gathered up to SEND_BATCH bytes (a line is never cut;
  * one longer line goes alone) and POSTed to URL/api/v1/INDEX/ingest
- * (?format=text for --format text: the server turns lines into events).
+ * (?format=text or ?format=combined: the server turns lines into events).
  * The answer's counts are summed; its rejected lines (numbered within the
  * batch) are reported with their line in the file.  A batch refused for
  * now (429, 503, 507: busy, overloaded, disk full) is sent again after the
@@ -63,7 +63,7 @@ cli_sender *cli_sender_new(const char *url, const char *index, const char *token
     size_t ul = strlen(url);
     while (ul && url[ul - 1] == '/')
         ul--;
-    snprintf(s->url, sizeof s->url, "%.*s/api/v1/%s/ingest%s", (int)ul, url, index, text ? "?format=text" : "");
+    snprintf(s->url, sizeof s->url, "%.*s/api/v1/%s/ingest%s", (int)ul, url, index, text == 2 ? "?format=combined" : text ? "?format=text" : "");
     s->hdr = curl_slist_append(NULL, "Content-Type: application/x-ndjson");
     s->hdr = curl_slist_append(s->hdr, "Expect:"); /* no 100-continue round trip */
     if (token) {

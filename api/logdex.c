@@ -66,7 +66,9 @@ static const char *const usage_ingest =
     "  --index NAME      index name (default 'default'; [a-z0-9][a-z0-9_.-]{0,63})\n"
     "  --format F        ndjson (default; a file that is one JSON array also\n"
     "                    works) or text: each line stored as {\"message\":LINE},\n"
-    "                    timed by a leading timestamp when one parses\n"
+    "                    timed by a leading timestamp when one parses; or\n"
+    "                    combined: Apache/nginx access log lines parsed into\n"
+    "                    fields (ECS names), timed by their [time]\n"
     "  --url URL         send to a running server (URL/api/v1/NAME/ingest, in\n"
     "                    batches of 4 MiB; a batch refused for now is sent again\n"
     "                    after the server's Retry-After) instead of --data\n"
@@ -256,7 +258,7 @@ typedef struct ingest_ctx {
     int progress;
     double t0, last;
     uint64_t bytes_read;
-    int text;                  /* --format text */
+    int text;                  /* --format text (1) or combined (2) */
     int64_t now;
     seg_buf line;              /* text: the line's event */
     /* rejected lines: the first REJECT_SHOWN are printed, the rest counted
@@ -443,19 +445,13 @@ static int add_line_limited(idx_writer *w, const char *line, size_t n, long line
         return cli_sender_line(c->snd, c->file, lineno, line, n, e);
     if (!c->text)
         return idx_add_line(w, line, n, lineno, on_reject, c, e);
-    /* --format text: {"message": line}, timed by a leading timestamp */
+    /* --format text or combined: the line's event, timed by its own time */
     if (n && line[n - 1] == '\r')
         n--;
-    size_t k = 0;
-    while (k < n && (line[k] == ' ' || line[k] == '\t'))
-        k++;
-    if (k == n)
-        return SEG_OK;
     idx_line_time lt = {0, 0};
-    size_t used;
-    lt.has = seg_time_parse_text(line + k, n - k, c->now, &lt.time, &used) == 0;
     c->line.n = 0;
-    api_text_event(&c->line, line, n);
+    if (!api_line_event(&c->line, line, n, c->text == 2, c->now, &lt))
+        return SEG_OK;
     if (c->line.oom)
         return seg_err_set(e, SEG_ENOMEM, NULL, "out of memory");
     return idx_add_line_timed(w, (const char *)c->line.p, c->line.n, lineno, &lt, on_reject, c, e);
@@ -614,8 +610,10 @@ static int cmd_ingest(int argc, char **argv)
         case 'o':
             if (!strcmp(optarg, "text"))
                 text = 1;
+            else if (!strcmp(optarg, "combined"))
+                text = 2;
             else if (strcmp(optarg, "ndjson") && strcmp(optarg, "json")) {
-                fprintf(stderr, "logdex ingest: bad --format '%s' (ndjson or text)\n", optarg);
+                fprintf(stderr, "logdex ingest: bad --format '%s' (ndjson, text or combined)\n", optarg);
                 return 2;
             }
             break;

@@ -228,6 +228,18 @@ is "$("$LOGDEX" search --data "$T/inp" --index arr --sort b:desc '*' | tr '\n' '
 is "$("$LOGDEX" search --data "$T/inp" --index arr --sort b '*' | head -1)" '{"b": 1,    "s": "x\ny"}' "search --sort b (ascending)"
 "$LOGDEX" search --data "$T/inp" --index arr --sort b:up '*' > /dev/null 2>&1; is $? 2 "a bad --sort exits 2"
 
+# --format combined: Apache/nginx access log lines into fields (ECS names)
+cat > "$T/access.log" <<'EOF2'
+127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)"
+10.0.0.2 - - [10/Oct/2000:13:55:37 -0700] "POST /api/x HTTP/1.1" 404 - "-" "curl/8.0"
+not an access log line
+EOF2
+out=$("$LOGDEX" ingest --quiet --format combined --data "$T/cb" --index c "$T/access.log")
+is "$(echo "$out" | grep -o '"accepted":[0-9]*,"rejected":[0-9]*,"duplicates":[0-9]*,"arrival_time":[0-9]*')" '"accepted":3,"rejected":0,"duplicates":0,"arrival_time":1' "--format combined: a line that is not one is a text event timed by arrival"
+is "$("$LOGDEX" search --data "$T/cb" --index c --fields 'source,user,http,url,user_agent' 'http.response.status_code:200')" '{"source":{"address":"127.0.0.1"},"user":{"name":"frank"},"http":{"request":{"method":"GET","referrer":"http://www.example.com/start.html"},"version":"1.0","response":{"status_code":200,"body":{"bytes":2326}}},"url":{"original":"/apache_pb.gif"},"user_agent":{"original":"Mozilla/4.08 [en] (Win98; I ;Nav)"}}' "  ... its fields, numbers as numbers"
+is "$("$LOGDEX" search --data "$T/cb" --index c --count --start 2000-10-10T20:55:37Z --end 2000-10-10T20:55:38Z 'http.request.method:POST')" 1 "  ... timed by its [time]"
+is "$("$LOGDEX" search --data "$T/cb" --index c --count 'http.response.status_code:>=400')" 1 "  ... the status a number"
+
 # the command line on a terminal, and its messages (issue 20)
 printf '%s\n' '{"@timestamp":"2024-02-01T00:00:01Z","level":"error","msg":"disk full","host":"a"}' \
   '{"@timestamp":"2024-02-01T00:00:02Z","message":"no level here"}' '{"@timestamp":"2024-02-01T00:00:03Z","x":1}' > "$T/hu.ndjson"

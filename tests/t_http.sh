@@ -100,6 +100,9 @@ is "$(code -XPOST --data-binary '[{"j":1},' "$U/api/v1/arr/ingest")" 400 "a brok
 is "$(code -XPOST --data-binary '[1,{"j":3}]' "$U/api/v1/arr/ingest")" 200 "an array with an element that is not an object"
 is "$(cat "$T/body")" '{"accepted":1,"rejected":1,"duplicates":0,"arrival_time":1,"errors":[{"line":1,"reason":"not a JSON object near byte 1"}]}' "  ... rejects that element by its number"
 is "$(code -XPOST --data-binary x "$U/api/v1/arr/ingest?format=csv")" 400 "an unknown format is 400"
+printf '%s\n' '10.1.2.3 - - [10/Oct/2000:13:55:36 -0700] "GET /x HTTP/1.1" 503 12 "-" "curl/8"' > "$T/acc"
+is "$(code -XPOST --data-binary @"$T/acc" "$U/api/v1/acc/ingest?format=combined")" 200 "ingest?format=combined"
+is "$(curl -s "$U/api/v1/acc/search?q=http.response.status_code:503&fields=source,url" | grep -o '"_time":"[^"]*","_source":{.*}}' )" '"_time":"2000-10-10T20:55:36.000Z","_source":{"source":{"address":"10.1.2.3"},"url":{"original":"/x"}}}' "  ... fields and time from the access log line"
 
 # the index's time field over HTTP (issue 20)
 is "$(code -XPUT -d '{"time_field":["created_at","payload.at"]}' "$U/api/v1/gh")" 200 "PUT /api/v1/{index} sets its time field"

@@ -2,7 +2,8 @@
  * write-ahead log, on hostile bytes:
  *   - seg_time_parse_text (whole string and leading time): a time found
  *     ends within the input;
- *   - api_text_to_ndjson (plain text lines): every event it makes is a
+ *   - api_text_to_ndjson (plain text lines, and combined access log lines
+ *     when the first byte has bit 1): every event it makes is a
  *     JSON object that seg_json_parse accepts, and there is a time per line;
  *   - api_array_to_ndjson (a body that is one JSON array): no crash, no
  *     read past the input;
@@ -60,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
         srch_glob(s, (size_t)(z - d), s + (z - d) + 1, n - (size_t)(z - d) - 1);
 
     seg_buf out = {0}, times = {0};
-    if (api_text_to_ndjson(s, n, now, &out, &times) == 0) {
+    if (api_text_to_ndjson(s, n, now, n && (d[0] & 2), &out, &times) == 0) {
         seg_json *js = seg_json_new();
         size_t lines = 0;
         for (size_t at = 0; at < out.n;) {
