@@ -36,7 +36,7 @@
 #define ES_MAX_BUCKETS 65536   /* ES's search.max_buckets */
 
 enum { K_DATE_HIST = 1, K_TERMS, K_AVG, K_MIN, K_MAX, K_SUM, K_VCOUNT, K_STATS, K_PCT, K_CARD,
-       K_FILTER, K_FILTERS, K_RANGE, K_DATE_RANGE, K_TOP_HITS };
+       K_FILTER, K_FILTERS, K_RANGE, K_DATE_RANGE, K_TOP_HITS, K_HIST };
 
 static const struct {
     const char *name;
@@ -44,7 +44,7 @@ static const struct {
 } kinds[] = {{"date_histogram", K_DATE_HIST}, {"terms", K_TERMS}, {"avg", K_AVG}, {"min", K_MIN}, {"max", K_MAX},
              {"sum", K_SUM}, {"value_count", K_VCOUNT}, {"stats", K_STATS}, {"percentiles", K_PCT},
              {"cardinality", K_CARD}, {"filter", K_FILTER}, {"filters", K_FILTERS}, {"range", K_RANGE},
-             {"date_range", K_DATE_RANGE}, {"top_hits", K_TOP_HITS}};
+             {"date_range", K_DATE_RANGE}, {"top_hits", K_TOP_HITS}, {"histogram", K_HIST}};
 
 static int native_kind(int k) { return k >= K_DATE_HIST && k <= K_CARD; }
 static int bucket_kind(int k) { return k == K_DATE_HIST || k == K_TERMS; }
@@ -363,6 +363,19 @@ static int parse_one(actx *a, const char *name, const json_t *def, anode *n, int
             return es_fail(a->x, 400, "illegal_argument_exception", "[range] missing is not supported");
         break;
     }
+    case K_HIST: {
+        static const char *const ok[] = {"field", "interval", "offset", "min_doc_count", "extended_bounds",
+                                         "hard_bounds", "keyed", "format", NULL};
+        if (keys_ok(a, b, "histogram", ok) || field_of(a, b, "histogram", n->field))
+            return -1;
+        json_t *iv = json_object_get(b, "interval");
+        if (!json_is_number(iv) || !(json_number_value(iv) > 0))
+            return es_fail(a->x, 400, "illegal_argument_exception", "[histogram] requires [interval], a number > 0");
+        if (es_is_time_field(n->field))
+            return es_fail(a->x, 400, "illegal_argument_exception",
+                           "[histogram] on the time field: use date_histogram");
+        break;
+    }
     case K_TOP_HITS: {
         static const char *const ok[] = {"size", "from", "sort", "_source", "fields", "docvalue_fields", NULL};
         if (keys_ok(a, b, "top_hits", ok))
@@ -374,7 +387,7 @@ static int parse_one(actx *a, const char *name, const json_t *def, anode *n, int
     }
     }
     if (!bucket_kind(n->kind) && n->kind != K_FILTER && n->kind != K_FILTERS && n->kind != K_RANGE &&
-        n->kind != K_DATE_RANGE && n->nsubs)
+        n->kind != K_DATE_RANGE && n->kind != K_HIST && n->nsubs)
         return es_fail(a->x, 400, "aggregation_initialization_exception",
                        "Aggregator [%s] of a metric type cannot accept sub-aggregations", name);
     n->all_native = native_kind(n->kind);
@@ -873,7 +886,121 @@ static void put_bound(seg_buf *out, const char *name, double v, const char *as_s
     api_put_s(out, ",");
 }
 
-/* filter / filters / range / date_range / top_hits under query q. */
+/* histogram over a numeric field, as refined range buckets: the field's
+ * min and max under q (one stats aggregation), then a bucket
+ * [key, key + interval) for every key = offset + k * interval from the
+ * min's to the max's (extended_bounds widen, hard_bounds cut), each counted
+ * by the engine with the range ANDed to q; min_doc_count drops buckets
+ * under it (default 0: every bucket between the data's ends, as ES). */
+static int put_histogram(actx *a, const anode *n, const es_query *q, int empty, seg_buf *out)
+{
+    const json_t *b = n->body;
+    double iv = json_number_value(json_object_get(b, "interval"));
+    double off = json_is_number(json_object_get(b, "offset")) ? json_number_value(json_object_get(b, "offset")) : 0;
+    json_int_t mdc = json_is_integer(json_object_get(b, "min_doc_count"))
+                         ? json_integer_value(json_object_get(b, "min_doc_count"))
+                         : 0;
+    int keyed = json_is_true(json_object_get(b, "keyed"));
+    /* format: a DecimalFormat pattern ("##0.0"): keys as strings with its
+     * digits after the point (grouping and the rest are not applied) */
+    const char *fmt = json_string_value(json_object_get(b, "format"));
+    int decimals = -1;
+    if (fmt) {
+        const char *dot = strchr(fmt, '.');
+        decimals = 0;
+        for (const char *c = dot ? dot + 1 : ""; *c == '0' || *c == '#'; c++)
+            decimals++;
+    }
+    double lo = INFINITY, hi = -INFINITY;
+    if (!empty && !q->empty && a->v->ix) {
+        srch_agg st = {SRCH_AGG_STATS, "s", (char *)n->field, 0, 0, {0}, 0, NULL, 0, 0};
+        srch_request rq;
+        es_request(q, 0, &rq);
+        srch_agg_result *res = NULL;
+        uint64_t total;
+        srch_stats sst;
+        seg_err e = {0};
+        if (++a->calls > ES_AGG_MAX_CALLS)
+            return es_fail(a->x, 400, "illegal_argument_exception", "the aggregations need more than %d queries",
+                           ES_AGG_MAX_CALLS);
+        if (srch_aggregate(a->v->ix, &rq, &st, 1, &res, &total, &sst, &e))
+            return es_fail_seg(a->x, &e);
+        if (res[0].count)
+            lo = res[0].min, hi = res[0].max;
+        srch_agg_results_free(res, 1);
+    }
+    const json_t *eb = json_object_get(b, "extended_bounds"), *hb = json_object_get(b, "hard_bounds");
+    if (json_is_number(json_object_get(eb, "min")) && json_number_value(json_object_get(eb, "min")) < lo)
+        lo = json_number_value(json_object_get(eb, "min"));
+    if (json_is_number(json_object_get(eb, "max")) && json_number_value(json_object_get(eb, "max")) > hi)
+        hi = json_number_value(json_object_get(eb, "max"));
+    if (json_is_number(json_object_get(hb, "min")) && json_number_value(json_object_get(hb, "min")) > lo)
+        lo = json_number_value(json_object_get(hb, "min"));
+    if (json_is_number(json_object_get(hb, "max")) && json_number_value(json_object_get(hb, "max")) < hi)
+        hi = json_number_value(json_object_get(hb, "max"));
+    api_put_s(out, keyed ? "{\"buckets\":{" : "{\"buckets\":[");
+    int rc = 0;
+    if (lo <= hi) {
+        double k0 = floor((lo - off) / iv), k1 = floor((hi - off) / iv);
+        if (k1 - k0 + 1 > ES_AGG_MAX_CALLS)
+            return es_fail(a->x, 400, "illegal_argument_exception",
+                           "[histogram] would make %.0f buckets (at most %d): use a larger interval", k1 - k0 + 1,
+                           ES_AGG_MAX_CALLS);
+        int nb = 0;
+        for (double k = k0; k <= k1 && rc == 0; k++) {
+            double key = off + k * iv;
+            srch_query *cond = NULL;
+            seg_err e = {0};
+            if (srch_q_range(n->field, key, 1, key + iv, 0, &cond, &e)) {
+                rc = es_fail_seg(a->x, &e);
+                break;
+            }
+            es_query rq;
+            if (refine(a, q, cond, 0, 0, 0, 0, &rq)) {
+                rc = -1;
+                break;
+            }
+            uint64_t cnt = 0;
+            if (mdc > 0 && !empty && count_of(a, &rq, &cnt)) {
+                es_query_free(&rq);
+                rc = -1;
+                break;
+            }
+            if (mdc > 0 && cnt < (uint64_t)mdc) {
+                es_query_free(&rq);
+                continue;
+            }
+            seg_buf kb = {0};
+            put_num(&kb, key);
+            if (kb.n && !memchr(kb.p, '.', kb.n) && !memchr(kb.p, 'e', kb.n))
+                api_put_s(&kb, ".0"); /* ES writes keys as doubles */
+            api_put_s(out, nb++ ? "," : "");
+            if (keyed) {
+                api_put_jstr(out, (const char *)kb.p, kb.n);
+                api_put_s(out, ":{");
+            } else {
+                api_put_s(out, "{\"key\":");
+                seg_buf_put(out, kb.p, kb.n);
+                api_put_s(out, ",");
+            }
+            seg_buf_free(&kb);
+            if (decimals >= 0) {
+                char ks[64];
+                snprintf(ks, sizeof ks, "%.*f", decimals, key);
+                api_put_s(out, "\"key_as_string\":");
+                api_put_jstr(out, ks, strlen(ks));
+                api_put_s(out, ",");
+            }
+            rc = put_bucket_rest(a, n, &rq, empty, out);
+            es_query_free(&rq);
+        }
+    }
+    api_put_s(out, keyed ? "}}" : "]}");
+    return rc;
+}
+
+/* filter / filters / range / date_range / top_hits / histogram under
+ * query q. */
 static int put_refined(actx *a, const anode *n, const es_query *q, int empty, seg_buf *out)
 {
     const json_t *b = n->body;
@@ -1043,6 +1170,8 @@ static int put_refined(actx *a, const anode *n, const es_query *q, int empty, se
         api_put_s(out, keyed ? "}}" : "]}");
         return rc;
     }
+    if (n->kind == K_HIST)
+        return put_histogram(a, n, q, empty, out);
     /* top_hits: newest first */
     json_t *opts = json_deep_copy(b);
     if (!json_object_get(opts, "size"))

@@ -286,6 +286,21 @@ def agg_cases(app):
     c("cardinality",
       {"size": 0, "aggs": {"c": {"cardinality": {"field": "user.id"}}}},
       lambda a: (abs(a["c"]["value"] - users) <= max(1, users // 100), (a["c"], users)))
+    lo_k, hi_k = (min(lats) // 100) * 100, (max(lats) // 100) * 100
+    hwant = [(float(k), sum(1 for v in lats if k <= v < k + 100)) for k in range(int(lo_k), int(hi_k) + 1, 100)]
+    c("histogram interval 100: every bucket between the data's ends, keys as doubles",
+      {"size": 0, "aggs": {"h": {"histogram": {"field": "latency_ms", "interval": 100}}}},
+      lambda a: ([(b["key"], b["doc_count"]) for b in a["h"]["buckets"]] == hwant, (a["h"]["buckets"][:3], hwant[:3])))
+    hwant2 = [(k, n) for k, n in [(float(k) + 50, sum(1 for e in app if e["level"] == "error" and "latency_ms" in e
+                                                        and k + 50 <= e["latency_ms"] < k + 250))
+                                  for k in range(int(lo_k) - 200, int(hi_k) + 200, 200)] if n >= 1]
+    c("histogram with offset, min_doc_count 1 and a sub-aggregation",
+      {"size": 0, "query": {"term": {"level": "error"}},
+       "aggs": {"h": {"histogram": {"field": "latency_ms", "interval": 200, "offset": 50, "min_doc_count": 1},
+                      "aggs": {"m": {"max": {"field": "latency_ms"}}}}}},
+      lambda a: ([(b["key"], b["doc_count"]) for b in a["h"]["buckets"]] == hwant2 and
+                 all(b["key"] <= b["m"]["value"] < b["key"] + 200 for b in a["h"]["buckets"]),
+                 (a["h"]["buckets"][:3], hwant2[:3])))
     srt = sorted(lats)
 
     def pct_ok(a):

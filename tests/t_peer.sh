@@ -7,7 +7,7 @@
 # pass and why.  Skipped when the suites or Debian's python3-yaml are absent.
 TNAME=peer
 . "${top_srcdir:-.}/tests/tap.sh"
-FLOOR=67
+FLOOR=68
 PEER=${LOGDEX_PEER_TESTS:-${top_srcdir:-.}/../shared/peer-tests}
 if [ ! -d "$PEER/elasticsearch-clients-tests" ] || ! /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
   echo "1..0 # SKIP the peer suites ($PEER) or python3-yaml are not here"; exit 0
