@@ -965,6 +965,60 @@ static void free_all(srch_query **a, size_t n)
     seg_free(a);
 }
 
+#define MSM_MAX_COMBINATIONS 1000
+
+/* minimum_should_match k of the n clauses c[] (1 < k < n): the OR of the
+ * ANDs of every k of them (copies; c stays the caller's), at most
+ * MSM_MAX_COMBINATIONS of them. */
+static srch_query *k_of_n(tr *t, srch_query **c, size_t n, size_t k)
+{
+    double comb = 1;
+    for (size_t i = 0; i < k; i++)
+        comb = comb * (double)(n - i) / (double)(i + 1);
+    if (comb > MSM_MAX_COMBINATIONS)
+        return es_fail(t->x, 400, "query_shard_exception",
+                       "[bool] minimum_should_match %zu of %zu should clauses makes %.0f combinations (at most %d)", k,
+                       n, comb, MSM_MAX_COMBINATIONS),
+               NULL;
+    size_t nc = (size_t)(comb + 0.5), idx[64], m = 0;
+    srch_query **ors = seg_calloc(nc, sizeof *ors);
+    seg_err e = {0};
+    if (!ors || k > 64)
+        return seg_free(ors), es_fail(t->x, 503, "es_rejected_execution_exception", "out of memory"), NULL;
+    for (size_t i = 0; i < k; i++)
+        idx[i] = i;
+    int rc = SEG_OK;
+    while (rc == SEG_OK && m < nc) {
+        srch_query *ands[64];
+        size_t na = 0;
+        for (size_t j = 0; j < k && rc == SEG_OK; j++)
+            if ((rc = srch_query_clone(c[idx[j]], &ands[na], &e)) == SEG_OK)
+                na++;
+        if (rc == SEG_OK)
+            rc = srch_q_bool(1, ands, na, &ors[m++], &e);
+        else
+            for (size_t j = 0; j < na; j++)
+                srch_query_free(ands[j]);
+        /* the next combination, in lexicographic order */
+        size_t j = k;
+        while (j > 0 && idx[j - 1] == n - k + j - 1)
+            j--;
+        if (j == 0)
+            break;
+        idx[j - 1]++;
+        for (size_t l = j; l < k; l++)
+            idx[l] = idx[l - 1] + 1;
+    }
+    srch_query *q = NULL;
+    if (rc == SEG_OK)
+        rc = srch_q_bool(0, ors, m, &q, &e);
+    else
+        for (size_t i = 0; i < m; i++)
+            srch_query_free(ors[i]);
+    seg_free(ors);
+    return mk(t, rc, &q, &e, "bool");
+}
+
 static srch_query *q_bool(tr *t, const json_t *body, int conj)
 {
     static const char *const ok[] = {"must", "filter", "should", "must_not", "minimum_should_match", "boost",
@@ -995,14 +1049,16 @@ static srch_query *q_bool(tr *t, const json_t *body, int conj)
     if (no && k > 0) {
         srch_query *o = NULL;
         if (k > 1 && k < (long)no) {
-            free_all(req, nr);
+            /* k of n: the OR of every AND of k clauses (each a copy) */
+            o = k_of_n(t, opt, no, (size_t)k);
             free_all(opt, no);
-            return es_fail(t->x, 400, "query_shard_exception",
-                           "[bool] minimum_should_match [%ld] of %zu should clauses: only 1 or all are supported yet",
-                           k, no),
-                   NULL;
-        }
-        if (k > (long)no) {
+            opt = NULL;
+            no = 0;
+            if (!o) {
+                free_all(req, nr);
+                return NULL;
+            }
+        } else if (k > (long)no) {
             free_all(opt, no);
             opt = NULL;
             no = 0;
