@@ -819,6 +819,12 @@ static it *prefix_iter(cx *c, const qnode *q)
     seg_term t;
     int rc;
     int wild = q->type == Q_WILD, rx = q->type == Q_REGEX;
+    void *md = rx ? srch_regex_scratch(q->re) : NULL;
+    if (rx && !md) {
+        seg_dict_iter_free(di);
+        seg_err_set(c->e, SEG_ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
     while ((rc = seg_dict_iter_next(di, &t, c->e)) == 1) {
         if (t.key_len < pn + 4 || memcmp(t.key, pre, pn))
             break;
@@ -830,7 +836,7 @@ static it *prefix_iter(cx *c, const qnode *q)
         if (wild && !srch_glob(q->str, q->str_len, (const char *)t.key, t.key_len - 4))
             continue;
         if (rx) {
-            int m = srch_regex_match(q->re, (const char *)t.key, t.key_len - 4);
+            int m = srch_regex_match(q->re, md, (const char *)t.key, t.key_len - 4);
             if (m < 0) {
                 seg_err_set(c->e, SEG_ELIMIT, NULL,
                             "regular expression /%.*s/ took too many steps on a token (a pattern that backtracks "
@@ -886,6 +892,7 @@ static it *prefix_iter(cx *c, const qnode *q)
         it_free(x);
     }
     seg_dict_iter_free(di);
+    srch_regex_scratch_free(md);
     if (rc < 0) {
         if (!bm)
             free_arr(k, nk);

@@ -32,9 +32,13 @@ enum {
                       prefix (what comes before the first wildcard) */
 };
 
-/* Q_REGEX: 1 when token t[0..n) matches whole, 0 when not, -1 when the
- * match went past its limits (a pathological pattern). */
-int srch_regex_match(const void *re, const char *t, size_t n);
+/* Q_REGEX: the match data one thread's matches of re write (made once per
+ * scan of the term dictionary, not per term); NULL when out of memory. */
+void *srch_regex_scratch(const void *re);
+void srch_regex_scratch_free(void *md);
+/* 1 when token t[0..n) matches re whole, 0 when not, -1 when the match
+ * went past its limits (a pathological pattern). */
+int srch_regex_match(const void *re, void *md, const char *t, size_t n);
 
 /* 1 when token t[0..n) matches pattern p[0..pn) ('*', '?': see Q_WILD). */
 int srch_glob(const char *p, size_t pn, const char *t, size_t n);

@@ -19,6 +19,7 @@
 #include "searcher/srch_int.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <limits.h>
@@ -368,20 +369,31 @@ static void *regex_compile(const char *s, size_t n, char *err, size_t errn)
     return re;
 }
 
-int srch_regex_match(const void *re, const char *t, size_t n)
+/* The limits of every match: one context, made once and only read by
+ * matches afterwards (so shared by the searching threads). */
+static pcre2_match_context *regex_limits;
+static pthread_once_t regex_limits_once = PTHREAD_ONCE_INIT;
+
+static void regex_limits_make(void)
 {
-    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-    pcre2_match_context *mc = pcre2_match_context_create(NULL);
-    if (!md || !mc) {
-        pcre2_match_data_free(md);
-        pcre2_match_context_free(mc);
-        return -1;
+    regex_limits = pcre2_match_context_create(NULL);
+    if (regex_limits) {
+        pcre2_set_match_limit(regex_limits, REGEX_MATCH_LIMIT);
+        pcre2_set_depth_limit(regex_limits, 10000);
     }
-    pcre2_set_match_limit(mc, REGEX_MATCH_LIMIT);
-    pcre2_set_depth_limit(mc, 10000);
-    int r = pcre2_match(re, (PCRE2_SPTR)t, n, 0, 0, md, mc);
-    pcre2_match_data_free(md);
-    pcre2_match_context_free(mc);
+}
+
+void *srch_regex_scratch(const void *re)
+{
+    pthread_once(&regex_limits_once, regex_limits_make);
+    return regex_limits ? pcre2_match_data_create_from_pattern(re, NULL) : NULL;
+}
+
+void srch_regex_scratch_free(void *md) { pcre2_match_data_free(md); }
+
+int srch_regex_match(const void *re, void *md, const char *t, size_t n)
+{
+    int r = pcre2_match(re, (PCRE2_SPTR)t, n, 0, 0, md, regex_limits);
     return r >= 0 ? 1 : r == PCRE2_ERROR_NOMATCH || r == PCRE2_ERROR_BADUTFOFFSET || (r <= PCRE2_ERROR_UTF8_ERR1 && r >= PCRE2_ERROR_UTF8_ERR21) ? 0 : -1;
 }
 
